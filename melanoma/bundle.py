@@ -1,0 +1,183 @@
+"""A model bundle: one folder with the weights and everything the app and the commands show.
+
+The network is always built in code (`build_resnet50`) and the weights are loaded into it by
+variable name: no model config is ever deserialised from a file. Every file's sha256 is in the
+manifest and checked on load, so a corrupted or mixed-up bundle is refused with a clear reason.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from melanoma.config import CLASS_NAMES, IMAGE_SHAPE
+from melanoma.fileio import atomic_write_bytes, atomic_write_json, sha256_file
+
+DEFAULT_BUNDLE = Path(__file__).resolve().parent.parent / "models" / "melanoma-resnet50"
+MANIFEST = "manifest.json"
+WEIGHTS = "weights.npz"
+METRICS = "metrics.json"
+HISTORY = "history.csv"
+DATASET_SUMMARY = "dataset_summary.json"
+TEST_SPLIT = "test_split.csv"
+CONFIG = "train_config.json"
+REQUIRED_FILES = (WEIGHTS, METRICS, HISTORY, DATASET_SUMMARY, TEST_SPLIT, CONFIG)
+FORMAT_VERSION = 1
+
+
+class BundleError(RuntimeError):
+    """The bundle cannot be used; str() says why in one line."""
+
+
+def weights_to_npz(model, half_precision: bool = True) -> bytes:
+    """Kernels in float16 (half the size; AUC checked unchanged), the rest (biases, batch-norm
+    statistics, whose variances can leave float16's range) in float32."""
+    arrays = {}
+    for variable in model.weights:
+        value = np.asarray(variable.numpy())
+        if half_precision and variable.path.endswith("/kernel"):
+            value = value.astype(np.float16)
+        arrays[variable.path] = value
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return buffer.getvalue()
+
+
+def assign_weights(model, arrays) -> None:
+    expected = {variable.path: variable for variable in model.weights}
+    missing = sorted(set(expected) - set(arrays.keys()))
+    unexpected = sorted(set(arrays.keys()) - set(expected))
+    if missing or unexpected:
+        raise BundleError(f"weights do not fit the network: {len(missing)} missing, "
+                          f"{len(unexpected)} unexpected (e.g. {(missing + unexpected)[0]})")
+    for path, variable in expected.items():
+        value = arrays[path]
+        if tuple(value.shape) != tuple(variable.shape):
+            raise BundleError(f"weights do not fit the network: {path} has shape {value.shape}, "
+                              f"expected {tuple(variable.shape)}")
+        variable.assign(value.astype(variable.dtype))
+
+
+def write_bundle(out_dir: str | Path, model, *, metrics: dict, history_csv: str, dataset_summary: dict,
+                 test_split_csv: str, train_config: dict, extra_manifest: dict | None = None) -> Path:
+    """Writes to a sibling temp folder, then swaps it in: a kill never leaves half a bundle."""
+    import keras
+    import tensorflow as tf
+
+    out_dir = Path(out_dir)
+    staging = out_dir.with_name(f".{out_dir.name}.partial-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    atomic_write_bytes(staging / WEIGHTS, weights_to_npz(model))
+    atomic_write_json(staging / METRICS, metrics)
+    atomic_write_bytes(staging / HISTORY, history_csv.encode())
+    atomic_write_json(staging / DATASET_SUMMARY, dataset_summary)
+    atomic_write_bytes(staging / TEST_SPLIT, test_split_csv.encode())
+    atomic_write_json(staging / CONFIG, train_config)
+    manifest = {
+        "format_version": FORMAT_VERSION,
+        "name": out_dir.name,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "architecture": "resnet50_from_scratch",
+        "input_shape": list(IMAGE_SHAPE),
+        "input_range": [0, 255],
+        "class_names": list(CLASS_NAMES),
+        "threshold": metrics["threshold"],
+        "seed": train_config.get("seed"),
+        "versions": {"tensorflow": tf.__version__, "keras": keras.__version__, "numpy": np.__version__},
+        "weights_sha256": sha256_file(staging / WEIGHTS),
+        "files": {name: sha256_file(staging / name) for name in REQUIRED_FILES},
+        **(extra_manifest or {}),
+    }
+    atomic_write_json(staging / MANIFEST, manifest)
+
+    retired = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
+    if out_dir.exists():
+        os.replace(out_dir, retired)
+    os.replace(staging, out_dir)
+    shutil.rmtree(retired, ignore_errors=True)
+    return out_dir
+
+
+@dataclass
+class Bundle:
+    path: Path
+    manifest: dict
+    metrics: dict
+    dataset_summary: dict
+    train_config: dict
+    history_csv: Path = field(repr=False, default=None)
+    test_split_csv: Path = field(repr=False, default=None)
+
+    @property
+    def threshold(self) -> float:
+        return float(self.manifest["threshold"])
+
+    @property
+    def weights_path(self) -> Path:
+        return self.path / WEIGHTS
+
+    def history(self):
+        import pandas as pd
+
+        return pd.read_csv(self.history_csv)
+
+    def test_split(self):
+        import pandas as pd
+
+        return pd.read_csv(self.test_split_csv)
+
+
+def load_bundle(path: str | Path | None = None) -> Bundle:
+    """Reads and verifies a bundle (not the network: see `load_model`)."""
+    path = Path(path) if path else DEFAULT_BUNDLE
+    if not path.is_dir():
+        raise BundleError(f"no model bundle at {path}")
+    manifest = _read_json(path, MANIFEST)
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise BundleError(f"{path / MANIFEST}: unsupported format_version {manifest.get('format_version')!r}")
+    if tuple(manifest.get("input_shape", ())) != IMAGE_SHAPE or tuple(manifest.get("class_names", ())) != CLASS_NAMES:
+        raise BundleError(f"{path}: bundle was made for input {manifest.get('input_shape')} / classes "
+                          f"{manifest.get('class_names')}, this code expects {list(IMAGE_SHAPE)} / {list(CLASS_NAMES)}")
+    for name in REQUIRED_FILES:
+        file = path / name
+        if not file.is_file():
+            raise BundleError(f"bundle {path} is incomplete: {name} is missing")
+        expected = manifest.get("files", {}).get(name)
+        if expected != sha256_file(file):
+            raise BundleError(f"bundle {path} is corrupted: {name} does not match its sha256 in {MANIFEST}")
+    if manifest.get("weights_sha256") != manifest["files"][WEIGHTS]:
+        raise BundleError(f"bundle {path}: weights_sha256 in {MANIFEST} does not match the weights file")
+    return Bundle(path=path, manifest=manifest, metrics=_read_json(path, METRICS),
+                  dataset_summary=_read_json(path, DATASET_SUMMARY), train_config=_read_json(path, CONFIG),
+                  history_csv=path / HISTORY, test_split_csv=path / TEST_SPLIT)
+
+
+def _read_json(folder: Path, name: str) -> dict:
+    try:
+        return json.loads((folder / name).read_text())
+    except FileNotFoundError:
+        raise BundleError(f"bundle {folder} is incomplete: {name} is missing") from None
+    except (OSError, ValueError) as error:
+        raise BundleError(f"bundle {folder}: {name} is unreadable ({str(error).splitlines()[0]})") from None
+
+
+def load_model(bundle: Bundle):
+    """Builds ResNet50 in code and loads the bundle's weights into it."""
+    from melanoma.model import build_resnet50
+
+    model = build_resnet50()
+    try:
+        with np.load(bundle.weights_path, allow_pickle=False) as arrays:
+            assign_weights(model, {key: arrays[key] for key in arrays.files})
+    except BundleError:
+        raise
+    except Exception as error:
+        raise BundleError(f"cannot read weights {bundle.weights_path}: {str(error).splitlines()[0]}") from None
+    return model

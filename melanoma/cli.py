@@ -1,0 +1,116 @@
+"""`python -m melanoma train | evaluate | predict | bench`."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter is not for users
+
+from melanoma.config import TrainConfig  # noqa: E402
+
+EXIT_REJECTED = 2
+
+
+def add_train_parser(commands) -> None:
+    parser = commands.add_parser("train", help="train ResNet50 from scratch and write a model bundle",
+                                 description="Train (or resume) and write a bundle. Rerun the same "
+                                             "command after an interruption to resume.")
+    parser.add_argument("--data", required=True, help="HAM10000-format folder (metadata CSV + images/)")
+    parser.add_argument("--out", required=True, help="bundle folder to write at the end")
+    parser.add_argument("--run-dir", help="checkpoints and history (default: runs/<out name>)")
+    defaults = TrainConfig()
+    for name in ("epochs", "batch_size", "seed", "learning_rate", "weight_decay", "label_smoothing",
+                 "melanoma_per_epoch_factor", "warmup_epochs", "rotation", "zoom", "color_jitter",
+                 "target_sensitivity", "val_fraction", "test_fraction"):
+        default = getattr(defaults, name)
+        parser.add_argument(f"--{name.replace('_', '-')}", type=type(default), default=default,
+                            help=f"(default {default})")
+    parser.add_argument("--max-images", type=int, default=None,
+                        help="train on a stratified subset of this many images (smoke runs)")
+    parser.add_argument("--no-xla", dest="jit_compile", action="store_false",
+                        help="do not compile the training step with XLA")
+    parser.add_argument("--distribute", choices=("none", "mirrored", "multiworker"), default="none",
+                        help="tf.distribute strategy: all local devices, or the hosts in TF_CONFIG")
+
+
+def run_train(args) -> int:
+    from melanoma.data import DatasetError
+    from melanoma.train import train
+
+    names = {f.name for f in fields(TrainConfig)}
+    config = TrainConfig(**{k: v for k, v in vars(args).items() if k in names and v is not None})
+    try:
+        train(args.data, args.out, config, run_dir=args.run_dir)
+    except DatasetError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def run_evaluate(args) -> int:
+    from melanoma.bundle import BundleError
+    from melanoma.data import DatasetError
+    from melanoma.evaluate import evaluate_folder
+
+    try:
+        result = evaluate_folder(args.model, args.data)
+    except (BundleError, DatasetError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    text = json.dumps(result, indent=2)
+    if args.json:
+        Path(args.json).write_text(text + "\n")
+    print(text)
+    return 0
+
+
+def run_predict(args) -> int:
+    from melanoma.bundle import BundleError
+    from melanoma.inference import Prediction, Predictor
+
+    try:
+        predictor = Predictor.from_bundle(args.model)
+    except BundleError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    results = []
+    for name in args.files:
+        try:
+            data = Path(name).read_bytes()
+        except OSError as error:
+            results.append(Prediction(name=name, error=f"cannot read file: {error.strerror or error}"))
+            continue
+        results.append(predictor.classify_bytes(name, data))
+    if args.json:
+        print(json.dumps({"threshold": predictor.threshold, "results": [r.as_dict() for r in results]}, indent=2))
+    else:
+        for r in results:
+            if r.ok:
+                print(f"{r.name}\tP(melanoma)={r.probability:.4f}\t{r.call}")
+            else:
+                print(f"{r.name}\trejected: {r.error}")
+    return 0 if all(r.ok for r in results) else EXIT_REJECTED
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m melanoma", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    add_train_parser(commands)
+
+    evaluate = commands.add_parser("evaluate", help="metrics of a bundle on every image of a HAM10000 folder")
+    evaluate.add_argument("--model", default=None, help="bundle folder (default: the shipped one in models/)")
+    evaluate.add_argument("--data", required=True, help="HAM10000-format folder")
+    evaluate.add_argument("--json", help="also write the metrics to this file")
+
+    predict = commands.add_parser("predict", help="P(melanoma) and the call for image files")
+    predict.add_argument("--model", default=None, help="bundle folder (default: the shipped one in models/)")
+    predict.add_argument("--json", action="store_true", help="print JSON instead of lines")
+    predict.add_argument("files", nargs="+", help="image files (JPEG, PNG, ...)")
+
+    args = parser.parse_args(argv)
+    handlers = {"train": run_train, "evaluate": run_evaluate, "predict": run_predict}
+    return handlers[args.command](args)

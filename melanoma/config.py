@@ -1,0 +1,77 @@
+"""Every tunable of the project in one place.
+
+The image size and the class names are part of a bundle's contract: the manifest records them and
+the inference path checks them, so a bundle trained with other values is never silently misused.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+IMAGE_HEIGHT = 75
+IMAGE_WIDTH = 100
+IMAGE_SHAPE = (IMAGE_HEIGHT, IMAGE_WIDTH, 3)
+CLASS_NAMES = ("not melanoma", "melanoma")
+MELANOMA_DX = "mel"
+KNOWN_DX = ("akiec", "bcc", "bkl", "df", "mel", "nv", "vasc")
+DX_NAMES = {
+    "akiec": "Actinic keratosis / intraepithelial carcinoma",
+    "bcc": "Basal cell carcinoma",
+    "bkl": "Benign keratosis",
+    "df": "Dermatofibroma",
+    "mel": "Melanoma",
+    "nv": "Melanocytic nevus",
+    "vasc": "Vascular lesion",
+}
+METADATA_FILE = "HAM10000_metadata.csv"
+IMAGES_DIR = "images"
+REQUIRED_COLUMNS = ("lesion_id", "image_id", "dx")
+
+# Input validation: below this an image cannot show a lesion's structure; above it we refuse
+# to decode (a decompression bomb is refused from its header, before any pixel is decoded).
+MIN_IMAGE_SIDE = 32
+MAX_IMAGE_PIXELS = 40_000_000
+MAX_UPLOAD_MB = 20
+ACCEPTED_FORMATS = ("JPEG", "PNG", "BMP", "TIFF", "WEBP")
+
+# Grad-CAM: at 75x100 the last stage is 3x4 cells; stage 4 (5x7) localises better, see README.
+GRADCAM_LAYERS = {
+    "stage 3 (10x13)": "conv3_block4_out",
+    "stage 4 (5x7)": "conv4_block6_out",
+    "stage 5 (3x4)": "conv5_block3_out",
+}
+DEFAULT_GRADCAM_LAYER = "conv4_block6_out"
+
+
+@dataclass
+class TrainConfig:
+    """Hyper-parameters of one training run; saved verbatim in the run folder and the bundle."""
+
+    epochs: int = 30
+    batch_size: int = 32
+    seed: int = 42
+    test_fraction: float = 0.2
+    val_fraction: float = 0.15  # of the training side, grouped by lesion like the test split
+    # Balancing per epoch: melanoma images are drawn with replacement (each an augmented copy)
+    # up to `melanoma_per_epoch_factor` x their count; as many not-melanoma images are drawn
+    # without replacement, so every epoch is 50/50 and sees fresh not-melanoma images.
+    melanoma_per_epoch_factor: float = 2.0
+    learning_rate: float = 1e-3
+    warmup_epochs: int = 2
+    weight_decay: float = 0.05  # AdamW, decoupled (scaled by the learning rate)
+    label_smoothing: float = 0.05
+    rotation: float = 0.5  # fraction of a full turn, both ways: lesions have no "up"
+    zoom: float = 0.2  # random crop-and-scale: up to 20% in or out
+    color_jitter: float = 0.1
+    jit_compile: bool = True
+    target_sensitivity: float = 0.85  # the threshold is picked on validation for this
+    max_images: int | None = None  # a stratified subset, for smoke runs and quick experiments
+    distribute: str = "none"
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+# How a call is worded for a clinician: a triage hint, never a diagnosis.
+CALL_SUSPICIOUS = "suspicious for melanoma - refer"
+CALL_NOT_SUSPICIOUS = "not suspicious for melanoma"
+PREDICT_BATCH = 32  # fixed batch shape for the compiled predict function (padded), see inference

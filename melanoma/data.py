@@ -1,0 +1,234 @@
+"""HAM10000 as the method describes it: cleanse, relabel melanoma vs not, split by lesion,
+balance the training side per epoch, resize to 75x100 — in a tf.data pipeline.
+
+Any folder in HAM10000's layout works: `HAM10000_metadata.csv` plus `images/<image_id>.jpg`.
+"""
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import StratifiedGroupKFold
+
+from melanoma.config import (IMAGE_SHAPE, IMAGES_DIR, KNOWN_DX, MELANOMA_DX, METADATA_FILE,
+                             REQUIRED_COLUMNS, TrainConfig)
+from melanoma.images import ImageRejected, prepare_path
+
+
+class DatasetError(RuntimeError):
+    """The data folder cannot be used at all; str() says why in one line."""
+
+
+@dataclass
+class LoadedDataset:
+    frame: pd.DataFrame  # cleansed metadata, one row per usable image, with `label`
+    images: np.ndarray  # uint8 (N, 75, 100, 3), row-aligned with `frame`
+    dropped: list[dict] = field(default_factory=list)  # {image_id, reason} per dropped row
+
+    @property
+    def labels(self) -> np.ndarray:
+        return self.frame["label"].to_numpy(dtype=np.int32)
+
+
+def read_metadata(data_dir: str | Path) -> pd.DataFrame:
+    path = Path(data_dir) / METADATA_FILE
+    if not path.is_file():
+        raise DatasetError(f"no {METADATA_FILE} in {data_dir}")
+    try:
+        frame = pd.read_csv(path, dtype={"lesion_id": str, "image_id": str, "dx": str})
+    except Exception as error:
+        raise DatasetError(f"cannot read {path}: {str(error).splitlines()[0]}") from None
+    missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
+    if missing:
+        raise DatasetError(f"{path} lacks the column(s) {', '.join(missing)}")
+    return frame
+
+
+def cleanse(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[dict]]:
+    """Drops rows with no image id, an unknown diagnosis or a repeated image id, and says why."""
+    dropped: list[dict] = []
+
+    def drop(mask: pd.Series, reason: str) -> None:
+        for image_id in frame.loc[mask, "image_id"].fillna("<missing>"):
+            dropped.append({"image_id": image_id, "reason": reason})
+
+    frame = frame.copy()
+    frame["dx"] = frame["dx"].str.strip().str.lower()
+    no_id = frame["image_id"].isna() | frame["lesion_id"].isna()
+    drop(no_id, "missing image_id or lesion_id")
+    frame = frame[~no_id]
+    unknown = ~frame["dx"].isin(KNOWN_DX)
+    drop(unknown, "unknown diagnosis (dx)")
+    frame = frame[~unknown]
+    repeated = frame["image_id"].duplicated(keep="first")
+    drop(repeated, "duplicate image_id")
+    frame = frame[~repeated]
+    frame["label"] = (frame["dx"] == MELANOMA_DX).astype(np.int32)
+    return frame.reset_index(drop=True), dropped
+
+
+def stratified_subset(frame: pd.DataFrame, max_images: int, seed: int) -> pd.DataFrame:
+    """A subset that keeps the diagnosis mix, whole lesions at a time (for smoke runs)."""
+    if max_images >= len(frame):
+        return frame
+    lesions = frame.drop_duplicates("lesion_id")[["lesion_id", "dx"]]
+    fraction = max_images / len(frame)
+    chosen = lesions.groupby("dx", group_keys=False).sample(frac=fraction, random_state=seed)
+    subset = frame[frame["lesion_id"].isin(chosen["lesion_id"])]
+    return subset.head(max_images).reset_index(drop=True)
+
+
+def load_images(frame: pd.DataFrame, data_dir: str | Path, workers: int = 4
+                ) -> tuple[pd.DataFrame, np.ndarray, list[dict]]:
+    """Decodes every image once (the cache for all epochs); unreadable ones are dropped with
+    their reason."""
+    image_dir = Path(data_dir) / IMAGES_DIR
+
+    def load(image_id: str):
+        try:
+            return prepare_path(image_dir / f"{image_id}.jpg", display=False).model_input, None
+        except ImageRejected as error:
+            return None, str(error)
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        results = list(pool.map(load, frame["image_id"]))
+    keep = [array is not None for array, _ in results]
+    dropped = [{"image_id": image_id, "reason": "unusable image", "detail": reason}
+               for image_id, (array, reason) in zip(frame["image_id"], results) if array is None]
+    arrays = [array for array, _ in results if array is not None]
+    images = np.stack(arrays) if arrays else np.zeros((0, *IMAGE_SHAPE), np.uint8)
+    return frame[keep].reset_index(drop=True), images, dropped
+
+
+def load_dataset(data_dir: str | Path, max_images: int | None = None, seed: int = 0) -> LoadedDataset:
+    frame, dropped = cleanse(read_metadata(data_dir))
+    if max_images:
+        frame = stratified_subset(frame, max_images, seed)
+    frame, images, bad_images = load_images(frame, data_dir)
+    dropped += bad_images
+    if len(frame) == 0:
+        raise DatasetError(f"no usable images in {data_dir} ({len(dropped)} rows dropped)")
+    return LoadedDataset(frame=frame, images=images, dropped=dropped)
+
+
+def split_by_lesion(frame: pd.DataFrame, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(keep, held_out) row indices: held_out is ~fraction of the rows, stratified by label,
+    and no lesion_id has images on both sides."""
+    n_splits = max(2, round(1 / fraction))
+    splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    keep, held_out = next(splitter.split(frame, frame["label"], groups=frame["lesion_id"]))
+    return np.sort(keep), np.sort(held_out)
+
+
+@dataclass
+class Split:
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
+
+
+def make_split(frame: pd.DataFrame, config: TrainConfig) -> Split:
+    """80/20 train/test by lesion, then validation carved from the training side the same way."""
+    train_val, test = split_by_lesion(frame, config.test_fraction, config.seed)
+    train_part, val_part = split_by_lesion(frame.iloc[train_val], config.val_fraction, config.seed + 1)
+    return Split(train=train_val[train_part], val=train_val[val_part], test=test)
+
+
+def balanced_epoch_indices(labels: np.ndarray, factor: float, rng: np.random.Generator) -> np.ndarray:
+    """One epoch of the training side, 50/50: melanoma drawn with replacement up to factor x
+    its count (each draw is augmented differently), not-melanoma sampled down to match."""
+    positives = np.flatnonzero(labels == 1)
+    negatives = np.flatnonzero(labels == 0)
+    if len(positives) == 0 or len(negatives) == 0:
+        raise DatasetError("the training side needs images of both classes")
+    per_class = min(int(round(factor * len(positives))), len(negatives))
+    extra_draws = rng.choice(positives, max(0, per_class - len(positives)))
+    chosen_pos = np.concatenate([rng.permutation(positives), extra_draws])[:per_class]
+    chosen_neg = rng.choice(negatives, per_class, replace=False)
+    return rng.permutation(np.concatenate([chosen_pos, chosen_neg]))
+
+
+def make_augmenter(config: TrainConfig):
+    """Rotation, crop-and-scale, flips and mild colour jitter. Applied to both classes alike:
+    augmenting melanoma only (as the method does) teaches the network that rotation artefacts
+    mean melanoma. Reflect padding avoids black corners for the same reason."""
+    import keras
+    from keras import layers
+
+    return keras.Sequential([
+        layers.RandomFlip("horizontal_and_vertical"),
+        layers.RandomRotation(config.rotation, fill_mode="reflect"),
+        layers.RandomZoom((-config.zoom, config.zoom), fill_mode="reflect"),
+        layers.RandomTranslation(config.zoom / 2, config.zoom / 2, fill_mode="reflect"),
+        layers.RandomBrightness(config.color_jitter, value_range=(0, 255)),
+        layers.RandomContrast(config.color_jitter),
+        layers.RandomSaturation((0.5 - config.color_jitter, 0.5 + config.color_jitter)),
+    ], name="augment")
+
+
+def make_train_dataset(images: np.ndarray, labels: np.ndarray, indices: np.ndarray,
+                       config: TrainConfig, augmenter=None):
+    import tensorflow as tf
+
+    dataset = tf.data.Dataset.from_tensor_slices((images[indices], labels[indices]))
+    dataset = dataset.batch(config.batch_size, drop_remainder=True)
+    if augmenter is not None:
+        dataset = dataset.map(
+            lambda x, y: (tf.clip_by_value(augmenter(tf.cast(x, tf.float32), training=True), 0.0, 255.0), y),
+            num_parallel_calls=tf.data.AUTOTUNE)
+    else:
+        dataset = dataset.map(lambda x, y: (tf.cast(x, tf.float32), y))
+    return dataset.map(lambda x, y: (x, tf.one_hot(y, 2))).prefetch(tf.data.AUTOTUNE)
+
+
+def make_eval_dataset(images: np.ndarray, batch_size: int = 64):
+    import tensorflow as tf
+
+    return (tf.data.Dataset.from_tensor_slices(images).batch(batch_size)
+            .map(lambda x: tf.cast(x, tf.float32)).prefetch(tf.data.AUTOTUNE))
+
+
+def summarize(dataset: LoadedDataset, split: Split | None = None, epoch_counts: dict | None = None,
+              total_rows: int | None = None) -> dict:
+    """The dataset summary saved with a bundle; the app's Dataset page draws from it."""
+    frame = dataset.frame
+
+    def counts(column: str, rows: pd.DataFrame = frame) -> dict:
+        if column not in rows:
+            return {}
+        return {str(k): int(v) for k, v in rows[column].fillna("unknown").value_counts().items()}
+
+    summary = {
+        "rows_in_metadata": int(total_rows if total_rows is not None else len(frame) + len(dataset.dropped)),
+        "images_used": int(len(frame)),
+        "lesions": int(frame["lesion_id"].nunique()),
+        "dropped": {"total": len(dataset.dropped), "by_reason": _count_reasons(dataset.dropped),
+                    "examples": dataset.dropped[:20]},
+        "dx": counts("dx"),
+        "melanoma_vs_not": {"melanoma": int(frame["label"].sum()), "not melanoma": int((frame["label"] == 0).sum())},
+        "sex": counts("sex"),
+        "localization": counts("localization"),
+        "dx_type": counts("dx_type"),
+        "age": {str(int(k)): int(v) for k, v in frame["age"].dropna().value_counts().sort_index().items()}
+        if "age" in frame else {},
+    }
+    if split is not None:
+        labels = dataset.labels
+        summary["split"] = {
+            part: {"images": int(len(idx)), "melanoma": int(labels[idx].sum()),
+                   "lesions": int(frame["lesion_id"].iloc[idx].nunique())}
+            for part, idx in (("train", split.train), ("validation", split.val), ("test", split.test))
+        }
+    if epoch_counts is not None:
+        summary["balanced_epoch"] = epoch_counts
+    return summary
+
+
+def _count_reasons(dropped: list[dict]) -> dict:
+    reasons: dict[str, int] = {}
+    for row in dropped:
+        reasons[row["reason"]] = reasons.get(row["reason"], 0) + 1
+    return reasons

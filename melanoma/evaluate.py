@@ -1,0 +1,79 @@
+"""Metrics at an operating threshold, the threshold itself, and the `evaluate` command's work."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from sklearn import metrics as skm
+
+
+def roc_auc(labels: np.ndarray, probabilities: np.ndarray) -> float | None:
+    """None where only one class is present (AUC is undefined there)."""
+    if len(np.unique(labels)) < 2:
+        return None
+    return float(skm.roc_auc_score(labels, probabilities))
+
+
+def choose_threshold(labels: np.ndarray, probabilities: np.ndarray, target_sensitivity: float) -> float:
+    """The highest threshold whose sensitivity reaches the target (so specificity is as high as
+    that sensitivity allows). Picked on validation data, never on the test split."""
+    if labels.sum() == 0:
+        return 0.5
+    fpr, tpr, thresholds = skm.roc_curve(labels, probabilities)
+    reaching = np.flatnonzero(tpr >= target_sensitivity)
+    threshold = float(thresholds[reaching[0]])
+    return float(min(max(threshold, 0.0), 1.0))
+
+
+def metrics_at(labels: np.ndarray, probabilities: np.ndarray, threshold: float) -> dict:
+    labels = np.asarray(labels).astype(int)
+    predicted = (np.asarray(probabilities) >= threshold).astype(int)
+    tn, fp, fn, tp = skm.confusion_matrix(labels, predicted, labels=[0, 1]).ravel()
+
+    def ratio(a, b):
+        return float(a / b) if b else None
+
+    precision = ratio(tp, tp + fp)
+    sensitivity = ratio(tp, tp + fn)
+    specificity = ratio(tn, tn + fp)
+    f1 = ratio(2 * tp, 2 * tp + fp + fn)
+    balanced = None if sensitivity is None or specificity is None else (sensitivity + specificity) / 2
+    return {
+        "n_images": int(len(labels)),
+        "n_melanoma": int(labels.sum()),
+        "roc_auc": roc_auc(labels, probabilities),
+        "sensitivity": sensitivity,
+        "specificity": specificity,
+        "precision": precision,
+        "f1": f1,
+        "accuracy": float((predicted == labels).mean()) if len(labels) else None,
+        "balanced_accuracy": balanced,
+        "threshold": float(threshold),
+        "confusion_matrix": [[int(tn), int(fp)], [int(fn), int(tp)]],  # rows: true not-mel, mel
+    }
+
+
+def roc_points(labels: np.ndarray, probabilities: np.ndarray, max_points: int = 200) -> dict:
+    if len(np.unique(labels)) < 2:
+        return {"fpr": [], "tpr": [], "thresholds": []}
+    fpr, tpr, thresholds = skm.roc_curve(labels, probabilities)
+    keep = np.unique(np.linspace(0, len(fpr) - 1, min(max_points, len(fpr))).astype(int))
+    thresholds = np.clip(thresholds, 0.0, 1.0)  # sklearn puts +inf first
+    return {"fpr": fpr[keep].round(5).tolist(), "tpr": tpr[keep].round(5).tolist(),
+            "thresholds": thresholds[keep].round(5).tolist()}
+
+
+def evaluate_folder(model_dir: str | Path | None, data_dir: str | Path) -> dict:
+    """Classifies every usable image of a HAM10000-format folder (no split: this is for
+    external validation) at the bundle's threshold."""
+    from melanoma.data import load_dataset
+    from melanoma.inference import Predictor
+
+    predictor = Predictor.from_bundle(model_dir)
+    dataset = load_dataset(data_dir)
+    probabilities = predictor.probabilities(dataset.images)
+    result = metrics_at(dataset.labels, probabilities, predictor.threshold)
+    result["dropped"] = len(dataset.dropped)
+    result["model"] = str(predictor.bundle.path)
+    result["data"] = str(data_dir)
+    return result

@@ -1,0 +1,135 @@
+"""Turning untrusted image bytes into the network's input, or a one-line reason why not.
+
+Training, evaluation, the command line and the app all go through `prepare_image`, so what the
+network sees at inference is exactly what it saw in training. Nothing here touches the disk:
+uploads are decoded from memory.
+"""
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from melanoma.config import (ACCEPTED_FORMATS, IMAGE_HEIGHT, IMAGE_WIDTH, MAX_IMAGE_PIXELS,
+                             MIN_IMAGE_SIDE)
+
+# Pillow raises DecompressionBombError past twice this; we refuse past it ourselves, from the header.
+Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
+DISPLAY_WIDTH = 400  # the photo shown beside its Grad-CAM overlay
+TARGET_ASPECT = IMAGE_WIDTH / IMAGE_HEIGHT
+
+
+class ImageRejected(ValueError):
+    """The input cannot be assessed; str() is a one-line reason meant for the user."""
+
+
+@dataclass
+class PreparedImage:
+    model_input: np.ndarray  # uint8, (IMAGE_HEIGHT, IMAGE_WIDTH, 3)
+    display: Image.Image  # the same view (crop, orientation) at a size a person can look at
+    original_size: tuple[int, int]  # width, height as uploaded
+
+
+def _open_checked(data: bytes) -> Image.Image:
+    if not data:
+        raise ImageRejected("empty file (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS)
+    except (UnidentifiedImageError, Image.DecompressionBombWarning, Image.DecompressionBombError) as error:
+        if isinstance(error, UnidentifiedImageError):
+            raise ImageRejected(
+                f"not a supported image (accepted: {', '.join(f.lower() for f in ACCEPTED_FORMATS)})"
+            ) from None
+        raise ImageRejected(f"image too large to decode safely (limit {MAX_IMAGE_PIXELS:,} pixels)") from None
+    except Exception as error:  # Pillow raises a zoo of errors on malformed headers
+        raise ImageRejected(f"unreadable image: {_short(error)}") from None
+
+    width, height = image.size
+    if width * height > MAX_IMAGE_PIXELS:
+        raise ImageRejected(
+            f"image too large to decode safely: {width}x{height} pixels (limit {MAX_IMAGE_PIXELS:,})")
+    if min(width, height) < MIN_IMAGE_SIDE:
+        raise ImageRejected(
+            f"image too small to assess: {width}x{height} pixels (minimum {MIN_IMAGE_SIDE} per side)")
+    if getattr(image, "n_frames", 1) > 1:
+        raise ImageRejected(f"{image.format} with {image.n_frames} frames: upload a single still image")
+    try:
+        image.load()
+    except Exception as error:
+        raise ImageRejected(f"corrupt or truncated image: {_short(error)}") from None
+    return image
+
+
+def _short(error: Exception) -> str:
+    text = str(error).strip().splitlines()
+    return text[0][:160] if text else type(error).__name__
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """RGB with care: transparency goes onto white (not whatever colour hides under it), and
+    16-bit and float images are scaled to 8 bits rather than clipped at 255."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        array = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if image.mode.startswith("I;16") or array.max() > 255 else 255.0
+        if image.mode == "F":
+            top = max(float(array.max()), 1.0)
+        array = np.clip(array / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return Image.fromarray(array, mode="L").convert("RGB")
+    if image.mode == "P":
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def _landscape_crop(image: Image.Image) -> Image.Image:
+    """Portrait photos are turned a quarter (a lesion has no 'up'; training rotates freely),
+    then centre-cropped to the training images' 4:3 so nothing is squashed."""
+    if image.height > image.width:
+        image = image.transpose(Image.Transpose.ROTATE_90)
+    width, height = image.size
+    if width / height > TARGET_ASPECT:
+        new_width = round(height * TARGET_ASPECT)
+        left = (width - new_width) // 2
+        return image.crop((left, 0, left + new_width, height))
+    new_height = round(width / TARGET_ASPECT)
+    top = (height - new_height) // 2
+    return image.crop((0, top, width, top + new_height))
+
+
+def prepare_image(data: bytes, display: bool = True) -> PreparedImage:
+    """Bytes of an uploaded or stored image -> the network's 75x100x3 uint8 input.
+
+    Raises ImageRejected, and nothing else, for any input it cannot use."""
+    image = _open_checked(data)
+    original_size = image.size
+    try:
+        image = ImageOps.exif_transpose(image)  # before any crop or resize
+        image = _landscape_crop(to_rgb(image))
+        model_image = image.resize((IMAGE_WIDTH, IMAGE_HEIGHT), Image.Resampling.BILINEAR)
+        model_input = np.asarray(model_image, dtype=np.uint8)
+        shown = None
+        if display:
+            display_size = (DISPLAY_WIDTH, round(DISPLAY_WIDTH / TARGET_ASPECT))
+            shown = image.resize(display_size, Image.Resampling.BICUBIC)
+    except ImageRejected:
+        raise
+    except Exception as error:  # a decoder failing late (broken EXIF, odd modes) is still bad input
+        raise ImageRejected(f"could not convert image: {_short(error)}") from None
+    return PreparedImage(model_input=model_input, display=shown, original_size=original_size)
+
+
+def prepare_path(path: str | Path, display: bool = False) -> PreparedImage:
+    try:
+        data = Path(path).read_bytes()
+    except OSError as error:
+        raise ImageRejected(f"cannot read file: {error.strerror or _short(error)}") from None
+    return prepare_image(data, display=display)

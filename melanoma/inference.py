@@ -1,0 +1,89 @@
+"""Probabilities of melanoma from a bundle, through one XLA-compiled function.
+
+The compiled function sees only two input shapes (1 image, or a padded batch of PREDICT_BATCH),
+so it is traced and compiled twice per process and never again; eager calls are ~8x slower here.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from melanoma.bundle import Bundle, load_bundle, load_model
+from melanoma.config import CALL_NOT_SUSPICIOUS, CALL_SUSPICIOUS, PREDICT_BATCH
+from melanoma.images import ImageRejected, PreparedImage, prepare_image
+
+
+def compiled_forward(model):
+    import tensorflow as tf
+
+    @tf.function(jit_compile=True, reduce_retracing=True)
+    def forward(images):
+        return model(tf.cast(images, tf.float32), training=False)[:, 1]
+
+    return forward
+
+
+def predict_in_batches(forward, images: np.ndarray, batch_size: int = PREDICT_BATCH) -> np.ndarray:
+    """P(melanoma) for uint8 images (N, H, W, 3); the last batch is padded to the fixed shape."""
+    if len(images) == 0:
+        return np.zeros((0,), np.float32)
+    if len(images) == 1:
+        return np.asarray(forward(images)).astype(np.float32)
+    out = []
+    for start in range(0, len(images), batch_size):
+        chunk = images[start:start + batch_size]
+        padded = np.concatenate([chunk, np.zeros((batch_size - len(chunk), *chunk.shape[1:]), chunk.dtype)])
+        out.append(np.asarray(forward(padded))[:len(chunk)])
+    return np.concatenate(out).astype(np.float32)
+
+
+@dataclass
+class Prediction:
+    name: str
+    probability: float | None = None
+    suspicious: bool | None = None
+    call: str | None = None
+    error: str | None = None
+    prepared: PreparedImage | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def as_dict(self) -> dict:
+        if not self.ok:
+            return {"file": self.name, "error": self.error}
+        return {"file": self.name, "probability_melanoma": round(self.probability, 4),
+                "suspicious": self.suspicious, "call": self.call}
+
+
+class Predictor:
+    def __init__(self, bundle: Bundle):
+        self.bundle = bundle
+        self.model = load_model(bundle)
+        self.threshold = bundle.threshold
+        self._forward = compiled_forward(self.model)
+
+    @classmethod
+    def from_bundle(cls, path: str | Path | None = None) -> "Predictor":
+        return cls(load_bundle(path))
+
+    def probabilities(self, images: np.ndarray) -> np.ndarray:
+        return predict_in_batches(self._forward, images)
+
+    def call_for(self, probability: float) -> tuple[bool, str]:
+        suspicious = probability >= self.threshold
+        return suspicious, CALL_SUSPICIOUS if suspicious else CALL_NOT_SUSPICIOUS
+
+    def classify_bytes(self, name: str, data: bytes, display: bool = False) -> Prediction:
+        """Never raises for bad input: a rejected file comes back with its one-line reason."""
+        try:
+            prepared = prepare_image(data, display=display)
+        except ImageRejected as error:
+            return Prediction(name=name, error=str(error))
+        probability = float(self.probabilities(prepared.model_input[None])[0])
+        suspicious, call = self.call_for(probability)
+        return Prediction(name=name, probability=probability, suspicious=suspicious, call=call,
+                          prepared=prepared)

@@ -1,0 +1,255 @@
+"""The training run: resumable epoch by epoch, ending in a model bundle.
+
+A run folder holds the settings, the history and one checkpoint (weights + optimizer state +
+the epoch it finished), each written atomically after every epoch. Rerunning the same command
+resumes after the last finished epoch; per-epoch sampling is seeded by (seed, epoch), so the
+resumed run draws the same epochs it would have drawn.
+"""
+from __future__ import annotations
+
+import io
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from melanoma.config import TrainConfig
+from melanoma.fileio import atomic_write_bytes, atomic_write_json, atomic_write_text
+
+CHECKPOINT = "checkpoint.npz"
+RUN_CONFIG = "config.json"
+RUN_HISTORY = "history.csv"
+# Settings that may change when resuming (e.g. train longer); any other change needs a new run.
+RESUMABLE_CHANGES = {"epochs", "distribute", "jit_compile"}
+
+
+def make_strategy(name: str):
+    import tensorflow as tf
+
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multiworker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if name == "none":
+        return tf.distribute.get_strategy()
+    raise ValueError(f"unknown --distribute {name!r} (none, mirrored, multiworker)")
+
+
+def build_and_compile(config: TrainConfig, steps_per_epoch: int):
+    import keras
+
+    from melanoma.model import build_resnet50
+
+    model = build_resnet50()
+    total_steps = max(1, config.epochs * steps_per_epoch)
+    warmup_steps = min(config.warmup_epochs * steps_per_epoch, total_steps // 2)
+    schedule = keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=config.learning_rate / 100 if warmup_steps else config.learning_rate,
+        decay_steps=total_steps - warmup_steps, alpha=0.01,
+        warmup_target=config.learning_rate if warmup_steps else None, warmup_steps=warmup_steps)
+    model.compile(
+        optimizer=keras.optimizers.AdamW(learning_rate=schedule, weight_decay=config.weight_decay),
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
+        metrics=[keras.metrics.CategoricalAccuracy(name="accuracy"), keras.metrics.AUC(name="auc")],
+        jit_compile=config.jit_compile,
+    )
+    model.optimizer.build(model.trainable_variables)
+    return model
+
+
+def save_checkpoint(run_dir: Path, model, epoch: int, history: list[dict], best: dict) -> None:
+    """Weights in float32 (training goes on from them), optimizer slots, and the epoch count."""
+    arrays = {f"model/{v.path}": np.asarray(v.numpy()) for v in model.weights}
+    arrays.update({f"optimizer/{i}": np.asarray(v.numpy()) for i, v in enumerate(model.optimizer.variables)})
+    arrays["meta"] = np.frombuffer(json.dumps({"epoch": epoch, "history": history, "best": best}).encode(),
+                                   dtype=np.uint8)
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    atomic_write_bytes(run_dir / CHECKPOINT, buffer.getvalue())
+
+
+def restore_checkpoint(run_dir: Path, model) -> tuple[int, list[dict], dict]:
+    from melanoma.bundle import assign_weights
+
+    with np.load(run_dir / CHECKPOINT, allow_pickle=False) as arrays:
+        meta = json.loads(arrays["meta"].tobytes().decode())
+        assign_weights(model, {k[len("model/"):]: arrays[k] for k in arrays.files if k.startswith("model/")})
+        for i, variable in enumerate(model.optimizer.variables):
+            variable.assign(arrays[f"optimizer/{i}"])
+    return meta["epoch"], meta["history"], meta["best"]
+
+
+def check_resume_config(run_dir: Path, config: TrainConfig) -> None:
+    path = run_dir / RUN_CONFIG
+    if not path.exists():
+        return
+    saved = json.loads(path.read_text())
+    changed = {k for k, v in config.to_dict().items() if saved.get(k) != v} - RESUMABLE_CHANGES
+    if changed:
+        raise SystemExit(f"error: {run_dir} holds a run with other settings ({', '.join(sorted(changed))}); "
+                         f"rerun with the same settings to resume, or pass a new --run-dir")
+
+
+def log(message: str) -> None:
+    print(message, flush=True)
+
+
+def train(data_dir: str | Path, out_dir: str | Path, config: TrainConfig, run_dir: str | Path | None = None,
+          stop_after_epochs: int | None = None) -> Path | None:
+    """Trains (or resumes) and writes the bundle to out_dir. Returns None when stopped early by
+    `stop_after_epochs` (used to simulate an interrupted run)."""
+
+    from melanoma import data as data_mod
+    from melanoma.bundle import weights_to_npz
+    from melanoma.evaluate import roc_auc
+    from melanoma.inference import compiled_forward, predict_in_batches
+
+    out_dir = Path(out_dir)
+    run_dir = Path(run_dir) if run_dir else Path("runs") / out_dir.name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    check_resume_config(run_dir, config)
+    atomic_write_json(run_dir / RUN_CONFIG, config.to_dict())
+    keras_seed(config.seed)
+
+    log(f"loading {data_dir} ...")
+    started = time.time()
+    total_rows = len(data_mod.read_metadata(data_dir))
+    dataset = data_mod.load_dataset(data_dir, config.max_images, config.seed)
+    labels = dataset.labels
+    split = data_mod.make_split(dataset.frame, config)
+    log(f"{len(dataset.frame)} images ({labels.sum()} melanoma) of {total_rows} rows in "
+        f"{time.time() - started:.0f}s; dropped {len(dataset.dropped)}: "
+        f"{data_mod._count_reasons(dataset.dropped) or 'nothing'}")
+    log(f"split by lesion: train {len(split.train)}, validation {len(split.val)}, test {len(split.test)} images")
+
+    train_labels = labels[split.train]
+    per_epoch = len(data_mod.balanced_epoch_indices(train_labels, config.melanoma_per_epoch_factor,
+                                                    np.random.default_rng(0)))
+    steps_per_epoch = per_epoch // config.batch_size
+    if steps_per_epoch == 0:
+        raise SystemExit(f"error: {per_epoch} balanced training images is less than one batch of "
+                         f"{config.batch_size}; use more data or a smaller --batch-size")
+
+    strategy = make_strategy(config.distribute)
+    with strategy.scope():
+        model = build_and_compile(config, steps_per_epoch)
+    augmenter = data_mod.make_augmenter(config)
+    forward = compiled_forward(model)
+
+    start_epoch, history, best = 0, [], {"val_auc": -1.0, "epoch": 0}
+    best_weights_path = run_dir / "best.weights.npz"
+    if (run_dir / CHECKPOINT).exists():
+        start_epoch, history, best = restore_checkpoint(run_dir, model)
+        log(f"resuming after epoch {start_epoch} (best val AUC {best['val_auc']:.4f} at epoch {best['epoch']})")
+
+    verbose = 1 if sys.stdout.isatty() else 2
+    for epoch in range(start_epoch, config.epochs):
+        if stop_after_epochs is not None and epoch >= stop_after_epochs:
+            return None
+        indices = data_mod.balanced_epoch_indices(train_labels, config.melanoma_per_epoch_factor,
+                                                  np.random.default_rng([config.seed, epoch]))
+        train_ds = data_mod.make_train_dataset(dataset.images[split.train], train_labels, indices,
+                                               config, augmenter)
+        tick = time.time()
+        fit = model.fit(train_ds, epochs=epoch + 1, initial_epoch=epoch, verbose=verbose, shuffle=False)
+        train_seconds = time.time() - tick
+        val_probs = predict_in_batches(forward, dataset.images[split.val])
+        val_labels = labels[split.val]
+        row = {
+            "epoch": epoch + 1,
+            "loss": fit.history["loss"][-1],
+            "accuracy": fit.history["accuracy"][-1],
+            "auc": fit.history["auc"][-1],
+            "val_loss": log_loss(val_labels, val_probs),
+            "val_accuracy": float(((val_probs >= 0.5) == val_labels).mean()),
+            "val_auc": roc_auc(val_labels, val_probs),
+            "learning_rate": float(model.optimizer.learning_rate.numpy()),
+            "train_images_per_s": steps_per_epoch * config.batch_size / train_seconds,
+            "epoch_seconds": time.time() - tick,
+        }
+        history.append(row)
+        if (row["val_auc"] or 0.0) > best["val_auc"]:
+            best = {"val_auc": row["val_auc"], "epoch": epoch + 1}
+            atomic_write_bytes(best_weights_path, weights_to_npz(model, half_precision=False))
+        save_checkpoint(run_dir, model, epoch + 1, history, best)
+        atomic_write_text(run_dir / RUN_HISTORY, pd.DataFrame(history).to_csv(index=False))
+        log(f"epoch {epoch + 1}/{config.epochs}: loss {row['loss']:.4f} acc {row['accuracy']:.3f} "
+            f"val_loss {row['val_loss']:.4f} val_acc {row['val_accuracy']:.3f} val_auc {_fmt(row['val_auc'])} "
+            f"({row['train_images_per_s']:.1f} img/s, {row['epoch_seconds']:.0f}s)")
+
+    return finish(out_dir, run_dir, model, forward, dataset, split, history, best, config, total_rows,
+                  per_epoch)
+
+
+def finish(out_dir, run_dir, model, forward, dataset, split, history, best, config, total_rows, per_epoch):
+    """Best-validation-AUC weights, threshold from validation, test metrics once, the bundle."""
+    from melanoma import data as data_mod
+    from melanoma.bundle import assign_weights, load_bundle, weights_to_npz, write_bundle
+    from melanoma.evaluate import choose_threshold, metrics_at, roc_auc, roc_points
+    from melanoma.inference import compiled_forward, predict_in_batches
+    from melanoma.model import build_resnet50
+
+    labels = dataset.labels
+    if (run_dir / "best.weights.npz").exists():
+        with np.load(run_dir / "best.weights.npz") as arrays:
+            assign_weights(model, {k: arrays[k] for k in arrays.files})
+    val_probs = predict_in_batches(forward, dataset.images[split.val])
+    threshold = choose_threshold(labels[split.val], val_probs, config.target_sensitivity)
+    test_probs = predict_in_batches(forward, dataset.images[split.test])
+    test_labels = labels[split.test]
+    train_probs = predict_in_batches(forward, dataset.images[split.train])
+    metrics = {
+        "threshold": threshold,
+        "threshold_rule": f"highest threshold with validation sensitivity >= {config.target_sensitivity}",
+        "best_epoch": best["epoch"],
+        "epochs_run": len(history),
+        "test": metrics_at(test_labels, test_probs, threshold),
+        "validation": metrics_at(labels[split.val], val_probs, threshold),
+        "train_natural_ratio": metrics_at(labels[split.train], train_probs, threshold),
+        "last_epoch": history[-1] if history else {},
+        "test_roc": roc_points(test_labels, test_probs),
+        "test_accuracy_at_0.5": float(((test_probs >= 0.5) == test_labels).mean()),
+    }
+    # The shipped kernels are float16: measure what the round trip does to the test AUC.
+    half = build_resnet50()
+    with np.load(io.BytesIO(weights_to_npz(model))) as arrays:
+        assign_weights(half, {k: arrays[k] for k in arrays.files})
+    half_probs = predict_in_batches(compiled_forward(half), dataset.images[split.test])
+    metrics["float16_roundtrip"] = {
+        "test_roc_auc": roc_auc(test_labels, half_probs),
+        "max_probability_change": float(np.abs(half_probs - test_probs).max()) if len(test_probs) else 0.0,
+    }
+    frame = dataset.frame
+    test_split = frame.iloc[split.test][["image_id", "lesion_id", "dx", "label"]].assign(
+        probability=np.round(test_probs, 5))
+    summary = data_mod.summarize(dataset, split, total_rows=total_rows, epoch_counts={
+        "melanoma": per_epoch // 2, "not melanoma": per_epoch // 2,
+        "melanoma_available": int(labels[split.train].sum()),
+        "not_melanoma_available": int((labels[split.train] == 0).sum())})
+    path = write_bundle(out_dir, model, metrics=metrics, history_csv=pd.DataFrame(history).to_csv(index=False),
+                        dataset_summary=summary, test_split_csv=test_split.to_csv(index=False),
+                        train_config=config.to_dict())
+    load_bundle(path)  # verifies what was written
+    log(f"test: AUC {_fmt(metrics['test']['roc_auc'])} sensitivity {_fmt(metrics['test']['sensitivity'])} "
+        f"specificity {_fmt(metrics['test']['specificity'])} at threshold {threshold:.4f}; "
+        f"float16 round-trip AUC {_fmt(metrics['float16_roundtrip']['test_roc_auc'])}")
+    log(f"bundle written to {path}")
+    return path
+
+
+def log_loss(labels: np.ndarray, probabilities: np.ndarray) -> float:
+    p = np.clip(probabilities, 1e-7, 1 - 1e-7)
+    return float(-np.mean(labels * np.log(p) + (1 - labels) * np.log(1 - p)))
+
+
+def keras_seed(seed: int) -> None:
+    import keras
+
+    keras.utils.set_random_seed(seed)
+
+
+def _fmt(value) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
