@@ -1,0 +1,46 @@
+"""Shared fixtures: the real HAM10000 folder (or a skip that says why) and one smoke-trained
+bundle per test session, made by the project's own `train` on a few dozen real images."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA_DIR = Path(os.environ.get("MELANOMA_DATA", ROOT.parent / "shared" / "ham10000"))
+SMOKE_IMAGES = 96
+
+
+def smoke_config(**overrides):
+    from melanoma.config import TrainConfig
+
+    settings = dict(epochs=1, batch_size=8, max_images=SMOKE_IMAGES, jit_compile=False, seed=7)
+    settings.update(overrides)
+    return TrainConfig(**settings)
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    if not (DATA_DIR / "HAM10000_metadata.csv").is_file():
+        pytest.skip(f"HAM10000 folder not found at {DATA_DIR} (set MELANOMA_DATA to point at one)")
+    return DATA_DIR
+
+
+@pytest.fixture(scope="session")
+def sample_images(data_dir) -> dict[str, Path]:
+    """A few real images by diagnosis: {'mel': path, 'nv': path, ...}."""
+    import pandas as pd
+
+    frame = pd.read_csv(data_dir / "HAM10000_metadata.csv")
+    return {dx: data_dir / "images" / f"{rows.iloc[0]['image_id']}.jpg" for dx, rows in frame.groupby("dx")}
+
+
+@pytest.fixture(scope="session")
+def smoke_bundle(data_dir, tmp_path_factory) -> Path:
+    from melanoma.train import train
+
+    root = tmp_path_factory.mktemp("smoke")
+    return train(data_dir, root / "bundle", smoke_config(), run_dir=root / "run")
