@@ -1,0 +1,87 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from melanoma.config import TrainConfig
+from melanoma.data import (balanced_epoch_indices, cleanse, load_dataset, make_augmenter, make_split,
+                           make_train_dataset, read_metadata)
+
+
+def synthetic_metadata(n_lesions=400, seed=0) -> pd.DataFrame:
+    """Lesions with 1-3 images each, ~11% melanoma, like HAM10000's shape."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for lesion in range(n_lesions):
+        dx = "mel" if rng.random() < 0.11 else rng.choice(["nv", "bkl", "bcc"])
+        for _ in range(rng.integers(1, 4)):
+            rows.append({"lesion_id": f"L{lesion}", "image_id": f"I{len(rows)}", "dx": dx})
+    return cleanse(pd.DataFrame(rows))[0]
+
+
+def test_cleanse_drops_unknown_and_duplicate_rows_and_says_why():
+    frame = pd.DataFrame({"lesion_id": ["a", "b", "c", None], "image_id": ["1", "2", "1", "4"],
+                          "dx": ["mel", "xyz", "NV", "nv"]})
+    kept, dropped = cleanse(frame)
+    assert kept["image_id"].tolist() == ["1"]
+    assert kept["label"].tolist() == [1]
+    assert sorted(d["reason"] for d in dropped) == [
+        "duplicate image_id", "missing image_id or lesion_id", "unknown diagnosis (dx)"]
+
+
+def test_split_is_deterministic_grouped_by_lesion_and_stratified():
+    frame = synthetic_metadata()
+    config = TrainConfig(seed=3)
+    first, second = make_split(frame, config), make_split(frame, config)
+    for part in ("train", "val", "test"):
+        assert np.array_equal(getattr(first, part), getattr(second, part))
+    lesions = {part: set(frame["lesion_id"].iloc[getattr(first, part)]) for part in ("train", "val", "test")}
+    assert not lesions["train"] & lesions["test"]
+    assert not lesions["val"] & lesions["test"]
+    assert not lesions["train"] & lesions["val"]
+    assert len(first.train) + len(first.val) + len(first.test) == len(frame)
+    assert 0.15 < len(first.test) / len(frame) < 0.25
+    overall = frame["label"].mean()
+    assert abs(frame["label"].iloc[first.test].mean() - overall) < 0.04
+    other_seed = make_split(frame, TrainConfig(seed=4))
+    assert not np.array_equal(first.test, other_seed.test)
+
+
+def test_balancing_is_fifty_fifty_and_draws_only_from_the_given_side():
+    labels = np.array([1] * 30 + [0] * 300)
+    indices = balanced_epoch_indices(labels, factor=2.0, rng=np.random.default_rng(0))
+    assert len(indices) == 120
+    assert labels[indices].sum() == 60
+    assert set(np.flatnonzero(labels == 1)) <= set(indices)  # every melanoma image is used
+    assert len(set(indices[labels[indices] == 0])) == 60  # not-melanoma sampled down, no repeats
+    assert indices.max() < len(labels)
+
+
+def test_augmentation_keeps_shape_and_value_range():
+    config = TrainConfig(batch_size=4)
+    images = np.random.default_rng(0).integers(0, 256, (8, 75, 100, 3), dtype=np.uint8)
+    images[:, :10] = 255  # saturated regions must stay within range after colour jitter
+    dataset = make_train_dataset(images, np.array([0, 1] * 4), np.arange(8), config, make_augmenter(config))
+    for batch, targets in dataset:
+        batch = batch.numpy()
+        assert batch.shape == (4, 75, 100, 3)
+        assert batch.min() >= 0.0 and batch.max() <= 255.0
+        assert targets.shape == (4, 2)
+        assert not np.allclose(batch, images[:4])  # augmentation actually changed the pixels
+
+
+def test_real_folder_loads_and_split_keeps_lesions_apart(data_dir):
+    dataset = load_dataset(data_dir, max_images=300, seed=1)
+    assert dataset.images.shape[1:] == (75, 100, 3) and dataset.images.dtype == np.uint8
+    assert len(dataset.images) == len(dataset.frame)
+    split = make_split(dataset.frame, TrainConfig(seed=1))
+    test_lesions = set(dataset.frame["lesion_id"].iloc[split.test])
+    assert not test_lesions & set(dataset.frame["lesion_id"].iloc[split.train])
+    assert dataset.labels.sum() > 0
+
+
+def test_missing_column_is_a_clear_error(tmp_path):
+    from melanoma.data import DatasetError
+
+    (tmp_path / "HAM10000_metadata.csv").write_text("lesion_id,image_id\nL1,I1\n")
+    with pytest.raises(DatasetError, match="lacks the column"):
+        read_metadata(tmp_path)

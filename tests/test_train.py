@@ -1,0 +1,88 @@
+"""Training end to end on a few dozen real images: the bundle, and resuming after a real kill."""
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from melanoma.bundle import REQUIRED_FILES, load_bundle, load_model
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_smoke_bundle_is_complete_and_loads(smoke_bundle):
+    bundle = load_bundle(smoke_bundle)
+    assert all((smoke_bundle / name).is_file() for name in REQUIRED_FILES)
+    assert 0.0 <= bundle.threshold <= 1.0
+    test = bundle.metrics["test"]
+    assert set(test) >= {"roc_auc", "sensitivity", "specificity", "confusion_matrix", "n_images"}
+    assert sum(map(sum, test["confusion_matrix"])) == test["n_images"] == len(bundle.test_split())
+    assert bundle.dataset_summary["images_used"] > 0
+    assert bundle.manifest["weights_sha256"] == bundle.manifest["files"]["weights.npz"]
+    assert len(bundle.history()) == 1
+    load_model(bundle)
+
+
+def train_command(data_dir, tmp_path, epochs):
+    return [sys.executable, "-m", "melanoma", "train", "--data", str(data_dir), "--out", str(tmp_path / "bundle"),
+            "--run-dir", str(tmp_path / "run"), "--epochs", str(epochs), "--max-images", "96",
+            "--batch-size", "8", "--seed", "7", "--no-xla"]
+
+
+@pytest.mark.timeout(900)
+def test_training_killed_mid_epoch_resumes_without_redoing_finished_epochs(data_dir, tmp_path):
+    history = tmp_path / "run" / "history.csv"
+    process = subprocess.Popen(train_command(data_dir, tmp_path, epochs=3), cwd=ROOT,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 600
+        while not history.exists() and time.time() < deadline and process.poll() is None:
+            time.sleep(0.5)
+        assert history.exists(), "epoch 1 never finished"
+        time.sleep(random.uniform(0.0, 3.0))  # a random moment inside epoch 2
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    finally:
+        if process.poll() is None:
+            process.kill()
+    finished_before_kill = len(pd.read_csv(history))
+    assert finished_before_kill in (1, 2)
+    assert not (tmp_path / "bundle").exists()
+
+    rerun = subprocess.run(train_command(data_dir, tmp_path, epochs=3), cwd=ROOT, capture_output=True,
+                           text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert f"resuming after epoch {finished_before_kill}" in rerun.stdout
+    for epoch in range(1, finished_before_kill + 1):
+        assert f"epoch {epoch}/3:" not in rerun.stdout  # finished epochs are not repeated
+    assert pd.read_csv(history)["epoch"].tolist() == [1, 2, 3]
+    bundle = load_bundle(tmp_path / "bundle")
+    assert bundle.history()["epoch"].tolist() == [1, 2, 3]
+    assert not list(tmp_path.glob(".bundle.*"))  # no staging leftovers
+
+
+def test_resume_with_other_settings_is_refused(data_dir, tmp_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "config.json").write_text(json.dumps({"seed": 1, "epochs": 3}))
+    result = subprocess.run(train_command(data_dir, tmp_path, epochs=3), cwd=ROOT, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode != 0
+    assert "other settings" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_training_on_a_folder_with_no_usable_images_stops_clearly(tmp_path):
+    data = tmp_path / "data"
+    (data / "images").mkdir(parents=True)
+    (data / "HAM10000_metadata.csv").write_text("lesion_id,image_id,dx\nL1,I1,mel\nL2,I2,nv\n")
+    (data / "images" / "I1.jpg").write_bytes(b"not a jpeg")
+    result = subprocess.run([sys.executable, "-m", "melanoma", "train", "--data", str(data), "--out",
+                             str(tmp_path / "b"), "--run-dir", str(tmp_path / "r")],
+                            cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1
+    assert "no usable images" in result.stderr and "Traceback" not in result.stderr
