@@ -35,12 +35,17 @@ def add_train_parser(commands) -> None:
                         help="do not compile the training step with XLA")
     parser.add_argument("--distribute", choices=("none", "mirrored", "multiworker"), default="none",
                         help="tf.distribute strategy: all local devices, or the hosts in TF_CONFIG")
+    parser.add_argument("--cpu-replicas", type=int, default=None,
+                        help="split the CPU into this many logical devices (to try --distribute "
+                             "mirrored without GPUs)")
 
 
 def run_train(args) -> int:
     from melanoma.data import DatasetError
-    from melanoma.train import train
+    from melanoma.train import split_cpu, train
 
+    if args.cpu_replicas:
+        split_cpu(args.cpu_replicas)
     names = {f.name for f in fields(TrainConfig)}
     config = TrainConfig(**{k: v for k, v in vars(args).items() if k in names and v is not None})
     try:

@@ -175,6 +175,9 @@ def make_train_dataset(images: np.ndarray, labels: np.ndarray, indices: np.ndarr
 
     dataset = tf.data.Dataset.from_tensor_slices((images[indices], labels[indices]))
     dataset = dataset.batch(config.batch_size, drop_remainder=True)
+    options = tf.data.Options()  # in-memory data: multi-worker runs shard by element, not by file
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    dataset = dataset.with_options(options)
     if augmenter is not None:
         dataset = dataset.map(
             lambda x, y: (tf.clip_by_value(augmenter(tf.cast(x, tf.float32), training=True), 0.0, 255.0), y),
@@ -205,7 +208,7 @@ def summarize(dataset: LoadedDataset, split: Split | None = None, epoch_counts: 
         "rows_in_metadata": int(total_rows if total_rows is not None else len(frame) + len(dataset.dropped)),
         "images_used": int(len(frame)),
         "lesions": int(frame["lesion_id"].nunique()),
-        "dropped": {"total": len(dataset.dropped), "by_reason": _count_reasons(dataset.dropped),
+        "dropped": {"total": len(dataset.dropped), "by_reason": count_reasons(dataset.dropped),
                     "examples": dataset.dropped[:20]},
         "dx": counts("dx"),
         "melanoma_vs_not": {"melanoma": int(frame["label"].sum()), "not melanoma": int((frame["label"] == 0).sum())},
@@ -227,7 +230,7 @@ def summarize(dataset: LoadedDataset, split: Split | None = None, epoch_counts: 
     return summary
 
 
-def _count_reasons(dropped: list[dict]) -> dict:
+def count_reasons(dropped: list[dict]) -> dict:
     reasons: dict[str, int] = {}
     for row in dropped:
         reasons[row["reason"]] = reasons.get(row["reason"], 0) + 1

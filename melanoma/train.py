@@ -26,16 +26,39 @@ RUN_HISTORY = "history.csv"
 RESUMABLE_CHANGES = {"epochs", "distribute", "jit_compile"}
 
 
-def make_strategy(name: str):
+def split_cpu(replicas: int) -> None:
+    """Presents the CPU as several logical devices, so MirroredStrategy can be exercised (and
+    tested) without GPUs. Must run before TensorFlow initialises its devices."""
     import tensorflow as tf
 
-    if name == "mirrored":
-        return tf.distribute.MirroredStrategy()
-    if name == "multiworker":
-        return tf.distribute.MultiWorkerMirroredStrategy()
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * replicas)
+
+
+def make_strategy(name: str):
+    """none: one device; mirrored: every local GPU (or logical CPU); multiworker: the hosts in
+    TF_CONFIG, each running the same command. The global batch is split across replicas."""
+    import tensorflow as tf
+
     if name == "none":
         return tf.distribute.get_strategy()
+    if name == "mirrored":
+        devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+        return tf.distribute.MirroredStrategy(devices=[device.name for device in devices])
+    if name == "multiworker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
     raise ValueError(f"unknown --distribute {name!r} (none, mirrored, multiworker)")
+
+
+def is_chief(strategy) -> bool:
+    """Only the chief writes checkpoints and the bundle; other workers train and read."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return True
+    if resolver.task_type == "chief":
+        return True
+    return resolver.task_type == "worker" and resolver.task_id == 0 \
+        and "chief" not in resolver.cluster_spec().as_dict()
 
 
 def build_and_compile(config: TrainConfig, steps_per_epoch: int):
@@ -97,11 +120,25 @@ def log(message: str) -> None:
     print(message, flush=True)
 
 
-def train(data_dir: str | Path, out_dir: str | Path, config: TrainConfig, run_dir: str | Path | None = None,
-          stop_after_epochs: int | None = None) -> Path | None:
-    """Trains (or resumes) and writes the bundle to out_dir. Returns None when stopped early by
-    `stop_after_epochs` (used to simulate an interrupted run)."""
+def load_and_split(data_dir, config: TrainConfig):
+    from melanoma import data as data_mod
 
+    log(f"loading {data_dir} ...")
+    started = time.time()
+    total_rows = len(data_mod.read_metadata(data_dir))
+    dataset = data_mod.load_dataset(data_dir, config.max_images, config.seed)
+    split = data_mod.make_split(dataset.frame, config)
+    log(f"{len(dataset.frame)} images ({dataset.labels.sum()} melanoma) of {total_rows} rows in "
+        f"{time.time() - started:.0f}s; dropped {len(dataset.dropped)}: "
+        f"{data_mod.count_reasons(dataset.dropped) or 'nothing'}")
+    log(f"split by lesion: train {len(split.train)}, validation {len(split.val)}, test {len(split.test)} images")
+    return dataset, split, total_rows
+
+
+def train(data_dir: str | Path, out_dir: str | Path, config: TrainConfig,
+          run_dir: str | Path | None = None) -> Path | None:
+    """Trains (or resumes) and writes the bundle to out_dir (on the chief; other workers of a
+    multi-worker run return None)."""
     from melanoma import data as data_mod
     from melanoma.bundle import weights_to_npz
     from melanoma.evaluate import roc_auc
@@ -109,31 +146,26 @@ def train(data_dir: str | Path, out_dir: str | Path, config: TrainConfig, run_di
 
     out_dir = Path(out_dir)
     run_dir = Path(run_dir) if run_dir else Path("runs") / out_dir.name
-    run_dir.mkdir(parents=True, exist_ok=True)
-    check_resume_config(run_dir, config)
-    atomic_write_json(run_dir / RUN_CONFIG, config.to_dict())
+    strategy = make_strategy(config.distribute)
+    chief = is_chief(strategy)
+    if chief:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        check_resume_config(run_dir, config)
+        atomic_write_json(run_dir / RUN_CONFIG, config.to_dict())
     keras_seed(config.seed)
-
-    log(f"loading {data_dir} ...")
-    started = time.time()
-    total_rows = len(data_mod.read_metadata(data_dir))
-    dataset = data_mod.load_dataset(data_dir, config.max_images, config.seed)
+    dataset, split, total_rows = load_and_split(data_dir, config)
     labels = dataset.labels
-    split = data_mod.make_split(dataset.frame, config)
-    log(f"{len(dataset.frame)} images ({labels.sum()} melanoma) of {total_rows} rows in "
-        f"{time.time() - started:.0f}s; dropped {len(dataset.dropped)}: "
-        f"{data_mod._count_reasons(dataset.dropped) or 'nothing'}")
-    log(f"split by lesion: train {len(split.train)}, validation {len(split.val)}, test {len(split.test)} images")
-
-    train_labels = labels[split.train]
+    train_labels, val_labels = labels[split.train], labels[split.val]
     per_epoch = len(data_mod.balanced_epoch_indices(train_labels, config.melanoma_per_epoch_factor,
                                                     np.random.default_rng(0)))
     steps_per_epoch = per_epoch // config.batch_size
     if steps_per_epoch == 0:
         raise SystemExit(f"error: {per_epoch} balanced training images is less than one batch of "
                          f"{config.batch_size}; use more data or a smaller --batch-size")
+    if strategy.num_replicas_in_sync > 1:
+        log(f"{type(strategy).__name__}: {strategy.num_replicas_in_sync} replicas, global batch "
+            f"{config.batch_size} ({config.batch_size // strategy.num_replicas_in_sync} per replica)")
 
-    strategy = make_strategy(config.distribute)
     with strategy.scope():
         model = build_and_compile(config, steps_per_epoch)
     augmenter = data_mod.make_augmenter(config)
@@ -147,8 +179,6 @@ def train(data_dir: str | Path, out_dir: str | Path, config: TrainConfig, run_di
 
     verbose = 1 if sys.stdout.isatty() else 2
     for epoch in range(start_epoch, config.epochs):
-        if stop_after_epochs is not None and epoch >= stop_after_epochs:
-            return None
         indices = data_mod.balanced_epoch_indices(train_labels, config.melanoma_per_epoch_factor,
                                                   np.random.default_rng([config.seed, epoch]))
         train_ds = data_mod.make_train_dataset(dataset.images[split.train], train_labels, indices,
@@ -157,7 +187,6 @@ def train(data_dir: str | Path, out_dir: str | Path, config: TrainConfig, run_di
         fit = model.fit(train_ds, epochs=epoch + 1, initial_epoch=epoch, verbose=verbose, shuffle=False)
         train_seconds = time.time() - tick
         val_probs = predict_in_batches(forward, dataset.images[split.val])
-        val_labels = labels[split.val]
         row = {
             "epoch": epoch + 1,
             "loss": fit.history["loss"][-1],
@@ -171,15 +200,20 @@ def train(data_dir: str | Path, out_dir: str | Path, config: TrainConfig, run_di
             "epoch_seconds": time.time() - tick,
         }
         history.append(row)
-        if (row["val_auc"] or 0.0) > best["val_auc"]:
+        improved = (row["val_auc"] or 0.0) > best["val_auc"]
+        if improved:
             best = {"val_auc": row["val_auc"], "epoch": epoch + 1}
-            atomic_write_bytes(best_weights_path, weights_to_npz(model, half_precision=False))
-        save_checkpoint(run_dir, model, epoch + 1, history, best)
-        atomic_write_text(run_dir / RUN_HISTORY, pd.DataFrame(history).to_csv(index=False))
+        if chief:
+            if improved:
+                atomic_write_bytes(best_weights_path, weights_to_npz(model, half_precision=False))
+            save_checkpoint(run_dir, model, epoch + 1, history, best)
+            atomic_write_text(run_dir / RUN_HISTORY, pd.DataFrame(history).to_csv(index=False))
         log(f"epoch {epoch + 1}/{config.epochs}: loss {row['loss']:.4f} acc {row['accuracy']:.3f} "
             f"val_loss {row['val_loss']:.4f} val_acc {row['val_accuracy']:.3f} val_auc {_fmt(row['val_auc'])} "
             f"({row['train_images_per_s']:.1f} img/s, {row['epoch_seconds']:.0f}s)")
 
+    if not chief:
+        return None
     return finish(out_dir, run_dir, model, forward, dataset, split, history, best, config, total_rows,
                   per_epoch)
 
