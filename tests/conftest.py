@@ -44,3 +44,10 @@ def smoke_bundle(data_dir, tmp_path_factory) -> Path:
 
     root = tmp_path_factory.mktemp("smoke")
     return train(data_dir, root / "bundle", smoke_config(), run_dir=root / "run")
+
+
+@pytest.fixture(scope="session")
+def predictor(smoke_bundle):
+    from melanoma.inference import Predictor
+
+    return Predictor.from_bundle(smoke_bundle)

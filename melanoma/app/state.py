@@ -1,0 +1,91 @@
+"""Where the app finds its model and data, and the heavy objects every session shares.
+
+The cached objects are keyed by the bundle's path and its manifest's modification time, so a
+bundle rewritten in place (a finished training run) is picked up without restarting the server.
+A bundle that cannot be loaded becomes an error page, never a traceback: `BundleError` is not
+cached, so the next rerun tries again.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import streamlit as st
+
+from melanoma.bundle import DEFAULT_BUNDLE, MANIFEST, Bundle, BundleError, load_bundle
+from melanoma.config import DEFAULT_GRADCAM_LAYER, IMAGE_SHAPE
+
+MODEL_ENV = "MELANOMA_MODEL"
+DATA_ENV = "MELANOMA_DATA"
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_DATA = REPO_ROOT.parent / "shared" / "ham10000"
+TRAIN_COMMAND = "python -m melanoma train --data ../shared/ham10000 --out models/melanoma-resnet50"
+
+
+def bundle_path() -> Path:
+    return Path(os.environ.get(MODEL_ENV) or DEFAULT_BUNDLE).expanduser()
+
+
+def data_dir() -> Path:
+    return Path(os.environ.get(DATA_ENV) or DEFAULT_DATA).expanduser()
+
+
+def _stamp(path: Path) -> int | None:
+    try:
+        return (path / MANIFEST).stat().st_mtime_ns
+    except OSError:
+        return None
+
+
+@st.cache_resource(show_spinner="Checking the model bundle…")
+def _bundle(path: str, stamp: int | None) -> Bundle:
+    return load_bundle(path)
+
+
+@st.cache_resource(show_spinner="Loading the network (the first time takes a few seconds)…")
+def _predictor(path: str, stamp: int | None):
+    from melanoma.inference import Predictor
+
+    predictor = Predictor(_bundle(path, stamp))
+    predictor.probabilities(np.zeros((1, *IMAGE_SHAPE), np.uint8))  # compile now, not on the first upload
+    return predictor
+
+
+@st.cache_resource(show_spinner="Preparing Grad-CAM…")
+def _explainer(path: str, stamp: int | None):
+    from melanoma.explain import Explainer
+
+    explainer = Explainer(_predictor(path, stamp).model)
+    explainer.heatmap(np.zeros(IMAGE_SHAPE, np.uint8), DEFAULT_GRADCAM_LAYER)  # trace the default map
+    return explainer
+
+
+def _require(loader):
+    path = bundle_path()
+    try:
+        return loader(str(path), _stamp(path))
+    except BundleError as error:
+        show_bundle_error(error)
+        st.stop()
+
+
+def require_bundle() -> Bundle:
+    """The verified bundle, or an error page and the end of this run."""
+    return _require(_bundle)
+
+
+def require_predictor():
+    return _require(_predictor)
+
+
+def require_explainer():
+    return _require(_explainer)
+
+
+def show_bundle_error(error: BundleError) -> None:
+    st.error(f"**The model cannot be loaded.** {error}", icon=":material/error:")
+    st.markdown(
+        f"The app reads its model bundle from `{bundle_path()}`. Point the environment variable "
+        f"`{MODEL_ENV}` at a bundle folder made by `python -m melanoma train`, or train one:")
+    st.code(TRAIN_COMMAND, language="bash")

@@ -1,0 +1,67 @@
+"""Training: learning curves, test metrics, ROC, and a threshold explorer on the test split."""
+from __future__ import annotations
+
+import streamlit as st
+
+from melanoma.app import charts, state
+from melanoma.evaluate import metrics_at
+
+st.title("Training and evaluation")
+bundle = state.require_bundle()
+metrics, config = bundle.metrics, bundle.train_config
+st.markdown(
+    f"ResNet50 trained from scratch for **{metrics.get('epochs_run', '?')} epochs** (weights of epoch "
+    f"{metrics.get('best_epoch', '?')}, the best by validation), batch {config.get('batch_size')}, "
+    f"AdamW at learning rate {config.get('learning_rate')}, on class-balanced epochs with rotation, "
+    "zoom and colour augmentation.")
+
+history = bundle.history()
+for column, (metric, title) in zip(st.columns(3), (("loss", "Loss"), ("accuracy", "Accuracy"),
+                                                    ("auc", "ROC AUC"))):
+    column.plotly_chart(charts.training_curve(history, metric, title))
+st.caption("Training figures are on balanced, augmented epochs (half melanoma); validation figures on the "
+           "validation split at its natural melanoma rate, so the two accuracies are not comparable. "
+           "Accuracy is at 0.5, not at the operating threshold.")
+with st.expander("Training settings and per-epoch history"):
+    st.json(config, expanded=False)
+    st.dataframe(history, hide_index=True)
+
+test = metrics["test"]
+st.subheader(f"Test split: {test['n_images']} images, {test['n_melanoma']} melanoma")
+st.markdown(f"Lesions the model never saw in training or in choosing its threshold. Operating threshold "
+            f"**{bundle.threshold:.3f}**: {metrics.get('threshold_rule', 'chosen on validation')}.")
+
+st.subheader("Threshold explorer")
+split = bundle.test_split()
+threshold = st.slider("Call suspicious from P(melanoma) ≥", 0.0, 1.0, value=bundle.threshold,
+                      step=0.001, format="%.3f",
+                      help="Lower finds more melanomas (sensitivity) and refers more benign lesions.")
+explored = metrics_at(split["label"].to_numpy(), split["probability"].to_numpy(), threshold)
+at_model = metrics_at(split["label"].to_numpy(), split["probability"].to_numpy(), bundle.threshold)
+(tn, fp), (fn, tp) = explored["confusion_matrix"]
+
+
+def rate(value):
+    return "n/a" if value is None else f"{value:.1%}"
+
+
+def change(key):
+    if explored[key] is None or at_model[key] is None or explored[key] == at_model[key]:
+        return None
+    return f"{explored[key] - at_model[key]:+.1%}"
+
+
+columns = st.columns(4)
+columns[0].metric("Sensitivity", rate(explored["sensitivity"]), change("sensitivity"))
+columns[1].metric("Specificity", rate(explored["specificity"]), change("specificity"))
+columns[2].metric("Melanomas missed", f"{fn} of {fn + tp}")
+columns[3].metric("Referred", f"{tp + fp} of {len(split)}")
+
+left, middle, right = st.columns([1.1, 1.2, 1])
+left.plotly_chart(charts.roc_curve(metrics.get("test_roc", {}), test.get("roc_auc"),
+                                   (explored["specificity"], explored["sensitivity"])))
+middle.plotly_chart(charts.confusion_matrix(explored["confusion_matrix"],
+                                            f"Confusion matrix at {threshold:.3f}"))
+with right:
+    st.markdown("**Test metrics at the model's threshold**")
+    st.dataframe(charts.metrics_table(test), hide_index=True)

@@ -1,0 +1,142 @@
+"""Where the network looked: Grad-CAM and Grad-CAM++ maps of the melanoma score, via tf-keras-vis.
+
+tf-keras-vis runs the model eagerly on every call: 0.65-1 s per map on two CPU cores, ~8x the
+compiled cost. Its `__call__` can be traced once CAM expansion and normalisation are left to us (and
+Gradcam's numpy weighting is redone in TensorFlow), so each (layer, method) pair becomes one
+`tf.function`, traced on first use (~2-3 s) and then ~40-140 ms a map (stage 5 to stage 3).
+"""
+from __future__ import annotations
+
+import functools
+import threading
+
+import numpy as np
+from PIL import Image
+
+from melanoma.config import DEFAULT_GRADCAM_LAYER, IMAGE_HEIGHT, IMAGE_SHAPE, IMAGE_WIDTH
+
+GRADCAM = "Grad-CAM"
+GRADCAM_PLUS_PLUS = "Grad-CAM++"
+METHODS = (GRADCAM, GRADCAM_PLUS_PLUS)
+MELANOMA_CLASS = 1
+
+
+@functools.cache
+def _graph_safe_gradcam_class():
+    """tf-keras-vis' Gradcam weights the feature maps with numpy, which a traced function cannot;
+    the same arithmetic in TensorFlow ops (Grad-CAM++ already is)."""
+    import tensorflow as tf
+    from tf_keras_vis.gradcam import Gradcam
+
+    class GraphSafeGradcam(Gradcam):
+        def _calculate_cam(self, grads, penultimate_output, gradient_modifier, activation_modifier):
+            if gradient_modifier is not None:
+                grads = gradient_modifier(grads)
+            weights = tf.reduce_mean(grads, axis=tuple(range(grads.ndim)[1:-1]), keepdims=True)
+            cam = tf.reduce_sum(penultimate_output * weights, axis=-1)
+            return activation_modifier(cam) if activation_modifier is not None else cam
+
+    return GraphSafeGradcam
+
+
+def _coarse_cam(visualizer, score, layer: str, images):
+    # seek_penultimate_conv_layer=False: otherwise tf-keras-vis swaps a block's output for the last
+    # Conv2D before it (conv4_block6_3_conv: before batch norm, the shortcut and the ReLU).
+    return visualizer(score, images, penultimate_layer=layer, seek_penultimate_conv_layer=False,
+                      expand_cam=False, normalize_cam=False)
+
+
+class Explainer:
+    """Heat maps for one model. Build it once per model (it holds a linear-output copy of the
+    network, ~100 MB); the compiled function per layer and method is made on first use."""
+
+    def __init__(self, model):
+        from tf_keras_vis.gradcam_plus_plus import GradcamPlusPlus
+        from tf_keras_vis.utils.model_modifiers import ReplaceToLinear
+
+        # Scores are taken before the softmax (a saturated softmax has no gradient). The copy
+        # keeps the predictor's own network untouched; both methods share it.
+        gradcam = _graph_safe_gradcam_class()(model, model_modifier=ReplaceToLinear(), clone=True)
+        self._visualizers = {GRADCAM: gradcam, GRADCAM_PLUS_PLUS: GradcamPlusPlus(gradcam.model, clone=False)}
+        self.layer_names = {layer.name for layer in gradcam.model.layers}
+        self._compiled = {}
+        self._lock = threading.Lock()  # one Streamlit server, many sessions: trace each pair once
+
+    def _cam_function(self, layer: str, method: str):
+        key = (layer, method)
+        with self._lock:
+            if key not in self._compiled:
+                self._compiled[key] = self._compile(layer, method)
+            return self._compiled[key]
+
+    def _compile(self, layer: str, method: str):
+        import tensorflow as tf
+        from tf_keras_vis.utils.scores import CategoricalScore
+
+        if method not in self._visualizers:
+            raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+        if layer not in self.layer_names:
+            raise ValueError(f"the model has no layer {layer!r}")
+        # A partial, not a closure: TensorFlow counts traces per code object and would warn about
+        # "excessive retracing" after the fifth pair, though each pair is traced only once.
+        cam = functools.partial(_coarse_cam, self._visualizers[method], CategoricalScore(MELANOMA_CLASS), layer)
+        return tf.function(cam, input_signature=[tf.TensorSpec((1, *IMAGE_SHAPE), tf.float32)])
+
+    def heatmap(self, model_input: np.ndarray, layer: str = DEFAULT_GRADCAM_LAYER,
+                method: str = GRADCAM) -> np.ndarray:
+        """uint8 (75, 100, 3) network input -> float32 (75, 100) map in [0, 1], 1 where the map is
+        highest; all zeros where it is flat."""
+        if model_input.shape != IMAGE_SHAPE:
+            raise ValueError(f"expected an image of shape {IMAGE_SHAPE}, got {model_input.shape}")
+        images = np.asarray(model_input, np.float32)[None]
+        cam = np.asarray(self._cam_function(layer, method)(images))[0]
+        return normalize(resize_map(cam, (IMAGE_WIDTH, IMAGE_HEIGHT), Image.Resampling.BILINEAR))
+
+
+def resize_map(values: np.ndarray, size: tuple[int, int], resample) -> np.ndarray:
+    """A float map resized to (width, height) with pixel-centre alignment (each cell of a coarse
+    map covers its own patch of the image, unlike scipy's corner-to-corner zoom)."""
+    image = Image.fromarray(np.asarray(values, np.float32))
+    return np.asarray(image.resize(size, resample), np.float32)
+
+
+def normalize(values: np.ndarray) -> np.ndarray:
+    """Min-max to [0, 1], as tf-keras-vis does: Grad-CAM++ maps sit on a large positive baseline
+    (e.g. 0.22 to 0.25), which dividing by the maximum alone would paint uniformly hot. A flat map
+    (no region stands out, e.g. Grad-CAM where nothing raises the score) becomes all zeros."""
+    values = np.asarray(values, np.float32)
+    low, high = float(values.min()), float(values.max())
+    if high - low <= 1e-6 * max(abs(high), abs(low)):
+        return np.zeros_like(values)
+    return (values - low) / (high - low)
+
+
+# Google's Turbo colormap (Mikhailov, 2019), polynomial approximation: perceptually smoother than
+# jet, no matplotlib needed.
+_TURBO_COEFFICIENTS = np.array([
+    [0.13572138, 4.61539260, -42.66032258, 132.13108234, -152.94239396, 59.28637943],
+    [0.09140261, 2.19418839, 4.84296658, -14.18503333, 4.27729857, 2.82956604],
+    [0.10667330, 12.64194608, -60.58204836, 110.36276771, -89.90310912, 27.34824973],
+])
+
+
+def colorize(heatmap: np.ndarray) -> np.ndarray:
+    """[0, 1] map (H, W) -> uint8 RGB (H, W, 3) in the Turbo colormap."""
+    x = np.clip(np.asarray(heatmap, np.float64), 0.0, 1.0)
+    powers = np.stack([x ** k for k in range(6)], axis=-1)
+    rgb = powers @ _TURBO_COEFFICIENTS.T
+    return (np.clip(rgb, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+def heatmap_image(heatmap: np.ndarray, size: tuple[int, int]) -> Image.Image:
+    """The map alone, coloured, at `size` (width, height)."""
+    smooth = np.clip(resize_map(heatmap, size, Image.Resampling.BICUBIC), 0.0, 1.0)
+    return Image.fromarray(colorize(smooth))
+
+
+def overlay(display: Image.Image, heatmap: np.ndarray, opacity: float = 0.4) -> Image.Image:
+    """The coloured map blended over the photo at the photo's size; opacity 0 shows the photo only."""
+    if not 0.0 <= opacity <= 1.0:
+        raise ValueError(f"opacity must be within [0, 1], got {opacity}")
+    photo = display.convert("RGB")
+    return Image.blend(photo, heatmap_image(heatmap, photo.size), opacity)

@@ -1,0 +1,18 @@
+"""Melanoma triage demo: `streamlit run streamlit_app.py`. Each page is a script in melanoma/app/.
+
+MELANOMA_MODEL names the model bundle (default models/melanoma-resnet50); MELANOMA_DATA the
+HAM10000 folder, used only for the sample images on the Dataset page.
+"""
+import os
+
+import streamlit as st
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter is not for users
+
+st.set_page_config(page_title="Melanoma triage demo", page_icon=":material/dermatology:", layout="wide")
+st.navigation([
+    st.Page("melanoma/app/classify.py", title="Classify", icon=":material/image_search:", default=True),
+    st.Page("melanoma/app/dataset.py", title="Dataset", icon=":material/dataset:"),
+    st.Page("melanoma/app/training.py", title="Training", icon=":material/monitoring:"),
+    st.Page("melanoma/app/about.py", title="About", icon=":material/info:"),
+]).run()

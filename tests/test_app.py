@@ -1,0 +1,201 @@
+"""The Streamlit app, page by page, in-process (streamlit.testing AppTest) on a smoke-trained bundle."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.timeout(600)  # the session's smoke bundle is trained on first use (~1-2 min)
+
+ROOT = Path(__file__).resolve().parent.parent
+APP = ROOT / "streamlit_app.py"
+RUN_TIMEOUT = 180  # the first run loads and compiles the network and Grad-CAM
+
+
+def open_page(page: str | None = None):
+    from streamlit.testing.v1 import AppTest
+
+    app = AppTest.from_file(str(APP), default_timeout=RUN_TIMEOUT)
+    if page:
+        app.switch_page(f"melanoma/app/{page}.py")
+    app.run()
+    assert not app.exception, [e.value for e in app.exception]
+    return app
+
+
+@pytest.fixture
+def smoke_app_env(smoke_bundle, data_dir, monkeypatch):
+    monkeypatch.setenv("MELANOMA_MODEL", str(smoke_bundle))
+    monkeypatch.setenv("MELANOMA_DATA", str(data_dir))
+    return smoke_bundle
+
+
+def texts(elements) -> str:
+    return "\n".join(str(element.value) for element in elements)
+
+
+def table_with(app, column: str):
+    return next(frame.value for frame in app.dataframe if column in frame.value.columns)
+
+
+# --- Classify --------------------------------------------------------------------------------------
+
+def test_classify_page_waits_for_uploads(smoke_app_env):
+    app = open_page()
+    uploader = app.file_uploader[0]
+    assert uploader.accept_multiple_files
+    assert {"jpg", "png", "tiff", "webp"} <= {t.lstrip(".") for t in uploader.allowed_type}
+    assert "not a diagnosis" in texts(app.caption)
+    assert "Upload one or more images" in texts(app.info)
+
+
+def test_classify_shows_probability_call_and_overlay_and_rejects_bad_file(smoke_app_env, sample_images,
+                                                                          predictor):
+    lesion = sample_images["mel"].read_bytes()
+    expected = predictor.classify_bytes("lesion.jpg", lesion)
+    app = open_page()
+    app.file_uploader[0].set_value([("lesion.jpg", lesion, "image/jpeg"),
+                                    ("notes.jpg", b"these are my notes, not a photo", "image/jpeg")])
+    app.run()
+    assert not app.exception
+
+    assert [m.value for m in app.metric] == [f"{expected.probability:.1%}"]
+    assert app.progress[0].value == pytest.approx(100 * expected.probability, abs=1)  # percent
+    calls = texts(app.error) + texts(app.success)
+    assert expected.call[1:] in calls
+    captions = [caption for image in app.get("image") for caption in image.captions]
+    assert any("as the network sees it" in caption for caption in captions)
+    assert any("Grad-CAM, stage 4" in caption for caption in captions)
+
+    warning = texts(app.warning)
+    assert "notes.jpg" in warning and "not a supported image" in warning
+    table = table_with(app, "file")
+    assert list(table["file"]) == ["lesion.jpg", "notes.jpg"]
+    assert table["P(melanoma)"].iloc[0] == pytest.approx(expected.probability, abs=1e-4)
+    assert "not a supported image" in table["reason not assessed"].iloc[1]
+    assert app.get("download_button")
+
+
+def test_moving_a_slider_reuses_the_result_and_a_new_layer_recomputes_only_the_map(
+        smoke_app_env, sample_images, monkeypatch):
+    from melanoma.config import GRADCAM_LAYERS
+    from melanoma.explain import Explainer
+    from melanoma.inference import Predictor
+
+    app = open_page()
+    app.file_uploader[0].set_value(("lesion.jpg", sample_images["nv"].read_bytes(), "image/jpeg")).run()
+    shown = app.metric[0].value
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("the network ran again")
+
+    heatmaps = []
+    original_heatmap = Explainer.heatmap
+
+    def counted_heatmap(self, model_input, layer, method):
+        heatmaps.append(layer)
+        return original_heatmap(self, model_input, layer, method)
+
+    monkeypatch.setattr(Predictor, "classify_bytes", must_not_run)
+    monkeypatch.setattr(Explainer, "heatmap", counted_heatmap)
+    app.sidebar.slider[0].set_value(0.9).run()
+    app.sidebar.toggle[0].set_value(True).run()
+    assert not app.exception and app.metric[0].value == shown and heatmaps == []
+
+    stage3 = next(label for label, name in GRADCAM_LAYERS.items() if name == "conv3_block4_out")
+    app.sidebar.selectbox[0].set_value(stage3).run()
+    app.sidebar.radio[0].set_value("Grad-CAM++").run()
+    assert not app.exception and app.metric[0].value == shown
+    assert heatmaps == ["conv3_block4_out", "conv3_block4_out"]
+
+
+# --- Dataset, Training, About ----------------------------------------------------------------------
+
+def test_dataset_page_draws_the_summary_and_a_gallery(smoke_app_env):
+    from melanoma.bundle import load_bundle
+    from melanoma.config import DX_NAMES
+
+    summary = load_bundle(smoke_app_env).dataset_summary
+    app = open_page("dataset")
+    assert len(app.get("plotly_chart")) >= 6
+    metrics = {m.label: m.value for m in app.metric}
+    assert metrics["Images used"] == f"{summary['images_used']:,}"
+    assert metrics["Lesions"] == f"{summary['lesions']:,}"
+    split = table_with(app, "split")
+    assert list(split["split"]) == ["train", "validation", "test"]
+    assert list(split["images"]) == [summary["split"][part]["images"] for part in ("train", "validation", "test")]
+    gallery = app.get("image")
+    assert len(gallery) >= 7 * 3
+    assert DX_NAMES["mel"] in texts(app.markdown)
+
+
+def test_dataset_page_without_data_folder_still_draws_the_charts(smoke_app_env, tmp_path, monkeypatch):
+    monkeypatch.setenv("MELANOMA_DATA", str(tmp_path / "no-data-here"))
+    app = open_page("dataset")
+    assert len(app.get("plotly_chart")) >= 6
+    assert not app.get("image")
+    assert "MELANOMA_DATA" in texts(app.info)
+
+
+def test_training_page_shows_curves_metrics_and_a_working_threshold_explorer(smoke_app_env):
+    from melanoma.bundle import load_bundle
+
+    bundle = load_bundle(smoke_app_env)
+    app = open_page("training")
+    assert len(app.get("plotly_chart")) >= 5
+    table = table_with(app, "metric")
+    assert f"{bundle.metrics['test']['roc_auc']:.3f}" in list(table["value"])
+    assert f"{bundle.metrics['test']['sensitivity']:.3f}" in list(table["value"])
+
+    n_test = len(bundle.test_split())
+    app.slider[0].set_value(0.0).run()
+    metrics = {m.label: m.value for m in app.metric}
+    assert metrics["Sensitivity"] == "100.0%" and metrics["Referred"] == f"{n_test} of {n_test}"
+    app.slider[0].set_value(1.0).run()
+    metrics = {m.label: m.value for m in app.metric}
+    assert metrics["Specificity"] == "100.0%" and metrics["Referred"] == f"0 of {n_test}"
+
+
+def test_about_page_is_a_model_card(smoke_app_env):
+    from melanoma.bundle import load_bundle
+
+    manifest = load_bundle(smoke_app_env).manifest
+    app = open_page("about")
+    shown = "\n".join(frame.value.to_string() for frame in app.dataframe)
+    prose = texts(app.markdown)
+    assert manifest["created"] in shown and manifest["weights_sha256"] in prose
+    assert "doi:10.1038/sdata.2018.161" in prose and "CC BY-NC-SA 4.0" in prose
+    assert "Not a medical device" in texts(app.warning)
+
+
+def test_server_config_keeps_the_upload_limit_and_protections():
+    import tomllib
+
+    from melanoma.config import MAX_UPLOAD_MB
+
+    settings = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
+    assert settings["server"]["maxUploadSize"] == MAX_UPLOAD_MB
+    assert settings["server"]["enableXsrfProtection"] is True
+    assert settings["server"]["headless"] is True
+    assert settings["browser"]["gatherUsageStats"] is False
+
+
+# --- A bundle that cannot be used ------------------------------------------------------------------
+
+@pytest.mark.parametrize("page", [None, "dataset", "training", "about"])
+def test_missing_bundle_is_an_error_page(page, tmp_path, monkeypatch):
+    monkeypatch.setenv("MELANOMA_MODEL", str(tmp_path / "no-bundle-here"))
+    app = open_page(page)
+    assert "no model bundle at" in texts(app.error)
+    assert "MELANOMA_MODEL" in texts(app.markdown)
+
+
+def test_corrupt_bundle_is_an_error_page(smoke_bundle, tmp_path, monkeypatch):
+    broken = Path(shutil.copytree(smoke_bundle, tmp_path / "bundle"))
+    with open(broken / "weights.npz", "r+b") as weights:
+        weights.seek(100)
+        weights.write(b"\0" * 16)
+    monkeypatch.setenv("MELANOMA_MODEL", str(broken))
+    app = open_page()
+    assert "corrupted" in texts(app.error)

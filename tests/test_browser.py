@@ -1,0 +1,178 @@
+"""The app as a user meets it: `streamlit run` in a subprocess, driven by a real Chromium.
+
+Skipped (with the reason) where Chromium or Playwright is missing, except under CI, where a missing
+browser fails the test. Full-page screenshots land in test-artifacts/screenshots/.
+"""
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+ARTIFACTS = ROOT / "test-artifacts"
+SCREENSHOTS = ARTIFACTS / "screenshots"
+SERVER_START_TIMEOUT = 90
+MODEL_TIMEOUT_MS = 180_000  # the first classification loads and compiles the network and Grad-CAM
+PAGE_TIMEOUT_MS = 60_000
+
+pytestmark = pytest.mark.timeout(900)  # includes training the session's smoke bundle on first use
+
+
+def require_browser() -> None:
+    missing = []
+    if not CHROMIUM.is_file():
+        missing.append(f"no Chromium at {CHROMIUM}")
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        missing.append("playwright is not installed")
+    if missing:
+        reason = "; ".join(missing)
+        if os.environ.get("CI"):
+            pytest.fail(f"{reason}, and CI is set: the browser test must run there")
+        pytest.skip(reason)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_until_healthy(url: str, server: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + SERVER_START_TIMEOUT
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            pytest.fail(f"streamlit exited with {server.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                if response.read() == b"ok":
+                    return
+        except OSError:
+            time.sleep(0.5)
+    pytest.fail(f"streamlit did not answer within {SERVER_START_TIMEOUT} s:\n{log.read_text()[-3000:]}")
+
+
+@pytest.fixture
+def app_server(smoke_bundle, data_dir):
+    """(url, monotonic time of `streamlit run`) for a server on a free port, stopped afterwards."""
+    require_browser()
+    ARTIFACTS.mkdir(exist_ok=True)
+    port = free_port()
+    env = {**os.environ, "MELANOMA_MODEL": str(smoke_bundle), "MELANOMA_DATA": str(data_dir)}
+    log = ARTIFACTS / "streamlit-server.log"
+    started = time.monotonic()
+    with open(log, "w") as log_file:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port),
+             "--server.address", "127.0.0.1", "--server.headless", "true"],
+            cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_until_healthy(url, server, log)
+        yield url, started
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+
+
+def screenshot(page, name: str) -> Path:
+    """The whole page: Streamlit scrolls inside its main block, so grow the window to fit it."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.wait_for_timeout(500)  # let plotly finish its transitions
+    height = page.evaluate(
+        "() => Math.max(...[...document.querySelectorAll('[data-testid=stMain], [data-testid=stAppViewContainer]')]"
+        ".map(e => e.scrollHeight), document.body.scrollHeight)")
+    width = page.viewport_size["width"]
+    page.set_viewport_size({"width": width, "height": min(int(height) + 40, 12_000)})
+    page.wait_for_timeout(500)
+    path = SCREENSHOTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    page.set_viewport_size({"width": width, "height": 1000})
+    return path
+
+
+def assert_no_exception(page) -> None:
+    assert page.get_by_test_id("stException").count() == 0, page.get_by_test_id("stException").first.inner_text()
+
+
+def open_from_sidebar(page, title: str, heading: str) -> None:
+    page.get_by_test_id("stSidebarNav").get_by_role("link", name=title).click()
+    page.get_by_role("heading", name=heading).wait_for(timeout=PAGE_TIMEOUT_MS)
+
+
+def test_the_app_in_a_real_browser(app_server, sample_images, tmp_path):
+    from playwright.sync_api import expect, sync_playwright
+
+    url, started = app_server
+    not_an_image = tmp_path / "notes.jpg"
+    not_an_image.write_text("these are my notes, not a photo")
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(url)
+            page.get_by_role("heading", name="Classify a skin lesion").wait_for(timeout=MODEL_TIMEOUT_MS)
+            uploader = page.locator("input[type=file]")
+            uploader.wait_for(state="attached", timeout=MODEL_TIMEOUT_MS)
+            ready = time.monotonic()
+
+            uploader.set_input_files(str(sample_images["mel"]))
+            probability = page.get_by_test_id("stMetricValue").first
+            expect(probability).to_have_text(re.compile(r"^\d{1,3}\.\d%$"), timeout=MODEL_TIMEOUT_MS)
+            overlay = page.get_by_test_id("stImage").filter(has_text="Grad-CAM").locator("img")
+            overlay.wait_for(timeout=MODEL_TIMEOUT_MS)
+            assert overlay.evaluate("img => img.complete && img.naturalWidth") > 0
+            done = time.monotonic()
+            print(f"\nstreamlit run -> first classified image with its Grad-CAM: {done - started:.1f} s "
+                  f"(page ready with the model loaded: {ready - started:.1f} s; upload -> result: "
+                  f"{done - ready:.1f} s)")
+            expect(page.get_by_text(re.compile(r"^(Not suspicious for melanoma|Suspicious for melanoma - refer)$"))
+                   ).to_be_visible()
+            screenshot(page, "1-classify")
+
+            uploader.set_input_files(str(not_an_image))
+            rejection = page.get_by_test_id("stAlert").filter(has_text="notes.jpg was not assessed")
+            expect(rejection).to_contain_text("not a supported image", timeout=PAGE_TIMEOUT_MS)
+            expect(page.get_by_test_id("stMetricValue")).to_have_count(1)  # the first result still shows
+
+            uploader.set_input_files(str(sample_images["nv"]))
+            expect(page.get_by_test_id("stMetricValue")).to_have_count(2, timeout=MODEL_TIMEOUT_MS)
+            expect(page.get_by_test_id("stDownloadButton")).to_be_visible()
+            assert_no_exception(page)
+            screenshot(page, "2-classify-several-and-rejected")
+
+            open_from_sidebar(page, "Dataset", "The HAM10000 dataset")
+            expect(page.locator(".js-plotly-plot")).to_have_count(6, timeout=PAGE_TIMEOUT_MS)
+            expect(page.get_by_test_id("stImage").first).to_be_visible()
+            assert_no_exception(page)
+            screenshot(page, "3-dataset")
+
+            open_from_sidebar(page, "Training", "Training and evaluation")
+            expect(page.locator(".js-plotly-plot")).to_have_count(5, timeout=PAGE_TIMEOUT_MS)
+            expect(page.get_by_text("Threshold explorer")).to_be_visible()
+            assert_no_exception(page)
+            screenshot(page, "4-training")
+
+            open_from_sidebar(page, "About", "About this model")
+            expect(page.get_by_text("doi:10.1038/sdata.2018.161")).to_be_visible()
+            assert_no_exception(page)
+            screenshot(page, "5-about")
+        finally:
+            browser.close()

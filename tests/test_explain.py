@@ -1,0 +1,58 @@
+"""Grad-CAM maps and overlays (melanoma.explain) on a smoke-trained network."""
+import numpy as np
+import pytest
+from PIL import Image
+
+
+@pytest.fixture(scope="module")
+def explainer(predictor):
+    from melanoma.explain import Explainer
+
+    return Explainer(predictor.model)
+
+
+def test_heatmap_matches_tf_keras_vis_and_leaves_the_predictor_alone(predictor, explainer, sample_images):
+    from tf_keras_vis.gradcam_plus_plus import GradcamPlusPlus
+    from tf_keras_vis.utils.scores import CategoricalScore
+
+    from melanoma.explain import GRADCAM_PLUS_PLUS, normalize, resize_map
+    from melanoma.images import prepare_path
+
+    image = prepare_path(sample_images["mel"]).model_input
+    before = predictor.probabilities(image[None])
+    heat = explainer.heatmap(image, "conv4_block6_out", GRADCAM_PLUS_PLUS)
+    assert heat.shape == image.shape[:2] and heat.dtype == np.float32
+    assert 0.0 <= heat.min() and heat.max() <= 1.0
+    np.testing.assert_allclose(predictor.probabilities(image[None]), before)
+
+    # the library's own eager call on the same linear-output copy: same map before upsampling
+    reference = GradcamPlusPlus(explainer._visualizers[GRADCAM_PLUS_PLUS].model)(
+        CategoricalScore(1), image.astype(np.float32), penultimate_layer="conv4_block6_out",
+        seek_penultimate_conv_layer=False, expand_cam=False, normalize_cam=False)[0]
+    expected = normalize(resize_map(reference, (image.shape[1], image.shape[0]), Image.Resampling.BILINEAR))
+    np.testing.assert_allclose(heat, expected, atol=1e-4)
+
+
+def test_heatmap_refuses_unknown_layers_methods_and_shapes(explainer):
+    image = np.zeros((75, 100, 3), np.uint8)
+    with pytest.raises(ValueError, match="no layer"):
+        explainer.heatmap(image, "conv9_block1_out")
+    with pytest.raises(ValueError, match="unknown method"):
+        explainer.heatmap(image, "conv4_block6_out", "saliency")
+    with pytest.raises(ValueError, match="shape"):
+        explainer.heatmap(np.zeros((150, 200, 3), np.uint8))
+
+
+def test_overlay_is_the_photo_size_and_opacity_blends():
+    from melanoma.explain import colorize, overlay
+
+    photo = Image.new("RGB", (400, 300), (200, 150, 120))
+    heat = np.zeros((75, 100), np.float32)
+    heat[30:45, 40:60] = 1.0
+    assert np.array_equal(np.asarray(overlay(photo, heat, 0.0)), np.asarray(photo))
+    full = np.asarray(overlay(photo, heat, 1.0))
+    assert full.shape == (300, 400, 3)
+    assert np.array_equal(full[150, 200], colorize(np.array([[1.0]]))[0, 0])  # hot centre
+    assert np.array_equal(full[5, 5], colorize(np.array([[0.0]]))[0, 0])  # cold corner
+    with pytest.raises(ValueError):
+        overlay(photo, heat, 1.5)
