@@ -35,6 +35,9 @@ def add_train_parser(commands) -> None:
                         help="do not compile the training step with XLA")
     parser.add_argument("--distribute", choices=("none", "mirrored", "multiworker"), default="none",
                         help="tf.distribute strategy: all local devices, or the hosts in TF_CONFIG")
+    parser.add_argument("--finish-now", action="store_true",
+                        help="write the bundle from the run's last checkpoint without training further "
+                             "(rerun without it to resume training)")
     parser.add_argument("--cpu-replicas", type=int, default=None,
                         help="split the CPU into this many logical devices (to try --distribute "
                              "mirrored without GPUs)")
@@ -49,7 +52,7 @@ def run_train(args) -> int:
     names = {f.name for f in fields(TrainConfig)}
     config = TrainConfig(**{k: v for k, v in vars(args).items() if k in names and v is not None})
     try:
-        train(args.data, args.out, config, run_dir=args.run_dir)
+        train(args.data, args.out, config, run_dir=args.run_dir, finish_now=args.finish_now)
     except DatasetError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
@@ -101,6 +104,15 @@ def run_predict(args) -> int:
     return 0 if all(r.ok for r in results) else EXIT_REJECTED
 
 
+def run_bench(args) -> int:
+    from melanoma.bench import run_bench as bench, table
+
+    report = bench(args.model, args.data, Path(args.out), runs=args.runs, train_steps=args.train_steps)
+    print(table(report))
+    print(f"\nwritten to {args.out}")
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m melanoma", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -116,6 +128,13 @@ def main(argv=None) -> int:
     predict.add_argument("--json", action="store_true", help="print JSON instead of lines")
     predict.add_argument("files", nargs="+", help="image files (JPEG, PNG, ...)")
 
+    bench = commands.add_parser("bench", help="latency and throughput, each against its baseline in the same run")
+    bench.add_argument("--model", default=None, help="bundle folder (default: the shipped one in models/)")
+    bench.add_argument("--data", required=True, help="HAM10000-format folder (real images to time)")
+    bench.add_argument("--out", default="benchmarks/latest.json", help="JSON results (default %(default)s)")
+    bench.add_argument("--runs", type=int, default=60, help="timed runs per latency figure (default %(default)s)")
+    bench.add_argument("--train-steps", type=int, default=8, help="timed training steps per model (default %(default)s)")
+
     args = parser.parse_args(argv)
-    handlers = {"train": run_train, "evaluate": run_evaluate, "predict": run_predict}
+    handlers = {"train": run_train, "evaluate": run_evaluate, "predict": run_predict, "bench": run_bench}
     return handlers[args.command](args)

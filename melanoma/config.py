@@ -75,3 +75,6 @@ class TrainConfig:
 CALL_SUSPICIOUS = "suspicious for melanoma - refer"
 CALL_NOT_SUSPICIOUS = "not suspicious for melanoma"
 PREDICT_BATCH = 32  # fixed batch shape for the compiled predict function (padded), see inference
+# XLA makes single-image inference no faster here but costs ~2 s more on the first call (the
+# bench measures both: `python -m melanoma bench`), so predictions use a plain tf.function.
+INFERENCE_JIT_COMPILE = False

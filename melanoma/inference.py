@@ -1,7 +1,7 @@
-"""Probabilities of melanoma from a bundle, through one XLA-compiled function.
+"""Probabilities of melanoma from a bundle, through one compiled (traced) function.
 
 The compiled function sees only two input shapes (1 image, or a padded batch of PREDICT_BATCH),
-so it is traced and compiled twice per process and never again; eager calls are ~8x slower here.
+so it is traced at most twice per process and never again; eager calls are ~7x slower here.
 """
 from __future__ import annotations
 
@@ -11,14 +11,14 @@ from pathlib import Path
 import numpy as np
 
 from melanoma.bundle import Bundle, load_bundle, load_model
-from melanoma.config import CALL_NOT_SUSPICIOUS, CALL_SUSPICIOUS, PREDICT_BATCH
+from melanoma.config import CALL_NOT_SUSPICIOUS, CALL_SUSPICIOUS, INFERENCE_JIT_COMPILE, PREDICT_BATCH
 from melanoma.images import ImageRejected, PreparedImage, prepare_image
 
 
-def compiled_forward(model):
+def compiled_forward(model, jit_compile: bool = INFERENCE_JIT_COMPILE):
     import tensorflow as tf
 
-    @tf.function(jit_compile=True, reduce_retracing=True)
+    @tf.function(jit_compile=jit_compile, reduce_retracing=True)
     def forward(images):
         return model(tf.cast(images, tf.float32), training=False)[:, 1]
 

@@ -83,6 +83,46 @@ def build_and_compile(config: TrainConfig, steps_per_epoch: int):
     return model
 
 
+class MultiWorkerEpoch:
+    """One epoch under MultiWorkerMirroredStrategy, for Keras 3's fit() cannot run there: it
+    reduces a sample batch and then the step's scalar logs along axis 0, which fails across
+    workers (keras-team/keras#20585). Same per-replica step as fit (`model.train_step`), with the
+    logs averaged across replicas as plain scalars."""
+
+    def __init__(self, model, strategy, config: TrainConfig):
+        import keras
+        import tensorflow as tf
+
+        from melanoma.config import CLASS_NAMES, IMAGE_SHAPE
+
+        self.model, self.strategy = model, strategy
+        # Build the compiled metrics from shapes (fit does this from a reduced sample batch).
+        model._symbolic_build(data_batch=(keras.KerasTensor((config.batch_size, *IMAGE_SHAPE), "float32"),
+                                          keras.KerasTensor((config.batch_size, len(CLASS_NAMES)), "float32")))
+
+        @tf.function
+        def step(batch):
+            logs = strategy.run(model.train_step, args=(batch,))
+            return {name: strategy.reduce("MEAN", value, axis=None) for name, value in logs.items()}
+
+        @tf.function
+        def barrier():
+            return strategy.reduce("SUM", strategy.run(lambda: tf.constant(1.0)), axis=None)
+
+        self._step, self.barrier = step, barrier
+
+    def run(self, dataset, steps: int, verbose: int) -> dict:
+        import keras
+
+        self.model.reset_metrics()
+        progress = keras.utils.Progbar(steps, verbose=verbose)
+        logs = {}
+        for i, batch in enumerate(self.strategy.experimental_distribute_dataset(dataset)):
+            logs = {name: float(value) for name, value in self._step(batch).items()}
+            progress.update(i + 1, values=list(logs.items()), finalize=i + 1 == steps)
+        return logs
+
+
 def save_checkpoint(run_dir: Path, model, epoch: int, history: list[dict], best: dict) -> None:
     """Weights in float32 (training goes on from them), optimizer slots, and the epoch count."""
     arrays = {f"model/{v.path}": np.asarray(v.numpy()) for v in model.weights}
@@ -136,9 +176,10 @@ def load_and_split(data_dir, config: TrainConfig):
 
 
 def train(data_dir: str | Path, out_dir: str | Path, config: TrainConfig,
-          run_dir: str | Path | None = None) -> Path | None:
+          run_dir: str | Path | None = None, finish_now: bool = False) -> Path | None:
     """Trains (or resumes) and writes the bundle to out_dir (on the chief; other workers of a
-    multi-worker run return None)."""
+    multi-worker run return None). finish_now writes the bundle from the last checkpoint without
+    training further; rerunning without it resumes the run."""
     from melanoma import data as data_mod
     from melanoma.bundle import weights_to_npz
     from melanoma.evaluate import roc_auc
@@ -170,6 +211,7 @@ def train(data_dir: str | Path, out_dir: str | Path, config: TrainConfig,
         model = build_and_compile(config, steps_per_epoch)
     augmenter = data_mod.make_augmenter(config)
     forward = compiled_forward(model)
+    multiworker = MultiWorkerEpoch(model, strategy, config) if config.distribute == "multiworker" else None
 
     start_epoch, history, best = 0, [], {"val_auc": -1.0, "epoch": 0}
     best_weights_path = run_dir / "best.weights.npz"
@@ -178,20 +220,29 @@ def train(data_dir: str | Path, out_dir: str | Path, config: TrainConfig,
         log(f"resuming after epoch {start_epoch} (best val AUC {best['val_auc']:.4f} at epoch {best['epoch']})")
 
     verbose = 1 if sys.stdout.isatty() else 2
-    for epoch in range(start_epoch, config.epochs):
+    if finish_now and not history:
+        raise SystemExit(f"error: --finish-now needs a finished epoch, and {run_dir} has no checkpoint")
+    last_epoch = start_epoch if finish_now else config.epochs
+    if finish_now and start_epoch < config.epochs:
+        log(f"finishing now: the bundle gets the best of {start_epoch} of {config.epochs} planned epochs")
+    for epoch in range(start_epoch, last_epoch):
         indices = data_mod.balanced_epoch_indices(train_labels, config.melanoma_per_epoch_factor,
                                                   np.random.default_rng([config.seed, epoch]))
         train_ds = data_mod.make_train_dataset(dataset.images[split.train], train_labels, indices,
                                                config, augmenter)
         tick = time.time()
-        fit = model.fit(train_ds, epochs=epoch + 1, initial_epoch=epoch, verbose=verbose, shuffle=False)
+        if multiworker:
+            logs = multiworker.run(train_ds, steps_per_epoch, verbose)
+        else:
+            fit = model.fit(train_ds, epochs=epoch + 1, initial_epoch=epoch, verbose=verbose, shuffle=False)
+            logs = {name: values[-1] for name, values in fit.history.items()}
         train_seconds = time.time() - tick
         val_probs = predict_in_batches(forward, dataset.images[split.val])
         row = {
             "epoch": epoch + 1,
-            "loss": fit.history["loss"][-1],
-            "accuracy": fit.history["accuracy"][-1],
-            "auc": fit.history["auc"][-1],
+            "loss": logs["loss"],
+            "accuracy": logs["accuracy"],
+            "auc": logs["auc"],
             "val_loss": log_loss(val_labels, val_probs),
             "val_accuracy": float(((val_probs >= 0.5) == val_labels).mean()),
             "val_auc": roc_auc(val_labels, val_probs),
@@ -200,7 +251,7 @@ def train(data_dir: str | Path, out_dir: str | Path, config: TrainConfig,
             "epoch_seconds": time.time() - tick,
         }
         history.append(row)
-        improved = (row["val_auc"] or 0.0) > best["val_auc"]
+        improved = row["val_auc"] is not None and row["val_auc"] > best["val_auc"]
         if improved:
             best = {"val_auc": row["val_auc"], "epoch": epoch + 1}
         if chief:
@@ -212,10 +263,11 @@ def train(data_dir: str | Path, out_dir: str | Path, config: TrainConfig,
             f"val_loss {row['val_loss']:.4f} val_acc {row['val_accuracy']:.3f} val_auc {_fmt(row['val_auc'])} "
             f"({row['train_images_per_s']:.1f} img/s, {row['epoch_seconds']:.0f}s)")
 
-    if not chief:
-        return None
-    return finish(out_dir, run_dir, model, forward, dataset, split, history, best, config, total_rows,
-                  per_epoch)
+    bundle = finish(out_dir, run_dir, model, forward, dataset, split, history, best, config, total_rows,
+                    per_epoch) if chief else None
+    if multiworker:
+        multiworker.barrier()  # workers leave together: an early exit reads as a crash to the others
+    return bundle
 
 
 def finish(out_dir, run_dir, model, forward, dataset, split, history, best, config, total_rows, per_epoch):
@@ -240,6 +292,7 @@ def finish(out_dir, run_dir, model, forward, dataset, split, history, best, conf
         "threshold_rule": f"highest threshold with validation sensitivity >= {config.target_sensitivity}",
         "best_epoch": best["epoch"],
         "epochs_run": len(history),
+        "epochs_planned": config.epochs,
         "test": metrics_at(test_labels, test_probs, threshold),
         "validation": metrics_at(labels[split.val], val_probs, threshold),
         "train_natural_ratio": metrics_at(labels[split.train], train_probs, threshold),

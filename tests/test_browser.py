@@ -176,3 +176,46 @@ def test_the_app_in_a_real_browser(app_server, sample_images, tmp_path):
             screenshot(page, "5-about")
         finally:
             browser.close()
+
+
+def test_bad_and_unusual_uploads_in_a_real_browser(app_server, sample_images, tmp_path):
+    """Every bad input of tests/bad_inputs.py that the uploader's file types let through gets its
+    one-line reason on the page; every unusual but valid one is classified; the page stays usable."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from melanoma.app.classify import UPLOAD_TYPES
+    from tests.bad_inputs import ACCEPTED, REJECTED
+
+    def uploadable(name: str) -> bool:
+        return name.rsplit(".", 1)[-1] in UPLOAD_TYPES
+
+    rejected = {name: phrase for name, (data, phrase) in REJECTED.items() if uploadable(name)}
+    accepted = [name for name in ACCEPTED if uploadable(name)]
+    files = []
+    for name, data in [*((n, d) for n, (d, _) in REJECTED.items()), *ACCEPTED.items()]:
+        if uploadable(name):
+            (tmp_path / name).write_bytes(data)
+            files.append(str(tmp_path / name))
+    assert len(rejected) >= 8 and len(accepted) == len(ACCEPTED)
+
+    url, _ = app_server
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(url)
+            uploader = page.locator("input[type=file]")
+            uploader.wait_for(state="attached", timeout=MODEL_TIMEOUT_MS)
+            uploader.set_input_files(files)
+            expect(page.get_by_test_id("stMetricValue")).to_have_count(len(accepted), timeout=MODEL_TIMEOUT_MS)
+            for name, phrase in rejected.items():
+                alert = page.get_by_test_id("stAlert").filter(has_text=f"{name} was not assessed")
+                expect(alert).to_contain_text(phrase, timeout=PAGE_TIMEOUT_MS)
+            assert_no_exception(page)
+            screenshot(page, "6-bad-and-unusual-uploads")
+
+            uploader.set_input_files(str(sample_images["mel"]))  # the page still works afterwards
+            expect(page.get_by_test_id("stMetricValue")).to_have_count(1, timeout=MODEL_TIMEOUT_MS)
+            assert_no_exception(page)
+        finally:
+            browser.close()

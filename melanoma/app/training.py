@@ -14,6 +14,11 @@ st.markdown(
     f"{metrics.get('best_epoch', '?')}, the best by validation), batch {config.get('batch_size')}, "
     f"AdamW at learning rate {config.get('learning_rate')}, on class-balanced epochs with rotation, "
     "zoom and colour augmentation.")
+if metrics.get("epochs_run", 0) < metrics.get("epochs_planned", 0):
+    st.warning(f"Interim model: training stopped after {metrics['epochs_run']} of "
+               f"{metrics['epochs_planned']} planned epochs (the learning rate had not finished decaying). "
+               "The run resumes from its checkpoint; the final bundle replaces this one.",
+               icon=":material/hourglass_top:")
 
 history = bundle.history()
 for column, (metric, title) in zip(st.columns(3), (("loss", "Loss"), ("accuracy", "Accuracy"),

@@ -1,0 +1,89 @@
+"""tf.distribute on the CPU: MirroredStrategy over two logical CPU devices, and
+MultiWorkerMirroredStrategy with two worker processes on loopback ports. Each trains on real
+images, resumes from its checkpoint and ends in a bundle that loads."""
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from melanoma.bundle import load_bundle, load_model
+
+ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.timeout(1200)
+
+
+def train_args(data_dir, tmp_path, epochs: int, *extra) -> list[str]:
+    return [sys.executable, "-m", "melanoma", "train", "--data", str(data_dir), "--out", str(tmp_path / "bundle"),
+            "--run-dir", str(tmp_path / "run"), "--epochs", str(epochs), "--max-images", "96",
+            "--batch-size", "8", "--seed", "7", "--no-xla", *extra]
+
+
+def assert_bundle_with_epochs(tmp_path, epochs: int) -> None:
+    bundle = load_bundle(tmp_path / "bundle")
+    assert bundle.history()["epoch"].tolist() == list(range(1, epochs + 1))
+    load_model(bundle)
+
+
+def test_mirrored_over_two_cpu_devices_trains_and_resumes(data_dir, tmp_path):
+    extra = ("--distribute", "mirrored", "--cpu-replicas", "2")
+    first = subprocess.run(train_args(data_dir, tmp_path, 1, *extra), cwd=ROOT, capture_output=True, text=True)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "MirroredStrategy: 2 replicas, global batch 8 (4 per replica)" in first.stdout
+    assert_bundle_with_epochs(tmp_path, 1)
+
+    longer = subprocess.run(train_args(data_dir, tmp_path, 2, *extra), cwd=ROOT, capture_output=True, text=True)
+    assert longer.returncode == 0, longer.stderr[-3000:]
+    assert "resuming after epoch 1" in longer.stdout and "epoch 1/2:" not in longer.stdout
+    assert_bundle_with_epochs(tmp_path, 2)
+
+
+def free_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def run_two_workers(data_dir, tmp_path, epochs: int) -> list[subprocess.CompletedProcess]:
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in free_ports(2)]}
+    workers = []
+    for index in range(2):
+        env = {**os.environ, "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})}
+        log = open(tmp_path / f"worker{index}-{epochs}.log", "w+")
+        workers.append((subprocess.Popen(train_args(data_dir, tmp_path, epochs, "--distribute", "multiworker"),
+                                         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, text=True), log))
+    results = []
+    for process, log in workers:
+        try:
+            process.wait(timeout=900)
+        finally:
+            if process.poll() is None:
+                process.kill()
+        log.seek(0)
+        results.append(subprocess.CompletedProcess(process.args, process.returncode, log.read(), ""))
+        log.close()
+    return results
+
+
+def test_multiworker_with_two_local_workers_trains_and_resumes(data_dir, tmp_path):
+    first = run_two_workers(data_dir, tmp_path, 1)
+    for worker in first:
+        assert worker.returncode == 0, worker.stdout[-3000:]
+        assert "CollectiveAllReduceStrategy: 2 replicas" in worker.stdout
+    assert "bundle written to" in first[0].stdout  # only the chief (worker 0) writes
+    assert "bundle written to" not in first[1].stdout
+    assert_bundle_with_epochs(tmp_path, 1)
+
+    longer = run_two_workers(data_dir, tmp_path, 2)
+    for worker in longer:
+        assert worker.returncode == 0, worker.stdout[-3000:]
+        assert "resuming after epoch 1" in worker.stdout and "epoch 1/2:" not in worker.stdout
+    assert_bundle_with_epochs(tmp_path, 2)
