@@ -124,14 +124,15 @@ def bench_training(images: np.ndarray, labels: np.ndarray, steps: int, warmup_st
             model.compile(optimizer=keras.optimizers.AdamW(1e-3, weight_decay=0.05),
                           loss="categorical_crossentropy", jit_compile=jit)
             tick = time.perf_counter()
-            model.fit(make_train_dataset(images, labels, indices, config, augmenter).take(warmup_steps), verbose=0)
+            model.fit(make_train_dataset(images, labels, indices, config, augmenter).take(warmup_steps), verbose=0,
+                      shuffle=False)
             result[f"{name}_{mode}"] = {"first_steps_seconds": round(time.perf_counter() - tick, 1)}
             models[name], seconds[name] = model, 0.0
         for _ in range(rounds):
             for name, model in models.items():
                 dataset = make_train_dataset(images, labels, indices, config, augmenter).take(per_round)
                 tick = time.perf_counter()
-                model.fit(dataset, verbose=0)
+                model.fit(dataset, verbose=0, shuffle=False)
                 seconds[name] += time.perf_counter() - tick
         for name in models:
             result[f"{name}_{mode}"]["images_per_s"] = round(rounds * per_round * config.batch_size / seconds[name], 2)

@@ -45,7 +45,8 @@ def add_train_parser(commands) -> None:
 
 def run_train(args) -> int:
     from melanoma.data import DatasetError
-    from melanoma.train import split_cpu, train
+    from melanoma.distribute import split_cpu
+    from melanoma.train import train
 
     if args.cpu_replicas:
         split_cpu(args.cpu_replicas)

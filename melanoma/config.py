@@ -32,6 +32,7 @@ MIN_IMAGE_SIDE = 32
 MAX_IMAGE_PIXELS = 40_000_000
 MAX_UPLOAD_MB = 20
 ACCEPTED_FORMATS = ("JPEG", "PNG", "BMP", "TIFF", "WEBP")
+UPLOAD_EXTENSIONS = ("jpg", "jpeg", "png", "bmp", "tif", "tiff", "webp")  # the app's uploader filter
 
 # Grad-CAM: at 75x100 the last stage is 3x4 cells; stage 4 (5x7) localises better, see README.
 GRADCAM_LAYERS = {

@@ -1,6 +1,5 @@
 """Training end to end on a few dozen real images: the bundle, and resuming after a real kill."""
 import json
-import os
 import random
 import signal
 import subprocess

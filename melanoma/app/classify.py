@@ -12,10 +12,9 @@ import pandas as pd
 import streamlit as st
 
 from melanoma.app import state
-from melanoma.config import DEFAULT_GRADCAM_LAYER, GRADCAM_LAYERS, MAX_UPLOAD_MB
+from melanoma.config import DEFAULT_GRADCAM_LAYER, GRADCAM_LAYERS, MAX_UPLOAD_MB, UPLOAD_EXTENSIONS
 from melanoma.explain import METHODS, heatmap_image, overlay
 
-UPLOAD_TYPES = ["jpg", "jpeg", "png", "bmp", "tif", "tiff", "webp"]
 DISCLAIMER = ("Research and education demo: **not a diagnosis and not a medical device.** The model has "
               "not been clinically validated; any lesion of concern needs examination by a clinician.")
 
@@ -37,7 +36,7 @@ with st.sidebar:
 layer = GRADCAM_LAYERS[layer_label]
 
 uploads = st.file_uploader(
-    "Dermatoscopic images of single lesions", type=UPLOAD_TYPES, accept_multiple_files=True,
+    "Dermatoscopic images of single lesions", type=list(UPLOAD_EXTENSIONS), accept_multiple_files=True,
     help=f"Up to {MAX_UPLOAD_MB} MB each. Images are analysed in memory and not stored.")
 if not uploads:
     st.info("Upload one or more images to classify them. Tip: the Dataset page shows what the training "
