@@ -65,7 +65,7 @@ def assign_weights(model, arrays) -> None:
 
 
 def write_bundle(out_dir: str | Path, model, *, metrics: dict, history_csv: str, dataset_summary: dict,
-                 test_split_csv: str, train_config: dict, extra_manifest: dict | None = None) -> Path:
+                 test_split_csv: str, train_config: dict) -> Path:
     """Writes to a sibling temp folder, then swaps it in: a kill never leaves half a bundle."""
     import keras
     import tensorflow as tf
@@ -93,7 +93,6 @@ def write_bundle(out_dir: str | Path, model, *, metrics: dict, history_csv: str,
         "versions": {"tensorflow": tf.__version__, "keras": keras.__version__, "numpy": np.__version__},
         "weights_sha256": sha256_file(staging / WEIGHTS),
         "files": {name: sha256_file(staging / name) for name in REQUIRED_FILES},
-        **(extra_manifest or {}),
     }
     atomic_write_json(staging / MANIFEST, manifest)
 

@@ -5,7 +5,7 @@ the inference path checks them, so a bundle trained with other values is never s
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 IMAGE_HEIGHT = 75
 IMAGE_WIDTH = 100
@@ -67,7 +67,6 @@ class TrainConfig:
     target_sensitivity: float = 0.85  # the threshold is picked on validation for this
     max_images: int | None = None  # a stratified subset, for smoke runs and quick experiments
     distribute: str = "none"
-    extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)

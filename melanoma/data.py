@@ -187,13 +187,6 @@ def make_train_dataset(images: np.ndarray, labels: np.ndarray, indices: np.ndarr
     return dataset.map(lambda x, y: (x, tf.one_hot(y, 2))).prefetch(tf.data.AUTOTUNE)
 
 
-def make_eval_dataset(images: np.ndarray, batch_size: int = 64):
-    import tensorflow as tf
-
-    return (tf.data.Dataset.from_tensor_slices(images).batch(batch_size)
-            .map(lambda x: tf.cast(x, tf.float32)).prefetch(tf.data.AUTOTUNE))
-
-
 def summarize(dataset: LoadedDataset, split: Split | None = None, epoch_counts: dict | None = None,
               total_rows: int | None = None) -> dict:
     """The dataset summary saved with a bundle; the app's Dataset page draws from it."""
