@@ -85,3 +85,30 @@ def test_missing_column_is_a_clear_error(tmp_path):
     (tmp_path / "HAM10000_metadata.csv").write_text("lesion_id,image_id\nL1,I1\n")
     with pytest.raises(DatasetError, match="lacks the column"):
         read_metadata(tmp_path)
+
+
+def test_corrupt_and_missing_images_are_dropped_with_their_reasons(data_dir, tmp_path):
+    import os
+
+    frame = pd.read_csv(data_dir / "HAM10000_metadata.csv").head(3)
+    (tmp_path / "images").mkdir()
+    rows = pd.concat([frame, pd.DataFrame([{"lesion_id": "X1", "image_id": "corrupt", "dx": "mel"},
+                                           {"lesion_id": "X2", "image_id": "missing", "dx": "nv"}])])
+    rows.to_csv(tmp_path / "HAM10000_metadata.csv", index=False)
+    for image_id in frame["image_id"]:
+        os.symlink(data_dir / "images" / f"{image_id}.jpg", tmp_path / "images" / f"{image_id}.jpg")
+    (tmp_path / "images" / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    dataset = load_dataset(tmp_path)
+    assert dataset.frame["image_id"].tolist() == frame["image_id"].tolist()
+    reasons = {row["image_id"]: row["detail"] for row in dataset.dropped}
+    assert set(reasons) == {"corrupt", "missing"}
+    assert "cannot read file" in reasons["missing"]
+    assert reasons["corrupt"].startswith("unreadable image")
+
+
+def test_unreadable_metadata_is_a_clear_error(tmp_path):
+    from melanoma.data import DatasetError
+
+    (tmp_path / "HAM10000_metadata.csv").write_bytes(b"\x00\x01\x02\xff" * 100)
+    with pytest.raises(DatasetError, match="HAM10000_metadata.csv"):
+        read_metadata(tmp_path)
