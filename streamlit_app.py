@@ -7,7 +7,9 @@ import os
 
 import streamlit as st
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter is not for users
+# TensorFlow's C++ start-up chatter (e.g. "failed call to cuInit" on a CPU) is not for users;
+# Python errors are unaffected.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 st.set_page_config(page_title="Melanoma triage demo", page_icon=":material/dermatology:", layout="wide")
 st.navigation([

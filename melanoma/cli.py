@@ -8,7 +8,9 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter is not for users
+# TensorFlow's C++ start-up chatter (e.g. "failed call to cuInit" on a CPU) is not for users;
+# Python errors are unaffected.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from melanoma.config import TrainConfig  # noqa: E402
 
