@@ -64,6 +64,12 @@ def assign_weights(model, arrays) -> None:
         variable.assign(value.astype(variable.dtype))
 
 
+def assign_weights_from_npz(model, source) -> None:
+    """Loads weights saved by `weights_to_npz` (a path or a file object) into `model`."""
+    with np.load(source, allow_pickle=False) as arrays:
+        assign_weights(model, {key: arrays[key] for key in arrays.files})
+
+
 def write_bundle(out_dir: str | Path, model, *, metrics: dict, history_csv: str, dataset_summary: dict,
                  test_split_csv: str, train_config: dict) -> Path:
     """Writes to a sibling temp folder, then swaps it in: a kill never leaves half a bundle."""
@@ -173,8 +179,7 @@ def load_model(bundle: Bundle):
 
     model = build_resnet50()
     try:
-        with np.load(bundle.weights_path, allow_pickle=False) as arrays:
-            assign_weights(model, {key: arrays[key] for key in arrays.files})
+        assign_weights_from_npz(model, bundle.weights_path)
     except BundleError:
         raise
     except Exception as error:

@@ -23,6 +23,7 @@ from melanoma.fileio import atomic_write_bytes, atomic_write_json, atomic_write_
 CHECKPOINT = "checkpoint.npz"
 RUN_CONFIG = "config.json"
 RUN_HISTORY = "history.csv"
+BEST_WEIGHTS = "best.weights.npz"  # the epoch with the best validation AUC so far
 # Settings that may change when resuming (e.g. train longer); any other change needs a new run.
 RESUMABLE_CHANGES = {"epochs", "distribute", "jit_compile"}
 
@@ -140,7 +141,7 @@ def train(data_dir: str | Path, out_dir: str | Path, config: TrainConfig,
     multiworker = MultiWorkerEpoch(model, strategy, config) if config.distribute == "multiworker" else None
 
     start_epoch, history, best = 0, [], {"val_auc": -1.0, "epoch": 0}
-    best_weights_path = run_dir / "best.weights.npz"
+    best_weights_path = run_dir / BEST_WEIGHTS
     if (run_dir / CHECKPOINT).exists():
         start_epoch, history, best = restore_checkpoint(run_dir, model)
         log(f"resuming after epoch {start_epoch} (best val AUC {best['val_auc']:.4f} at epoch {best['epoch']})")
@@ -199,15 +200,14 @@ def train(data_dir: str | Path, out_dir: str | Path, config: TrainConfig,
 def finish(out_dir, run_dir, model, forward, dataset, split, history, best, config, total_rows, per_epoch):
     """Best-validation-AUC weights, threshold from validation, test metrics once, the bundle."""
     from melanoma import data as data_mod
-    from melanoma.bundle import assign_weights, load_bundle, weights_to_npz, write_bundle
+    from melanoma.bundle import assign_weights_from_npz, load_bundle, weights_to_npz, write_bundle
     from melanoma.evaluate import choose_threshold, metrics_at, roc_auc, roc_points
     from melanoma.inference import compiled_forward, predict_in_batches
     from melanoma.model import build_resnet50
 
     labels = dataset.labels
-    if (run_dir / "best.weights.npz").exists():
-        with np.load(run_dir / "best.weights.npz") as arrays:
-            assign_weights(model, {k: arrays[k] for k in arrays.files})
+    if (run_dir / BEST_WEIGHTS).exists():
+        assign_weights_from_npz(model, run_dir / BEST_WEIGHTS)
     val_probs = predict_in_batches(forward, dataset.images[split.val])
     threshold = choose_threshold(labels[split.val], val_probs, config.target_sensitivity)
     test_probs = predict_in_batches(forward, dataset.images[split.test])
@@ -228,8 +228,7 @@ def finish(out_dir, run_dir, model, forward, dataset, split, history, best, conf
     }
     # The shipped kernels are float16: measure what the round trip does to the test AUC.
     half = build_resnet50()
-    with np.load(io.BytesIO(weights_to_npz(model))) as arrays:
-        assign_weights(half, {k: arrays[k] for k in arrays.files})
+    assign_weights_from_npz(half, io.BytesIO(weights_to_npz(model)))
     half_probs = predict_in_batches(compiled_forward(half), dataset.images[split.test])
     metrics["float16_roundtrip"] = {
         "test_roc_auc": roc_auc(test_labels, half_probs),
