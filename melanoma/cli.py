@@ -1,4 +1,4 @@
-"""`python -m melanoma train | evaluate | predict | bench`."""
+"""`python -m melanoma train | evaluate | predict | bench | experiments`."""
 from __future__ import annotations
 
 import argparse
@@ -116,6 +116,22 @@ def run_bench(args) -> int:
     return 0
 
 
+def run_experiments(args) -> int:
+    from melanoma.experiments import VARIANTS, flip_averaging, run_experiments as sweep
+
+    unknown = [name for name in args.only or [] if name not in VARIANTS]
+    if unknown:
+        print(f"error: unknown variant {unknown[0]!r}; known: {', '.join(VARIANTS)}", file=sys.stderr)
+        return 1
+    if args.flip_averaging:
+        print(json.dumps(flip_averaging(args.model, args.data), indent=2))
+        return 0
+    results = sweep(args.data, Path(args.run_root), Path(args.out), args.epochs, args.train_subset, args.only)
+    print(results.to_string(index=False))
+    print(f"\nwritten to {args.out}.csv and {args.out}.md")
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m melanoma", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -135,9 +151,22 @@ def main(argv=None) -> int:
     bench.add_argument("--model", default=None, help="bundle folder (default: the shipped one in models/)")
     bench.add_argument("--data", required=True, help="HAM10000-format folder (real images to time)")
     bench.add_argument("--out", default="benchmarks/latest.json", help="JSON results (default %(default)s)")
-    bench.add_argument("--runs", type=int, default=60, help="timed runs per latency figure (default %(default)s)")
-    bench.add_argument("--train-steps", type=int, default=8, help="timed training steps per model (default %(default)s)")
+    bench.add_argument("--runs", type=int, default=50, help="timed runs per latency figure (default %(default)s)")
+    bench.add_argument("--train-steps", type=int, default=6, help="timed training steps per model (default %(default)s)")
+
+    experiments = commands.add_parser("experiments", help="short runs comparing settings on validation AUC")
+    experiments.add_argument("--data", required=True, help="HAM10000-format folder")
+    experiments.add_argument("--epochs", type=int, default=7, help="epochs per variant (default %(default)s)")
+    experiments.add_argument("--train-subset", type=int, default=2000,
+                             help="training-split images per variant (default %(default)s)")
+    experiments.add_argument("--only", nargs="+", metavar="VARIANT", help="run only these variants")
+    experiments.add_argument("--run-root", default="runs/experiments", help="run folders (default %(default)s)")
+    experiments.add_argument("--out", default="models/experiments", help="results as OUT.csv and OUT.md")
+    experiments.add_argument("--flip-averaging", action="store_true",
+                             help="instead: validation AUC of --model with and without 4-flip averaging")
+    experiments.add_argument("--model", default=None, help="bundle for --flip-averaging (default: the shipped one)")
 
     args = parser.parse_args(argv)
-    handlers = {"train": run_train, "evaluate": run_evaluate, "predict": run_predict, "bench": run_bench}
+    handlers = {"train": run_train, "evaluate": run_evaluate, "predict": run_predict, "bench": run_bench,
+                "experiments": run_experiments}
     return handlers[args.command](args)

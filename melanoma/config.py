@@ -65,7 +65,10 @@ class TrainConfig:
     color_jitter: float = 0.1
     jit_compile: bool = True
     target_sensitivity: float = 0.85  # the threshold is picked on validation for this
-    max_images: int | None = None  # a stratified subset, for smoke runs and quick experiments
+    max_images: int | None = None  # a stratified subset, for smoke runs
+    # Train on this many images of the training split only; validation and test stay whole, so
+    # quick experiments are scored on the same validation images as the full run.
+    train_subset: int | None = None
     distribute: str = "none"
 
     def to_dict(self) -> dict:

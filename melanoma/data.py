@@ -70,15 +70,18 @@ def cleanse(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[dict]]:
     return frame.reset_index(drop=True), dropped
 
 
-def stratified_subset(frame: pd.DataFrame, max_images: int, seed: int) -> pd.DataFrame:
-    """A subset that keeps the diagnosis mix, whole lesions at a time (for smoke runs)."""
+def stratified_subset_rows(frame: pd.DataFrame, max_images: int, seed: int) -> np.ndarray:
+    """Row positions of a subset that keeps the diagnosis mix, whole lesions at a time."""
     if max_images >= len(frame):
-        return frame
+        return np.arange(len(frame))
     lesions = frame.drop_duplicates("lesion_id")[["lesion_id", "dx"]]
     fraction = max_images / len(frame)
     chosen = lesions.groupby("dx", group_keys=False).sample(frac=fraction, random_state=seed)
-    subset = frame[frame["lesion_id"].isin(chosen["lesion_id"])]
-    return subset.head(max_images).reset_index(drop=True)
+    return np.flatnonzero(frame["lesion_id"].isin(chosen["lesion_id"]).to_numpy())[:max_images]
+
+
+def stratified_subset(frame: pd.DataFrame, max_images: int, seed: int) -> pd.DataFrame:
+    return frame.iloc[stratified_subset_rows(frame, max_images, seed)].reset_index(drop=True)
 
 
 def load_images(frame: pd.DataFrame, data_dir: str | Path, workers: int = 4
@@ -134,7 +137,10 @@ def make_split(frame: pd.DataFrame, config: TrainConfig) -> Split:
     """80/20 train/test by lesion, then validation carved from the training side the same way."""
     train_val, test = split_by_lesion(frame, config.test_fraction, config.seed)
     train_part, val_part = split_by_lesion(frame.iloc[train_val], config.val_fraction, config.seed + 1)
-    return Split(train=train_val[train_part], val=train_val[val_part], test=test)
+    train = train_val[train_part]
+    if config.train_subset:
+        train = train[stratified_subset_rows(frame.iloc[train], config.train_subset, config.seed)]
+    return Split(train=train, val=train_val[val_part], test=test)
 
 
 def balanced_epoch_indices(labels: np.ndarray, factor: float, rng: np.random.Generator) -> np.ndarray:

@@ -103,10 +103,11 @@ def load_and_split(data_dir, config: TrainConfig):
 
 
 def train(data_dir: str | Path, out_dir: str | Path, config: TrainConfig,
-          run_dir: str | Path | None = None, finish_now: bool = False) -> Path | None:
+          run_dir: str | Path | None = None, finish_now: bool = False, write_bundle: bool = True) -> Path | None:
     """Trains (or resumes) and writes the bundle to out_dir (on the chief; other workers of a
     multi-worker run return None). finish_now writes the bundle from the last checkpoint without
-    training further; rerunning without it resumes the run."""
+    training further; rerunning without it resumes the run. write_bundle=False stops after the
+    last epoch, before the test split is touched (experiments compare on validation only)."""
     from melanoma import data as data_mod
     from melanoma.bundle import weights_to_npz
     from melanoma.evaluate import roc_auc
@@ -191,7 +192,7 @@ def train(data_dir: str | Path, out_dir: str | Path, config: TrainConfig,
             f"({row['train_images_per_s']:.1f} img/s, {row['epoch_seconds']:.0f}s)")
 
     bundle = finish(out_dir, run_dir, model, forward, dataset, split, history, best, config, total_rows,
-                    per_epoch) if chief else None
+                    per_epoch) if chief and write_bundle else None
     if multiworker:
         multiworker.barrier()  # workers leave together: an early exit reads as a crash to the others
     return bundle

@@ -1,0 +1,59 @@
+"""The settings sweep: its statistics, its split, and one real (smoke-sized) variant run."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from melanoma.config import TrainConfig
+from melanoma.data import make_split
+from melanoma.experiments import auc_standard_error, flip_averaging, flip_views, run_experiments
+from tests.conftest import smoke_config
+from tests.test_data import synthetic_metadata
+
+
+def test_auc_standard_error_matches_hanley_mcneil_and_shrinks_with_more_images():
+    # Hanley & McNeil (1982), table 1 region: AUC 0.9 with 50 + 50 cases has SE 0.032.
+    assert auc_standard_error(0.9, 50, 50) == pytest.approx(0.0321, abs=0.0005)
+    assert auc_standard_error(0.85, 115, 912) < auc_standard_error(0.85, 40, 300)
+
+
+def test_training_subset_leaves_validation_and_test_untouched():
+    frame = synthetic_metadata(n_lesions=1500)
+    whole = make_split(frame, TrainConfig(seed=5))
+    subset = make_split(frame, TrainConfig(seed=5, train_subset=300))
+    assert np.array_equal(whole.val, subset.val) and np.array_equal(whole.test, subset.test)
+    assert len(subset.train) == 300 and set(subset.train) <= set(whole.train)
+    assert abs(frame["label"].iloc[subset.train].mean() - frame["label"].iloc[whole.train].mean()) < 0.05
+
+
+def test_flip_views_are_the_four_mirror_images():
+    image = np.arange(2 * 3 * 4 * 3).reshape(2, 3, 4, 3)
+    views = flip_views(image)
+    assert len({v.tobytes() for v in views}) == 4
+    assert np.array_equal(views[3][:, ::-1, ::-1], image)
+
+
+def test_a_variant_runs_scores_on_validation_and_is_not_rerun(data_dir, tmp_path):
+    out = tmp_path / "experiments"
+    base = smoke_config(max_images=160)
+    first = run_experiments(data_dir, tmp_path / "runs", out, epochs=1, train_subset=80,
+                            names=["no label smoothing"], base=base)
+    row = first.iloc[0]
+    assert row["variant"] == "no label smoothing" and row["changes"] == "label_smoothing=0.0"
+    assert 0.0 <= row["best_val_auc"] <= 1.0
+    history = tmp_path / "runs" / "no-label-smoothing" / "history.csv"
+    assert len(pd.read_csv(history)) == 1
+    assert not (tmp_path / "runs" / "no-label-smoothing" / "bundle").exists()  # test split untouched
+    table = out.with_suffix(".md").read_text()
+    assert "| no label smoothing | label_smoothing=0.0 |" in table and "Hanley" in table
+
+    before = history.stat().st_mtime_ns
+    again = run_experiments(data_dir, tmp_path / "runs", out, epochs=1, train_subset=80,
+                            names=["no label smoothing"], base=base)
+    assert history.stat().st_mtime_ns == before
+    assert again.iloc[0]["best_val_auc"] == row["best_val_auc"]
+
+
+def test_flip_averaging_scores_the_bundle_on_its_validation_split(smoke_bundle, data_dir):
+    result = flip_averaging(smoke_bundle, data_dir)
+    assert set(result) == {"single_view_val_auc", "flip_average_val_auc"}
+    assert all(value is None or 0.0 <= value <= 1.0 for value in result.values())
