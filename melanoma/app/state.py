@@ -48,7 +48,7 @@ def _predictor(path: str, stamp: int | None):
     from melanoma.inference import Predictor
 
     predictor = Predictor(_bundle(path, stamp))
-    predictor.probabilities(np.zeros((1, *IMAGE_SHAPE), np.uint8))  # compile now, not on the first upload
+    predictor.warm_up()  # compile now, not on the first upload
     return predictor
 
 
