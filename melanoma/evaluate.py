@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from sklearn import metrics as skm
 
 
@@ -76,4 +77,10 @@ def evaluate_folder(model_dir: str | Path | None, data_dir: str | Path) -> dict:
     result["dropped"] = len(dataset.dropped)
     result["model"] = str(predictor.bundle.path)
     result["data"] = str(data_dir)
+    # On the development folder most images were trained on; its held-out part is the bundle's
+    # own test split, so report that part on its own.
+    held_out = dataset.frame["image_id"].isin(pd.read_csv(predictor.bundle.test_split_csv)["image_id"]).to_numpy()
+    if held_out.any():
+        result["bundle_test_split_part"] = metrics_at(dataset.labels[held_out], probabilities[held_out],
+                                                      predictor.threshold)
     return result

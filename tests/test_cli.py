@@ -44,7 +44,9 @@ def test_predict_exit_status_zero_when_all_classified(smoke_bundle, sample_image
 
 def test_evaluate_reports_every_image_of_a_folder(smoke_bundle, data_dir, tmp_path):
     frame = pd.read_csv(data_dir / "HAM10000_metadata.csv")
-    subset = pd.concat([frame[frame.dx == "mel"].head(6), frame[frame.dx != "mel"].head(14)])
+    held_out = pd.read_csv(smoke_bundle / "test_split.csv")["image_id"].head(4)
+    subset = pd.concat([frame[frame.dx == "mel"].head(6), frame[frame.dx != "mel"].head(14),
+                        frame[frame.image_id.isin(held_out)]]).drop_duplicates("image_id")
     folder = tmp_path / "external"
     (folder / "images").mkdir(parents=True)
     subset.to_csv(folder / "HAM10000_metadata.csv", index=False)
@@ -55,9 +57,11 @@ def test_evaluate_reports_every_image_of_a_folder(smoke_bundle, data_dir, tmp_pa
     assert result.returncode == 0, result.stderr[-2000:]
     metrics = json.loads(out.read_text())
     assert EVALUATE_KEYS <= set(metrics)
-    assert metrics["n_images"] == 20
-    assert sum(map(sum, metrics["confusion_matrix"])) == 20
-    assert metrics["confusion_matrix"][1][0] + metrics["confusion_matrix"][1][1] == 6
+    assert metrics["n_images"] == len(subset)
+    assert sum(map(sum, metrics["confusion_matrix"])) == len(subset)
+    assert metrics["confusion_matrix"][1][0] + metrics["confusion_matrix"][1][1] == (subset.dx == "mel").sum()
+    # the bundle's own held-out images are also scored on their own
+    assert metrics["bundle_test_split_part"]["n_images"] == 4
 
 
 @pytest.mark.parametrize("damage", ["missing_file", "flipped_bytes", "manifest_sha"])
