@@ -152,7 +152,7 @@ def main(argv=None) -> int:
     bench.add_argument("--data", required=True, help="HAM10000-format folder (real images to time)")
     bench.add_argument("--out", default="benchmarks/latest.json", help="JSON results (default %(default)s)")
     bench.add_argument("--runs", type=int, default=50, help="timed runs per latency figure (default %(default)s)")
-    bench.add_argument("--train-steps", type=int, default=6, help="timed training steps per model (default %(default)s)")
+    bench.add_argument("--train-steps", type=int, default=4, help="timed training steps per model (default %(default)s)")
 
     experiments = commands.add_parser("experiments", help="short runs comparing settings on validation AUC")
     experiments.add_argument("--data", required=True, help="HAM10000-format folder")
@@ -161,7 +161,7 @@ def main(argv=None) -> int:
                              help="training-split images per variant (default %(default)s)")
     experiments.add_argument("--only", nargs="+", metavar="VARIANT", help="run only these variants")
     experiments.add_argument("--run-root", default="runs/experiments", help="run folders (default %(default)s)")
-    experiments.add_argument("--out", default="models/experiments", help="results as OUT.csv and OUT.md")
+    experiments.add_argument("--out", default="models/short-runs", help="results as OUT.csv and OUT.md")
     experiments.add_argument("--flip-averaging", action="store_true",
                              help="instead: validation AUC of --model with and without 4-flip averaging")
     experiments.add_argument("--model", default=None, help="bundle for --flip-averaging (default: the shipped one)")
