@@ -66,6 +66,7 @@ def run_experiments(data_dir, run_root: Path, out_stem: Path, epochs: int, train
                     names: list[str] | None = None, base: TrainConfig | None = None) -> pd.DataFrame:
     """Runs the variants (all by default) on top of `base` (default: the shipped settings)."""
     base = base or TrainConfig()
+    val_counts = validation_counts(data_dir, base)
     rows = []
     for name in names or list(VARIANTS):
         changes = VARIANTS[name]
@@ -80,8 +81,7 @@ def run_experiments(data_dir, run_root: Path, out_stem: Path, epochs: int, train
             "last_val_auc": round(float(history["val_auc"].iloc[-1]), 4),
             "train_minutes": round(float(history["epoch_seconds"].sum()) / 60, 1),
         })
-        write_results(pd.DataFrame(rows), out_stem, epochs, train_subset,
-                      validation_counts(data_dir, base))
+        write_results(pd.DataFrame(rows), out_stem, epochs, train_subset, val_counts)
     return pd.DataFrame(rows)
 
 
