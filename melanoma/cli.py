@@ -5,7 +5,6 @@ import argparse
 import json
 import os
 import sys
-from dataclasses import fields
 from pathlib import Path
 
 # TensorFlow's C++ start-up chatter (e.g. "failed call to cuInit" on a CPU) is not for users;
@@ -52,8 +51,7 @@ def run_train(args) -> int:
 
     if args.cpu_replicas:
         split_cpu(args.cpu_replicas)
-    names = {f.name for f in fields(TrainConfig)}
-    config = TrainConfig(**{k: v for k, v in vars(args).items() if k in names and v is not None})
+    config = TrainConfig.from_dict({k: v for k, v in vars(args).items() if v is not None})
     try:
         train(args.data, args.out, config, run_dir=args.run_dir, finish_now=args.finish_now)
     except DatasetError as error:

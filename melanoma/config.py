@@ -5,7 +5,7 @@ the inference path checks them, so a bundle trained with other values is never s
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
 IMAGE_HEIGHT = 75
 IMAGE_WIDTH = 100
@@ -73,6 +73,13 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, settings: dict) -> "TrainConfig":
+        """The settings this class knows, from a mapping that may hold others (CLI args, an
+        older bundle's train_config.json)."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in settings.items() if k in known})
 
 # How a call is worded for a clinician: a triage hint, never a diagnosis.
 CALL_SUSPICIOUS = "suspicious for melanoma - refer"

@@ -117,8 +117,7 @@ def flip_averaging(model_dir, data_dir) -> dict:
     from melanoma.inference import Predictor
 
     predictor = Predictor.from_bundle(model_dir)
-    config = TrainConfig(**{k: v for k, v in predictor.bundle.train_config.items()
-                            if k in TrainConfig.__dataclass_fields__})
+    config = TrainConfig.from_dict(predictor.bundle.train_config)
     dataset = load_dataset(data_dir, config.max_images, config.seed)
     val = make_split(dataset.frame, config).val
     views = [predictor.probabilities(np.ascontiguousarray(v)) for v in flip_views(dataset.images[val])]
