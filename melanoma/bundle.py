@@ -73,8 +73,9 @@ def assign_weights_from_npz(model, source) -> None:
 def write_bundle(out_dir: str | Path, model, *, metrics: dict, history_csv: str, dataset_summary: dict,
                  test_split_csv: str, train_config: dict) -> Path:
     """Writes to a sibling temp folder, then swaps it in: a kill never leaves half a bundle."""
+    import importlib.metadata
+
     import keras
-    import tensorflow as tf
 
     out_dir = Path(out_dir)
     staging = out_dir.with_name(f".{out_dir.name}.partial-{os.getpid()}")
@@ -96,7 +97,9 @@ def write_bundle(out_dir: str | Path, model, *, metrics: dict, history_csv: str,
         "class_names": list(CLASS_NAMES),
         "threshold": metrics["threshold"],
         "seed": train_config.get("seed"),
-        "versions": {"tensorflow": tf.__version__, "keras": keras.__version__, "numpy": np.__version__},
+        "versions": {"keras": keras.__version__, "numpy": np.__version__,
+                     "backend": keras.backend.backend(),
+                     keras.backend.backend(): importlib.metadata.version(keras.backend.backend())},
         "weights_sha256": sha256_file(staging / WEIGHTS),
         "files": {name: sha256_file(staging / name) for name in REQUIRED_FILES},
     }

@@ -1,5 +1,6 @@
 """HAM10000 as the method describes it: cleanse, relabel melanoma vs not, split by lesion,
-balance the training side per epoch, resize to 75x100 — in a tf.data pipeline.
+balance the training side per epoch, resize to 75x100 — in a tf.data pipeline (or, on Keras'
+other backends, the same batches from `batches.py`).
 
 Any folder in HAM10000's layout works: `HAM10000_metadata.csv` plus `images/<image_id>.jpg`.
 """
@@ -177,6 +178,12 @@ def make_augmenter(config: TrainConfig):
 
 def make_train_dataset(images: np.ndarray, labels: np.ndarray, indices: np.ndarray,
                        config: TrainConfig, augmenter=None):
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        from melanoma.batches import AugmentedBatches
+
+        return AugmentedBatches(images, labels, indices, config.batch_size, augmenter)
     import tensorflow as tf
 
     dataset = tf.data.Dataset.from_tensor_slices((images[indices], labels[indices]))

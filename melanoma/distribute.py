@@ -2,11 +2,24 @@
 
 `none` is one device; `mirrored` every local GPU (or, with `split_cpu`, several logical CPUs);
 `multiworker` the hosts listed in TF_CONFIG, each running the same command. The global batch is
-split across replicas; only the chief writes files.
+split across replicas; only the chief writes files. On Keras' other backends (JAX on a lent GPU
+machine, which has no TensorFlow) training runs on one device.
 """
 from __future__ import annotations
 
+import contextlib
+
 from melanoma.config import CLASS_NAMES, IMAGE_SHAPE, TrainConfig
+
+
+class OneDevice:
+    """What `train` needs of a strategy when tf.distribute is not there: one replica, no cluster."""
+
+    num_replicas_in_sync = 1
+    cluster_resolver = None
+
+    def scope(self):
+        return contextlib.nullcontext()
 
 
 def split_cpu(replicas: int) -> None:
@@ -21,6 +34,13 @@ def split_cpu(replicas: int) -> None:
 def make_strategy(name: str):
     """none: one device; mirrored: every local GPU (or logical CPU); multiworker: the hosts in
     TF_CONFIG, each running the same command. The global batch is split across replicas."""
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        if name != "none":
+            raise ValueError(f"--distribute {name} needs the TensorFlow backend (KERAS_BACKEND is "
+                             f"{keras.backend.backend()})")
+        return OneDevice()
     import tensorflow as tf
 
     if name == "none":

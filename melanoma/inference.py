@@ -20,6 +20,10 @@ from melanoma.images import ImageRejected, PreparedImage, prepare_image
 
 
 def compiled_forward(model, jit_compile: bool = INFERENCE_JIT_COMPILE):
+    import keras
+
+    if keras.backend.backend() != "tensorflow":  # training on a lent GPU: Keras compiles predict
+        return lambda images: model.predict_on_batch(np.asarray(images, np.float32))[:, 1]
     import tensorflow as tf
 
     @tf.function(jit_compile=jit_compile, reduce_retracing=True)
@@ -30,9 +34,7 @@ def compiled_forward(model, jit_compile: bool = INFERENCE_JIT_COMPILE):
 
 
 def eager_probabilities(model, images: np.ndarray) -> np.ndarray:
-    import tensorflow as tf
-
-    return np.asarray(model(tf.cast(images, tf.float32), training=False)[:, 1]).astype(np.float32)
+    return np.asarray(model(np.asarray(images, np.float32), training=False)[:, 1]).astype(np.float32)
 
 
 def predict_in_batches(forward, images: np.ndarray, batch_size: int = PREDICT_BATCH) -> np.ndarray:

@@ -108,6 +108,8 @@ def train(data_dir: str | Path, out_dir: str | Path, config: TrainConfig,
     multi-worker run return None). finish_now writes the bundle from the last checkpoint without
     training further; rerunning without it resumes the run. write_bundle=False stops after the
     last epoch, before the test split is touched (experiments compare on validation only)."""
+    import keras
+
     from melanoma import data as data_mod
     from melanoma.bundle import weights_to_npz
     from melanoma.evaluate import roc_auc
@@ -174,7 +176,7 @@ def train(data_dir: str | Path, out_dir: str | Path, config: TrainConfig,
             "val_loss": log_loss(val_labels, val_probs),
             "val_accuracy": float(((val_probs >= 0.5) == val_labels).mean()),
             "val_auc": roc_auc(val_labels, val_probs),
-            "learning_rate": float(model.optimizer.learning_rate.numpy()),
+            "learning_rate": float(keras.ops.convert_to_numpy(model.optimizer.learning_rate)),
             "train_images_per_s": steps_per_epoch * config.batch_size / train_seconds,
             "epoch_seconds": time.time() - tick,
         }

@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from melanoma.config import TrainConfig
+from melanoma.config import IMAGE_SHAPE, TrainConfig
 from melanoma.data import (balanced_epoch_indices, cleanse, load_dataset, make_augmenter, make_split,
                            make_train_dataset, read_metadata)
 
@@ -112,3 +112,22 @@ def test_unreadable_metadata_is_a_clear_error(tmp_path):
     (tmp_path / "HAM10000_metadata.csv").write_bytes(b"\x00\x01\x02\xff" * 100)
     with pytest.raises(DatasetError, match="HAM10000_metadata.csv"):
         read_metadata(tmp_path)
+
+
+def test_batches_for_other_backends_match_the_tf_data_batches():
+    from melanoma.batches import AugmentedBatches
+
+    images = np.random.default_rng(0).integers(0, 256, (10, *IMAGE_SHAPE), dtype=np.uint8)
+    labels = np.array([0, 1] * 5)
+    indices = np.array([3, 1, 4, 0, 9, 2, 6])
+    plain = AugmentedBatches(images, labels, indices, batch_size=3)
+    assert len(plain) == 2  # the partial last batch is dropped, as drop_remainder does
+    x, y = plain[1]
+    assert x.dtype == np.float32 and np.array_equal(x, images[[0, 9, 2]].astype(np.float32))
+    assert np.array_equal(y, np.eye(2, dtype=np.float32)[labels[[0, 9, 2]]])
+    tf_x, tf_y = list(make_train_dataset(images, labels, indices, TrainConfig(batch_size=3)).as_numpy_iterator())[1]
+    assert np.array_equal(tf_x, x) and np.array_equal(tf_y, y)
+
+    augmented_x, augmented_y = AugmentedBatches(images, labels, indices, 3, make_augmenter(TrainConfig()))[1]
+    assert augmented_x.shape == x.shape and augmented_x.min() >= 0.0 and augmented_x.max() <= 255.0
+    assert not np.allclose(augmented_x, x) and np.array_equal(augmented_y, y)
