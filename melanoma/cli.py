@@ -32,6 +32,11 @@ def add_train_parser(commands) -> None:
                             help=f"(default {default})")
     parser.add_argument("--max-images", type=int, default=None,
                         help="train on a stratified subset of this many images (smoke runs)")
+    parser.add_argument("--train-subset", type=int, default=None,
+                        help="train on this many images of the training split; validation and test stay whole")
+    parser.add_argument("--no-bundle", action="store_true",
+                        help="stop after the last epoch without writing a bundle: the test split is not "
+                             "touched (experiments); rerun with --finish-now to write it")
     parser.add_argument("--no-xla", dest="jit_compile", action="store_false",
                         help="do not compile the training step with XLA")
     parser.add_argument("--distribute", choices=("none", "mirrored", "multiworker"), default="none",
@@ -53,7 +58,8 @@ def run_train(args) -> int:
         split_cpu(args.cpu_replicas)
     config = TrainConfig.from_dict({k: v for k, v in vars(args).items() if v is not None})
     try:
-        train(args.data, args.out, config, run_dir=args.run_dir, finish_now=args.finish_now)
+        train(args.data, args.out, config, run_dir=args.run_dir, finish_now=args.finish_now,
+              write_bundle=not args.no_bundle)
     except DatasetError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
@@ -115,14 +121,22 @@ def run_bench(args) -> int:
 
 
 def run_experiments(args) -> int:
-    from melanoma.experiments import VARIANTS, flip_averaging, run_experiments as sweep
+    from melanoma.experiments import (FULL_LENGTH_VARIANTS, VARIANTS, flip_averaging,
+                                      run_experiments as sweep, run_full_length as full_length)
 
-    unknown = [name for name in args.only or [] if name not in VARIANTS]
+    known = FULL_LENGTH_VARIANTS if args.full_length else VARIANTS
+    unknown = [name for name in args.only or [] if name not in known]
     if unknown:
-        print(f"error: unknown variant {unknown[0]!r}; known: {', '.join(VARIANTS)}", file=sys.stderr)
+        print(f"error: unknown variant {unknown[0]!r}; known: {', '.join(known)}", file=sys.stderr)
         return 1
     if args.flip_averaging:
         print(json.dumps(flip_averaging(args.model, args.data), indent=2))
+        return 0
+    if args.full_length:
+        results = full_length(args.data, Path(args.run_root), Path(args.out), args.deadline_minutes,
+                              args.only, finish_best_into=Path(args.finish_best) if args.finish_best else None)
+        print(results.to_string(index=False))
+        print(f"\nwritten to {args.out}.csv and {args.out}.md")
         return 0
     results = sweep(args.data, Path(args.run_root), Path(args.out), args.epochs, args.train_subset, args.only)
     print(results.to_string(index=False))
@@ -130,7 +144,7 @@ def run_experiments(args) -> int:
     return 0
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m melanoma", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     add_train_parser(commands)
@@ -163,8 +177,21 @@ def main(argv=None) -> int:
     experiments.add_argument("--flip-averaging", action="store_true",
                              help="instead: validation AUC of --model with and without 4-flip averaging")
     experiments.add_argument("--model", default=None, help="bundle for --flip-averaging (default: the shipped one)")
+    experiments.add_argument("--full-length", action="store_true",
+                             help="instead: the full-length variants, all at once (one training process "
+                                  "each) on the whole training split; for a machine with an accelerator")
+    experiments.add_argument("--deadline-minutes", type=float, default=60.0,
+                             help="with --full-length: stop variants still training after this long "
+                                  "(default %(default)s)")
+    experiments.add_argument("--finish-best", metavar="BUNDLE",
+                             help="with --full-length: write the finished variant with the best validation "
+                                  "AUC as this bundle (its test metrics are the only look at the test split)")
 
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
     handlers = {"train": run_train, "evaluate": run_evaluate, "predict": run_predict, "bench": run_bench,
                 "experiments": run_experiments}
     return handlers[args.command](args)

@@ -4,9 +4,18 @@ Short runs: every variant trains from scratch on the same subset of the training
 same few epochs, and is scored each epoch on the whole validation split (the test split is never
 looked at). A finished variant is not rerun, so an interrupted sweep resumes. Post-hoc checks on
 the shipped bundle (test-time flip averaging) are scored on the same validation split.
+
+Full-length runs (`--full-length`, for a machine with an accelerator): every variant trains on
+the whole training split for all its epochs, each in its own `python -m melanoma train` process,
+all at once. Optionally the best of them by validation AUC is then finished into a bundle, which
+is the only time the test split is looked at.
 """
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -24,6 +33,18 @@ VARIANTS = {
     "no label smoothing": {"label_smoothing": 0.0},
     "no weight decay": {"weight_decay": 0.0},
     "learning rate 3e-4": {"learning_rate": 3e-4},
+}
+
+# Full-length variants: the short-run ones that can be told apart only at full length, and the
+# two levers the shipped run left open (more not-melanoma images per epoch, more epochs).
+FULL_LENGTH_VARIANTS = {
+    "shipped settings": {},
+    "balancing factor 4": {"melanoma_per_epoch_factor": 4.0},
+    "60 epochs": {"epochs": 60},
+    "balancing factor 4, 60 epochs": {"melanoma_per_epoch_factor": 4.0, "epochs": 60},
+    "flips only (no rotation, zoom, colour)": VARIANTS["flips only (no rotation, zoom, colour)"],
+    "no label smoothing": VARIANTS["no label smoothing"],
+    "no weight decay": VARIANTS["no weight decay"],
 }
 
 
@@ -62,47 +83,111 @@ def validation_counts(data_dir, config: TrainConfig) -> tuple[int, int]:
     return int(labels.sum()), int((labels == 0).sum())
 
 
+def result_row(name: str, changes: dict, history: pd.DataFrame, epochs_planned: int) -> dict:
+    best = history.loc[history["val_auc"].idxmax()]
+    return {
+        "variant": name,
+        "changes": ", ".join(f"{k}={v}" for k, v in changes.items()) or "-",
+        "best_val_auc": round(float(best["val_auc"]), 4),
+        "best_epoch": int(best["epoch"]),
+        "last_val_auc": round(float(history["val_auc"].iloc[-1]), 4),
+        "epochs_run": f"{len(history)}/{epochs_planned}",
+        "train_minutes": round(float(history["epoch_seconds"].sum()) / 60, 1),
+    }
+
+
 def run_experiments(data_dir, run_root: Path, out_stem: Path, epochs: int, train_subset: int,
                     names: list[str] | None = None, base: TrainConfig | None = None) -> pd.DataFrame:
     """Runs the variants (all by default) on top of `base` (default: the shipped settings)."""
     base = base or TrainConfig()
     val_counts = validation_counts(data_dir, base)
+    description = (f"Short runs: {epochs} epochs on {train_subset} images of the training split, each "
+                   f"from scratch with its own warm-up and cosine schedule")
     rows = []
     for name in names or list(VARIANTS):
         changes = VARIANTS[name]
         config = replace(base, epochs=epochs, train_subset=train_subset, **changes)
         history = run_variant(data_dir, run_root / slug(name), config)
-        best = history.loc[history["val_auc"].idxmax()]
-        rows.append({
-            "variant": name,
-            "changes": ", ".join(f"{k}={v}" for k, v in changes.items()) or "-",
-            "best_val_auc": round(float(best["val_auc"]), 4),
-            "best_epoch": int(best["epoch"]),
-            "last_val_auc": round(float(history["val_auc"].iloc[-1]), 4),
-            "train_minutes": round(float(history["epoch_seconds"].sum()) / 60, 1),
-        })
-        write_results(pd.DataFrame(rows), out_stem, epochs, train_subset, val_counts)
+        rows.append(result_row(name, changes, history, config.epochs))
+        write_results(pd.DataFrame(rows), out_stem, description, val_counts)
     return pd.DataFrame(rows)
 
 
-def write_results(results: pd.DataFrame, out_stem: Path, epochs: int, train_subset: int,
-                  val_counts: tuple[int, int]) -> None:
+def train_command(data_dir, run_dir: Path, config: TrainConfig, finish_into: Path | None = None) -> list[str]:
+    """`python -m melanoma train` for `config`; without finish_into it stops before the test split."""
+    defaults = TrainConfig()
+    changed = {name: value for name, value in config.to_dict().items()
+               if value != getattr(defaults, name) and value is not None}
+    flags = ["--no-xla" if name == "jit_compile" else f"--{name.replace('_', '-')}={value}"
+             for name, value in changed.items()]
+    command = [sys.executable, "-m", "melanoma", "train", "--data", str(data_dir), "--run-dir", str(run_dir),
+               *flags]
+    if finish_into is None:
+        return command + ["--out", str(run_dir / "bundle"), "--no-bundle"]
+    return command + ["--out", str(finish_into), "--finish-now"]
+
+
+def run_full_length(data_dir, run_root: Path, out_stem: Path, deadline_minutes: float,
+                    names: list[str] | None = None, base: TrainConfig | None = None,
+                    finish_best_into: Path | None = None) -> pd.DataFrame:
+    """All variants at once, one training process each, on the whole training split. A variant
+    still training at the deadline is stopped and reported with the epochs it finished. With
+    finish_best_into, the finished variant with the best validation AUC becomes that bundle."""
+    base = base or TrainConfig()
+    names = names or list(FULL_LENGTH_VARIANTS)
+    configs = {name: replace(base, **FULL_LENGTH_VARIANTS[name]) for name in names}
+    processes = {}
+    for name, config in configs.items():
+        run_dir = run_root / slug(name)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        with open(run_dir / "train.log", "ab") as log:
+            processes[name] = subprocess.Popen(train_command(data_dir, run_dir, config), stdout=log,
+                                               stderr=subprocess.STDOUT, env=os.environ.copy())
+    deadline = time.time() + deadline_minutes * 60
+    while time.time() < deadline and any(p.poll() is None for p in processes.values()):
+        time.sleep(5)
+    for process in processes.values():
+        if process.poll() is None:
+            process.terminate()
+            process.wait()
+
+    from melanoma.train import RUN_HISTORY
+
+    rows, finished = [], {}
+    for name, config in configs.items():
+        history_path = run_root / slug(name) / RUN_HISTORY
+        if history_path.exists():
+            history = pd.read_csv(history_path)
+            rows.append(result_row(name, FULL_LENGTH_VARIANTS[name], history, config.epochs))
+            if len(history) >= config.epochs:
+                finished[name] = rows[-1]["best_val_auc"]
+    if not rows:
+        raise RuntimeError(f"no variant finished an epoch before the deadline; see {run_root}/*/train.log")
+    results = pd.DataFrame(rows)
+    description = ("Full-length runs: every variant on the whole training split, from scratch with its own "
+                   "warm-up and cosine schedule, all at once on one machine")
+    write_results(results, out_stem, description, validation_counts(data_dir, base))
+    if finish_best_into is not None and finished:
+        best = max(finished, key=finished.get)
+        subprocess.run(train_command(data_dir, run_root / slug(best), configs[best], finish_best_into), check=True)
+    return results
+
+
+def write_results(results: pd.DataFrame, out_stem: Path, description: str, val_counts: tuple[int, int]) -> None:
     out_stem.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out_stem.with_suffix(".csv"), results.to_csv(index=False))
     baseline = results["best_val_auc"].iloc[0]
     se = auc_standard_error(baseline, *val_counts)
     lines = [
-        f"Short runs: {epochs} epochs on {train_subset} images of the training split, each from "
-        f"scratch with its own warm-up and cosine schedule; scored on the whole validation split "
-        f"({val_counts[0]} melanoma, {val_counts[1]} not).",
+        f"{description}; scored on the whole validation split ({val_counts[0]} melanoma, {val_counts[1]} not).",
         f"Chance alone moves a validation AUC near {baseline:.2f} by about ±{se:.3f} (1 SE, Hanley & "
         f"McNeil); differences smaller than about {2 * se:.2f} are not evidence.",
         "",
-        "| variant | changed settings | best val AUC (epoch) | last-epoch val AUC | train minutes |",
-        "|---|---|---|---|---|",
+        "| variant | changed settings | best val AUC (epoch) | last-epoch val AUC | epochs run | train minutes |",
+        "|---|---|---|---|---|---|",
     ]
     lines += [f"| {r.variant} | {r.changes} | {r.best_val_auc:.4f} ({r.best_epoch}) | {r.last_val_auc:.4f} | "
-              f"{r.train_minutes} |" for r in results.itertuples()]
+              f"{r.epochs_run} | {r.train_minutes} |" for r in results.itertuples()]
     atomic_write_text(out_stem.with_suffix(".md"), "\n".join(lines) + "\n")
 
 

@@ -1,4 +1,6 @@
 """The settings sweep: its statistics, its split, and one real (smoke-sized) variant run."""
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -57,3 +59,40 @@ def test_flip_averaging_scores_the_bundle_on_its_validation_split(smoke_bundle, 
     result = flip_averaging(smoke_bundle, data_dir)
     assert set(result) == {"single_view_val_auc", "flip_average_val_auc"}
     assert all(value is None or 0.0 <= value <= 1.0 for value in result.values())
+
+
+def test_a_variant_command_carries_every_changed_setting():
+    from melanoma.cli import build_parser
+    from melanoma.experiments import train_command
+
+    config = TrainConfig(weight_decay=0.0, melanoma_per_epoch_factor=4.0, epochs=60, jit_compile=False,
+                         train_subset=500)
+    command = train_command("data", Path("runs/x"), config)
+    assert command[1:3] == ["-m", "melanoma"] and "--no-bundle" in command
+    args = build_parser().parse_args(command[3:])
+    assert TrainConfig.from_dict({k: v for k, v in vars(args).items() if v is not None}) == config
+    assert args.run_dir == str(Path("runs/x"))
+
+
+@pytest.mark.timeout(600)
+def test_full_length_variants_run_at_once_and_the_best_becomes_the_bundle(data_dir, tmp_path):
+    from melanoma.bundle import load_bundle
+    from melanoma.experiments import run_full_length
+
+    results = run_full_length(data_dir, tmp_path / "runs", tmp_path / "full", deadline_minutes=8,
+                              names=["no label smoothing", "no weight decay"], base=smoke_config(max_images=160),
+                              finish_best_into=tmp_path / "best")
+    assert list(results["variant"]) == ["no label smoothing", "no weight decay"]
+    assert list(results["epochs_run"]) == ["1/1", "1/1"]
+    best = results.loc[results["best_val_auc"].idxmax(), "variant"]
+    bundle = load_bundle(tmp_path / "best")
+    assert bundle.train_config["label_smoothing" if best == "no label smoothing" else "weight_decay"] == 0.0
+    assert "| no weight decay | weight_decay=0.0 |" in (tmp_path / "full.md").read_text()
+
+
+def test_a_full_length_sweep_that_finishes_no_epoch_says_so(data_dir, tmp_path):
+    from melanoma.experiments import run_full_length
+
+    with pytest.raises(RuntimeError, match="no variant finished an epoch"):
+        run_full_length(data_dir, tmp_path / "runs", tmp_path / "full", deadline_minutes=0.01,
+                        names=["no weight decay"], base=smoke_config())
