@@ -146,10 +146,14 @@ def run_full_length(data_dir, run_root: Path, out_stem: Path, deadline_minutes: 
     deadline = time.time() + deadline_minutes * 60
     while time.time() < deadline and any(p.poll() is None for p in processes.values()):
         time.sleep(5)
-    for process in processes.values():
+    for name, process in processes.items():
         if process.poll() is None:
             process.terminate()
             process.wait()
+            print(f"{name}: stopped at the deadline", file=sys.stderr)
+        elif process.returncode != 0:
+            print(f"{name}: training failed (exit {process.returncode}); see "
+                  f"{run_root / slug(name) / 'train.log'}", file=sys.stderr)
 
     from melanoma.train import RUN_HISTORY
 

@@ -90,9 +90,21 @@ def test_full_length_variants_run_at_once_and_the_best_becomes_the_bundle(data_d
     assert "| no weight decay | weight_decay=0.0 |" in (tmp_path / "full.md").read_text()
 
 
-def test_a_full_length_sweep_that_finishes_no_epoch_says_so(data_dir, tmp_path):
+def test_a_full_length_sweep_that_finishes_no_epoch_says_so(data_dir, tmp_path, capsys):
     from melanoma.experiments import run_full_length
 
     with pytest.raises(RuntimeError, match="no variant finished an epoch"):
         run_full_length(data_dir, tmp_path / "runs", tmp_path / "full", deadline_minutes=0.01,
                         names=["no weight decay"], base=smoke_config())
+    assert "no weight decay: stopped at the deadline" in capsys.readouterr().err
+
+
+def test_a_variant_that_fails_is_named_with_its_log(tmp_path, capsys):
+    from melanoma.experiments import run_full_length
+
+    with pytest.raises(RuntimeError, match="no variant finished an epoch"):
+        run_full_length(tmp_path / "no-such-folder", tmp_path / "runs", tmp_path / "full", deadline_minutes=2,
+                        names=["no weight decay"], base=smoke_config())
+    err = capsys.readouterr().err
+    assert "no weight decay: training failed (exit 1)" in err and "train.log" in err
+    assert "no HAM10000_metadata.csv" in (tmp_path / "runs" / "no-weight-decay" / "train.log").read_text()
