@@ -132,13 +132,15 @@ def run_experiments(args) -> int:
     if args.flip_averaging:
         print(json.dumps(flip_averaging(args.model, args.data), indent=2))
         return 0
-    if args.full_length:
-        results = full_length(args.data, Path(args.run_root), Path(args.out), args.deadline_minutes,
-                              args.only, finish_best_into=Path(args.finish_best) if args.finish_best else None)
-        print(results.to_string(index=False))
-        print(f"\nwritten to {args.out}.csv and {args.out}.md")
-        return 0
-    results = sweep(args.data, Path(args.run_root), Path(args.out), args.epochs, args.train_subset, args.only)
+    try:
+        if args.full_length:
+            results = full_length(args.data, Path(args.run_root), Path(args.out), args.deadline_minutes, args.only,
+                                  finish_best_into=Path(args.finish_best) if args.finish_best else None)
+        else:
+            results = sweep(args.data, Path(args.run_root), Path(args.out), args.epochs, args.train_subset, args.only)
+    except RuntimeError as error:  # DatasetError included; a variant's own failure is in its train.log
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     print(results.to_string(index=False))
     print(f"\nwritten to {args.out}.csv and {args.out}.md")
     return 0

@@ -166,7 +166,7 @@ def run_full_length(data_dir, run_root: Path, out_stem: Path, deadline_minutes: 
             if len(history) >= config.epochs:
                 finished[name] = rows[-1]["best_val_auc"]
     if not rows:
-        raise RuntimeError(f"no variant finished an epoch before the deadline; see {run_root}/*/train.log")
+        raise RuntimeError(f"no variant finished an epoch; see {run_root}/*/train.log")
     results = pd.DataFrame(rows)
     description = ("Full-length runs: every variant on the whole training split, from scratch with its own "
                    "warm-up and cosine schedule, all at once on one machine")
