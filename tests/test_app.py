@@ -165,6 +165,7 @@ def test_about_page_is_a_model_card(smoke_app_env):
     shown = "\n".join(frame.value.to_string() for frame in app.dataframe)
     prose = texts(app.markdown)
     assert manifest["created"] in shown and manifest["weights_sha256"] in prose
+    assert f"tensorflow {manifest['versions']['tensorflow']}" in shown  # the backend it was trained on
     assert "doi:10.1038/sdata.2018.161" in prose and "CC BY-NC-SA 4.0" in prose
     assert "Not a medical device" in texts(app.warning)
 

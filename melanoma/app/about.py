@@ -55,15 +55,18 @@ with left:
                 f"(threshold {bundle.threshold:.4f}).")
 with right:
     st.subheader("Model bundle")
+    trained = manifest.get("versions", {})
+    # Bundles written before the JAX backend could train name no backend: they are TensorFlow's.
+    backend = trained.get("backend", "tensorflow" if "tensorflow" in trained else "unknown")
     st.dataframe(pd.DataFrame([
         ("name", manifest.get("name")),
         ("created", manifest.get("created")),
         ("architecture", manifest.get("architecture")),
         ("input", " x ".join(str(side) for side in manifest.get("input_shape", []))),
         ("training seed", str(manifest.get("seed"))),
+        ("trained on Keras backend", f"{backend} {trained.get(backend, '')}".strip()),
         ("folder", str(bundle.path)),
     ], columns=["property", "value"]), hide_index=True)
-    trained = manifest.get("versions", {})
     st.dataframe(pd.DataFrame([(package, trained.get(package, ""), installed(package))
                                for package in RUNTIME_PACKAGES],
                               columns=["package", "trained with", "running"]), hide_index=True)
