@@ -12,7 +12,6 @@ is the only time the test split is looked at.
 """
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -142,7 +141,7 @@ def run_full_length(data_dir, run_root: Path, out_stem: Path, deadline_minutes: 
         run_dir.mkdir(parents=True, exist_ok=True)
         with open(run_dir / "train.log", "ab") as log:
             processes[name] = subprocess.Popen(train_command(data_dir, run_dir, config), stdout=log,
-                                               stderr=subprocess.STDOUT, env=os.environ.copy())
+                                               stderr=subprocess.STDOUT)
     deadline = time.time() + deadline_minutes * 60
     while time.time() < deadline and any(p.poll() is None for p in processes.values()):
         time.sleep(5)
