@@ -4,11 +4,11 @@ The same balanced epoch indices and the same Keras augmentation layers as the tf
 `data.py`, served by a `keras.utils.PyDataset` whose worker threads prepare the next batches while
 the accelerator trains on the current one.
 
-Measured on an H200 (2026-11-27): this feeds ~285 training images/s per process, bound by the
-eager augmentation (~0.1 s a batch) rather than the GPU, so seven processes at once trained ~2,000
-images/s in all. Moving the augmentation into the compiled training step was tried and dropped:
-on XLA's CPU backend it made a step ~8x slower (3 s -> 25-33 s at batch 16), and it could not be
-measured on a GPU in the time that session had.
+Augmenting one batch at a time fed only ~285 training images/s per process on an H200
+(2026-11-27): each eager call of the augmentation layers cost ~0.1 s, mostly per-operation
+dispatch rather than arithmetic, so several batches are augmented in one call. Moving the
+augmentation into the compiled training step was tried and dropped: on XLA's CPU backend it made
+a step ~8x slower (3 s -> 25-33 s at batch 16).
 """
 from __future__ import annotations
 
@@ -25,22 +25,42 @@ class AugmentedBatches(keras.utils.PyDataset):
     as in the tf.data pipeline."""
 
     def __init__(self, images: np.ndarray, labels: np.ndarray, indices: np.ndarray, batch_size: int,
-                 augmenter=None, workers: int = 2):
+                 augmenter=None, workers: int = 2, batches_per_augment_call: int = 8):
         super().__init__(workers=workers, use_multiprocessing=False)
         self.images, self.labels, self.indices = images, labels, indices
         self.batch_size, self.augmenter = batch_size, augmenter
+        self.batches_per_augment_call = batches_per_augment_call
         # The augmentation layers draw from one seed generator; two threads advancing it at once
-        # could repeat a draw, so one batch is augmented at a time (training still overlaps).
+        # could repeat a draw, so one chunk is augmented at a time (training still overlaps).
         self._augment_lock = threading.Lock()
+        self._chunks: dict[int, np.ndarray] = {}  # augmented images of chunks not yet fully served
+        self._served: dict[int, int] = {}
 
     def __len__(self) -> int:
         return len(self.indices) // self.batch_size
 
     def __getitem__(self, index: int):
         rows = self.indices[index * self.batch_size:(index + 1) * self.batch_size]
-        images = self.images[rows].astype(np.float32)
-        if self.augmenter is not None:
-            with self._augment_lock:
-                augmented = self.augmenter(images, training=True)
-            images = keras.ops.convert_to_numpy(keras.ops.clip(augmented, 0.0, 255.0))
-        return images, np.eye(len(CLASS_NAMES), dtype=np.float32)[self.labels[rows]]
+        labels = np.eye(len(CLASS_NAMES), dtype=np.float32)[self.labels[rows]]
+        if self.augmenter is None:
+            return self.images[rows].astype(np.float32), labels
+        chunk, batch_in_chunk = divmod(index, self.batches_per_augment_call)
+        with self._augment_lock:
+            if chunk not in self._chunks:
+                self._chunks[chunk] = self._augment_chunk(chunk)
+            start = batch_in_chunk * self.batch_size
+            images = self._chunks[chunk][start:start + self.batch_size]
+            self._served[chunk] = self._served.get(chunk, 0) + 1
+            if self._served[chunk] == len(self._chunk_batches(chunk)):
+                del self._chunks[chunk]
+        return images, labels
+
+    def _chunk_batches(self, chunk: int) -> range:
+        first = chunk * self.batches_per_augment_call
+        return range(first, min(first + self.batches_per_augment_call, len(self)))
+
+    def _augment_chunk(self, chunk: int) -> np.ndarray:
+        batches = self._chunk_batches(chunk)
+        rows = self.indices[batches.start * self.batch_size:batches.stop * self.batch_size]
+        augmented = self.augmenter(self.images[rows].astype(np.float32), training=True)
+        return keras.ops.convert_to_numpy(keras.ops.clip(augmented, 0.0, 255.0))

@@ -131,3 +131,25 @@ def test_batches_for_other_backends_match_the_tf_data_batches():
     augmented_x, augmented_y = AugmentedBatches(images, labels, indices, 3, make_augmenter(TrainConfig()))[1]
     assert augmented_x.shape == x.shape and augmented_x.min() >= 0.0 and augmented_x.max() <= 255.0
     assert not np.allclose(augmented_x, x) and np.array_equal(augmented_y, y)
+
+
+def test_batches_augmented_several_at_a_time_are_served_whole_and_in_any_order():
+    from melanoma.batches import AugmentedBatches
+
+    images = np.random.default_rng(1).integers(0, 255, (20, *IMAGE_SHAPE), dtype=np.uint8)  # +1 stays in range
+    labels = np.arange(20) % 2
+    indices = np.random.default_rng(2).permutation(20)
+    calls = []
+
+    def shifted(x, training):  # stands in for the augmentation layers: a visible, checkable change
+        calls.append(len(x))
+        return x + 1.0
+
+    batches = AugmentedBatches(images, labels, indices, 3, shifted, batches_per_augment_call=4)
+    assert len(batches) == 6
+    for index in (1, 0, 5, 2, 4, 3):  # worker threads may ask out of order
+        x, y = batches[index]
+        rows = indices[index * 3:(index + 1) * 3]
+        assert np.array_equal(x, images[rows] + 1.0) and np.array_equal(y, np.eye(2)[labels[rows]])
+    assert calls == [12, 6]  # two augmentation calls, the last chunk short
+    assert batches._chunks == {}  # served chunks are freed
