@@ -30,6 +30,9 @@ def add_train_parser(commands) -> None:
         default = getattr(defaults, name)
         parser.add_argument(f"--{name.replace('_', '-')}", type=type(default), default=default,
                             help=f"(default {default})")
+    parser.add_argument("--training-seed", type=int, default=None,
+                        help="seed of the weights, sampling and augmentation (default: --seed); the "
+                             "splits stay those of --seed")
     parser.add_argument("--max-images", type=int, default=None,
                         help="train on a stratified subset of this many images (smoke runs)")
     parser.add_argument("--train-subset", type=int, default=None,
@@ -135,7 +138,8 @@ def run_experiments(args) -> int:
     try:
         if args.full_length:
             results = full_length(args.data, Path(args.run_root), Path(args.out), args.deadline_minutes, args.only,
-                                  finish_best_into=Path(args.finish_best) if args.finish_best else None)
+                                  finish_best_into=Path(args.finish_best) if args.finish_best else None,
+                                  repeats=args.repeats)
         else:
             results = sweep(args.data, Path(args.run_root), Path(args.out), args.epochs, args.train_subset, args.only)
     except RuntimeError as error:  # DatasetError included; a variant's own failure is in its train.log
@@ -185,6 +189,9 @@ def build_parser() -> argparse.ArgumentParser:
     experiments.add_argument("--deadline-minutes", type=float, default=60.0,
                              help="with --full-length: stop variants still training after this long "
                                   "(default %(default)s)")
+    experiments.add_argument("--repeats", type=int, default=1,
+                             help="with --full-length: run each variant this many times, with training "
+                                  "seeds 0, 1, ... and the same splits (run-to-run spread)")
     experiments.add_argument("--finish-best", metavar="BUNDLE",
                              help="with --full-length: write the finished variant with the best validation "
                                   "AUC as this bundle (its test metrics are the only look at the test split)")

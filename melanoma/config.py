@@ -49,7 +49,10 @@ class TrainConfig:
 
     epochs: int = 30
     batch_size: int = 32
-    seed: int = 42
+    seed: int = 42  # the lesion-grouped splits, and by default the training randomness too
+    # Seeds the weights, the per-epoch sampling and the augmentation; None: `seed`. Repeated runs
+    # of one setting change this and keep the splits.
+    training_seed: int | None = None
     test_fraction: float = 0.2
     val_fraction: float = 0.15  # of the training side, grouped by lesion like the test split
     # Balancing per epoch: melanoma images are drawn with replacement (each an augmented copy)
@@ -70,6 +73,10 @@ class TrainConfig:
     # quick experiments are scored on the same validation images as the full run.
     train_subset: int | None = None
     distribute: str = "none"
+
+    @property
+    def effective_training_seed(self) -> int:
+        return self.seed if self.training_seed is None else self.training_seed
 
     def to_dict(self) -> dict:
         return asdict(self)

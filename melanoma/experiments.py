@@ -126,17 +126,28 @@ def train_command(data_dir, run_dir: Path, config: TrainConfig, finish_into: Pat
     return command + ["--out", str(finish_into), "--finish-now"]
 
 
+def full_length_runs(names: list[str], base: TrainConfig, repeats: int) -> dict[str, tuple[dict, TrainConfig]]:
+    """Run name -> (the settings it changes, its config). Repeat r > 0 of a variant changes only
+    the training seed, so the spread among repeats is the run-to-run noise of that setting."""
+    runs = {}
+    for name in names:
+        for repeat in range(repeats):
+            changes = dict(FULL_LENGTH_VARIANTS[name], **({"training_seed": repeat} if repeat else {}))
+            runs[f"{name}, training seed {repeat}" if repeat else name] = (changes, replace(base, **changes))
+    return runs
+
+
 def run_full_length(data_dir, run_root: Path, out_stem: Path, deadline_minutes: float,
                     names: list[str] | None = None, base: TrainConfig | None = None,
-                    finish_best_into: Path | None = None) -> pd.DataFrame:
-    """All variants at once, one training process each, on the whole training split. A variant
-    still training at the deadline is stopped and reported with the epochs it finished. With
-    finish_best_into, the finished variant with the best validation AUC becomes that bundle."""
+                    finish_best_into: Path | None = None, repeats: int = 1) -> pd.DataFrame:
+    """All variants at once, one training process each, on the whole training split; with
+    repeats > 1, each variant also runs with training seeds 1, 2, ... (same splits). A run still
+    training at the deadline is stopped and reported with the epochs it finished. With
+    finish_best_into, the finished run with the best validation AUC becomes that bundle."""
     base = base or TrainConfig()
-    names = names or list(FULL_LENGTH_VARIANTS)
-    configs = {name: replace(base, **FULL_LENGTH_VARIANTS[name]) for name in names}
+    runs = full_length_runs(names or list(FULL_LENGTH_VARIANTS), base, repeats)
     processes = {}
-    for name, config in configs.items():
+    for name, (_, config) in runs.items():
         run_dir = run_root / slug(name)
         run_dir.mkdir(parents=True, exist_ok=True)
         with open(run_dir / "train.log", "ab") as log:
@@ -157,11 +168,11 @@ def run_full_length(data_dir, run_root: Path, out_stem: Path, deadline_minutes: 
     from melanoma.train import RUN_HISTORY
 
     rows, finished = [], {}
-    for name, config in configs.items():
+    for name, (changes, config) in runs.items():
         history_path = run_root / slug(name) / RUN_HISTORY
         if history_path.exists():
             history = pd.read_csv(history_path)
-            rows.append(result_row(name, FULL_LENGTH_VARIANTS[name], history, config.epochs))
+            rows.append(result_row(name, changes, history, config.epochs))
             if len(history) >= config.epochs:
                 finished[name] = rows[-1]["best_val_auc"]
     if not rows:
@@ -172,7 +183,7 @@ def run_full_length(data_dir, run_root: Path, out_stem: Path, deadline_minutes: 
     write_results(results, out_stem, description, validation_counts(data_dir, base))
     if finish_best_into is not None and finished:
         best = max(finished, key=finished.get)
-        subprocess.run(train_command(data_dir, run_root / slug(best), configs[best], finish_best_into), check=True)
+        subprocess.run(train_command(data_dir, run_root / slug(best), runs[best][1], finish_best_into), check=True)
     return results
 
 

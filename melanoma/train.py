@@ -123,7 +123,7 @@ def train(data_dir: str | Path, out_dir: str | Path, config: TrainConfig,
         run_dir.mkdir(parents=True, exist_ok=True)
         check_resume_config(run_dir, config)
         atomic_write_json(run_dir / RUN_CONFIG, config.to_dict())
-    keras_seed(config.seed)
+    keras_seed(config.effective_training_seed)
     dataset, split, total_rows = load_and_split(data_dir, config)
     labels = dataset.labels
     train_labels, val_labels = labels[split.train], labels[split.val]
@@ -157,7 +157,7 @@ def train(data_dir: str | Path, out_dir: str | Path, config: TrainConfig,
         log(f"finishing now: the bundle gets the best of {start_epoch} of {config.epochs} planned epochs")
     for epoch in range(start_epoch, last_epoch):
         indices = data_mod.balanced_epoch_indices(train_labels, config.melanoma_per_epoch_factor,
-                                                  np.random.default_rng([config.seed, epoch]))
+                                                  np.random.default_rng([config.effective_training_seed, epoch]))
         train_ds = data_mod.make_train_dataset(dataset.images[split.train], train_labels, indices,
                                                config, augmenter)
         tick = time.time()

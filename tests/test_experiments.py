@@ -66,7 +66,7 @@ def test_a_variant_command_carries_every_changed_setting():
     from melanoma.experiments import train_command
 
     config = TrainConfig(weight_decay=0.0, melanoma_per_epoch_factor=4.0, epochs=60, jit_compile=False,
-                         train_subset=500)
+                         train_subset=500, training_seed=3)
     command = train_command("data", Path("runs/x"), config)
     assert command[1:3] == ["-m", "melanoma"] and "--no-bundle" in command
     args = build_parser().parse_args(command[3:])
@@ -80,14 +80,18 @@ def test_full_length_variants_run_at_once_and_the_best_becomes_the_bundle(data_d
     from melanoma.experiments import run_full_length
 
     results = run_full_length(data_dir, tmp_path / "runs", tmp_path / "full", deadline_minutes=8,
-                              names=["no label smoothing", "no weight decay"], base=smoke_config(max_images=160),
-                              finish_best_into=tmp_path / "best")
-    assert list(results["variant"]) == ["no label smoothing", "no weight decay"]
+                              names=["no weight decay"], base=smoke_config(max_images=160),
+                              finish_best_into=tmp_path / "best", repeats=2)
+    assert list(results["variant"]) == ["no weight decay", "no weight decay, training seed 1"]
     assert list(results["epochs_run"]) == ["1/1", "1/1"]
-    best = results.loc[results["best_val_auc"].idxmax(), "variant"]
+    histories = [pd.read_csv(tmp_path / "runs" / run / "history.csv")
+                 for run in ("no-weight-decay", "no-weight-decay--training-seed-1")]
+    assert histories[0]["loss"][0] != histories[1]["loss"][0]  # another seed, another run
+    best = results["best_val_auc"].idxmax()
     bundle = load_bundle(tmp_path / "best")
-    assert bundle.train_config["label_smoothing" if best == "no label smoothing" else "weight_decay"] == 0.0
-    assert "| no weight decay | weight_decay=0.0 |" in (tmp_path / "full.md").read_text()
+    assert bundle.train_config["weight_decay"] == 0.0
+    assert bundle.train_config["training_seed"] == (None if best == 0 else 1)
+    assert "| no weight decay, training seed 1 | weight_decay=0.0, training_seed=1 |" in (tmp_path / "full.md").read_text()
 
 
 def test_a_full_length_sweep_that_finishes_no_epoch_says_so(data_dir, tmp_path, capsys):
