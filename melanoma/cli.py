@@ -190,8 +190,8 @@ def build_parser() -> argparse.ArgumentParser:
                              help="with --full-length: stop variants still training after this long "
                                   "(default %(default)s)")
     experiments.add_argument("--repeats", type=int, default=1,
-                             help="with --full-length: run each variant this many times, with training "
-                                  "seeds 0, 1, ... and the same splits (run-to-run spread)")
+                             help="with --full-length: run each variant this many times: once as usual, then "
+                                  "with training seeds 1, 2, ... (same splits), to see the run-to-run spread")
     experiments.add_argument("--finish-best", metavar="BUNDLE",
                              help="with --full-length: write the finished variant with the best validation "
                                   "AUC as this bundle (its test metrics are the only look at the test split)")
