@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from melanoma.config import CLASS_NAMES, IMAGE_SHAPE
+from melanoma.config import CLASS_NAMES, IMAGE_SHAPE, TrainConfig
 from melanoma.fileio import atomic_write_bytes, atomic_write_json, sha256_file
 
 DEFAULT_BUNDLE = Path(__file__).resolve().parent.parent / "models" / "melanoma-resnet50"
@@ -97,6 +97,7 @@ def write_bundle(out_dir: str | Path, model, *, metrics: dict, history_csv: str,
         "class_names": list(CLASS_NAMES),
         "threshold": metrics["threshold"],
         "seed": train_config.get("seed"),
+        "training_seed": TrainConfig.from_dict(train_config).effective_training_seed,
         "versions": {"keras": keras.__version__, "numpy": np.__version__,
                      "backend": keras.backend.backend(),
                      keras.backend.backend(): importlib.metadata.version(keras.backend.backend())},

@@ -2,7 +2,7 @@
 
 A run folder holds the settings, the history and one checkpoint (weights + optimizer state +
 the epoch it finished), each written atomically after every epoch. Rerunning the same command
-resumes after the last finished epoch; per-epoch sampling is seeded by (seed, epoch), so the
+resumes after the last finished epoch; per-epoch sampling is seeded by (training seed, epoch), so the
 resumed run draws the same epochs it would have drawn.
 """
 from __future__ import annotations

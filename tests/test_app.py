@@ -166,6 +166,8 @@ def test_about_page_is_a_model_card(smoke_app_env):
     prose = texts(app.markdown)
     assert manifest["created"] in shown and manifest["weights_sha256"] in prose
     assert f"tensorflow {manifest['versions']['tensorflow']}" in shown  # the backend it was trained on
+    properties = dict(app.dataframe[1].value.itertuples(index=False))
+    assert properties["seed of the lesion-grouped splits"] == properties["training seed"] == "7"
     assert "doi:10.1038/sdata.2018.161" in prose and "CC BY-NC-SA 4.0" in prose
     assert "Not a medical device" in texts(app.warning)
 

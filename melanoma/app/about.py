@@ -63,7 +63,9 @@ with right:
         ("created", manifest.get("created")),
         ("architecture", manifest.get("architecture")),
         ("input", " x ".join(str(side) for side in manifest.get("input_shape", []))),
-        ("training seed", str(manifest.get("seed"))),
+        ("seed of the lesion-grouped splits", str(manifest.get("seed"))),
+        # Bundles from before --training-seed existed trained with the split seed.
+        ("training seed", str(manifest.get("training_seed", manifest.get("seed")))),
         ("trained on Keras backend", f"{backend} {trained.get(backend, '')}".strip()),
         ("folder", str(bundle.path)),
     ], columns=["property", "value"]), hide_index=True)
