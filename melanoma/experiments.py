@@ -167,12 +167,13 @@ def run_full_length(data_dir, run_root: Path, out_stem: Path, deadline_minutes: 
 
     from melanoma.train import RUN_HISTORY
 
-    rows, finished = [], {}
+    rows, finished, histories = [], {}, []
     for name, (changes, config) in runs.items():
         history_path = run_root / slug(name) / RUN_HISTORY
         if history_path.exists():
             history = pd.read_csv(history_path)
             rows.append(result_row(name, changes, history, config.epochs))
+            histories.append(history.assign(run=name))
             if len(history) >= config.epochs:
                 finished[name] = rows[-1]["best_val_auc"]
     if not rows:
@@ -181,6 +182,10 @@ def run_full_length(data_dir, run_root: Path, out_stem: Path, deadline_minutes: 
     description = ("Full-length runs: every variant on the whole training split, from scratch with its own "
                    "warm-up and cosine schedule, all at once on one machine")
     write_results(results, out_stem, description, validation_counts(data_dir, base))
+    # Every epoch of every run in one file beside the table: a GPU machine returns only a few files.
+    all_epochs = pd.concat(histories)
+    atomic_write_text(out_stem.with_name(f"{out_stem.name}-histories.csv"),
+                      all_epochs[["run", *all_epochs.columns.drop("run")]].to_csv(index=False))
     if finish_best_into is not None and finished:
         best = max(finished, key=finished.get)
         subprocess.run(train_command(data_dir, run_root / slug(best), runs[best][1], finish_best_into), check=True)

@@ -87,6 +87,9 @@ def test_full_length_variants_run_at_once_and_the_best_becomes_the_bundle(data_d
     histories = [pd.read_csv(tmp_path / "runs" / run / "history.csv")
                  for run in ("no-weight-decay", "no-weight-decay--training-seed-1")]
     assert histories[0]["loss"][0] != histories[1]["loss"][0]  # another seed, another run
+    all_epochs = pd.read_csv(tmp_path / "full-histories.csv")
+    assert list(all_epochs["run"]) == list(results["variant"])  # one epoch each, every run in one file
+    assert list(all_epochs["loss"]) == [history["loss"][0] for history in histories]
     best = results["best_val_auc"].idxmax()
     bundle = load_bundle(tmp_path / "best")
     assert bundle.train_config["weight_decay"] == 0.0
