@@ -8,18 +8,28 @@ from melanoma.batches import AugmentedBatches
 from melanoma.config import IMAGE_SHAPE, TrainConfig
 from melanoma.data import make_augmenter
 
+N_IMAGES, BATCH_SIZE, CHUNK_SIZES, REPEATS = 4096, 32, (1, 8), 3
+
 print(keras.backend.backend(), flush=True)
 rng = np.random.default_rng(0)
-images = rng.integers(0, 256, (4096, *IMAGE_SHAPE), dtype=np.uint8)
-labels = rng.integers(0, 2, 4096)
+images = rng.integers(0, 256, (N_IMAGES, *IMAGE_SHAPE), dtype=np.uint8)
+labels = rng.integers(0, 2, N_IMAGES)
 augmenter = make_augmenter(TrainConfig())
-for k in (1, 8):
-    AugmentedBatches(images, labels, np.arange(4096), 32, augmenter, batches_per_augment_call=k)[0]  # warm-up
-for rep in range(3):
-    for k in (1, 8):
-        batches = AugmentedBatches(images, labels, np.arange(4096), 32, augmenter, batches_per_augment_call=k)
+
+
+def feed(batches_per_augment_call: int) -> AugmentedBatches:
+    return AugmentedBatches(images, labels, np.arange(N_IMAGES), BATCH_SIZE, augmenter,
+                            batches_per_augment_call=batches_per_augment_call)
+
+
+for k in CHUNK_SIZES:
+    feed(k)[0]  # warm-up: the first call traces and allocates
+for rep in range(REPEATS):
+    for k in CHUNK_SIZES:
+        batches = feed(k)
         tick = time.perf_counter()
         for i in range(len(batches)):
             batches[i]
         seconds = time.perf_counter() - tick
-        print(f"repeat {rep} batches_per_augment_call={k}: {len(batches) * 32 / seconds:.0f} images/s", flush=True)
+        print(f"repeat {rep} batches_per_augment_call={k}: {len(batches) * BATCH_SIZE / seconds:.0f} images/s",
+              flush=True)

@@ -7,9 +7,9 @@ the accelerator trains on the current one.
 Augmenting one batch at a time fed only ~285 training images/s per process on an H200
 (2026-11-27): each eager call of the augmentation layers cost ~0.1 s, mostly per-operation
 dispatch rather than arithmetic, so several batches are augmented in one call: 8 per call fed
-5.9x the images/s there (`benchmarks/augmentation_feed.py`). Moving the
-augmentation into the compiled training step was tried and dropped: on XLA's CPU backend it made
-a step ~8x slower (3 s -> 25-33 s at batch 16).
+5.9x the images/s there (`benchmarks/augmentation_feed.py`). Moving the augmentation into the
+compiled training step was tried and dropped: on XLA's CPU backend it made a step ~8x slower
+(3 s -> 25-33 s at batch 16).
 """
 from __future__ import annotations
 
@@ -53,7 +53,7 @@ class AugmentedBatches(keras.utils.PyDataset):
             images = self._chunks[chunk][start:start + self.batch_size]
             self._served[chunk] = self._served.get(chunk, 0) + 1
             if self._served[chunk] == len(self._chunk_batches(chunk)):
-                del self._chunks[chunk]
+                del self._chunks[chunk], self._served[chunk]
         return images, labels
 
     def _chunk_batches(self, chunk: int) -> range:
