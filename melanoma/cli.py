@@ -40,6 +40,9 @@ def add_train_parser(commands) -> None:
     parser.add_argument("--no-bundle", action="store_true",
                         help="stop after the last epoch without writing a bundle: the test split is not "
                              "touched (experiments); rerun with --finish-now to write it")
+    parser.add_argument("--keep-epoch-weights", action="store_true",
+                        help="also save every epoch's weights in the run folder (47 MB each), for "
+                             "`experiments --weight-averaging`")
     parser.add_argument("--no-xla", dest="jit_compile", action="store_false",
                         help="do not compile the training step with XLA")
     parser.add_argument("--distribute", choices=("none", "mirrored", "multiworker"), default="none",
@@ -62,7 +65,7 @@ def run_train(args) -> int:
     config = TrainConfig.from_dict({k: v for k, v in vars(args).items() if v is not None})
     try:
         train(args.data, args.out, config, run_dir=args.run_dir, finish_now=args.finish_now,
-              write_bundle=not args.no_bundle)
+              write_bundle=not args.no_bundle, keep_epoch_weights=args.keep_epoch_weights)
     except DatasetError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
@@ -135,6 +138,15 @@ def run_experiments(args) -> int:
     if args.flip_averaging:
         print(json.dumps(flip_averaging(args.model, args.data), indent=2))
         return 0
+    if args.weight_averaging:
+        from melanoma.averaging import weight_averaging
+
+        try:
+            print(json.dumps(weight_averaging(args.weight_averaging, args.data, args.last), indent=2))
+        except RuntimeError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 1
+        return 0
     try:
         if args.full_length:
             results = full_length(args.data, Path(args.run_root), Path(args.out), args.deadline_minutes, args.only,
@@ -183,6 +195,12 @@ def build_parser() -> argparse.ArgumentParser:
     experiments.add_argument("--flip-averaging", action="store_true",
                              help="instead: validation AUC of --model with and without 4-flip averaging")
     experiments.add_argument("--model", default=None, help="bundle for --flip-averaging (default: the shipped one)")
+    experiments.add_argument("--weight-averaging", metavar="RUN_DIR",
+                             help="instead: validation AUC of the last --last saved epochs of a run trained "
+                                  "with --keep-epoch-weights, each, averaged as probabilities, and as weights "
+                                  "with batch-norm statistics recomputed")
+    experiments.add_argument("--last", type=int, default=10,
+                             help="with --weight-averaging: how many of the last epochs (default %(default)s)")
     experiments.add_argument("--full-length", action="store_true",
                              help="instead: the full-length variants, all at once (one training process "
                                   "each) on the whole training split; for a machine with an accelerator")

@@ -103,14 +103,17 @@ def load_and_split(data_dir, config: TrainConfig):
 
 
 def train(data_dir: str | Path, out_dir: str | Path, config: TrainConfig,
-          run_dir: str | Path | None = None, finish_now: bool = False, write_bundle: bool = True) -> Path | None:
+          run_dir: str | Path | None = None, finish_now: bool = False, write_bundle: bool = True,
+          keep_epoch_weights: bool = False) -> Path | None:
     """Trains (or resumes) and writes the bundle to out_dir (on the chief; other workers of a
     multi-worker run return None). finish_now writes the bundle from the last checkpoint without
     training further; rerunning without it resumes the run. write_bundle=False stops after the
-    last epoch, before the test split is touched (experiments compare on validation only)."""
+    last epoch, before the test split is touched (experiments compare on validation only).
+    keep_epoch_weights also saves every epoch's weights in the run folder (for `averaging`)."""
     import keras
 
     from melanoma import data as data_mod
+    from melanoma.averaging import epoch_weights_path
     from melanoma.bundle import weights_to_npz
     from melanoma.evaluate import roc_auc
     from melanoma.inference import compiled_forward, predict_in_batches
@@ -187,6 +190,10 @@ def train(data_dir: str | Path, out_dir: str | Path, config: TrainConfig,
         if chief:
             if improved:
                 atomic_write_bytes(best_weights_path, weights_to_npz(model, half_precision=False))
+            if keep_epoch_weights:
+                epoch_weights = epoch_weights_path(run_dir, epoch + 1)
+                epoch_weights.parent.mkdir(exist_ok=True)
+                atomic_write_bytes(epoch_weights, weights_to_npz(model))
             save_checkpoint(run_dir, model, epoch + 1, history, best)
             atomic_write_text(run_dir / RUN_HISTORY, pd.DataFrame(history).to_csv(index=False))
         log(f"epoch {epoch + 1}/{config.epochs}: loss {row['loss']:.4f} acc {row['accuracy']:.3f} "

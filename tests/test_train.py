@@ -1,4 +1,5 @@
-"""Training end to end on a few dozen real images: the bundle, and resuming after a real kill."""
+"""Training end to end on a few dozen real images: the bundle, resuming after a real kill, and the
+kept epoch weights averaged."""
 import json
 import random
 import signal
@@ -10,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from melanoma.averaging import saved_epochs, weight_averaging
 from melanoma.bundle import REQUIRED_FILES, load_bundle, load_model
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,7 +33,7 @@ def test_smoke_bundle_is_complete_and_loads(smoke_bundle):
 def train_command(data_dir, tmp_path, epochs):
     return [sys.executable, "-m", "melanoma", "train", "--data", str(data_dir), "--out", str(tmp_path / "bundle"),
             "--run-dir", str(tmp_path / "run"), "--epochs", str(epochs), "--max-images", "96",
-            "--batch-size", "8", "--seed", "7", "--no-xla"]
+            "--batch-size", "8", "--seed", "7", "--no-xla", "--keep-epoch-weights"]
 
 
 @pytest.mark.timeout(900)
@@ -64,6 +66,13 @@ def test_training_killed_mid_epoch_resumes_without_redoing_finished_epochs(data_
     bundle = load_bundle(tmp_path / "bundle")
     assert bundle.history()["epoch"].tolist() == [1, 2, 3]
     assert not list(tmp_path.glob(".bundle.*"))  # no staging leftovers
+
+    # Every epoch's weights were kept, across the kill, and the last two average into a scored model.
+    averaged = weight_averaging(tmp_path / "run", data_dir, last=2)
+    assert averaged["epochs"] == [2, 3] and saved_epochs(tmp_path / "run") == [1, 2, 3]
+    assert set(averaged["val_auc_per_epoch"]) == {2, 3}
+    assert 0.0 <= averaged["weight_average_val_auc"] <= 1.0
+    assert averaged["batch_norm_recomputed_on_batches"] >= 1
 
 
 def test_resume_with_other_settings_is_refused(data_dir, tmp_path):

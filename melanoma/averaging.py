@@ -1,0 +1,113 @@
+"""Weight averaging (SWA, Izmailov et al., 2018) of a run's last epochs, scored on validation.
+
+Averaging the weights of several epochs late in the schedule is a common way to get a model
+that does not depend on which single epoch happened to score best. Batch-norm moving statistics
+do not average: an averaged network needs its own, so they are recomputed by a pass over
+training batches (as `torch.optim.swa_utils.update_bn` does). With one epoch, that pass alone
+is "precise BN": it tells whether the moving statistics lagging the weights cost any AUC.
+"""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+
+from melanoma.config import TrainConfig
+
+EPOCH_WEIGHTS_DIR = "epochs"  # in a run folder trained with --keep-epoch-weights
+BN_RECOMPUTE_SEED = 0  # which balanced, augmented epoch the statistics are recomputed on
+
+
+def epoch_weights_path(run_dir: Path, epoch: int) -> Path:
+    return Path(run_dir) / EPOCH_WEIGHTS_DIR / f"epoch-{epoch:03d}.weights.npz"
+
+
+def saved_epochs(run_dir: Path) -> list[int]:
+    pattern = re.compile(r"epoch-(\d+)\.weights\.npz")
+    found = (pattern.fullmatch(p.name) for p in (Path(run_dir) / EPOCH_WEIGHTS_DIR).glob("*.npz"))
+    return sorted(int(m.group(1)) for m in found if m)
+
+
+def read_weights(path: Path) -> dict[str, np.ndarray]:
+    with np.load(path, allow_pickle=False) as arrays:
+        return {key: arrays[key].astype(np.float32) for key in arrays.files}
+
+
+def average_weights(snapshots: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    return {key: np.mean([snapshot[key] for snapshot in snapshots], axis=0) for key in snapshots[0]}
+
+
+def recompute_batch_norm_statistics(model, batches) -> int:
+    """Sets every batch-norm layer's moving mean and variance to the average of its batch
+    statistics over `batches` (image arrays); returns how many batches it saw."""
+    import keras
+
+    norms = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    momenta = [layer.momentum for layer in norms]
+    seen = 0
+    try:
+        for seen, images in enumerate(batches, start=1):
+            for layer in norms:  # moving = moving * (n-1)/n + batch / n: the running mean of n batches
+                layer.momentum = (seen - 1) / seen
+            model(images, training=True)
+    finally:
+        for layer, momentum in zip(norms, momenta):
+            layer.momentum = momentum
+    return seen
+
+
+def training_batches(dataset, split, config: TrainConfig):
+    """One balanced, augmented training epoch as the network saw them in training (images only)."""
+    import keras
+
+    from melanoma import data as data_mod
+
+    labels = dataset.labels[split.train]
+    indices = data_mod.balanced_epoch_indices(labels, config.melanoma_per_epoch_factor,
+                                              np.random.default_rng(BN_RECOMPUTE_SEED))
+    batches = data_mod.make_train_dataset(dataset.images[split.train], labels, indices, config,
+                                          data_mod.make_augmenter(config))
+    if isinstance(batches, keras.utils.PyDataset):
+        return (batches[index][0] for index in range(len(batches)))
+    return (images for images, _ in batches)
+
+
+def weight_averaging(run_dir, data_dir, last: int) -> dict:
+    """Validation AUC of each of the run's last `last` saved epochs, of their probability average,
+    and of their weight average with batch-norm statistics recomputed."""
+    from melanoma import data as data_mod
+    from melanoma.bundle import assign_weights
+    from melanoma.evaluate import roc_auc
+    from melanoma.inference import compiled_forward, predict_in_batches
+    from melanoma.model import build_resnet50
+    from melanoma.train import RUN_CONFIG
+
+    run_dir = Path(run_dir)
+    epochs = saved_epochs(run_dir)[-last:]
+    if not epochs:
+        raise RuntimeError(f"{run_dir} has no saved epoch weights; train it with --keep-epoch-weights")
+    config = TrainConfig.from_dict(json.loads((run_dir / RUN_CONFIG).read_text()))
+    dataset = data_mod.load_dataset(data_dir, config.max_images, config.seed)
+    split = data_mod.make_split(dataset.frame, config)
+    val_images, val_labels = dataset.images[split.val], dataset.labels[split.val]
+    model = build_resnet50()
+    forward = compiled_forward(model)  # reads the variables at call time: one trace serves every epoch
+
+    snapshots, probabilities, per_epoch = [], [], {}
+    for epoch in epochs:
+        snapshots.append(read_weights(epoch_weights_path(run_dir, epoch)))
+        assign_weights(model, snapshots[-1])
+        probabilities.append(predict_in_batches(forward, val_images))
+        per_epoch[epoch] = roc_auc(val_labels, probabilities[-1])
+    assign_weights(model, average_weights(snapshots))
+    batches_seen = recompute_batch_norm_statistics(model, training_batches(dataset, split, config))
+    return {
+        "run": str(run_dir),
+        "epochs": epochs,
+        "val_auc_per_epoch": per_epoch,
+        "probability_average_val_auc": roc_auc(val_labels, np.mean(probabilities, axis=0)),
+        "weight_average_val_auc": roc_auc(val_labels, predict_in_batches(forward, val_images)),
+        "batch_norm_recomputed_on_batches": batches_seen,
+    }

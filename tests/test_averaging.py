@@ -1,0 +1,59 @@
+"""Weight averaging: the arithmetic, the batch-norm pass, and a run trained with kept epoch weights."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from melanoma.averaging import (average_weights, epoch_weights_path, recompute_batch_norm_statistics,
+                                saved_epochs, weight_averaging)
+
+
+def test_average_is_elementwise_over_snapshots():
+    snapshots = [{"a": np.array([1.0, 2.0]), "b": np.array([[0.0]])},
+                 {"a": np.array([3.0, 6.0]), "b": np.array([[1.0]])}]
+    averaged = average_weights(snapshots)
+    assert np.allclose(averaged["a"], [2.0, 4.0]) and np.allclose(averaged["b"], [[0.5]])
+
+
+def test_batch_norm_statistics_become_the_mean_over_all_batches():
+    import keras
+
+    inputs = keras.Input(shape=(3,))
+    norm = keras.layers.BatchNormalization(momentum=0.99)
+    model = keras.Model(inputs, norm(inputs))
+    rng = np.random.default_rng(0)
+    batches = [rng.normal(loc, 1.0, size=(16, 3)).astype(np.float32) for loc in (0.0, 4.0, 8.0)]
+    assert recompute_batch_norm_statistics(model, iter(batches)) == 3
+    expected_mean = np.mean([batch.mean(axis=0) for batch in batches], axis=0)
+    assert np.allclose(norm.moving_mean.numpy(), expected_mean, atol=1e-5)
+    expected_variance = np.mean([batch.var(axis=0) for batch in batches], axis=0)
+    assert np.allclose(norm.moving_variance.numpy(), expected_variance, rtol=1e-4)
+    assert norm.momentum == 0.99  # training afterwards is unaffected
+
+
+def test_a_run_without_kept_epochs_is_a_clear_error(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"seed": 1}))
+    assert saved_epochs(tmp_path) == []
+    with pytest.raises(RuntimeError, match="--keep-epoch-weights"):
+        weight_averaging(tmp_path, tmp_path, last=3)
+
+
+def test_saved_epochs_are_found_in_order(tmp_path):
+    for epoch in (10, 2, 1):
+        path = epoch_weights_path(tmp_path, epoch)
+        path.parent.mkdir(exist_ok=True)
+        path.write_bytes(b"")
+    (tmp_path / "epochs" / "notes.npz").write_bytes(b"")
+    assert saved_epochs(tmp_path) == [1, 2, 10]
+
+
+def test_the_command_names_a_run_without_kept_epochs(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"seed": 1}))
+    result = subprocess.run([sys.executable, "-m", "melanoma", "experiments", "--data", str(tmp_path),
+                             "--weight-averaging", str(tmp_path), "--last", "2"],
+                            cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert "no saved epoch weights" in result.stderr and "Traceback" not in result.stderr
