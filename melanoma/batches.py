@@ -18,17 +18,22 @@ import threading
 import keras
 import numpy as np
 
-from melanoma.config import CLASS_NAMES
+from melanoma.data import one_hot_targets
+
+
+def one_hot(indices: np.ndarray, classes: int) -> np.ndarray:
+    return np.eye(classes, dtype=np.float32)[indices]
 
 
 class AugmentedBatches(keras.utils.PyDataset):
-    """Batches of (float32 images in [0, 255], one-hot labels); the last partial batch is dropped,
-    as in the tf.data pipeline."""
+    """Batches of (float32 images in [0, 255], targets as `data.make_train_dataset` makes them);
+    the last partial batch is dropped, as in the tf.data pipeline."""
 
     def __init__(self, images: np.ndarray, labels: np.ndarray, indices: np.ndarray, batch_size: int,
-                 augmenter=None, workers: int = 2, batches_per_augment_call: int = 8):
+                 augmenter=None, workers: int = 2, batches_per_augment_call: int = 8,
+                 diagnoses: np.ndarray | None = None):
         super().__init__(workers=workers, use_multiprocessing=False)
-        self.images, self.labels, self.indices = images, labels, indices
+        self.images, self.labels, self.indices, self.diagnoses = images, labels, indices, diagnoses
         self.batch_size, self.augmenter = batch_size, augmenter
         self.batches_per_augment_call = batches_per_augment_call
         # The augmentation layers draw from one seed generator; two threads advancing it at once
@@ -42,7 +47,8 @@ class AugmentedBatches(keras.utils.PyDataset):
 
     def __getitem__(self, index: int):
         rows = self.indices[index * self.batch_size:(index + 1) * self.batch_size]
-        labels = np.eye(len(CLASS_NAMES), dtype=np.float32)[self.labels[rows]]
+        labels = one_hot_targets(self.labels[rows] if self.diagnoses is None
+                                 else (self.labels[rows], self.diagnoses[rows]), one_hot)
         if self.augmenter is None:
             return self.images[rows].astype(np.float32), labels
         chunk, batch_in_chunk = divmod(index, self.batches_per_augment_call)

@@ -63,6 +63,9 @@ class TrainConfig:
     warmup_epochs: int = 2
     weight_decay: float = 0.05  # AdamW, decoupled (scaled by the learning rate)
     label_smoothing: float = 0.05
+    # Training only: a second head on the pooled features learns the 7 diagnoses, its loss weighted
+    # by this (0: no such head). The shipped network keeps the melanoma-vs-not head alone.
+    diagnosis_loss_weight: float = 0.0
     rotation: float = 0.5  # fraction of a full turn, both ways: lesions have no "up"
     zoom: float = 0.2  # random crop-and-scale: up to 20% in or out
     color_jitter: float = 0.1

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold
 
-from melanoma.config import (IMAGE_SHAPE, IMAGES_DIR, KNOWN_DX, MELANOMA_DX, METADATA_FILE,
+from melanoma.config import (CLASS_NAMES, IMAGE_SHAPE, IMAGES_DIR, KNOWN_DX, MELANOMA_DX, METADATA_FILE,
                              REQUIRED_COLUMNS, TrainConfig)
 from melanoma.images import ImageRejected, prepare_path
 
@@ -32,6 +32,11 @@ class LoadedDataset:
     @property
     def labels(self) -> np.ndarray:
         return self.frame["label"].to_numpy(dtype=np.int32)
+
+    @property
+    def diagnoses(self) -> np.ndarray:
+        """Each image's diagnosis as its index in KNOWN_DX (the auxiliary head's target)."""
+        return self.frame["dx"].map(KNOWN_DX.index).to_numpy(dtype=np.int32)
 
 
 def read_metadata(data_dir: str | Path) -> pd.DataFrame:
@@ -177,16 +182,19 @@ def make_augmenter(config: TrainConfig):
 
 
 def make_train_dataset(images: np.ndarray, labels: np.ndarray, indices: np.ndarray,
-                       config: TrainConfig, augmenter=None):
+                       config: TrainConfig, augmenter=None, diagnoses: np.ndarray | None = None):
+    """Batches of (float32 images in [0, 255], one-hot labels); with `diagnoses`, the targets are
+    {"predictions": one-hot labels, "diagnosis": one-hot diagnoses} for the auxiliary head."""
     import keras
 
     if keras.backend.backend() != "tensorflow":
         from melanoma.batches import AugmentedBatches
 
-        return AugmentedBatches(images, labels, indices, config.batch_size, augmenter)
+        return AugmentedBatches(images, labels, indices, config.batch_size, augmenter, diagnoses=diagnoses)
     import tensorflow as tf
 
-    dataset = tf.data.Dataset.from_tensor_slices((images[indices], labels[indices]))
+    targets = labels[indices] if diagnoses is None else (labels[indices], diagnoses[indices])
+    dataset = tf.data.Dataset.from_tensor_slices((images[indices], targets))
     dataset = dataset.batch(config.batch_size, drop_remainder=True)
     options = tf.data.Options()  # in-memory data: multi-worker runs shard by element, not by file
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
@@ -197,7 +205,15 @@ def make_train_dataset(images: np.ndarray, labels: np.ndarray, indices: np.ndarr
             num_parallel_calls=tf.data.AUTOTUNE)
     else:
         dataset = dataset.map(lambda x, y: (tf.cast(x, tf.float32), y))
-    return dataset.map(lambda x, y: (x, tf.one_hot(y, 2))).prefetch(tf.data.AUTOTUNE)
+    return dataset.map(lambda x, y: (x, one_hot_targets(y, tf.one_hot))).prefetch(tf.data.AUTOTUNE)
+
+
+def one_hot_targets(targets, one_hot):
+    """Labels -> one-hot; (labels, diagnoses) -> the two heads' one-hot targets by output name."""
+    if not isinstance(targets, tuple):
+        return one_hot(targets, len(CLASS_NAMES))
+    labels, diagnoses = targets
+    return {"predictions": one_hot(labels, len(CLASS_NAMES)), "diagnosis": one_hot(diagnoses, len(KNOWN_DX))}
 
 
 def summarize(dataset: LoadedDataset, split: Split | None = None, epoch_counts: dict | None = None,

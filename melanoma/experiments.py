@@ -34,8 +34,9 @@ VARIANTS = {
     "learning rate 3e-4": {"learning_rate": 3e-4},
 }
 
-# Full-length variants: the short-run ones that can be told apart only at full length, and the
-# two levers the shipped run left open (more not-melanoma images per epoch, more epochs).
+# Full-length variants: the short-run ones that can be told apart only at full length, the two
+# levers the shipped run left open (more not-melanoma images per epoch, more epochs), and an
+# auxiliary head that learns the 7 diagnoses during training.
 FULL_LENGTH_VARIANTS = {
     "shipped settings": {},
     "balancing factor 4": {"melanoma_per_epoch_factor": 4.0},
@@ -44,6 +45,7 @@ FULL_LENGTH_VARIANTS = {
     "flips only (no rotation, zoom, colour)": VARIANTS["flips only (no rotation, zoom, colour)"],
     "no label smoothing": VARIANTS["no label smoothing"],
     "no weight decay": VARIANTS["no weight decay"],
+    "diagnosis head": {"diagnosis_loss_weight": 0.5},
 }
 
 

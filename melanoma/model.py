@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import keras
 from keras import layers
 
-from melanoma.config import CLASS_NAMES, IMAGE_SHAPE
+from melanoma.config import CLASS_NAMES, IMAGE_SHAPE, KNOWN_DX
 
 BN_EPSILON = 1.001e-5  # keras.applications' value; keeps the numerics of the reference model
 
@@ -83,3 +83,14 @@ def build_resnet50(input_shape=IMAGE_SHAPE, num_classes: int = len(CLASS_NAMES),
     # float32 output even under a mixed-precision policy: probabilities must not lose precision.
     outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name="predictions")(x)
     return keras.Model(inputs, outputs, name="resnet50_from_scratch")
+
+
+def with_diagnosis_head(model: keras.Model, num_diagnoses: int = len(KNOWN_DX)) -> keras.Model:
+    """The training network for an auxiliary task: `model` (every layer shared) plus a head on the
+    pooled features that predicts the diagnosis. The 7 diagnoses tell the network more than
+    melanoma-vs-not does (a naevus and a keratosis are "not melanoma" for different reasons);
+    the head is dropped after training."""
+    features = model.get_layer("avg_pool").output
+    diagnosis = layers.Dense(num_diagnoses, activation="softmax", dtype="float32", name="diagnosis")(features)
+    return keras.Model(model.input, {"predictions": model.output, "diagnosis": diagnosis},
+                       name=f"{model.name}_with_diagnosis_head")

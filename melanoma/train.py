@@ -29,25 +29,42 @@ RESUMABLE_CHANGES = {"epochs", "distribute", "jit_compile"}
 
 
 def build_and_compile(config: TrainConfig, steps_per_epoch: int):
+    """(the network, the model that trains it): the same object, unless the auxiliary diagnosis
+    head is on; then the trainer is the network plus that head, every other layer shared."""
     import keras
 
-    from melanoma.model import build_resnet50
+    from melanoma.model import build_resnet50, with_diagnosis_head
 
     model = build_resnet50()
+    trainer = with_diagnosis_head(model) if config.diagnosis_loss_weight else model
     total_steps = max(1, config.epochs * steps_per_epoch)
     warmup_steps = min(config.warmup_epochs * steps_per_epoch, total_steps // 2)
     schedule = keras.optimizers.schedules.CosineDecay(
         initial_learning_rate=config.learning_rate / 100 if warmup_steps else config.learning_rate,
         decay_steps=total_steps - warmup_steps, alpha=0.01,
         warmup_target=config.learning_rate if warmup_steps else None, warmup_steps=warmup_steps)
-    model.compile(
+    loss = keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing)
+    metrics = [keras.metrics.CategoricalAccuracy(name="accuracy"), keras.metrics.AUC(name="auc")]
+    loss_weights = None
+    if trainer is not model:
+        loss, metrics = {"predictions": loss, "diagnosis": loss}, {"predictions": metrics}
+        loss_weights = {"predictions": 1.0, "diagnosis": config.diagnosis_loss_weight}
+    trainer.compile(
         optimizer=keras.optimizers.AdamW(learning_rate=schedule, weight_decay=config.weight_decay),
-        loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
-        metrics=[keras.metrics.CategoricalAccuracy(name="accuracy"), keras.metrics.AUC(name="auc")],
-        jit_compile=config.jit_compile,
+        loss=loss, loss_weights=loss_weights, metrics=metrics, jit_compile=config.jit_compile,
     )
-    model.optimizer.build(model.trainable_variables)
-    return model
+    trainer.optimizer.build(trainer.trainable_variables)
+    return model, trainer
+
+
+def epoch_logs(history: dict) -> dict:
+    """fit's last-epoch logs. With the diagnosis head, `loss` is the melanoma head's own (comparable
+    with val_loss and with runs without the head); the weighted sum becomes `total_loss`."""
+    logs = {name: values[-1] for name, values in history.items()}
+    if "predictions_loss" in logs:
+        logs["total_loss"] = logs.pop("loss")
+        logs = {name.removeprefix("predictions_"): value for name, value in logs.items()}
+    return logs
 
 
 def save_checkpoint(run_dir: Path, model, epoch: int, history: list[dict], best: dict) -> None:
@@ -76,8 +93,8 @@ def check_resume_config(run_dir: Path, config: TrainConfig) -> None:
     path = run_dir / RUN_CONFIG
     if not path.exists():
         return
-    saved = json.loads(path.read_text())
-    changed = {k for k, v in config.to_dict().items() if saved.get(k) != v} - RESUMABLE_CHANGES
+    saved = TrainConfig.from_dict(json.loads(path.read_text())).to_dict()  # settings added since: defaults
+    changed = {k for k, v in config.to_dict().items() if saved[k] != v} - RESUMABLE_CHANGES
     if changed:
         raise SystemExit(f"error: {run_dir} holds a run with other settings ({', '.join(sorted(changed))}); "
                          f"rerun with the same settings to resume, or pass a new --run-dir")
@@ -140,16 +157,20 @@ def train(data_dir: str | Path, out_dir: str | Path, config: TrainConfig,
         log(f"{type(strategy).__name__}: {strategy.num_replicas_in_sync} replicas, global batch "
             f"{config.batch_size} ({config.batch_size // strategy.num_replicas_in_sync} per replica)")
 
+    if config.diagnosis_loss_weight and config.distribute == "multiworker":
+        raise SystemExit("error: the diagnosis head (--diagnosis-loss-weight) does not train under "
+                         "--distribute multiworker; use none or mirrored")
     with strategy.scope():
-        model = build_and_compile(config, steps_per_epoch)
+        model, trainer = build_and_compile(config, steps_per_epoch)
     augmenter = data_mod.make_augmenter(config)
+    diagnoses = dataset.diagnoses[split.train] if trainer is not model else None
     forward = compiled_forward(model)
     multiworker = MultiWorkerEpoch(model, strategy, config) if config.distribute == "multiworker" else None
 
     start_epoch, history, best = 0, [], {"val_auc": -1.0, "epoch": 0}
     best_weights_path = run_dir / BEST_WEIGHTS
     if (run_dir / CHECKPOINT).exists():
-        start_epoch, history, best = restore_checkpoint(run_dir, model)
+        start_epoch, history, best = restore_checkpoint(run_dir, trainer)
         log(f"resuming after epoch {start_epoch} (best val AUC {best['val_auc']:.4f} at epoch {best['epoch']})")
 
     verbose = 1 if sys.stdout.isatty() else 2
@@ -162,13 +183,13 @@ def train(data_dir: str | Path, out_dir: str | Path, config: TrainConfig,
         indices = data_mod.balanced_epoch_indices(train_labels, config.melanoma_per_epoch_factor,
                                                   np.random.default_rng([config.effective_training_seed, epoch]))
         train_ds = data_mod.make_train_dataset(dataset.images[split.train], train_labels, indices,
-                                               config, augmenter)
+                                               config, augmenter, diagnoses)
         tick = time.time()
         if multiworker:
             logs = multiworker.run(train_ds, steps_per_epoch, verbose)
         else:
-            fit = model.fit(train_ds, epochs=epoch + 1, initial_epoch=epoch, verbose=verbose, shuffle=False)
-            logs = {name: values[-1] for name, values in fit.history.items()}
+            fit = trainer.fit(train_ds, epochs=epoch + 1, initial_epoch=epoch, verbose=verbose, shuffle=False)
+            logs = epoch_logs(fit.history)
         train_seconds = time.time() - tick
         val_probs = predict_in_batches(forward, dataset.images[split.val])
         row = {
@@ -179,9 +200,10 @@ def train(data_dir: str | Path, out_dir: str | Path, config: TrainConfig,
             "val_loss": log_loss(val_labels, val_probs),
             "val_accuracy": float(((val_probs >= 0.5) == val_labels).mean()),
             "val_auc": roc_auc(val_labels, val_probs),
-            "learning_rate": float(keras.ops.convert_to_numpy(model.optimizer.learning_rate)),
+            "learning_rate": float(keras.ops.convert_to_numpy(trainer.optimizer.learning_rate)),
             "train_images_per_s": steps_per_epoch * config.batch_size / train_seconds,
             "epoch_seconds": time.time() - tick,
+            **{name: logs[name] for name in ("diagnosis_loss",) if name in logs},
         }
         history.append(row)
         improved = row["val_auc"] is not None and row["val_auc"] > best["val_auc"]
@@ -194,7 +216,7 @@ def train(data_dir: str | Path, out_dir: str | Path, config: TrainConfig,
                 epoch_weights = epoch_weights_path(run_dir, epoch + 1)
                 epoch_weights.parent.mkdir(exist_ok=True)
                 atomic_write_bytes(epoch_weights, weights_to_npz(model))
-            save_checkpoint(run_dir, model, epoch + 1, history, best)
+            save_checkpoint(run_dir, trainer, epoch + 1, history, best)
             atomic_write_text(run_dir / RUN_HISTORY, pd.DataFrame(history).to_csv(index=False))
         log(f"epoch {epoch + 1}/{config.epochs}: loss {row['loss']:.4f} acc {row['accuracy']:.3f} "
             f"val_loss {row['val_loss']:.4f} val_acc {row['val_accuracy']:.3f} val_auc {_fmt(row['val_auc'])} "

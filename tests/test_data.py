@@ -132,6 +132,15 @@ def test_batches_for_other_backends_match_the_tf_data_batches():
     assert augmented_x.shape == x.shape and augmented_x.min() >= 0.0 and augmented_x.max() <= 255.0
     assert not np.allclose(augmented_x, x) and np.array_equal(augmented_y, y)
 
+    # With the diagnosis head, both pipelines give each head its own one-hot targets.
+    diagnoses = np.arange(10) % 7
+    _, targets = AugmentedBatches(images, labels, indices, 3, diagnoses=diagnoses)[1]
+    _, tf_targets = list(make_train_dataset(images, labels, indices, TrainConfig(batch_size=3),
+                                            diagnoses=diagnoses).as_numpy_iterator())[1]
+    for both in (targets, tf_targets):
+        assert np.array_equal(both["predictions"], y)
+        assert np.array_equal(both["diagnosis"], np.eye(7, dtype=np.float32)[diagnoses[[0, 9, 2]]])
+
 
 def test_batches_augmented_several_at_a_time_are_served_whole_and_in_any_order():
     from melanoma.batches import AugmentedBatches

@@ -30,6 +30,18 @@ def test_smoke_bundle_is_complete_and_loads(smoke_bundle):
     load_model(bundle)
 
 
+def test_the_diagnosis_head_trains_and_the_bundle_is_the_plain_network(data_dir, tmp_path):
+    from melanoma.train import train
+    from tests.conftest import smoke_config
+
+    path = train(data_dir, tmp_path / "bundle", smoke_config(diagnosis_loss_weight=0.5), run_dir=tmp_path / "run")
+    bundle = load_bundle(path)
+    assert bundle.train_config["diagnosis_loss_weight"] == 0.5
+    history = bundle.history()
+    assert history["diagnosis_loss"][0] > 0 and history["loss"][0] > 0  # the head learned alongside
+    assert load_model(bundle).count_params() == 23_591_810  # the shipped network is plain ResNet50
+
+
 def train_command(data_dir, tmp_path, epochs):
     return [sys.executable, "-m", "melanoma", "train", "--data", str(data_dir), "--out", str(tmp_path / "bundle"),
             "--run-dir", str(tmp_path / "run"), "--epochs", str(epochs), "--max-images", "96",
@@ -82,6 +94,18 @@ def test_resume_with_other_settings_is_refused(data_dir, tmp_path):
                             text=True, timeout=300)
     assert result.returncode != 0
     assert "other settings" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_run_saved_before_a_setting_existed_still_resumes(tmp_path):
+    from melanoma.config import TrainConfig
+    from melanoma.train import check_resume_config
+
+    saved = TrainConfig().to_dict()
+    del saved["diagnosis_loss_weight"]  # added after such runs were started; its default is what they ran
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    check_resume_config(tmp_path, TrainConfig())
+    with pytest.raises(SystemExit, match="diagnosis_loss_weight"):
+        check_resume_config(tmp_path, TrainConfig(diagnosis_loss_weight=0.5))
 
 
 def test_training_on_a_folder_with_no_usable_images_stops_clearly(tmp_path):
