@@ -76,25 +76,28 @@ def test_a_variant_command_carries_every_changed_setting():
 
 @pytest.mark.timeout(600)
 def test_full_length_variants_run_at_once_and_the_best_becomes_the_bundle(data_dir, tmp_path):
-    from melanoma.bundle import load_bundle
+    from melanoma.bundle import load_bundle, load_model
     from melanoma.experiments import run_full_length
 
     results = run_full_length(data_dir, tmp_path / "runs", tmp_path / "full", deadline_minutes=8,
-                              names=["no weight decay"], base=smoke_config(max_images=160),
+                              names=["diagnosis head"], base=smoke_config(max_images=160),
                               finish_best_into=tmp_path / "best", repeats=2)
-    assert list(results["variant"]) == ["no weight decay", "no weight decay, training seed 1"]
+    assert list(results["variant"]) == ["diagnosis head", "diagnosis head, training seed 1"]
     assert list(results["epochs_run"]) == ["1/1", "1/1"]
     histories = [pd.read_csv(tmp_path / "runs" / run / "history.csv")
-                 for run in ("no-weight-decay", "no-weight-decay--training-seed-1")]
+                 for run in ("diagnosis-head", "diagnosis-head--training-seed-1")]
     assert histories[0]["loss"][0] != histories[1]["loss"][0]  # another seed, another run
+    assert all(history["diagnosis_loss"][0] > 0 for history in histories)  # the extra head trained too
     all_epochs = pd.read_csv(tmp_path / "full-histories.csv")
     assert list(all_epochs["run"]) == list(results["variant"])  # one epoch each, every run in one file
     assert list(all_epochs["loss"]) == [history["loss"][0] for history in histories]
     best = results["best_val_auc"].idxmax()
     bundle = load_bundle(tmp_path / "best")
-    assert bundle.train_config["weight_decay"] == 0.0
+    assert bundle.train_config["diagnosis_loss_weight"] == 0.5
     assert bundle.train_config["training_seed"] == (None if best == 0 else 1)
-    assert "| no weight decay, training seed 1 | weight_decay=0.0, training_seed=1 |" in (tmp_path / "full.md").read_text()
+    assert load_model(bundle).count_params() == 23_591_810  # the bundle is the plain ResNet50, no extra head
+    table = (tmp_path / "full.md").read_text()
+    assert "| diagnosis head, training seed 1 | diagnosis_loss_weight=0.5, training_seed=1 |" in table
 
 
 def test_a_full_length_sweep_that_finishes_no_epoch_says_so(data_dir, tmp_path, capsys):
