@@ -135,6 +135,9 @@ def train(data_dir: str | Path, out_dir: str | Path, config: TrainConfig,
     from melanoma.evaluate import roc_auc
     from melanoma.inference import compiled_forward, predict_in_batches
 
+    if config.diagnosis_loss_weight and config.distribute == "multiworker":
+        raise SystemExit("error: the diagnosis head (--diagnosis-loss-weight) does not train under "
+                         "--distribute multiworker; use none or mirrored")
     out_dir = Path(out_dir)
     run_dir = Path(run_dir) if run_dir else Path("runs") / out_dir.name
     strategy = make_strategy(config.distribute)
@@ -157,9 +160,6 @@ def train(data_dir: str | Path, out_dir: str | Path, config: TrainConfig,
         log(f"{type(strategy).__name__}: {strategy.num_replicas_in_sync} replicas, global batch "
             f"{config.batch_size} ({config.batch_size // strategy.num_replicas_in_sync} per replica)")
 
-    if config.diagnosis_loss_weight and config.distribute == "multiworker":
-        raise SystemExit("error: the diagnosis head (--diagnosis-loss-weight) does not train under "
-                         "--distribute multiworker; use none or mirrored")
     with strategy.scope():
         model, trainer = build_and_compile(config, steps_per_epoch)
     augmenter = data_mod.make_augmenter(config)

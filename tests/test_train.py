@@ -96,6 +96,16 @@ def test_a_run_saved_before_a_setting_existed_still_resumes(tmp_path):
         check_resume_config(tmp_path, TrainConfig(diagnosis_loss_weight=0.5))
 
 
+def test_the_diagnosis_head_under_multiworker_is_refused_before_anything_starts(tmp_path):
+    from melanoma.config import TrainConfig
+    from melanoma.train import train
+
+    with pytest.raises(SystemExit, match="multiworker"):
+        train(tmp_path / "no-data", tmp_path / "bundle", TrainConfig(diagnosis_loss_weight=0.5, distribute="multiworker"),
+              run_dir=tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
 def test_training_on_a_folder_with_no_usable_images_stops_clearly(tmp_path):
     data = tmp_path / "data"
     (data / "images").mkdir(parents=True)
