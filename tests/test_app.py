@@ -144,6 +144,8 @@ def test_training_page_shows_curves_metrics_and_a_working_threshold_explorer(smo
     bundle = load_bundle(smoke_app_env)
     app = open_page("training")
     assert len(app.get("plotly_chart")) >= 5
+    summary = next(m.value for m in app.markdown if "trained from scratch" in m.value)
+    assert "for **1 epoch** (weights of epoch 1" in summary and "diagnoses" not in summary
     table = table_with(app, "metric")
     assert f"{bundle.metrics['test']['roc_auc']:.3f}" in list(table["value"])
     assert f"{bundle.metrics['test']['sensitivity']:.3f}" in list(table["value"])

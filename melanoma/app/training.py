@@ -9,11 +9,14 @@ from melanoma.evaluate import metrics_at
 st.title("Training and evaluation")
 bundle = state.require_bundle()
 metrics, config = bundle.metrics, bundle.train_config
+epochs_run = metrics.get("epochs_run", "?")
+diagnosis_head = (f" A second head learned the 7 diagnoses alongside (loss weight {config['diagnosis_loss_weight']}); "
+                  "it was dropped after training.") if config.get("diagnosis_loss_weight") else ""
 st.markdown(
-    f"ResNet50 trained from scratch for **{metrics.get('epochs_run', '?')} epochs** (weights of epoch "
-    f"{metrics.get('best_epoch', '?')}, the best by validation), batch {config.get('batch_size')}, "
+    f"ResNet50 trained from scratch for **{epochs_run} epoch{'' if epochs_run == 1 else 's'}** (weights of "
+    f"epoch {metrics.get('best_epoch', '?')}, the best by validation), batch {config.get('batch_size')}, "
     f"AdamW at learning rate {config.get('learning_rate')}, on class-balanced epochs with rotation, "
-    "zoom and colour augmentation.")
+    f"zoom and colour augmentation.{diagnosis_head}")
 if metrics.get("epochs_run", 0) < metrics.get("epochs_planned", 0):
     st.warning(f"Interim model: training stopped after {metrics['epochs_run']} of "
                f"{metrics['epochs_planned']} planned epochs (the learning rate had not finished decaying). "
