@@ -151,7 +151,7 @@ def run_experiments(args) -> int:
         if args.full_length:
             results = full_length(args.data, Path(args.run_root), Path(args.out), args.deadline_minutes, args.only,
                                   finish_best_into=Path(args.finish_best) if args.finish_best else None,
-                                  repeats=args.repeats)
+                                  repeats=args.repeats, keep_epoch_weights=args.keep_epoch_weights)
         else:
             results = sweep(args.data, Path(args.run_root), Path(args.out), args.epochs, args.train_subset, args.only)
     except RuntimeError as error:  # DatasetError included; a variant's own failure is in its train.log
@@ -210,6 +210,8 @@ def build_parser() -> argparse.ArgumentParser:
     experiments.add_argument("--repeats", type=int, default=1,
                              help="with --full-length: run each variant this many times: once as usual, then "
                                   "with training seeds 1, 2, ... (same splits), to see the run-to-run spread")
+    experiments.add_argument("--keep-epoch-weights", action="store_true",
+                             help="with --full-length: every run keeps its epochs' weights, for --weight-averaging")
     experiments.add_argument("--finish-best", metavar="BUNDLE",
                              help="with --full-length: write the finished variant with the best validation "
                                   "AUC as this bundle (its test metrics are the only look at the test split)")

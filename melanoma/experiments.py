@@ -114,7 +114,8 @@ def run_experiments(data_dir, run_root: Path, out_stem: Path, epochs: int, train
     return pd.DataFrame(rows)
 
 
-def train_command(data_dir, run_dir: Path, config: TrainConfig, finish_into: Path | None = None) -> list[str]:
+def train_command(data_dir, run_dir: Path, config: TrainConfig, finish_into: Path | None = None,
+                  keep_epoch_weights: bool = False) -> list[str]:
     """`python -m melanoma train` for `config`; without finish_into it stops before the test split."""
     defaults = TrainConfig()
     changed = {name: value for name, value in config.to_dict().items()
@@ -122,7 +123,7 @@ def train_command(data_dir, run_dir: Path, config: TrainConfig, finish_into: Pat
     flags = ["--no-xla" if name == "jit_compile" else f"--{name.replace('_', '-')}={value}"
              for name, value in changed.items()]
     command = [sys.executable, "-m", "melanoma", "train", "--data", str(data_dir), "--run-dir", str(run_dir),
-               *flags]
+               *flags, *(["--keep-epoch-weights"] if keep_epoch_weights else [])]
     if finish_into is None:
         return command + ["--out", str(run_dir / "bundle"), "--no-bundle"]
     return command + ["--out", str(finish_into), "--finish-now"]
@@ -141,11 +142,13 @@ def full_length_runs(names: list[str], base: TrainConfig, repeats: int) -> dict[
 
 def run_full_length(data_dir, run_root: Path, out_stem: Path, deadline_minutes: float,
                     names: list[str] | None = None, base: TrainConfig | None = None,
-                    finish_best_into: Path | None = None, repeats: int = 1) -> pd.DataFrame:
+                    finish_best_into: Path | None = None, repeats: int = 1,
+                    keep_epoch_weights: bool = False) -> pd.DataFrame:
     """All variants at once, one training process each, on the whole training split; with
     repeats > 1, each variant also runs with training seeds 1, 2, ... (same splits). A run still
     training at the deadline is stopped and reported with the epochs it finished. With
-    finish_best_into, the finished run with the best validation AUC becomes that bundle."""
+    finish_best_into, the finished run with the best validation AUC becomes that bundle;
+    keep_epoch_weights keeps every run's epochs for `--weight-averaging`."""
     base = base or TrainConfig()
     runs = full_length_runs(names or list(FULL_LENGTH_VARIANTS), base, repeats)
     processes = {}
@@ -153,8 +156,9 @@ def run_full_length(data_dir, run_root: Path, out_stem: Path, deadline_minutes: 
         run_dir = run_root / slug(name)
         run_dir.mkdir(parents=True, exist_ok=True)
         with open(run_dir / "train.log", "ab") as log:
-            processes[name] = subprocess.Popen(train_command(data_dir, run_dir, config), stdout=log,
-                                               stderr=subprocess.STDOUT)
+            processes[name] = subprocess.Popen(train_command(data_dir, run_dir, config,
+                                                             keep_epoch_weights=keep_epoch_weights),
+                                               stdout=log, stderr=subprocess.STDOUT)
     deadline = time.time() + deadline_minutes * 60
     while time.time() < deadline and any(p.poll() is None for p in processes.values()):
         time.sleep(5)

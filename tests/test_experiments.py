@@ -72,6 +72,9 @@ def test_a_variant_command_carries_every_changed_setting():
     args = build_parser().parse_args(command[3:])
     assert TrainConfig.from_dict({k: v for k, v in vars(args).items() if v is not None}) == config
     assert args.run_dir == str(Path("runs/x"))
+    assert not args.keep_epoch_weights
+    assert build_parser().parse_args(train_command("data", Path("runs/x"), config, keep_epoch_weights=True)[3:]
+                                     ).keep_epoch_weights
 
 
 @pytest.mark.timeout(600)
