@@ -25,8 +25,8 @@ def add_train_parser(commands) -> None:
     parser.add_argument("--run-dir", help="checkpoints and history (default: runs/<out name>)")
     defaults = TrainConfig()
     for name in ("epochs", "batch_size", "seed", "learning_rate", "weight_decay", "label_smoothing",
-                 "diagnosis_loss_weight", "melanoma_per_epoch_factor", "warmup_epochs", "rotation", "zoom", "color_jitter",
-                 "target_sensitivity", "val_fraction", "test_fraction"):
+                 "diagnosis_loss_weight", "melanoma_per_epoch_factor", "warmup_epochs", "rotation", "zoom",
+                 "color_jitter", "target_sensitivity", "val_fraction", "test_fraction"):
         default = getattr(defaults, name)
         parser.add_argument(f"--{name.replace('_', '-')}", type=type(default), default=default,
                             help=f"(default {default})")
