@@ -59,10 +59,10 @@ def build_and_compile(config: TrainConfig, steps_per_epoch: int):
 
 def epoch_logs(history: dict) -> dict:
     """fit's last-epoch logs. With the diagnosis head, `loss` is the melanoma head's own (comparable
-    with val_loss and with runs without the head); the weighted sum becomes `total_loss`."""
+    with val_loss and with runs without the head), not fit's weighted sum of both heads."""
     logs = {name: values[-1] for name, values in history.items()}
     if "predictions_loss" in logs:
-        logs["total_loss"] = logs.pop("loss")
+        del logs["loss"]
         logs = {name.removeprefix("predictions_"): value for name, value in logs.items()}
     return logs
 
@@ -203,7 +203,7 @@ def train(data_dir: str | Path, out_dir: str | Path, config: TrainConfig,
             "learning_rate": float(keras.ops.convert_to_numpy(trainer.optimizer.learning_rate)),
             "train_images_per_s": steps_per_epoch * config.batch_size / train_seconds,
             "epoch_seconds": time.time() - tick,
-            **{name: logs[name] for name in ("diagnosis_loss",) if name in logs},
+            **({"diagnosis_loss": logs["diagnosis_loss"]} if "diagnosis_loss" in logs else {}),
         }
         history.append(row)
         improved = row["val_auc"] is not None and row["val_auc"] > best["val_auc"]
