@@ -54,6 +54,50 @@ def metrics_at(labels: np.ndarray, probabilities: np.ndarray, threshold: float) 
     }
 
 
+def lesion_bootstrap_intervals(labels: np.ndarray, probabilities: np.ndarray, lesion_ids, threshold: float,
+                               *, resamples: int = 2000, level: float = 0.95, seed: int = 0) -> dict:
+    """Percentile intervals for ROC-AUC, sensitivity and specificity at `threshold`, resampling
+    whole lesions with replacement. Images of one lesion are not independent, so resampling images
+    would give too narrow an interval."""
+    labels = np.asarray(labels).astype(int)
+    probabilities = np.asarray(probabilities, dtype=float)
+    _, lesion_of_image = np.unique(np.asarray(lesion_ids), return_inverse=True)
+    n_lesions = int(lesion_of_image.max()) + 1 if len(labels) else 0
+    result = {"level": level, "resamples": resamples, "unit": "lesion", "n_lesions": n_lesions,
+              "roc_auc": None, "sensitivity": None, "specificity": None}
+    if n_lesions == 0:
+        return result
+    # One draw = how often each lesion was picked; an image counts as often as its lesion.
+    lesion_counts = np.random.default_rng(seed).multinomial(n_lesions, np.full(n_lesions, 1 / n_lesions),
+                                                             size=resamples)
+    weights = lesion_counts[:, lesion_of_image].astype(float)
+    positives, negatives = weights @ labels, weights @ (1 - labels)
+    called = probabilities >= threshold
+    draws = {"sensitivity": weights @ (called & (labels == 1)) / np.where(positives, positives, np.nan),
+             "specificity": weights @ (~called & (labels == 0)) / np.where(negatives, negatives, np.nan),
+             "roc_auc": _weighted_auc(labels, probabilities, weights)}
+    tail = 100 * (1 - level) / 2
+    for name, values in draws.items():
+        values = values[np.isfinite(values)]  # a draw with one class only has no AUC
+        result[name] = np.percentile(values, [tail, 100 - tail]).round(4).tolist() if len(values) else None
+    return result
+
+
+def _weighted_auc(labels: np.ndarray, probabilities: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """ROC-AUC for each row of `weights` at once (the weighted Mann-Whitney statistic, ties
+    counted half), since sklearn's roc_auc_score takes about 6 ms a call: 12 s for 2,000 draws."""
+    order = np.argsort(probabilities, kind="stable")
+    sorted_probabilities = probabilities[order]
+    tie_starts = np.flatnonzero(np.r_[True, np.diff(sorted_probabilities) > 0])
+    sorted_weights, sorted_labels = weights[:, order], labels[order]
+    positive = np.add.reduceat(sorted_weights * sorted_labels, tie_starts, axis=1)
+    negative = np.add.reduceat(sorted_weights * (1 - sorted_labels), tie_starts, axis=1)
+    negatives_below = np.cumsum(negative, axis=1) - negative
+    pairs = positive.sum(axis=1) * negative.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (positive * (negatives_below + 0.5 * negative)).sum(axis=1) / pairs
+
+
 def roc_points(labels: np.ndarray, probabilities: np.ndarray, max_points: int = 200) -> dict:
     if len(np.unique(labels)) < 2:
         return {"fpr": [], "tpr": [], "thresholds": []}
@@ -73,7 +117,9 @@ def evaluate_folder(model_dir: str | Path | None, data_dir: str | Path) -> dict:
     predictor = Predictor.from_bundle(model_dir)
     dataset = load_dataset(data_dir)
     probabilities = predictor.probabilities(dataset.images)
+    lesions = dataset.frame["lesion_id"].to_numpy()
     result = metrics_at(dataset.labels, probabilities, predictor.threshold)
+    result["intervals"] = lesion_bootstrap_intervals(dataset.labels, probabilities, lesions, predictor.threshold)
     result["dropped"] = len(dataset.dropped)
     result["model"] = str(predictor.bundle.path)
     result["data"] = str(data_dir)
@@ -81,6 +127,8 @@ def evaluate_folder(model_dir: str | Path | None, data_dir: str | Path) -> dict:
     # own test split, so report that part on its own.
     held_out = dataset.frame["image_id"].isin(pd.read_csv(predictor.bundle.test_split_csv)["image_id"]).to_numpy()
     if held_out.any():
-        result["bundle_test_split_part"] = metrics_at(dataset.labels[held_out], probabilities[held_out],
-                                                      predictor.threshold)
+        part = metrics_at(dataset.labels[held_out], probabilities[held_out], predictor.threshold)
+        part["intervals"] = lesion_bootstrap_intervals(dataset.labels[held_out], probabilities[held_out],
+                                                       lesions[held_out], predictor.threshold)
+        result["bundle_test_split_part"] = part
     return result

@@ -149,6 +149,9 @@ def test_training_page_shows_curves_metrics_and_a_working_threshold_explorer(smo
     table = table_with(app, "metric")
     assert f"{bundle.metrics['test']['roc_auc']:.3f}" in list(table["value"])
     assert f"{bundle.metrics['test']['sensitivity']:.3f}" in list(table["value"])
+    low, high = (float(bound) for bound in table.set_index("metric").loc["ROC AUC", "95% interval"].split(" - "))
+    assert low <= bundle.metrics["test"]["roc_auc"] <= high
+    assert "lesions resampled" in texts(app.caption)
 
     n_test = len(bundle.test_split())
     app.slider[0].set_value(0.0).run()
@@ -167,6 +170,7 @@ def test_about_page_is_a_model_card(smoke_app_env):
     shown = "\n".join(frame.value.to_string() for frame in app.dataframe)
     prose = texts(app.markdown)
     assert manifest["created"] in shown and manifest["weights_sha256"] in prose
+    assert "95% interval" in app.dataframe[0].value.columns
     assert f"tensorflow {manifest['versions']['tensorflow']}" in shown  # the backend it was trained on
     properties = dict(app.dataframe[1].value.itertuples(index=False))
     assert properties["seed of the lesion-grouped splits"] == properties["training seed"] == "7"

@@ -167,11 +167,13 @@ def test_the_app_in_a_real_browser(app_server, sample_images, tmp_path):
             open_from_sidebar(page, "Training", "Training and evaluation")
             expect(page.locator(".js-plotly-plot")).to_have_count(5, timeout=PAGE_TIMEOUT_MS)
             expect(page.get_by_text("Threshold explorer")).to_be_visible()
+            expect(page.get_by_text("lesions resampled with replacement")).to_be_visible(timeout=PAGE_TIMEOUT_MS)
             assert_no_exception(page)
             screenshot(page, "4-training")
 
             open_from_sidebar(page, "About", "About this model")
             expect(page.get_by_text("doi:10.1038/sdata.2018.161")).to_be_visible()
+            expect(page.get_by_text("lesions resampled with replacement")).to_be_visible(timeout=PAGE_TIMEOUT_MS)
             assert_no_exception(page)
             screenshot(page, "5-about")
         finally:

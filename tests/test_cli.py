@@ -62,6 +62,10 @@ def test_evaluate_reports_every_image_of_a_folder(smoke_bundle, data_dir, tmp_pa
     assert metrics["confusion_matrix"][1][0] + metrics["confusion_matrix"][1][1] == (subset.dx == "mel").sum()
     # the bundle's own held-out images are also scored on their own
     assert metrics["bundle_test_split_part"]["n_images"] == 4
+    intervals = metrics["intervals"]
+    assert intervals["unit"] == "lesion" and intervals["n_lesions"] == subset.lesion_id.nunique()
+    for name in ("sensitivity", "specificity"):
+        assert intervals[name][0] <= metrics[name] <= intervals[name][1]
 
 
 @pytest.mark.parametrize("damage", ["missing_file", "flipped_bytes", "manifest_sha"])

@@ -50,7 +50,9 @@ manifest, metrics = bundle.manifest, bundle.metrics
 left, right = st.columns(2)
 with left:
     st.subheader("Test metrics")
-    st.dataframe(charts.metrics_table(metrics["test"]), hide_index=True)
+    intervals = state.require_test_intervals()
+    st.dataframe(charts.metrics_table(metrics["test"], intervals), hide_index=True)
+    st.caption(charts.interval_note(intervals))
     st.markdown(f"**Threshold rule:** {metrics.get('threshold_rule', 'chosen on validation')} "
                 f"(threshold {bundle.threshold:.4f}).")
 with right:

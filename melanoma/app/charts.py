@@ -100,11 +100,24 @@ def confusion_matrix(matrix: list[list[int]], title: str) -> go.Figure:
     return _layout(figure, title, height=400)
 
 
-def metrics_table(metrics: dict) -> pd.DataFrame:
-    """The headline metrics of one split as a two-column table (value None: undefined)."""
-    rows = [{"metric": label, "value": metrics.get(key)} for key, label in METRIC_LABELS.items()]
-    rows += [{"metric": "Threshold", "value": metrics.get("threshold")},
+def metrics_table(metrics: dict, intervals: dict | None = None) -> pd.DataFrame:
+    """The headline metrics of one split as a table (value None: undefined), with a column of
+    confidence intervals where `intervals` (from `lesion_bootstrap_intervals`) gives them."""
+    def number(value):
+        return "n/a" if value is None else f"{value:.3f}"
+
+    rows = [{"metric": label, "value": number(metrics.get(key))} for key, label in METRIC_LABELS.items()]
+    rows += [{"metric": "Threshold", "value": number(metrics.get("threshold"))},
              {"metric": "Images (melanoma)", "value": f"{metrics.get('n_images')} ({metrics.get('n_melanoma')})"}]
     table = pd.DataFrame(rows)
-    table["value"] = [v if isinstance(v, str) else ("n/a" if v is None else f"{v:.3f}") for v in table["value"]]
+    if intervals:
+        column = f"{intervals['level']:.0%} interval"
+        bounds = [intervals.get(key) for key in METRIC_LABELS] + [None, None]
+        table[column] = ["" if bound is None else f"{bound[0]:.3f} - {bound[1]:.3f}" for bound in bounds]
     return table
+
+
+def interval_note(intervals: dict) -> str:
+    return (f"{intervals['level']:.0%} intervals: the test split's {intervals['n_lesions']:,} lesions resampled "
+            f"with replacement {intervals['resamples']:,} times, so they show how much the figures could "
+            "move on another set of lesions like these.")

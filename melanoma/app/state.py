@@ -61,6 +61,15 @@ def _explainer(path: str, stamp: int | None):
     return explainer
 
 
+@st.cache_data(show_spinner=False)
+def _test_intervals(path: str, stamp: int | None) -> dict:
+    from melanoma.evaluate import lesion_bootstrap_intervals
+
+    bundle = _bundle(path, stamp)
+    split = bundle.test_split()
+    return lesion_bootstrap_intervals(split["label"], split["probability"], split["lesion_id"], bundle.threshold)
+
+
 def _require(loader):
     path = bundle_path()
     try:
@@ -81,6 +90,11 @@ def require_predictor():
 
 def require_explainer():
     return _require(_explainer)
+
+
+def require_test_intervals() -> dict:
+    """Confidence intervals of the bundle's test metrics (a lesion-level bootstrap of its test split)."""
+    return _require(_test_intervals)
 
 
 def show_bundle_error(error: BundleError) -> None:

@@ -65,11 +65,12 @@ columns[1].metric("Specificity", rate(explored["specificity"]), change("specific
 columns[2].metric("Melanomas missed", f"{fn} of {fn + tp}")
 columns[3].metric("Referred", f"{tp + fp} of {len(split)}")
 
-left, middle, right = st.columns([1.1, 1.2, 1])
+left, right = st.columns(2)
 left.plotly_chart(charts.roc_curve(metrics.get("test_roc", {}), test.get("roc_auc"),
                                    (explored["specificity"], explored["sensitivity"])))
-middle.plotly_chart(charts.confusion_matrix(explored["confusion_matrix"],
-                                            f"Confusion matrix at {threshold:.3f}"))
-with right:
-    st.markdown("**Test metrics at the model's threshold**")
-    st.dataframe(charts.metrics_table(test), hide_index=True)
+right.plotly_chart(charts.confusion_matrix(explored["confusion_matrix"], f"Confusion matrix at {threshold:.3f}"))
+
+st.markdown("**Test metrics at the model's threshold**")
+intervals = state.require_test_intervals()
+st.dataframe(charts.metrics_table(test, intervals), hide_index=True, width="content")
+st.caption(charts.interval_note(intervals))

@@ -1,0 +1,65 @@
+"""Confidence intervals of the test metrics: lesion-level bootstrap."""
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from melanoma.bundle import DEFAULT_BUNDLE
+from melanoma.evaluate import _weighted_auc, lesion_bootstrap_intervals, metrics_at
+
+
+def width(interval):
+    return interval[1] - interval[0]
+
+
+def noisy_scores(n, seed=0):
+    rng = np.random.default_rng(seed)
+    labels = (rng.random(n) < 0.2).astype(int)
+    return labels, np.clip(0.5 * labels + rng.normal(0.3, 0.25, n), 0, 1).round(2)  # rounded: ties
+
+
+def test_each_draw_scores_like_sklearn_weighted_auc_ties_included():
+    labels, probabilities = noisy_scores(400)
+    weights = np.random.default_rng(1).integers(0, 4, (6, 400)).astype(float)
+    expected = [roc_auc_score(labels, probabilities, sample_weight=w) for w in weights]
+    np.testing.assert_allclose(_weighted_auc(labels, probabilities, weights), expected, rtol=1e-12)
+
+
+def test_intervals_bracket_the_point_estimates_and_repeat_exactly():
+    labels, probabilities = noisy_scores(600)
+    lesions = np.arange(600) // 2
+    point = metrics_at(labels, probabilities, 0.5)
+    intervals = lesion_bootstrap_intervals(labels, probabilities, lesions, 0.5)
+    for name in ("roc_auc", "sensitivity", "specificity"):
+        low, high = intervals[name]
+        assert low < point[name] < high, name
+    assert intervals["n_lesions"] == 300
+    assert intervals == lesion_bootstrap_intervals(labels, probabilities, lesions, 0.5)
+
+
+def test_copies_of_a_lesion_do_not_narrow_the_interval():
+    labels, probabilities = noisy_scores(300)
+    copies = 4
+    labels_x, probabilities_x = np.repeat(labels, copies), np.repeat(probabilities, copies)
+    by_lesion = lesion_bootstrap_intervals(labels_x, probabilities_x, np.repeat(np.arange(300), copies), 0.5)
+    by_image = lesion_bootstrap_intervals(labels_x, probabilities_x, np.arange(300 * copies), 0.5)
+    original = lesion_bootstrap_intervals(labels, probabilities, np.arange(300), 0.5)
+    assert width(by_lesion["roc_auc"]) == pytest.approx(width(original["roc_auc"]), rel=0.2)
+    assert width(by_image["roc_auc"]) < 0.7 * width(by_lesion["roc_auc"])  # about 1/sqrt(4)
+
+
+def test_one_class_or_no_images_gives_no_auc_interval_and_no_error():
+    only_benign = lesion_bootstrap_intervals(np.zeros(10), np.linspace(0, 1, 10), np.arange(10), 0.5)
+    assert only_benign["roc_auc"] is None and only_benign["sensitivity"] is None
+    low, high = only_benign["specificity"]  # 5 of the 10 fall below 0.5
+    assert 0 <= low < 0.5 < high <= 1
+    empty = lesion_bootstrap_intervals(np.zeros(0), np.zeros(0), np.zeros(0), 0.5)
+    assert empty["n_lesions"] == 0 and empty["roc_auc"] is None
+
+
+def test_the_shipped_bundle_test_auc_interval():
+    split = pd.read_csv(DEFAULT_BUNDLE / "test_split.csv")
+    intervals = lesion_bootstrap_intervals(split["label"], split["probability"], split["lesion_id"], 0.5)
+    auc = roc_auc_score(split["label"], split["probability"])
+    low, high = intervals["roc_auc"]
+    assert low < auc < high and 0.03 < high - low < 0.09
