@@ -71,8 +71,10 @@ def assign_weights_from_npz(model, source) -> None:
 
 
 def write_bundle(out_dir: str | Path, model, *, metrics: dict, history_csv: str, dataset_summary: dict,
-                 test_split_csv: str, train_config: dict) -> Path:
-    """Writes to a sibling temp folder, then swaps it in: a kill never leaves half a bundle."""
+                 test_split_csv: str, train_config: dict, calibration: dict | None = None) -> Path:
+    """Writes to a sibling temp folder, then swaps it in: a kill never leaves half a bundle.
+    `calibration` (from `calibration.fit_platt`) maps the network's score to the probability that
+    the bundle's threshold, metrics and test split are expressed in."""
     import importlib.metadata
 
     import keras
@@ -96,6 +98,7 @@ def write_bundle(out_dir: str | Path, model, *, metrics: dict, history_csv: str,
         "input_range": [0, 255],
         "class_names": list(CLASS_NAMES),
         "threshold": metrics["threshold"],
+        "calibration": calibration,
         "seed": train_config.get("seed"),
         "training_seed": TrainConfig.from_dict(train_config).effective_training_seed,
         "versions": {"keras": keras.__version__, "numpy": np.__version__,
@@ -127,6 +130,11 @@ class Bundle:
     @property
     def threshold(self) -> float:
         return float(self.manifest["threshold"])
+
+    @property
+    def calibration(self) -> dict | None:
+        """None for bundles made before calibration: their probabilities are the raw scores."""
+        return self.manifest.get("calibration")
 
     @property
     def weights_path(self) -> Path:

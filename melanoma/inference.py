@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from melanoma.bundle import Bundle, load_bundle, load_model
+from melanoma.calibration import calibrate
 from melanoma.config import (CALL_NOT_SUSPICIOUS, CALL_SUSPICIOUS, EAGER_IMAGES_BEFORE_COMPILING, IMAGE_SHAPE,
                              INFERENCE_JIT_COMPILE, PREDICT_BATCH)
 from melanoma.images import ImageRejected, PreparedImage, prepare_image
@@ -89,11 +90,14 @@ class Predictor:
         self.probabilities(np.zeros((1, *IMAGE_SHAPE), np.uint8))
 
     def probabilities(self, images: np.ndarray) -> np.ndarray:
+        """P(melanoma), calibrated as the bundle says (its threshold is on the same scale)."""
         if 0 < len(images) <= self._eager_images_left:
             self._eager_images_left -= len(images)
-            return eager_probabilities(self.model, images)
-        self._eager_images_left = 0
-        return predict_in_batches(self._forward, images)
+            scores = eager_probabilities(self.model, images)
+        else:
+            self._eager_images_left = 0
+            scores = predict_in_batches(self._forward, images)
+        return calibrate(self.bundle.calibration, scores)
 
     def call_for(self, probability: float) -> tuple[bool, str]:
         suspicious = probability >= self.threshold

@@ -233,6 +233,7 @@ def finish(out_dir, run_dir, model, forward, dataset, split, history, best, conf
     """Best-validation-AUC weights, threshold from validation, test metrics once, the bundle."""
     from melanoma import data as data_mod
     from melanoma.bundle import assign_weights_from_npz, load_bundle, weights_to_npz, write_bundle
+    from melanoma.calibration import calibrate, fit_platt, reliability
     from melanoma.evaluate import choose_threshold, metrics_at, roc_auc, roc_points
     from melanoma.inference import compiled_forward, predict_in_batches
     from melanoma.model import build_resnet50
@@ -240,11 +241,16 @@ def finish(out_dir, run_dir, model, forward, dataset, split, history, best, conf
     labels = dataset.labels
     if (run_dir / BEST_WEIGHTS).exists():
         assign_weights_from_npz(model, run_dir / BEST_WEIGHTS)
-    val_probs = predict_in_batches(forward, dataset.images[split.val])
+    # The network's scores become probabilities by a mapping fitted on validation alone; the
+    # threshold is then chosen on those probabilities, so test is still touched only below.
+    val_scores = predict_in_batches(forward, dataset.images[split.val])
+    calibration = fit_platt(labels[split.val], val_scores)
+    val_probs = calibrate(calibration, val_scores)
     threshold = choose_threshold(labels[split.val], val_probs, config.target_sensitivity)
-    test_probs = predict_in_batches(forward, dataset.images[split.test])
+    test_scores = predict_in_batches(forward, dataset.images[split.test])
+    test_probs = calibrate(calibration, test_scores)
     test_labels = labels[split.test]
-    train_probs = predict_in_batches(forward, dataset.images[split.train])
+    train_probs = calibrate(calibration, predict_in_batches(forward, dataset.images[split.train]))
     metrics = {
         "threshold": threshold,
         "threshold_rule": f"highest threshold with validation sensitivity >= {config.target_sensitivity}",
@@ -256,7 +262,11 @@ def finish(out_dir, run_dir, model, forward, dataset, split, history, best, conf
         "train_natural_ratio": metrics_at(labels[split.train], train_probs, threshold),
         "last_epoch": history[-1] if history else {},
         "test_roc": roc_points(test_labels, test_probs),
-        "test_accuracy_at_0.5": float(((test_probs >= 0.5) == test_labels).mean()),
+        # The method's figure: the network's own output at 0.5, before calibration.
+        "test_accuracy_at_0.5": float(((test_scores >= 0.5) == test_labels).mean()),
+        "calibration": {**(calibration or {"method": "none"}),
+                        "test_before": reliability(test_labels, test_scores),
+                        "test_after": reliability(test_labels, test_probs)},
     }
     # The shipped kernels are float16: measure what the round trip does to the test AUC.
     half = build_resnet50()
@@ -264,7 +274,7 @@ def finish(out_dir, run_dir, model, forward, dataset, split, history, best, conf
     half_probs = predict_in_batches(compiled_forward(half), dataset.images[split.test])
     metrics["float16_roundtrip"] = {
         "test_roc_auc": roc_auc(test_labels, half_probs),
-        "max_probability_change": float(np.abs(half_probs - test_probs).max()) if len(test_probs) else 0.0,
+        "max_probability_change": float(np.abs(half_probs - test_scores).max()) if len(test_scores) else 0.0,
     }
     frame = dataset.frame
     test_split = frame.iloc[split.test][["image_id", "lesion_id", "dx", "label"]].assign(
@@ -275,10 +285,12 @@ def finish(out_dir, run_dir, model, forward, dataset, split, history, best, conf
         "not_melanoma_available": int((labels[split.train] == 0).sum())})
     path = write_bundle(out_dir, model, metrics=metrics, history_csv=pd.DataFrame(history).to_csv(index=False),
                         dataset_summary=summary, test_split_csv=test_split.to_csv(index=False),
-                        train_config=config.to_dict())
+                        train_config=config.to_dict(), calibration=calibration)
     load_bundle(path)  # verifies what was written
     log(f"test: AUC {_fmt(metrics['test']['roc_auc'])} sensitivity {_fmt(metrics['test']['sensitivity'])} "
         f"specificity {_fmt(metrics['test']['specificity'])} at threshold {threshold:.4f}; "
+        f"Brier score {_fmt(metrics['calibration']['test_before']['brier'])} -> "
+        f"{_fmt(metrics['calibration']['test_after']['brier'])} calibrated; "
         f"float16 round-trip AUC {_fmt(metrics['float16_roundtrip']['test_roc_auc'])}")
     log(f"bundle written to {path}")
     return path

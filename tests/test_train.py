@@ -30,6 +30,20 @@ def test_smoke_bundle_is_complete_and_loads(smoke_bundle):
     load_model(bundle)
 
 
+def test_threshold_test_split_and_metrics_share_the_calibrated_scale(smoke_bundle):
+    bundle = load_bundle(smoke_bundle)
+    calibration = bundle.metrics["calibration"]
+    assert calibration["method"] == ("platt" if bundle.calibration else "none")
+    if bundle.calibration:
+        assert bundle.calibration["slope"] > 0 and bundle.calibration["intercept"] == calibration["intercept"]
+    split = bundle.test_split()
+    called = split["probability"] >= bundle.threshold
+    (tn, fp), (fn, tp) = bundle.metrics["test"]["confusion_matrix"]
+    assert (tp, fp) == ((called & (split["label"] == 1)).sum(), (called & (split["label"] == 0)).sum())
+    assert calibration["test_after"]["mean_probability"] == pytest.approx(split["probability"].mean(), abs=1e-4)
+    assert calibration["test_before"]["melanoma_rate"] == pytest.approx(split["label"].mean())
+
+
 def train_command(data_dir, tmp_path, epochs):
     return [sys.executable, "-m", "melanoma", "train", "--data", str(data_dir), "--out", str(tmp_path / "bundle"),
             "--run-dir", str(tmp_path / "run"), "--epochs", str(epochs), "--max-images", "96",

@@ -41,8 +41,10 @@ on other dermatoscopes, on phone photos or on non-pigmented lesions is unknown a
   camera, two clinics and few examples of rare presentations.
 - Metrics come from a lesion-grouped test split of the same dataset (no lesion is in two splits);
   there is no external validation, so real-world performance will be lower.
-- Melanoma is a minority class; training balances it, which shifts probabilities upwards, so read the
-  call against the threshold, not the probability against 50%.
+- Melanoma is a minority class; training balances it, which pushes the network's raw score far above
+  the real rate. The probability shown is calibrated on the validation split to HAM10000's mix (about
+  1 melanoma in 9 images); where melanoma is more common, as in a referral clinic, the real chance is
+  higher. The call uses the threshold, which was chosen for sensitivity, not 50%.
 """)
 
 bundle = state.require_bundle()

@@ -1,4 +1,4 @@
-"""Plotly figures and tables the pages share: counts, training curves, ROC, confusion matrix."""
+"""Plotly figures and tables the pages share: counts, training curves, ROC, calibration, confusion matrix."""
 from __future__ import annotations
 
 import pandas as pd
@@ -86,6 +86,23 @@ def roc_curve(roc: dict, auc: float | None, operating_point: tuple[float, float]
     figure.update_xaxes(range=[0, 1], title="1 - specificity (false positive rate)", constrain="domain")
     figure.update_yaxes(range=[0, 1.02], title="sensitivity (true positive rate)", scaleanchor="x")
     return _layout(figure, "ROC curve, test split", height=420, legend=dict(orientation="h", y=-0.3))
+
+
+def reliability_curve(calibration: dict) -> go.Figure:
+    """Observed melanoma rate against the mean probability given, in equal-count bins of the test
+    split: the network's raw scores and the calibrated probabilities the app shows."""
+    figure = go.Figure()
+    figure.add_scatter(x=[0, 1], y=[0, 1], mode="lines", name="perfectly calibrated",
+                       line=dict(dash="dot", color="grey"))
+    for key, name, colour in (("test_before", "raw score", OTHER_COLOUR),
+                              ("test_after", "calibrated (shown)", MELANOMA_COLOUR)):
+        part = calibration.get(key)
+        if part:
+            figure.add_scatter(x=part["curve"]["predicted"], y=part["curve"]["observed"], mode="lines+markers",
+                               name=f"{name}, Brier {part['brier']:.3f}", line=dict(color=colour, width=3))
+    figure.update_xaxes(range=[0, 1], title="mean P(melanoma) given, per tenth of the test images")
+    figure.update_yaxes(range=[0, 1.02], title="share that were melanoma")
+    return _layout(figure, "Calibration, test split", height=420, legend=dict(orientation="h", y=-0.3))
 
 
 def confusion_matrix(matrix: list[list[int]], title: str) -> go.Figure:

@@ -80,6 +80,9 @@ if len(current) > 1:
                        mime="text/csv", icon=":material/download:", on_click="ignore")
 
 threshold_rule = predictor.bundle.metrics.get("threshold_rule", "")
+probability_note = ("P(melanoma) is calibrated to the melanoma rate of HAM10000 (about 1 in 9); where melanoma "
+                    "is more common, as in a referral clinic, the real chance is higher." if predictor.bundle.calibration
+                    else "P(melanoma) is the network's raw score, not calibrated: it runs high.")
 for name, key, prediction in current:
     if not prediction.ok:
         st.warning(f"**{name}** was not assessed: {prediction.error}", icon=":material/block:")
@@ -105,4 +108,4 @@ for name, key, prediction in current:
             else:
                 st.success(f"**{call}**", icon=":material/check:")
             st.caption(f"Called suspicious from P(melanoma) ≥ {predictor.threshold:.3f}: {threshold_rule}. "
-                       "Not a diagnosis.")
+                       f"{probability_note} Not a diagnosis.")

@@ -70,7 +70,20 @@ left.plotly_chart(charts.roc_curve(metrics.get("test_roc", {}), test.get("roc_au
                                    (explored["specificity"], explored["sensitivity"])))
 right.plotly_chart(charts.confusion_matrix(explored["confusion_matrix"], f"Confusion matrix at {threshold:.3f}"))
 
-st.markdown("**Test metrics at the model's threshold**")
-intervals = state.require_test_intervals()
-st.dataframe(charts.metrics_table(test, intervals), hide_index=True, width="content")
-st.caption(charts.interval_note(intervals))
+table_column, calibration_column = st.columns(2)
+with table_column:
+    st.markdown("**Test metrics at the model's threshold**")
+    intervals = state.require_test_intervals()
+    st.dataframe(charts.metrics_table(test, intervals), hide_index=True, width="content")
+    st.caption(charts.interval_note(intervals))
+calibration = metrics.get("calibration")
+with calibration_column:
+    if calibration and calibration.get("method") == "platt":
+        st.plotly_chart(charts.reliability_curve(calibration))
+        st.caption(f"Training on balanced epochs pushes the network's raw score far above the real melanoma "
+                   f"rate. A logistic map fitted on {calibration['fitted_on']} turns it into the "
+                   f"probability shown. The map keeps the order, so AUC and the calls are unchanged.")
+    else:
+        st.info("This bundle's probabilities are the network's raw scores, not calibrated: training on "
+                "balanced epochs puts them above the real melanoma rate. Read them against the threshold.",
+                icon=":material/info:")
