@@ -1,5 +1,8 @@
-"""The predictor's two paths (eager for the first few images, compiled after) agree."""
+"""The predictor's two paths (eager for the first few images, compiled after) agree, and the
+shipped bundle gives what its metrics describe."""
 import numpy as np
+import pandas as pd
+import pytest
 
 from melanoma.config import EAGER_IMAGES_BEFORE_COMPILING
 from melanoma.images import prepare_path
@@ -25,3 +28,22 @@ def test_warm_up_compiles_before_the_first_image(smoke_bundle):
     predictor = Predictor.from_bundle(smoke_bundle)
     predictor.warm_up()
     assert predictor._forward.experimental_get_tracing_count() == 1
+
+
+def test_the_shipped_bundle_gives_users_the_probabilities_its_metrics_describe(data_dir):
+    """Uploads of the shipped bundle's own test images, through the app's path (file bytes,
+    float16 weights, calibration), get the probabilities and calls its test_split.csv records."""
+    from melanoma.bundle import DEFAULT_BUNDLE
+    from melanoma.inference import Predictor
+
+    shipped = Predictor.from_bundle(DEFAULT_BUNDLE)
+    split = shipped.bundle.test_split()
+    rows = pd.concat([split[split.label == 1].head(8), split[split.label == 0].head(8)])
+    for row in rows.itertuples():
+        prediction = shipped.classify_bytes(row.image_id, (data_dir / "images" / f"{row.image_id}.jpg").read_bytes())
+        assert prediction.probability == pytest.approx(row.probability, abs=0.002), row.image_id
+        if abs(row.probability - shipped.threshold) > 0.002:
+            assert prediction.suspicious == (row.probability >= shipped.threshold), row.image_id
+    assert shipped.bundle.calibration["method"] == "platt"
+    reliability = shipped.bundle.metrics["calibration"]
+    assert reliability["test_after"]["brier"] < reliability["test_before"]["brier"]
