@@ -5,13 +5,13 @@ far above the real melanoma rate: on the shipped model's test split, images scor
 melanoma 21% of the time. Platt scaling, a logistic regression on the logit of the score fitted
 on the validation split, maps the score to the melanoma rate of data like HAM10000 (about 11%).
 It is monotone, so the ranking, the ROC-AUC and the call at the (mapped) threshold are unchanged.
+
+Applying the map needs numpy alone; scikit-learn is imported only to fit and to report, so the
+app's and `predict`'s start-up do not pay for it.
 """
 from __future__ import annotations
 
 import numpy as np
-from sklearn.calibration import calibration_curve
-from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import brier_score_loss
 
 SCORE_CLIP = 1e-6  # keeps the logit finite for scores of exactly 0 or 1
 RELIABILITY_BINS = 10
@@ -25,6 +25,8 @@ def _logit(scores: np.ndarray) -> np.ndarray:
 def fit_platt(labels: np.ndarray, scores: np.ndarray) -> dict | None:
     """{"method", "slope", "intercept", "fitted_on"}, or None where a fit would not be monotone
     increasing (one class only, or a score that does not rank melanoma higher)."""
+    from sklearn.linear_model import LogisticRegression
+
     labels = np.asarray(labels).astype(int)
     if len(np.unique(labels)) < 2:
         return None
@@ -49,6 +51,9 @@ def calibrate(calibration: dict | None, scores: np.ndarray) -> np.ndarray:
 def reliability(labels: np.ndarray, probabilities: np.ndarray) -> dict:
     """Brier score, mean probability against the melanoma rate, and the reliability curve in
     equal-count bins (predicted mean vs observed rate per bin)."""
+    from sklearn.calibration import calibration_curve
+    from sklearn.metrics import brier_score_loss
+
     labels = np.asarray(labels).astype(int)
     observed, predicted = calibration_curve(labels, probabilities, n_bins=RELIABILITY_BINS, strategy="quantile")
     return {"brier": float(brier_score_loss(labels, probabilities)),

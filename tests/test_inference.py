@@ -30,6 +30,17 @@ def test_warm_up_compiles_before_the_first_image(smoke_bundle):
     assert predictor._forward.experimental_get_tracing_count() == 1
 
 
+def test_classifying_does_not_import_scikit_learn():
+    """Applying the calibration needs numpy alone; scikit-learn would add seconds to every
+    `predict` and to the app's first page."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = "import sys, melanoma.inference; sys.exit('sklearn' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1]).returncode == 0
+
+
 def test_the_shipped_bundle_gives_users_the_probabilities_its_metrics_describe(data_dir):
     """Uploads of the shipped bundle's own test images, through the app's path (file bytes,
     float16 weights, calibration), get the probabilities and calls its test_split.csv records."""
