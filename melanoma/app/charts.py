@@ -123,15 +123,19 @@ def metrics_table(metrics: dict, intervals: dict | None = None) -> pd.DataFrame:
     def number(value):
         return "n/a" if value is None else f"{value:.3f}"
 
-    rows = [{"metric": label, "value": number(metrics.get(key))} for key, label in METRIC_LABELS.items()]
-    rows += [{"metric": "Threshold", "value": number(metrics.get("threshold"))},
-             {"metric": "Images (melanoma)", "value": f"{metrics.get('n_images')} ({metrics.get('n_melanoma')})"}]
+    def interval(key):
+        bound = (intervals or {}).get(key)
+        return "" if bound is None else f"{bound[0]:.3f} - {bound[1]:.3f}"
+
+    rows = [{"metric": label, "value": number(metrics.get(key)), "interval": interval(key)}
+            for key, label in METRIC_LABELS.items()]
+    rows += [{"metric": "Threshold", "value": number(metrics.get("threshold")), "interval": ""},
+             {"metric": "Images (melanoma)", "value": f"{metrics.get('n_images')} ({metrics.get('n_melanoma')})",
+              "interval": ""}]
     table = pd.DataFrame(rows)
-    if intervals:
-        column = f"{intervals['level']:.0%} interval"
-        bounds = [intervals.get(key) for key in METRIC_LABELS] + [None, None]
-        table[column] = ["" if bound is None else f"{bound[0]:.3f} - {bound[1]:.3f}" for bound in bounds]
-    return table
+    if not intervals:
+        return table.drop(columns="interval")
+    return table.rename(columns={"interval": f"{intervals['level']:.0%} interval"})
 
 
 def interval_note(intervals: dict) -> str:
