@@ -152,6 +152,8 @@ def test_training_page_shows_curves_metrics_and_a_working_threshold_explorer(smo
     low, high = (float(bound) for bound in table.set_index("metric").loc["ROC AUC", "95% interval"].split(" - "))
     assert low <= bundle.metrics["test"]["roc_auc"] <= high
     assert "lesions resampled" in texts(app.caption)
+    if not bundle.calibration:  # a 1-epoch network rarely ranks melanoma higher on 19 images
+        assert "raw scores (no order-keeping map could be fitted" in texts(app.info)
 
     n_test = len(bundle.test_split())
     app.slider[0].set_value(0.0).run()
@@ -160,6 +162,20 @@ def test_training_page_shows_curves_metrics_and_a_working_threshold_explorer(smo
     app.slider[0].set_value(1.0).run()
     metrics = {m.label: m.value for m in app.metric}
     assert metrics["Specificity"] == "100.0%" and metrics["Referred"] == f"0 of {n_test}"
+
+
+def test_training_page_of_the_shipped_bundle_shows_its_calibration(monkeypatch, tmp_path):
+    from melanoma.bundle import DEFAULT_BUNDLE, load_bundle
+
+    monkeypatch.setenv("MELANOMA_MODEL", str(DEFAULT_BUNDLE))
+    monkeypatch.setenv("MELANOMA_DATA", str(tmp_path))  # this page needs no images
+    calibration = load_bundle(DEFAULT_BUNDLE).metrics["calibration"]
+    app = open_page("training")
+    figures = [chart.proto.spec for chart in app.get("plotly_chart")]
+    reliability = next(spec for spec in figures if "Calibration, test split" in spec)
+    assert f"Brier {calibration['test_before']['brier']:.3f}" in reliability
+    assert f"Brier {calibration['test_after']['brier']:.3f}" in reliability
+    assert calibration["fitted_on"] in texts(app.caption)
 
 
 def test_about_page_is_a_model_card(smoke_app_env):

@@ -84,6 +84,8 @@ with calibration_column:
                    f"rate. A logistic map fitted on {calibration['fitted_on']} turns it into the "
                    f"probability shown. The map keeps the order, so AUC and the calls are unchanged.")
     else:
-        st.info("This bundle's probabilities are the network's raw scores, not calibrated: training on "
-                "balanced epochs puts them above the real melanoma rate. Read them against the threshold.",
+        why = ("no order-keeping map could be fitted on its validation split" if calibration
+               else "it was made before calibration")
+        st.info(f"This bundle's probabilities are the network's raw scores ({why}): training on balanced "
+                "epochs puts them above the real melanoma rate. Read them against the threshold.",
                 icon=":material/info:")
