@@ -48,6 +48,14 @@ def calibrate(calibration: dict | None, scores: np.ndarray) -> np.ndarray:
     return (1 / (1 + np.exp(-z))).astype(scores.dtype if scores.dtype.kind == "f" else float)
 
 
+def probability_note(calibration: dict | None) -> str:
+    """What the probability a user sees means, for the pages that show one."""
+    if calibration:
+        return ("P(melanoma) is calibrated to the melanoma rate of HAM10000 (about 1 in 9); where melanoma "
+                "is more common, as in a referral clinic, the real chance is higher.")
+    return "P(melanoma) is the network's raw score, not calibrated: it runs high."
+
+
 def reliability(labels: np.ndarray, probabilities: np.ndarray) -> dict:
     """Brier score, mean probability against the melanoma rate, and the reliability curve in
     equal-count bins (predicted mean vs observed rate per bin)."""

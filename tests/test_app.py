@@ -187,6 +187,9 @@ def test_about_page_is_a_model_card(smoke_app_env):
     prose = texts(app.markdown)
     assert manifest["created"] in shown and manifest["weights_sha256"] in prose
     assert "95% interval" in app.dataframe[0].value.columns
+    from melanoma.calibration import probability_note
+
+    assert probability_note(load_bundle(smoke_app_env).calibration) in prose
     assert f"tensorflow {manifest['versions']['tensorflow']}" in shown  # the backend it was trained on
     properties = dict(app.dataframe[1].value.itertuples(index=False))
     assert properties["seed of the lesion-grouped splits"] == properties["training seed"] == "7"

@@ -6,6 +6,7 @@ from importlib.metadata import PackageNotFoundError, version
 import pandas as pd
 import streamlit as st
 
+from melanoma import calibration
 from melanoma.app import charts, state
 from melanoma.config import IMAGE_HEIGHT, IMAGE_WIDTH
 
@@ -42,9 +43,8 @@ on other dermatoscopes, on phone photos or on non-pigmented lesions is unknown a
 - Metrics come from a lesion-grouped test split of the same dataset (no lesion is in two splits);
   there is no external validation, so real-world performance will be lower.
 - Melanoma is a minority class; training balances it, which pushes the network's raw score far above
-  the real rate. The probability shown is calibrated on the validation split to HAM10000's mix (about
-  1 melanoma in 9 images); where melanoma is more common, as in a referral clinic, the real chance is
-  higher. The call uses the threshold, which was chosen for sensitivity, not 50%.
+  the real rate (what the probability shown means is under the test metrics). The call uses the
+  threshold, which was chosen for sensitivity, not 50%.
 """)
 
 bundle = state.require_bundle()
@@ -57,6 +57,7 @@ with left:
     st.caption(charts.interval_note(intervals))
     st.markdown(f"**Threshold rule:** {metrics.get('threshold_rule', 'chosen on validation')} "
                 f"(threshold {bundle.threshold:.4f}).")
+    st.markdown(f"**Probability:** {calibration.probability_note(bundle.calibration)}")
 with right:
     st.subheader("Model bundle")
     trained = manifest.get("versions", {})

@@ -11,6 +11,7 @@ import hashlib
 import pandas as pd
 import streamlit as st
 
+from melanoma import calibration
 from melanoma.app import state
 from melanoma.config import DEFAULT_GRADCAM_LAYER, GRADCAM_LAYERS, MAX_UPLOAD_MB, UPLOAD_EXTENSIONS
 from melanoma.explain import METHODS, heatmap_image, overlay
@@ -80,9 +81,7 @@ if len(current) > 1:
                        mime="text/csv", icon=":material/download:", on_click="ignore")
 
 threshold_rule = predictor.bundle.metrics.get("threshold_rule", "")
-probability_note = ("P(melanoma) is calibrated to the melanoma rate of HAM10000 (about 1 in 9); where melanoma "
-                    "is more common, as in a referral clinic, the real chance is higher." if predictor.bundle.calibration
-                    else "P(melanoma) is the network's raw score, not calibrated: it runs high.")
+probability_note = calibration.probability_note(predictor.bundle.calibration)
 for name, key, prediction in current:
     if not prediction.ok:
         st.warning(f"**{name}** was not assessed: {prediction.error}", icon=":material/block:")
