@@ -138,14 +138,16 @@ def run_experiments(args) -> int:
     if args.flip_averaging:
         print(json.dumps(flip_averaging(args.model, args.data), indent=2))
         return 0
-    if args.weight_averaging:
-        from melanoma.averaging import weight_averaging
+    if args.weight_averaging or args.ensemble:
+        from melanoma.averaging import ensemble, weight_averaging
 
         try:
-            print(json.dumps(weight_averaging(args.weight_averaging, args.data, args.last), indent=2))
+            result = (weight_averaging(args.weight_averaging, args.data, args.last) if args.weight_averaging
+                      else ensemble(args.ensemble, args.data))
         except RuntimeError as error:
             print(f"error: {error}", file=sys.stderr)
             return 1
+        print(json.dumps(result, indent=2))
         return 0
     try:
         if args.full_length:
@@ -201,6 +203,9 @@ def build_parser() -> argparse.ArgumentParser:
                                   "with batch-norm statistics recomputed")
     experiments.add_argument("--last", type=int, default=10,
                              help="with --weight-averaging: how many of the last epochs (default %(default)s)")
+    experiments.add_argument("--ensemble", nargs="+", metavar="RUN_DIR",
+                             help="instead: validation AUC of each run's best epoch and of their probabilities "
+                                  "averaged (runs with the same split settings)")
     experiments.add_argument("--full-length", action="store_true",
                              help="instead: the full-length variants, all at once (one training process "
                                   "each) on the whole training split; for a machine with an accelerator")

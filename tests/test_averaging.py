@@ -1,4 +1,5 @@
-"""Weight averaging: the arithmetic, the batch-norm pass, and a run trained with kept epoch weights."""
+"""Weight averaging and ensembles: the arithmetic, the batch-norm pass, and the clear refusals.
+(A real run's weight average and ensemble are scored in test_train.)"""
 import json
 import subprocess
 import sys
@@ -7,8 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from melanoma.averaging import (average_weights, epoch_weights_path, recompute_batch_norm_statistics,
-                                saved_epochs, weight_averaging)
+from melanoma.averaging import (BEST_WEIGHTS, average_weights, ensemble, epoch_weights_path,
+                                recompute_batch_norm_statistics, saved_epochs, weight_averaging)
+from melanoma.config import TrainConfig
 
 
 def test_average_is_elementwise_over_snapshots():
@@ -57,3 +59,26 @@ def test_the_command_names_a_run_without_kept_epochs(tmp_path):
                             cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True, timeout=120)
     assert result.returncode == 1
     assert "no saved epoch weights" in result.stderr and "Traceback" not in result.stderr
+
+
+def fake_run(folder: Path, **settings) -> Path:
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps(TrainConfig(**settings).to_dict()))
+    (folder / BEST_WEIGHTS).write_bytes(b"")
+    return folder
+
+
+def test_an_ensemble_of_differently_split_runs_is_refused(tmp_path):
+    first, second = fake_run(tmp_path / "a", seed=42), fake_run(tmp_path / "b", seed=7)
+    fake_run(tmp_path / "c", seed=42, weight_decay=0.0)  # other training settings, same split: fine
+    with pytest.raises(RuntimeError, match=r"split differently .*\(seed differ\)"):
+        ensemble([first, tmp_path / "c", second], tmp_path)
+
+
+def test_an_ensemble_names_a_run_without_best_weights(tmp_path):
+    (tmp_path / "empty").mkdir()
+    result = subprocess.run([sys.executable, "-m", "melanoma", "experiments", "--data", str(tmp_path),
+                             "--ensemble", str(fake_run(tmp_path / "a")), str(tmp_path / "empty")],
+                            cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert f"{tmp_path / 'empty'} has no {BEST_WEIGHTS}" in result.stderr and "Traceback" not in result.stderr

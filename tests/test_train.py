@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from melanoma.averaging import saved_epochs, weight_averaging
+from melanoma.averaging import ensemble, saved_epochs, weight_averaging
 from melanoma.bundle import REQUIRED_FILES, load_bundle, load_model
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -87,6 +87,12 @@ def test_training_killed_mid_epoch_resumes_without_redoing_finished_epochs(data_
     assert set(averaged["val_auc_per_epoch"]) == {2, 3}
     assert 0.0 <= averaged["weight_average_val_auc"] <= 1.0
     assert averaged["batch_norm_recomputed_on_batches"] >= 1
+
+    # An ensemble of a run with itself is that run: the plumbing averages the same images' probabilities.
+    paired = ensemble([tmp_path / "run", tmp_path / "run"], data_dir)
+    best_auc = pd.read_csv(history)["val_auc"].max()
+    assert paired["val_auc_per_run"] == {str(tmp_path / "run"): pytest.approx(best_auc, abs=1e-3)}
+    assert paired["probability_average_val_auc"] == pytest.approx(best_auc, abs=1e-3)
 
 
 def test_resume_with_other_settings_is_refused(data_dir, tmp_path):
