@@ -13,7 +13,6 @@ the model is the data and the resolution, not the luck of one run.
 """
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
@@ -21,7 +20,6 @@ import numpy as np
 
 from melanoma.config import TrainConfig
 
-BEST_WEIGHTS = "best.weights.npz"  # a run folder's best epoch by validation AUC
 SPLIT_SETTINGS = ("seed", "max_images", "test_fraction", "val_fraction")  # what decides the validation split
 EPOCH_WEIGHTS_DIR = "epochs"  # in a run folder trained with --keep-epoch-weights
 BN_RECOMPUTE_SEED = 0  # which balanced, augmented epoch the statistics are recomputed on
@@ -81,12 +79,6 @@ def training_batches(dataset, split, config: TrainConfig):
     return (images for images, _ in batches)
 
 
-def run_config(run_dir: Path) -> TrainConfig:
-    from melanoma.train import RUN_CONFIG
-
-    return TrainConfig.from_dict(json.loads((Path(run_dir) / RUN_CONFIG).read_text()))
-
-
 def validation_scorer(data_dir, config: TrainConfig):
     """(the dataset, its split, a network, and score(weights) -> validation probabilities)."""
     from melanoma import data as data_mod
@@ -112,12 +104,13 @@ def weight_averaging(run_dir, data_dir, last: int) -> dict:
     """Validation AUC of each of the run's last `last` saved epochs, of their probability average,
     and of their weight average with batch-norm statistics recomputed."""
     from melanoma.evaluate import roc_auc
+    from melanoma.train import read_run_config
 
     run_dir = Path(run_dir)
     epochs = saved_epochs(run_dir)[-last:]
     if not epochs:
         raise RuntimeError(f"{run_dir} has no saved epoch weights; train it with --keep-epoch-weights")
-    config = run_config(run_dir)
+    config = read_run_config(run_dir)
     dataset, split, model, score = validation_scorer(data_dir, config)
     val_labels = dataset.labels[split.val]
 
@@ -142,12 +135,13 @@ def ensemble(run_dirs, data_dir) -> dict:
     """Validation AUC of each run's best epoch and of the average of their probabilities. The runs
     must share one validation split, or their probabilities would not describe the same images."""
     from melanoma.evaluate import roc_auc
+    from melanoma.train import BEST_WEIGHTS, read_run_config
 
     run_dirs = [Path(run_dir) for run_dir in run_dirs]
     missing = [str(run_dir) for run_dir in run_dirs if not (run_dir / BEST_WEIGHTS).is_file()]
     if missing:
         raise RuntimeError(f"{missing[0]} has no {BEST_WEIGHTS}; train it for at least one epoch first")
-    configs = [run_config(run_dir) for run_dir in run_dirs]
+    configs = [read_run_config(run_dir) for run_dir in run_dirs]
     for run_dir, config in zip(run_dirs[1:], configs[1:]):
         differing = [name for name in SPLIT_SETTINGS if getattr(config, name) != getattr(configs[0], name)]
         if differing:

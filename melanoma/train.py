@@ -89,11 +89,15 @@ def restore_checkpoint(run_dir: Path, model) -> tuple[int, list[dict], dict]:
     return meta["epoch"], meta["history"], meta["best"]
 
 
+def read_run_config(run_dir: Path) -> TrainConfig:
+    """A run folder's settings; settings added since it was started take their defaults."""
+    return TrainConfig.from_dict(json.loads((Path(run_dir) / RUN_CONFIG).read_text()))
+
+
 def check_resume_config(run_dir: Path, config: TrainConfig) -> None:
-    path = run_dir / RUN_CONFIG
-    if not path.exists():
+    if not (run_dir / RUN_CONFIG).exists():
         return
-    saved = TrainConfig.from_dict(json.loads(path.read_text())).to_dict()  # settings added since: defaults
+    saved = read_run_config(run_dir).to_dict()
     changed = {k for k, v in config.to_dict().items() if saved[k] != v} - RESUMABLE_CHANGES
     if changed:
         raise SystemExit(f"error: {run_dir} holds a run with other settings ({', '.join(sorted(changed))}); "

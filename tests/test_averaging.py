@@ -8,9 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from melanoma.averaging import (BEST_WEIGHTS, average_weights, ensemble, epoch_weights_path,
-                                recompute_batch_norm_statistics, saved_epochs, weight_averaging)
+from melanoma.averaging import (average_weights, ensemble, epoch_weights_path, recompute_batch_norm_statistics,
+                                saved_epochs, weight_averaging)
 from melanoma.config import TrainConfig
+from melanoma.train import BEST_WEIGHTS
 
 
 def test_average_is_elementwise_over_snapshots():

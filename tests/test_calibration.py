@@ -1,6 +1,5 @@
 """Calibration: the network's score becomes a probability that matches how often it is right."""
 import numpy as np
-import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
