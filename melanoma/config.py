@@ -95,6 +95,9 @@ class TrainConfig:
 CALL_SUSPICIOUS = "suspicious for melanoma - refer"
 CALL_NOT_SUSPICIOUS = "not suspicious for melanoma"
 PREDICT_BATCH = 32  # fixed batch shape for the compiled predict function (padded), see inference
+# Files decoded and checked at once when classifying many (Pillow releases the GIL while decoding).
+PREPARE_THREADS = 4
+PREDICT_FILES_AT_ONCE = 8 * PREDICT_BATCH  # `predict` holds this many files' bytes and arrays at a time
 # XLA makes single-image inference no faster here but costs ~2 s more on the first call (the
 # bench measures both: `python -m melanoma bench`), so predictions use a plain tf.function.
 INFERENCE_JIT_COMPILE = False

@@ -5,18 +5,24 @@ so it is traced at most twice per process and never again. Tracing costs ~1.7 s 
 compiled call is ~10x faster than an eager one (0.03 s vs 0.3 s), so the first few images of a
 process go through eager calls (a command classifying one file answers sooner) and the function is
 compiled once more images come; the app compiles it up front with `warm_up()`.
+
+Many files (`classify_many`) are decoded and checked in a small thread pool and classified in
+batches of PREDICT_BATCH. One Predictor serves all of the app's sessions, each on its own thread.
 """
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterable
 
 import numpy as np
 
 from melanoma.bundle import Bundle, load_bundle, load_model
 from melanoma.calibration import calibrate
 from melanoma.config import (CALL_NOT_SUSPICIOUS, CALL_SUSPICIOUS, EAGER_IMAGES_BEFORE_COMPILING, IMAGE_SHAPE,
-                             INFERENCE_JIT_COMPILE, PREDICT_BATCH)
+                             INFERENCE_JIT_COMPILE, PREDICT_BATCH, PREPARE_THREADS)
 from melanoma.images import ImageRejected, PreparedImage, prepare_image
 
 
@@ -79,6 +85,7 @@ class Predictor:
         self.threshold = bundle.threshold
         self._forward = compiled_forward(self.model)
         self._eager_images_left = EAGER_IMAGES_BEFORE_COMPILING
+        self._eager_lock = threading.Lock()  # sessions on several threads share the count
 
     @classmethod
     def from_bundle(cls, path: str | Path | None = None) -> "Predictor":
@@ -89,13 +96,17 @@ class Predictor:
         self._eager_images_left = 0
         self.probabilities(np.zeros((1, *IMAGE_SHAPE), np.uint8))
 
+    def _take_eager_turn(self, count: int) -> bool:
+        with self._eager_lock:
+            eager = 0 < count <= self._eager_images_left
+            self._eager_images_left = self._eager_images_left - count if eager else 0
+            return eager
+
     def probabilities(self, images: np.ndarray) -> np.ndarray:
         """P(melanoma), calibrated as the bundle says (its threshold is on the same scale)."""
-        if 0 < len(images) <= self._eager_images_left:
-            self._eager_images_left -= len(images)
+        if self._take_eager_turn(len(images)):
             scores = eager_probabilities(self.model, images)
         else:
-            self._eager_images_left = 0
             scores = predict_in_batches(self._forward, images)
         return calibrate(self.bundle.calibration, scores)
 
@@ -105,11 +116,33 @@ class Predictor:
 
     def classify_bytes(self, name: str, data: bytes, display: bool = False) -> Prediction:
         """Never raises for bad input: a rejected file comes back with its one-line reason."""
-        try:
-            prepared = prepare_image(data, display=display)
-        except ImageRejected as error:
-            return Prediction(name=name, error=str(error))
-        probability = float(self.probabilities(prepared.model_input[None])[0])
-        suspicious, call = self.call_for(probability)
-        return Prediction(name=name, probability=probability, suspicious=suspicious, call=call,
-                          prepared=prepared)
+        return self.classify_many([(name, data)], display=display)[0]
+
+    def classify_many(self, files: Iterable[tuple[str, bytes]], display: bool = False) -> list[Prediction]:
+        """One Prediction per (name, bytes), in order: files are decoded and checked in a small thread
+        pool, and the good ones classified together, in batches."""
+        files = list(files)
+        if len(files) == 1:  # the app's usual single upload: no pool to start
+            checked = [prepared_or_reason(files[0][1], display)]
+        else:
+            with ThreadPoolExecutor(min(PREPARE_THREADS, len(files)) or 1) as pool:
+                checked = list(pool.map(lambda file: prepared_or_reason(file[1], display), files))
+        good = [prepared for prepared in checked if isinstance(prepared, PreparedImage)]
+        probabilities = iter(self.probabilities(np.stack([p.model_input for p in good])) if good else [])
+        predictions = []
+        for (name, _), prepared in zip(files, checked):
+            if not isinstance(prepared, PreparedImage):
+                predictions.append(Prediction(name=name, error=prepared))
+                continue
+            probability = float(next(probabilities))
+            suspicious, call = self.call_for(probability)
+            predictions.append(Prediction(name=name, probability=probability, suspicious=suspicious, call=call,
+                                          prepared=prepared))
+        return predictions
+
+
+def prepared_or_reason(data: bytes, display: bool) -> PreparedImage | str:
+    try:
+        return prepare_image(data, display=display)
+    except ImageRejected as error:
+        return str(error)

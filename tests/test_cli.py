@@ -40,6 +40,7 @@ def test_predict_exit_status_zero_when_all_classified(smoke_bundle, sample_image
     result = melanoma("predict", "--model", smoke_bundle, sample_images["bcc"])
     assert result.returncode == 0
     assert "P(melanoma)=" in result.stdout
+    assert result.stderr == ""  # no TensorFlow start-up lines (absl, oneDNN, cuda) before the answer
 
 
 def test_evaluate_reports_every_image_of_a_folder(smoke_bundle, data_dir, tmp_path):
