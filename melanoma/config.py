@@ -95,6 +95,9 @@ class TrainConfig:
 CALL_SUSPICIOUS = "suspicious for melanoma - refer"
 CALL_NOT_SUSPICIOUS = "not suspicious for melanoma"
 PREDICT_BATCH = 32  # fixed batch shape for the compiled predict function (padded), see inference
+# A rest of fewer images than this goes one image at a time rather than padded to PREDICT_BATCH:
+# batched, an image costs ~28 ms here, alone ~37 ms, so padding pays from about 24 (the bench).
+PAD_BATCH_FROM = 24
 # Files decoded and checked at once when classifying many (Pillow releases the GIL while decoding).
 PREPARE_THREADS = 4
 PREDICT_FILES_AT_ONCE = 8 * PREDICT_BATCH  # `predict` holds this many files' bytes and arrays at a time

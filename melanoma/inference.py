@@ -22,7 +22,7 @@ import numpy as np
 from melanoma.bundle import Bundle, load_bundle, load_model
 from melanoma.calibration import calibrate
 from melanoma.config import (CALL_NOT_SUSPICIOUS, CALL_SUSPICIOUS, EAGER_IMAGES_BEFORE_COMPILING, IMAGE_SHAPE,
-                             INFERENCE_JIT_COMPILE, PREDICT_BATCH, PREPARE_THREADS)
+                             INFERENCE_JIT_COMPILE, PAD_BATCH_FROM, PREDICT_BATCH, PREPARE_THREADS)
 from melanoma.images import ImageRejected, PreparedImage, prepare_image
 
 
@@ -45,14 +45,17 @@ def eager_probabilities(model, images: np.ndarray) -> np.ndarray:
 
 
 def predict_in_batches(forward, images: np.ndarray, batch_size: int = PREDICT_BATCH) -> np.ndarray:
-    """P(melanoma) for uint8 images (N, H, W, 3); the last batch is padded to the fixed shape."""
+    """P(melanoma) for uint8 images (N, H, W, 3). Full batches go as they are; a smaller rest is
+    padded to the fixed shape if it is large enough to pay for the padding, else sent one image at
+    a time (a padded batch costs as much as a full one)."""
     if len(images) == 0:
         return np.zeros((0,), np.float32)
-    if len(images) == 1:
-        return np.asarray(forward(images)).astype(np.float32)
     out = []
     for start in range(0, len(images), batch_size):
         chunk = images[start:start + batch_size]
+        if len(chunk) < PAD_BATCH_FROM:
+            out += [np.asarray(forward(chunk[i:i + 1])) for i in range(len(chunk))]
+            continue
         padded = np.concatenate([chunk, np.zeros((batch_size - len(chunk), *chunk.shape[1:]), chunk.dtype)])
         out.append(np.asarray(forward(padded))[:len(chunk)])
     return np.concatenate(out).astype(np.float32)
