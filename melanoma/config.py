@@ -42,6 +42,11 @@ GRADCAM_LAYERS = {
 }
 DEFAULT_GRADCAM_LAYER = "conv4_block6_out"
 
+# The app's caches are shared by every session and bounded: one bundle's network and Grad-CAM
+# (a bundle rewritten in place replaces them), and a few entries of the derived data.
+APP_CACHED_BUNDLES = 1
+APP_CACHED_DATA_ENTRIES = 4
+
 
 @dataclass
 class TrainConfig:

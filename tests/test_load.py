@@ -56,6 +56,7 @@ async def one_session(browser, url: str, photos: list, bad_file, expected: dict,
     from playwright.async_api import expect
 
     context = await browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+    context.set_default_timeout(RESULT_TIMEOUT_MS)  # 8 pages opening at once on 2 cores
     try:
         page = await context.new_page()
         await page.goto(url)
