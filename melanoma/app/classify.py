@@ -50,8 +50,9 @@ heatmaps = st.session_state.get("classify_heatmaps", {})
 with st.spinner(f"Classifying {len(uploads)} image(s)…"):
     keyed = [(upload, (model_id, hashlib.sha256(upload.getvalue()).hexdigest())) for upload in uploads]
     new = {key: upload for upload, key in keyed if key not in predictions}
-    predictions.update(zip(new, predictor.classify_many([(u.name, u.getvalue()) for u in new.values()],
-                                                        display=True)))
+    if new:
+        predictions.update(zip(new, predictor.classify_many([(u.name, u.getvalue()) for u in new.values()],
+                                                            display=True)))
     current = [(upload.name, key, predictions[key]) for upload, key in keyed]
 kept = {key for _, key, _ in current}
 st.session_state["classify_predictions"] = {key: predictions[key] for key in kept}
