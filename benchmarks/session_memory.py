@@ -71,6 +71,7 @@ def draw(samples: list[dict], path: Path) -> None:
     from PIL import Image, ImageDraw
 
     width, height, margin = 720, 360, 60
+    samples = [s for s in samples if s["classifications"] > 0]  # before that the model is not loaded
     xs = [s["classifications"] for s in samples]
     ys = [s["rss_mb"] for s in samples]
     low, high = min(ys) * 0.95, max(ys) * 1.05
