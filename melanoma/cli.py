@@ -1,4 +1,4 @@
-"""`python -m melanoma train | evaluate | predict | bench | experiments`."""
+"""`python -m melanoma train | evaluate | predict | bench | robustness | experiments`."""
 from __future__ import annotations
 
 import argparse
@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from melanoma.config import TrainConfig
+from melanoma.config import IMAGE_ASPECT, MIN_IMAGE_SIDE, SEXES, SITES, TrainConfig
 from melanoma.quiet import import_tensorflow_quietly
 
 EXIT_REJECTED = 2
@@ -26,6 +26,20 @@ def add_train_parser(commands) -> None:
         default = getattr(defaults, name)
         parser.add_argument(f"--{name.replace('_', '-')}", type=type(default), default=default,
                             help=f"(default {default})")
+    parser.add_argument("--image-size", type=image_size, default=defaults.image_size, metavar="HxW",
+                        help="the network's input, height x width (default: the method's "
+                             f"{defaults.image_size[0]}x{defaults.image_size[1]}; the photos here are 150x200)")
+    parser.add_argument("--colour-constancy", action="store_true",
+                        help="normalise each photo's colours (Shades of Gray) before the network, in training "
+                             "and wherever the bundle is used")
+    parser.add_argument("--metadata", action="store_true",
+                        help="also give the network the patient's age, sex and body site (each optional)")
+    for name in ("metadata_hide_probability", "vignette_probability", "camera_jitter"):
+        default = getattr(defaults, name)
+        parser.add_argument(f"--{name.replace('_', '-')}", type=float, default=default, help=f"(default {default})")
+    parser.add_argument("--init-from", metavar="BUNDLE", default=None,
+                        help="start from this bundle's weights where they fit (progressive resizing); the "
+                             "new bundle records the lineage")
     parser.add_argument("--training-seed", type=int, default=None,
                         help="seed of the weights, sampling and augmentation (default: --seed); the "
                              "splits stay those of --seed")
@@ -51,6 +65,18 @@ def add_train_parser(commands) -> None:
                              "mirrored without GPUs)")
 
 
+def image_size(text: str) -> tuple[int, int]:
+    """'150x200' -> (150, 200), height first; 4:3 like the photos, at least 32 a side."""
+    try:
+        height, width = (int(side) for side in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not HEIGHTxWIDTH, e.g. 150x200") from None
+    if min(height, width) < MIN_IMAGE_SIDE or abs(width / height - IMAGE_ASPECT) > 0.02:
+        raise argparse.ArgumentTypeError(f"{text!r}: the photos are 4:3 (e.g. 75x100, 150x200) and each side "
+                                         f"at least {MIN_IMAGE_SIDE}")
+    return height, width
+
+
 def run_train(args) -> int:
     from melanoma.data import DatasetError
     from melanoma.distribute import split_cpu
@@ -74,7 +100,7 @@ def run_evaluate(args) -> int:
     from melanoma.evaluate import evaluate_folder
 
     try:
-        result = evaluate_folder(args.model, args.data)
+        result = evaluate_folder(args.model, args.data, use_metadata=not args.no_metadata)
     except (BundleError, DatasetError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
@@ -96,7 +122,13 @@ def run_predict(args) -> int:
     from melanoma.bundle import BundleError
     from melanoma.config import PREDICT_FILES_AT_ONCE
     from melanoma.inference import Prediction, Predictor
+    from melanoma.patient import PatientInfoError, patients_for_files
 
+    try:
+        patients = patients_for_files(args.files, args.metadata, age=args.age, sex=args.sex, site=args.site)
+    except PatientInfoError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     try:
         predictor = Predictor.from_bundle(args.model)
     except BundleError as error:
@@ -104,19 +136,59 @@ def run_predict(args) -> int:
         return 1
     results = []
     for start in range(0, len(args.files), PREDICT_FILES_AT_ONCE):  # bounded memory for any number of files
-        contents = [(name, read_or_reason(name)) for name in args.files[start:start + PREDICT_FILES_AT_ONCE]]
-        readable = iter(predictor.classify_many([(n, c) for n, c in contents if isinstance(c, bytes)]))
-        results += [next(readable) if isinstance(content, bytes) else Prediction(name=name, error=content)
-                    for name, content in contents]
+        chunk = [(name, patients[name], read_or_reason(name))
+                 for name in args.files[start:start + PREDICT_FILES_AT_ONCE]]
+        usable = [(name, patient, content) for name, patient, content in chunk
+                  if not isinstance(patient, PatientInfoError) and isinstance(content, bytes)]
+        classified = iter(predictor.classify_many([(name, content) for name, _, content in usable],
+                                                  patients=[patient for _, patient, _ in usable]))
+        for name, patient, content in chunk:
+            if isinstance(patient, PatientInfoError):
+                results.append(Prediction(name=name, error=f"patient information: {patient}"))
+            elif isinstance(content, str):
+                results.append(Prediction(name=name, error=content))
+            else:
+                results.append(next(classified))
     if args.json:
         print(json.dumps({"threshold": predictor.threshold, "results": [r.as_dict() for r in results]}, indent=2))
     else:
         for r in results:
             if r.ok:
-                print(f"{r.name}\tP(melanoma)={r.probability:.4f}\t{r.call}")
+                used = f"\twith {r.patient.describe()}" if r.metadata_used else ""
+                print(f"{r.name}\tP(melanoma)={r.probability:.4f}\t{r.call}{used}")
             else:
                 print(f"{r.name}\trejected: {r.error}")
     return 0 if all(r.ok for r in results) else EXIT_REJECTED
+
+
+def run_robustness(args) -> int:
+    from melanoma.bundle import BundleError
+    from melanoma.data import DatasetError
+    from melanoma.lab.robustness import robustness_report
+
+    try:
+        report = robustness_report(args.model, args.data, args.split, use_metadata=not args.no_metadata)
+    except (BundleError, DatasetError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    text = json.dumps(report, indent=2)
+    if args.json:
+        Path(args.json).write_text(text + "\n")
+    print(text)
+    return 0
+
+
+def run_compare(args) -> int:
+    from melanoma.bundle import BundleError
+    from melanoma.lab.compare import compare_bundles
+
+    try:
+        result = compare_bundles(args.baseline, args.candidate, args.data, use_metadata=not args.no_metadata)
+    except (BundleError, RuntimeError) as error:  # DatasetError included
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(json.dumps(result, indent=2))
+    return 0
 
 
 def run_bench(args) -> int:
@@ -175,11 +247,35 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--model", default=None, help="bundle folder (default: the shipped one in models/)")
     evaluate.add_argument("--data", required=True, help="HAM10000-format folder")
     evaluate.add_argument("--json", help="also write the metrics to this file")
+    evaluate.add_argument("--no-metadata", action="store_true",
+                          help="classify from the images alone, even where the bundle takes patient metadata")
 
     predict = commands.add_parser("predict", help="P(melanoma) and the call for image files")
     predict.add_argument("--model", default=None, help="bundle folder (default: the shipped one in models/)")
     predict.add_argument("--json", action="store_true", help="print JSON instead of lines")
+    predict.add_argument("--metadata", metavar="FILE.csv",
+                         help="patient information per file: HAM10000's columns image_id (matched to each "
+                              "file's name without extension), age, sex, localization; any may be blank")
+    predict.add_argument("--age", help="the patient's age in years (one file only)")
+    predict.add_argument("--sex", help=f"the patient's sex: {', '.join(SEXES)} (one file only)")
+    predict.add_argument("--site", help=f"body site: {', '.join(SITES)} (one file only)")
     predict.add_argument("files", nargs="+", help="image files (JPEG, PNG, ...)")
+
+    robustness = commands.add_parser(
+        "robustness", help="ROC-AUC under synthetic camera shifts, and the dark-corner shortcut measures")
+    robustness.add_argument("--model", default=None, help="bundle folder (default: the shipped one in models/)")
+    robustness.add_argument("--data", required=True, help="HAM10000-format folder the bundle was trained on")
+    robustness.add_argument("--split", choices=("validation", "test"), default="validation",
+                            help="which of the bundle's splits (default %(default)s; test once, for what ships)")
+    robustness.add_argument("--no-metadata", action="store_true", help="the images alone")
+    robustness.add_argument("--json", help="also write the report to this file")
+
+    compare = commands.add_parser("compare", help="two bundles on the same validation images: AUC difference "
+                                                  "with a lesion-level bootstrap interval")
+    compare.add_argument("--data", required=True, help="HAM10000-format folder both bundles were trained on")
+    compare.add_argument("--baseline", required=True, help="bundle folder")
+    compare.add_argument("--candidate", required=True, help="bundle folder")
+    compare.add_argument("--no-metadata", action="store_true", help="the candidate's image-only mode")
 
     bench = commands.add_parser("bench", help="latency and throughput, each against its baseline in the same run")
     bench.add_argument("--model", default=None, help="bundle folder (default: the shipped one in models/)")
@@ -230,5 +326,5 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     import_tensorflow_quietly()  # before any command imports it with its start-up lines
     handlers = {"train": run_train, "evaluate": run_evaluate, "predict": run_predict, "bench": run_bench,
-                "experiments": run_experiments}
+                "robustness": run_robustness, "compare": run_compare, "experiments": run_experiments}
     return handlers[args.command](args)

@@ -15,49 +15,79 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Sequence
 
 import numpy as np
 
 from melanoma.bundle import Bundle, load_bundle, load_model
 from melanoma.calibration import calibrate
-from melanoma.config import (CALL_NOT_SUSPICIOUS, CALL_SUSPICIOUS, EAGER_IMAGES_BEFORE_COMPILING, IMAGE_SHAPE,
+from melanoma.config import (CALL_NOT_SUSPICIOUS, CALL_SUSPICIOUS, EAGER_IMAGES_BEFORE_COMPILING,
                              INFERENCE_JIT_COMPILE, PAD_BATCH_FROM, PREDICT_BATCH, PREPARE_THREADS)
 from melanoma.images import ImageRejected, PreparedImage, prepare_image
+from melanoma.patient import METADATA_FEATURES, NO_INFORMATION, PatientInfo
+
+
+def takes_metadata(model) -> bool:
+    return any(tensor.name == "metadata" for tensor in model.inputs)
+
+
+def melanoma_output(outputs):
+    """The melanoma softmax among a network's outputs (a dict when it has two heads)."""
+    return outputs["predictions"] if isinstance(outputs, dict) else outputs
+
+
+def network_inputs(model, images, metadata):
+    """What `model` is called with: the images, or {"image", "metadata"} for a metadata network."""
+    return {"image": images, "metadata": metadata} if takes_metadata(model) else images
 
 
 def compiled_forward(model, jit_compile: bool = INFERENCE_JIT_COMPILE):
+    """(uint8 images (N, H, W, 3), metadata (N, METADATA_FEATURES)) -> the melanoma score (N,).
+    Metadata is ignored by a network that does not take it."""
     import keras
 
     if keras.backend.backend() != "tensorflow":  # training on a lent GPU: Keras compiles predict
-        return lambda images: model.predict_on_batch(np.asarray(images, np.float32))[:, 1]
+        def forward(images, metadata):
+            inputs = network_inputs(model, np.asarray(images, np.float32), np.asarray(metadata, np.float32))
+            return melanoma_output(model.predict_on_batch(inputs))[:, 1]
+        return forward
     import tensorflow as tf
 
     @tf.function(jit_compile=jit_compile, reduce_retracing=True)
-    def forward(images):
-        return model(tf.cast(images, tf.float32), training=False)[:, 1]
+    def forward(images, metadata):
+        inputs = network_inputs(model, tf.cast(images, tf.float32), tf.cast(metadata, tf.float32))
+        return melanoma_output(model(inputs, training=False))[:, 1]
 
     return forward
 
 
-def eager_probabilities(model, images: np.ndarray) -> np.ndarray:
-    return np.asarray(model(np.asarray(images, np.float32), training=False)[:, 1]).astype(np.float32)
+def eager_probabilities(model, images: np.ndarray, metadata: np.ndarray) -> np.ndarray:
+    outputs = model(network_inputs(model, np.asarray(images, np.float32), metadata), training=False)
+    return np.asarray(melanoma_output(outputs)[:, 1]).astype(np.float32)
 
 
-def predict_in_batches(forward, images: np.ndarray, batch_size: int = PREDICT_BATCH) -> np.ndarray:
-    """P(melanoma) for uint8 images (N, H, W, 3). Full batches go as they are; a smaller rest is
-    padded to the fixed shape if it is large enough to pay for the padding, else sent one image at
-    a time (a padded batch costs as much as a full one)."""
+def unknown_metadata(count: int) -> np.ndarray:
+    return np.zeros((count, METADATA_FEATURES), np.float32)
+
+
+def predict_in_batches(forward, images: np.ndarray, metadata: np.ndarray | None = None,
+                       batch_size: int = PREDICT_BATCH) -> np.ndarray:
+    """Scores for uint8 images (N, H, W, 3) with their metadata vectors (default: nothing known).
+    Full batches go as they are; a smaller rest is padded to the fixed shape if it is large enough
+    to pay for the padding, else sent one image at a time (a padded batch costs as much as a full one)."""
     if len(images) == 0:
         return np.zeros((0,), np.float32)
+    metadata = unknown_metadata(len(images)) if metadata is None else np.asarray(metadata, np.float32)
     out = []
     for start in range(0, len(images), batch_size):
-        chunk = images[start:start + batch_size]
+        chunk, chunk_metadata = images[start:start + batch_size], metadata[start:start + batch_size]
         if len(chunk) < PAD_BATCH_FROM:
-            out += [np.asarray(forward(chunk[i:i + 1])) for i in range(len(chunk))]
+            out += [np.asarray(forward(chunk[i:i + 1], chunk_metadata[i:i + 1])) for i in range(len(chunk))]
             continue
-        padded = np.concatenate([chunk, np.zeros((batch_size - len(chunk), *chunk.shape[1:]), chunk.dtype)])
-        out.append(np.asarray(forward(padded))[:len(chunk)])
+        padding = batch_size - len(chunk)
+        padded = np.concatenate([chunk, np.zeros((padding, *chunk.shape[1:]), chunk.dtype)])
+        padded_metadata = np.concatenate([chunk_metadata, unknown_metadata(padding)])
+        out.append(np.asarray(forward(padded, padded_metadata))[:len(chunk)])
     return np.concatenate(out).astype(np.float32)
 
 
@@ -69,6 +99,10 @@ class Prediction:
     call: str | None = None
     error: str | None = None
     prepared: PreparedImage | None = None
+    threshold: float | None = None  # of the operating mode used (with patient metadata, or image only)
+    patient: PatientInfo = NO_INFORMATION  # what was given; used only where the network takes it
+    metadata_used: bool = False
+    image_only_probability: float | None = None  # beside `probability` when metadata was used
 
     @property
     def ok(self) -> bool:
@@ -77,13 +111,19 @@ class Prediction:
     def as_dict(self) -> dict:
         if not self.ok:
             return {"file": self.name, "error": self.error}
-        return {"file": self.name, "probability_melanoma": round(self.probability, 4),
-                "suspicious": self.suspicious, "call": self.call}
+        result = {"file": self.name, "probability_melanoma": round(self.probability, 4),
+                  "suspicious": self.suspicious, "call": self.call, "threshold": round(self.threshold, 4),
+                  "metadata_used": list(self.patient.given) if self.metadata_used else []}
+        if self.image_only_probability is not None:
+            result["probability_melanoma_image_only"] = round(self.image_only_probability, 4)
+        return result
 
 
 class Predictor:
     def __init__(self, bundle: Bundle):
         self.bundle = bundle
+        self.image_spec = bundle.image_spec
+        self.takes_metadata = bundle.takes_metadata
         self.model = load_model(bundle)
         self.threshold = bundle.threshold
         self._forward = compiled_forward(self.model)
@@ -97,7 +137,14 @@ class Predictor:
     def warm_up(self) -> None:
         """Compiles the single-image function now rather than on a user's upload."""
         self._eager_images_left = 0
-        self.probabilities(np.zeros((1, *IMAGE_SHAPE), np.uint8))
+        self.probabilities(np.zeros((1, *self.image_spec.shape), np.uint8))
+
+    def scores(self, images: np.ndarray, metadata: np.ndarray | None = None) -> np.ndarray:
+        """The network's melanoma score, before calibration."""
+        metadata = unknown_metadata(len(images)) if metadata is None else np.asarray(metadata, np.float32)
+        if self._take_eager_turn(len(images)):
+            return eager_probabilities(self.model, images, metadata)
+        return predict_in_batches(self._forward, images, metadata)
 
     def _take_eager_turn(self, count: int) -> bool:
         with self._eager_lock:
@@ -105,47 +152,70 @@ class Predictor:
             self._eager_images_left = self._eager_images_left - count if eager else 0
             return eager
 
-    def probabilities(self, images: np.ndarray) -> np.ndarray:
-        """P(melanoma), calibrated as the bundle says (its threshold is on the same scale)."""
-        if self._take_eager_turn(len(images)):
-            scores = eager_probabilities(self.model, images)
-        else:
-            scores = predict_in_batches(self._forward, images)
-        return calibrate(self.bundle.calibration, scores)
+    def probabilities(self, images: np.ndarray, metadata: np.ndarray | None = None) -> np.ndarray:
+        """P(melanoma), calibrated as the bundle says for the mode: with metadata when given (a
+        row of zeros is "nothing known", the image-only mode), else the image alone."""
+        scores = self.scores(images, metadata)
+        if not self.takes_metadata:
+            return calibrate(self.bundle.calibration, scores)
+        known = np.zeros(len(images), bool) if metadata is None else np.asarray(metadata).any(axis=1)
+        with_metadata = calibrate(self.bundle.operating_point(True)[1], scores)
+        image_only = calibrate(self.bundle.operating_point(False)[1], scores)
+        return np.where(known, with_metadata, image_only).astype(np.float32)
 
-    def call_for(self, probability: float) -> tuple[bool, str]:
-        suspicious = probability >= self.threshold
+    def threshold_for(self, with_metadata: bool) -> float:
+        return self.bundle.operating_point(with_metadata and self.takes_metadata)[0]
+
+    def call_for(self, probability: float, with_metadata: bool = False) -> tuple[bool, str]:
+        suspicious = probability >= self.threshold_for(with_metadata)
         return suspicious, CALL_SUSPICIOUS if suspicious else CALL_NOT_SUSPICIOUS
 
-    def classify_bytes(self, name: str, data: bytes, display: bool = False) -> Prediction:
-        """Never raises for bad input: a rejected file comes back with its one-line reason."""
-        return self.classify_many([(name, data)], display=display)[0]
+    def classify_bytes(self, name: str, data: bytes, display: bool = False,
+                       patient: PatientInfo = NO_INFORMATION) -> Prediction:
+        """Never raises for bad input: a rejected file comes back with its one-line reason.
+        Patient information is used where the network takes it; the image-only probability is
+        then given beside, so a user sees what the information changed."""
+        return self.classify_many([(name, data)], display=display, patients=[patient])[0]
 
-    def classify_many(self, files: Iterable[tuple[str, bytes]], display: bool = False) -> list[Prediction]:
-        """One Prediction per (name, bytes), in order: files are decoded and checked in a small thread
-        pool, and the good ones classified together, in batches."""
+    def classify_many(self, files: Iterable[tuple[str, bytes]], display: bool = False,
+                      patients: Sequence[PatientInfo] | None = None) -> list[Prediction]:
+        """One Prediction per (name, bytes), in order, as `classify_bytes` gives it: the files are
+        decoded and checked in a small thread pool, and the good ones classified together, in
+        batches (with their patient information, and image-only beside where that was used)."""
         files = list(files)
-        if len(files) == 1:  # the app's usual single upload: no pool to start
-            checked = [prepared_or_reason(files[0][1], display)]
-        else:
-            with ThreadPoolExecutor(min(PREPARE_THREADS, len(files)) or 1) as pool:
-                checked = list(pool.map(lambda file: prepared_or_reason(file[1], display), files))
-        good = [prepared for prepared in checked if isinstance(prepared, PreparedImage)]
-        probabilities = iter(self.probabilities(np.stack([p.model_input for p in good])) if good else [])
+        patients = list(patients) if patients is not None else [NO_INFORMATION] * len(files)
+        checked = self._prepare_all([data for _, data in files], display)
+        good = [i for i, prepared in enumerate(checked) if isinstance(prepared, PreparedImage)]
+        uses_metadata = {i: self.takes_metadata and bool(patients[i].given) for i in good}
+        image_only_too = [i for i in good if uses_metadata[i]]
+        rows = good + image_only_too
+        probabilities = self.probabilities(
+            np.stack([checked[i].model_input for i in rows]),
+            np.stack([patients[i].encode() for i in good] + [NO_INFORMATION.encode()] * len(image_only_too)),
+        ) if rows else []
+        probability = dict(zip(good, map(float, probabilities[:len(good)])))
+        image_only = dict(zip(image_only_too, map(float, probabilities[len(good):])))
         predictions = []
-        for (name, _), prepared in zip(files, checked):
-            if not isinstance(prepared, PreparedImage):
-                predictions.append(Prediction(name=name, error=prepared))
+        for i, ((name, _), prepared, patient) in enumerate(zip(files, checked, patients)):
+            if i not in probability:
+                predictions.append(Prediction(name=name, error=prepared, patient=patient))
                 continue
-            probability = float(next(probabilities))
-            suspicious, call = self.call_for(probability)
-            predictions.append(Prediction(name=name, probability=probability, suspicious=suspicious, call=call,
-                                          prepared=prepared))
+            suspicious, call = self.call_for(probability[i], uses_metadata[i])
+            predictions.append(Prediction(
+                name=name, probability=probability[i], suspicious=suspicious, call=call, prepared=prepared,
+                threshold=self.threshold_for(uses_metadata[i]), patient=patient, metadata_used=uses_metadata[i],
+                image_only_probability=image_only.get(i)))
         return predictions
 
+    def _prepare_all(self, contents: list[bytes], display: bool) -> list[PreparedImage | str]:
+        """Each file as the network's input, or its one-line reason; several at once in a pool."""
+        def prepared_or_reason(data: bytes) -> PreparedImage | str:
+            try:
+                return prepare_image(data, self.image_spec, display=display)
+            except ImageRejected as error:
+                return str(error)
 
-def prepared_or_reason(data: bytes, display: bool) -> PreparedImage | str:
-    try:
-        return prepare_image(data, display=display)
-    except ImageRejected as error:
-        return str(error)
+        if len(contents) <= 1:  # the app's usual single upload: no pool to start
+            return [prepared_or_reason(data) for data in contents]
+        with ThreadPoolExecutor(min(PREPARE_THREADS, len(contents))) as pool:
+            return list(pool.map(prepared_or_reason, contents))
