@@ -234,11 +234,13 @@ def train(data_dir: str | Path, out_dir: str | Path, config: TrainConfig,
 
 
 def finish(out_dir, run_dir, model, forward, dataset, split, history, best, config, total_rows, per_epoch):
-    """Best-validation-AUC weights, threshold from validation, test metrics once, the bundle."""
+    """Best-validation-AUC weights, threshold from validation, test metrics once, the extras
+    (melanoma/extras.py), the bundle."""
     from melanoma import data as data_mod
     from melanoma.bundle import assign_weights_from_npz, load_bundle, weights_to_npz, write_bundle
     from melanoma.calibration import calibrate, fit_platt, reliability
     from melanoma.evaluate import choose_threshold, metrics_at, roc_auc, roc_points
+    from melanoma.extras import fit_for_bundle
     from melanoma.inference import compiled_forward, predict_in_batches
     from melanoma.model import build_resnet50
 
@@ -280,6 +282,8 @@ def finish(out_dir, run_dir, model, forward, dataset, split, history, best, conf
         "test_roc_auc": roc_auc(test_labels, half_probs),
         "max_probability_change": float(np.abs(half_probs - test_scores).max()) if len(test_scores) else 0.0,
     }
+    # The refusal, differential and similar cases, fitted on the network as shipped (float16 kernels).
+    extra_files = fit_for_bundle(half, dataset, split)
     frame = dataset.frame
     test_split = frame.iloc[split.test][["image_id", "lesion_id", "dx", "label"]].assign(
         probability=np.round(test_probs, 5))
@@ -289,7 +293,7 @@ def finish(out_dir, run_dir, model, forward, dataset, split, history, best, conf
         "not_melanoma_available": int((labels[split.train] == 0).sum())})
     path = write_bundle(out_dir, model, metrics=metrics, history_csv=pd.DataFrame(history).to_csv(index=False),
                         dataset_summary=summary, test_split_csv=test_split.to_csv(index=False),
-                        train_config=config.to_dict(), calibration=calibration)
+                        train_config=config.to_dict(), calibration=calibration, extra_files=extra_files)
     load_bundle(path)  # verifies what was written
     log(f"test: AUC {_fmt(metrics['test']['roc_auc'])} sensitivity {_fmt(metrics['test']['sensitivity'])} "
         f"specificity {_fmt(metrics['test']['specificity'])} at threshold {threshold:.4f}; "

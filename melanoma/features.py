@@ -1,0 +1,87 @@
+"""The network's pooled features beside its outputs, from one forward pass.
+
+The differential (for networks without a diagnosis output) and the similar cases read the 2,048
+features of the global-average-pooling layer; the not-a-lesion score reads stage 3's activations,
+pooled. Asking for them in the same pass as P(melanoma) keeps their cost to a few matrix products
+on top of classifying.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from melanoma.config import FEATURE_LAYER, INFERENCE_JIT_COMPILE, NOVELTY_LAYER, PREDICT_BATCH
+
+FEATURES = "features"
+NOVELTY_FEATURES = "novelty_features"  # stage 3's activations, pooled: what the not-a-lesion score reads
+MELANOMA_OUTPUT = "predictions"  # the melanoma-vs-not softmax; column 1 is P(melanoma)
+DIAGNOSIS_OUTPUT = "diagnosis"  # a network's own 7-diagnosis softmax, where it has one
+
+
+def feature_network(model):
+    """`model` with its pooled features and stage 3's pooled activations as more named outputs;
+    every layer shared."""
+    import keras
+
+    outputs = dict(zip(model.output_names, model.outputs))
+    outputs[FEATURES] = model.get_layer(FEATURE_LAYER).output
+    outputs[NOVELTY_FEATURES] = keras.layers.GlobalAveragePooling2D(name="novelty_pool")(
+        model.get_layer(NOVELTY_LAYER).output)
+    return keras.Model(model.inputs, outputs, name=f"{model.name}_with_features")
+
+
+def compiled_outputs(network, jit_compile: bool = INFERENCE_JIT_COMPILE):
+    """For a `feature_network`: uint8 or float images (N, H, W, 3) -> {output name: array (N, ...)},
+    traced once per input shape."""
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        return lambda images: network.predict_on_batch(np.asarray(images, np.float32))
+    import tensorflow as tf
+
+    @tf.function(jit_compile=jit_compile, reduce_retracing=True)
+    def forward(images):
+        return network(tf.cast(images, tf.float32), training=False)
+
+    return forward
+
+
+def eager_outputs(network, images: np.ndarray) -> dict[str, np.ndarray]:
+    """The same outputs without tracing (a process's first few images: see inference)."""
+    return _to_numpy(network(np.asarray(images, np.float32), training=False))
+
+
+def in_fixed_batches(forward, images: np.ndarray, batch_size: int = PREDICT_BATCH):
+    """`forward` over uint8 images (N, H, W, 3) in batches of one fixed shape (the last one padded), so
+    a compiled function is traced for 1 image and for `batch_size`, never again. `forward` returns an
+    array or a dict of arrays; so does this, with N rows."""
+    if len(images) == 1:
+        return _to_numpy(forward(images))
+    chunks = []
+    for start in range(0, len(images), batch_size):
+        chunk = images[start:start + batch_size]
+        padded = np.concatenate([chunk, np.zeros((batch_size - len(chunk), *chunk.shape[1:]), chunk.dtype)])
+        chunks.append(_rows(_to_numpy(forward(padded)), len(chunk)))
+    if isinstance(chunks[0], dict):
+        return {name: np.concatenate([chunk[name] for chunk in chunks]) for name in chunks[0]}
+    return np.concatenate(chunks)
+
+
+def _to_numpy(result):
+    if isinstance(result, dict):
+        return {name: np.asarray(value) for name, value in result.items()}
+    return np.asarray(result)
+
+
+def _rows(result, count: int):
+    if isinstance(result, dict):
+        return {name: value[:count] for name, value in result.items()}
+    return result[:count]
+
+
+def extract(model, images: np.ndarray) -> dict[str, np.ndarray]:
+    """Every output and the pooled features of many images (float32), through the compiled path."""
+    network = feature_network(model)
+    if len(images) == 0:  # the outputs' shapes, with no rows
+        return {name: value[:0] for name, value in eager_outputs(network, np.zeros((1, *images.shape[1:]))).items()}
+    outputs = in_fixed_batches(compiled_outputs(network), images)
+    return {name: value.astype(np.float32) for name, value in outputs.items()}
