@@ -54,6 +54,17 @@ def metrics_at(labels: np.ndarray, probabilities: np.ndarray, threshold: float) 
     }
 
 
+def predictive_values(sensitivity: float | None, specificity: float | None, prevalence: float) -> dict:
+    """PPV (chance that a referred lesion is a melanoma) and NPV (chance that a cleared one is not),
+    at a given melanoma prevalence: they depend on it as much as on the model."""
+    if sensitivity is None or specificity is None:
+        return {"ppv": None, "npv": None, "prevalence": prevalence}
+    referred = sensitivity * prevalence + (1 - specificity) * (1 - prevalence)
+    cleared = (1 - sensitivity) * prevalence + specificity * (1 - prevalence)
+    return {"ppv": sensitivity * prevalence / referred if referred else None,
+            "npv": specificity * (1 - prevalence) / cleared if cleared else None, "prevalence": prevalence}
+
+
 def lesion_bootstrap_intervals(labels: np.ndarray, probabilities: np.ndarray, lesion_ids, threshold: float,
                                *, resamples: int = 2000, level: float = 0.95, seed: int = 0) -> dict:
     """Percentile intervals for ROC-AUC, sensitivity and specificity at `threshold`, resampling
@@ -116,9 +127,14 @@ def evaluate_folder(model_dir: str | Path | None, data_dir: str | Path) -> dict:
 
     predictor = Predictor.from_bundle(model_dir)
     dataset = load_dataset(data_dir)
-    probabilities = predictor.probabilities(dataset.images)
+    outputs = predictor.outputs(dataset.images)
+    probabilities = predictor.calibrated(outputs)
     lesions = dataset.frame["lesion_id"].to_numpy()
     result = metrics_at(dataset.labels, probabilities, predictor.threshold)
+    if predictor.extras is not None:  # every image is still scored above; this says how many would not be
+        refused = predictor.extras.refused(outputs, dataset.images)
+        result["not_a_lesion"] = {"threshold": predictor.extras.threshold, "would_refuse": int(refused.sum()),
+                                  "would_refuse_melanoma": int((refused & (dataset.labels == 1)).sum())}
     result["intervals"] = lesion_bootstrap_intervals(dataset.labels, probabilities, lesions, predictor.threshold)
     result["dropped"] = len(dataset.dropped)
     result["model"] = str(predictor.bundle.path)
