@@ -11,7 +11,7 @@ import streamlit as st
 # Python errors are unaffected.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-st.set_page_config(page_title="Melanoma triage demo", page_icon=":material/dermatology:", layout="wide")
+st.set_page_config(page_title="Melanoma triage: a teaching demo", page_icon=":material/dermatology:", layout="wide")
 st.navigation([
     st.Page("melanoma/app/classify.py", title="Classify", icon=":material/image_search:", default=True),
     st.Page("melanoma/app/dataset.py", title="Dataset", icon=":material/dataset:"),
