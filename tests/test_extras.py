@@ -110,17 +110,23 @@ def test_a_trained_bundle_carries_its_extras_checked_like_every_file(smoke_bundl
         assert not any(key.startswith("neighbours/image") and stored[key].dtype == object for key in stored.files)
 
 
-def test_an_old_bundle_without_extras_still_classifies(smoke_bundle, sample_images, tmp_path):
+def bundle_without_extras(bundle, folder):
+    """A copy of `bundle` as a bundle made before the extras would be."""
     from melanoma.bundle import EXTRAS_FILES
-    from melanoma.inference import Predictor
 
-    old = shutil.copytree(smoke_bundle, tmp_path / "old")
+    old = shutil.copytree(bundle, folder)
     manifest = json.loads((old / "manifest.json").read_text())
     for name in EXTRAS_FILES:
         (old / name).unlink()
         del manifest["files"][name]
     (old / "manifest.json").write_text(json.dumps(manifest))
-    predictor = Predictor.from_bundle(old)
+    return old
+
+
+def test_an_old_bundle_without_extras_still_classifies(smoke_bundle, sample_images, tmp_path):
+    from melanoma.inference import Predictor
+
+    predictor = Predictor.from_bundle(bundle_without_extras(smoke_bundle, tmp_path / "old"))
     assert predictor.extras is None
     prediction = predictor.classify_bytes("mel.jpg", sample_images["mel"].read_bytes())
     assert prediction.ok and prediction.assessment is None
@@ -139,16 +145,12 @@ def test_a_changed_extras_file_is_refused(smoke_bundle, tmp_path):
 
 
 def test_extras_command_adds_the_same_extras_to_a_bundle_that_has_none(smoke_bundle, data_dir, tmp_path):
-    from melanoma.bundle import EXTRAS_FILES, load_bundle
+    from melanoma.bundle import load_bundle
     from melanoma.extras import add_to_bundle
 
-    bare = shutil.copytree(smoke_bundle, tmp_path / "bare")
-    manifest = json.loads((bare / "manifest.json").read_text())
-    for name in EXTRAS_FILES:
-        (bare / name).unlink()
-        del manifest["files"][name]
-    (bare / "manifest.json").write_text(json.dumps(manifest))
-    weights_before = manifest["files"]["weights.npz"]
+    bare = bundle_without_extras(smoke_bundle, tmp_path / "bare")
+    weights_before = load_bundle(bare).manifest["files"]["weights.npz"]
+    assert load_bundle(bare).extras_info is None
 
     add_to_bundle(bare, data_dir, log=lambda message: None)
     added, original = load_bundle(bare), load_bundle(smoke_bundle)
