@@ -84,18 +84,19 @@ def validation_scorer(data_dir, config: TrainConfig):
     from melanoma import data as data_mod
     from melanoma.bundle import assign_weights
     from melanoma.inference import compiled_forward, predict_in_batches
-    from melanoma.model import build_resnet50
+    from melanoma.images import ImageSpec
+    from melanoma.model import NetworkSpec, build_network
 
-    dataset = data_mod.load_dataset(data_dir, config.max_images, config.seed)
+    dataset = data_mod.load_dataset(data_dir, config.max_images, config.seed, ImageSpec.from_config(config))
     split = data_mod.make_split(dataset.frame, config)
-    val_images = dataset.images[split.val]
-    model = build_resnet50()
+    val_images, val_metadata = dataset.images[split.val], dataset.metadata[split.val]
+    model = build_network(NetworkSpec.from_config(config))
     forward = compiled_forward(model)  # reads the variables at call time: one trace serves every weight set
 
     def score(weights: dict[str, np.ndarray] | None = None) -> np.ndarray:
         if weights is not None:
             assign_weights(model, weights)
-        return predict_in_batches(forward, val_images)
+        return predict_in_batches(forward, val_images, val_metadata)
 
     return dataset, split, model, score
 

@@ -31,9 +31,10 @@ class AugmentedBatches(keras.utils.PyDataset):
 
     def __init__(self, images: np.ndarray, labels: np.ndarray, indices: np.ndarray, batch_size: int,
                  augmenter=None, workers: int = 2, batches_per_augment_call: int = 8,
-                 diagnoses: np.ndarray | None = None):
+                 diagnoses: np.ndarray | None = None, metadata: np.ndarray | None = None):
         super().__init__(workers=workers, use_multiprocessing=False)
         self.images, self.labels, self.indices, self.diagnoses = images, labels, indices, diagnoses
+        self.metadata = metadata
         self.batch_size, self.augmenter = batch_size, augmenter
         self.batches_per_augment_call = batches_per_augment_call
         # The augmentation layers draw from one seed generator; two threads advancing it at once
@@ -47,10 +48,15 @@ class AugmentedBatches(keras.utils.PyDataset):
 
     def __getitem__(self, index: int):
         rows = self.indices[index * self.batch_size:(index + 1) * self.batch_size]
-        labels = one_hot_targets(self.labels[rows] if self.diagnoses is None
-                                 else (self.labels[rows], self.diagnoses[rows]), one_hot)
+        images, labels = self._images(index, rows), one_hot_targets(
+            self.labels[rows] if self.diagnoses is None else (self.labels[rows], self.diagnoses[rows]), one_hot)
+        if self.metadata is None:
+            return images, labels
+        return {"image": images, "metadata": self.metadata[rows].astype(np.float32)}, labels
+
+    def _images(self, index: int, rows: np.ndarray) -> np.ndarray:
         if self.augmenter is None:
-            return self.images[rows].astype(np.float32), labels
+            return self.images[rows].astype(np.float32)
         chunk, batch_in_chunk = divmod(index, self.batches_per_augment_call)
         with self._augment_lock:
             if chunk not in self._chunks:
@@ -60,7 +66,7 @@ class AugmentedBatches(keras.utils.PyDataset):
             self._served[chunk] = self._served.get(chunk, 0) + 1
             if self._served[chunk] == len(self._chunk_batches(chunk)):
                 del self._chunks[chunk], self._served[chunk]
-        return images, labels
+        return images
 
     def _chunk_batches(self, chunk: int) -> range:
         first = chunk * self.batches_per_augment_call

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from melanoma.config import IMAGE_SHAPE, TrainConfig
+from melanoma.config import TrainConfig
 
 
 def percentiles(samples_s: list[float]) -> dict:
@@ -45,9 +45,9 @@ def interleaved_runs(functions: dict, runs: int, warmup: int = 3) -> dict[str, l
     return samples
 
 
-def first_call_seconds(forward, image: np.ndarray) -> float:
+def first_call_seconds(forward, image: np.ndarray, metadata: np.ndarray) -> float:
     tick = time.perf_counter()
-    np.asarray(forward(image))
+    np.asarray(forward(image, metadata))
     return time.perf_counter() - tick
 
 
@@ -57,21 +57,24 @@ def bench_inference(predictor, explainer, image_files: list[Path], runs: int) ->
     import keras
 
     from melanoma.images import prepare_image
-    from melanoma.inference import compiled_forward
+    from melanoma.inference import compiled_forward, unknown_metadata
 
+    spec = predictor.image_spec
     upload = image_files[0].read_bytes()
-    prepared = prepare_image(upload, display=False).model_input[None]
-    bare = compiled_forward(keras.applications.ResNet50(weights=None, input_shape=IMAGE_SHAPE, classes=2))
+    prepared = prepare_image(upload, spec, display=False).model_input[None]
+    bare = compiled_forward(keras.applications.ResNet50(weights=None, input_shape=spec.shape, classes=2))
     xla = compiled_forward(predictor.model, jit_compile=True)
     plain = compiled_forward(predictor.model, jit_compile=False)
-    first_call = {"xla": first_call_seconds(xla, prepared), "no_xla": first_call_seconds(plain, prepared)}
+    no_metadata = unknown_metadata(1)
+    first_call = {"xla": first_call_seconds(xla, prepared, no_metadata),
+                  "no_xla": first_call_seconds(plain, prepared, no_metadata)}
     candidates = {
-        "full_path": lambda: predictor.probabilities(prepare_image(upload, display=False).model_input[None]),
+        "full_path": lambda: predictor.probabilities(prepare_image(upload, spec, display=False).model_input[None]),
         "model_only": lambda: predictor.probabilities(prepared),
-        "prepare_only": lambda: prepare_image(upload, display=False),
-        "bare": lambda: np.asarray(bare(prepared)),
-        "model_xla": lambda: np.asarray(xla(prepared)),
-        "model_no_xla": lambda: np.asarray(plain(prepared)),
+        "prepare_only": lambda: prepare_image(upload, spec, display=False),
+        "bare": lambda: np.asarray(bare(prepared, no_metadata)),
+        "model_xla": lambda: np.asarray(xla(prepared, no_metadata)),
+        "model_no_xla": lambda: np.asarray(plain(prepared, no_metadata)),
     }
     if predictor.extras is not None:
         # Classifying alone is the plain network's P(melanoma) ("model_no_xla"); with the extras it is
@@ -81,7 +84,7 @@ def bench_inference(predictor, explainer, image_files: list[Path], runs: int) ->
 
     batch = [f.read_bytes() for f in image_files]
     tick = time.perf_counter()
-    arrays = np.stack([prepare_image(data, display=False).model_input for data in batch])
+    arrays = np.stack([prepare_image(data, spec, display=False).model_input for data in batch])
     predictor.probabilities(arrays)
     batch_seconds = time.perf_counter() - tick
 
@@ -123,6 +126,7 @@ def step_timer():
 
 def bench_training(images: np.ndarray, labels: np.ndarray, steps: int, warmup_steps: int = 1,
                    rounds: int = 4) -> dict:
+    """(At the size of `images`: the bundle's own input size.)"""
     """Images/s of training steps, ours vs keras.applications, with and without XLA, on the same
     tf.data pipeline (balanced sampling + augmentation). The two models take turns, `rounds`
     times, so load from elsewhere on the machine hits both alike."""
@@ -137,8 +141,9 @@ def bench_training(images: np.ndarray, labels: np.ndarray, steps: int, warmup_st
                         max(warmup_steps, per_round) * config.batch_size)
     augmenter = make_augmenter(config)
     builders = {
-        "ours": build_resnet50,
-        "keras_applications": lambda: keras.applications.ResNet50(weights=None, input_shape=IMAGE_SHAPE, classes=2),
+        "ours": lambda: build_resnet50(images.shape[1:]),
+        "keras_applications": lambda: keras.applications.ResNet50(weights=None, input_shape=images.shape[1:],
+                                                                  classes=2),
     }
     result = {}
     for jit in (False, True):
@@ -211,7 +216,9 @@ def run_bench(model_dir, data_dir, out: Path, runs: int = 50, batch_images: int 
     from melanoma.inference import Predictor
 
     started = time.perf_counter()
-    dataset = load_dataset(data_dir, max_images=max(batch_images, 256), seed=0)
+    from melanoma.bundle import load_bundle
+
+    dataset = load_dataset(data_dir, max_images=max(batch_images, 256), seed=0, spec=load_bundle(model_dir).image_spec)
     files = [Path(data_dir) / "images" / f"{i}.jpg" for i in dataset.frame["image_id"][:batch_images]]
     report = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine()}
     report["cold_start"] = bench_cold_start(model_dir, files[0])  # first, before this process warms caches

@@ -16,8 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from melanoma.config import CLASS_NAMES, IMAGE_SHAPE, TrainConfig
+from melanoma.config import CLASS_NAMES, TrainConfig
 from melanoma.fileio import atomic_write_bytes, atomic_write_json, sha256_file
+from melanoma.images import ImageSpec
 
 DEFAULT_BUNDLE = Path(__file__).resolve().parent.parent / "models" / "melanoma-resnet50"
 MANIFEST = "manifest.json"
@@ -77,16 +78,22 @@ def assign_weights_from_npz(model, source) -> None:
 
 def write_bundle(out_dir: str | Path, model, *, metrics: dict, history_csv: str, dataset_summary: dict,
                  test_split_csv: str, train_config: dict, calibration: dict | None = None,
+                 image_only: dict | None = None, lineage: list[dict] | None = None,
                  extra_files: dict[str, bytes] | None = None) -> Path:
     """Writes to a sibling temp folder, then swaps it in: a kill never leaves half a bundle.
     `calibration` (from `calibration.fit_platt`) maps the network's score to the probability that
-    the bundle's threshold, metrics and test split are expressed in. `extra_files` (name: bytes,
-    from `extras.fit_extras`) are written and checksummed alongside."""
+    the bundle's threshold, metrics and test split are expressed in. A network that takes patient
+    metadata has a second operating mode for photos without it: `image_only` holds its own
+    threshold and calibration. `lineage` lists the bundles whose weights this run started from.
+    `extra_files` (name: bytes, from `extras.fit_extras`) are written and checksummed alongside."""
     import importlib.metadata
 
     import keras
 
+    from melanoma.model import NetworkSpec
+
     out_dir = Path(out_dir)
+    config = TrainConfig.from_dict(train_config)
     staging = out_dir.with_name(f".{out_dir.name}.partial-{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
@@ -103,13 +110,17 @@ def write_bundle(out_dir: str | Path, model, *, metrics: dict, history_csv: str,
         "name": out_dir.name,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "architecture": "resnet50_from_scratch",
-        "input_shape": list(IMAGE_SHAPE),
+        "input_shape": list(config.image_size) + [3],
         "input_range": [0, 255],
+        "colour_constancy": "shades_of_gray" if config.colour_constancy else None,
+        "network": NetworkSpec.from_config(config).to_dict(),
         "class_names": list(CLASS_NAMES),
         "threshold": metrics["threshold"],
         "calibration": calibration,
+        "image_only": image_only,
+        "lineage": lineage or [],
         "seed": train_config.get("seed"),
-        "training_seed": TrainConfig.from_dict(train_config).effective_training_seed,
+        "training_seed": config.effective_training_seed,
         "versions": {"keras": keras.__version__, "numpy": np.__version__,
                      "backend": keras.backend.backend(),
                      keras.backend.backend(): importlib.metadata.version(keras.backend.backend())},
@@ -176,6 +187,31 @@ class Bundle:
         return self.manifest.get("calibration")
 
     @property
+    def network_spec(self):
+        from melanoma.model import NetworkSpec
+
+        if "network" in self.manifest:
+            return NetworkSpec.from_dict(self.manifest["network"])
+        return NetworkSpec(image_shape=tuple(self.manifest["input_shape"]))  # v1: image only
+
+    @property
+    def image_spec(self) -> ImageSpec:
+        height, width, _ = self.manifest["input_shape"]
+        return ImageSpec(height=height, width=width, colour_constancy=bool(self.manifest.get("colour_constancy")))
+
+    @property
+    def takes_metadata(self) -> bool:
+        return self.network_spec.metadata
+
+    def operating_point(self, with_metadata: bool) -> tuple[float, dict | None]:
+        """(threshold, calibration) for photos with patient metadata given, or for the image
+        alone: a metadata network has one of each, chosen on validation the same way."""
+        if self.takes_metadata and not with_metadata:
+            image_only = self.manifest["image_only"]
+            return float(image_only["threshold"]), image_only["calibration"]
+        return self.threshold, self.calibration
+
+    @property
     def weights_path(self) -> Path:
         return self.path / WEIGHTS
 
@@ -198,9 +234,16 @@ def load_bundle(path: str | Path | None = None) -> Bundle:
     manifest = _read_json(path, MANIFEST)
     if manifest.get("format_version") != FORMAT_VERSION:
         raise BundleError(f"{path / MANIFEST}: unsupported format_version {manifest.get('format_version')!r}")
-    if tuple(manifest.get("input_shape", ())) != IMAGE_SHAPE or tuple(manifest.get("class_names", ())) != CLASS_NAMES:
-        raise BundleError(f"{path}: bundle was made for input {manifest.get('input_shape')} / classes "
-                          f"{manifest.get('class_names')}, this code expects {list(IMAGE_SHAPE)} / {list(CLASS_NAMES)}")
+    shape = manifest.get("input_shape")
+    if not (isinstance(shape, list) and len(shape) == 3 and shape[2] == 3
+            and all(isinstance(side, int) and side >= 32 for side in shape[:2])):
+        raise BundleError(f"{path}: bundle was made for input {shape!r}; this code expects [height, width, 3]")
+    if tuple(manifest.get("class_names", ())) != CLASS_NAMES:
+        raise BundleError(f"{path}: bundle was made for classes {manifest.get('class_names')}, "
+                          f"this code expects {list(CLASS_NAMES)}")
+    if manifest.get("network", {}).get("metadata") and not manifest.get("image_only"):
+        raise BundleError(f"{path}: the network takes patient metadata but {MANIFEST} has no image-only "
+                          f"threshold")
     listed = manifest.get("files", {})
     for name in (*REQUIRED_FILES, *(name for name in EXTRAS_FILES if name in listed)):
         file = path / name
@@ -228,10 +271,10 @@ def _read_json(folder: Path, name: str) -> dict:
 
 
 def load_model(bundle: Bundle):
-    """Builds ResNet50 in code and loads the bundle's weights into it."""
-    from melanoma.model import build_resnet50
+    """Builds the bundle's network in code and loads its weights into it."""
+    from melanoma.model import build_network
 
-    model = build_resnet50()
+    model = build_network(bundle.network_spec)
     try:
         assign_weights_from_npz(model, bundle.weights_path)
     except BundleError:

@@ -1,4 +1,4 @@
-"""`python -m melanoma train | evaluate | predict | extras | bench | experiments`."""
+"""`python -m melanoma train | evaluate | predict | extras | bench | robustness | experiments`."""
 from __future__ import annotations
 
 import argparse
@@ -11,7 +11,7 @@ from pathlib import Path
 # Python errors are unaffected.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from melanoma.config import TrainConfig  # noqa: E402
+from melanoma.config import IMAGE_ASPECT, MIN_IMAGE_SIDE, SEXES, SITES, TrainConfig  # noqa: E402
 
 EXIT_REJECTED = 2
 
@@ -30,6 +30,20 @@ def add_train_parser(commands) -> None:
         default = getattr(defaults, name)
         parser.add_argument(f"--{name.replace('_', '-')}", type=type(default), default=default,
                             help=f"(default {default})")
+    parser.add_argument("--image-size", type=image_size, default=defaults.image_size, metavar="HxW",
+                        help="the network's input, height x width (default: the method's "
+                             f"{defaults.image_size[0]}x{defaults.image_size[1]}; the photos here are 150x200)")
+    parser.add_argument("--colour-constancy", action="store_true",
+                        help="normalise each photo's colours (Shades of Gray) before the network, in training "
+                             "and wherever the bundle is used")
+    parser.add_argument("--metadata", action="store_true",
+                        help="also give the network the patient's age, sex and body site (each optional)")
+    for name in ("metadata_hide_probability", "vignette_probability", "camera_jitter"):
+        default = getattr(defaults, name)
+        parser.add_argument(f"--{name.replace('_', '-')}", type=float, default=default, help=f"(default {default})")
+    parser.add_argument("--init-from", metavar="BUNDLE", default=None,
+                        help="start from this bundle's weights where they fit (progressive resizing); the "
+                             "new bundle records the lineage")
     parser.add_argument("--training-seed", type=int, default=None,
                         help="seed of the weights, sampling and augmentation (default: --seed); the "
                              "splits stay those of --seed")
@@ -55,6 +69,18 @@ def add_train_parser(commands) -> None:
                              "mirrored without GPUs)")
 
 
+def image_size(text: str) -> tuple[int, int]:
+    """'150x200' -> (150, 200), height first; 4:3 like the photos, at least 32 a side."""
+    try:
+        height, width = (int(side) for side in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not HEIGHTxWIDTH, e.g. 150x200") from None
+    if min(height, width) < MIN_IMAGE_SIDE or abs(width / height - IMAGE_ASPECT) > 0.02:
+        raise argparse.ArgumentTypeError(f"{text!r}: the photos are 4:3 (e.g. 75x100, 150x200) and each side "
+                                         f"at least {MIN_IMAGE_SIDE}")
+    return height, width
+
+
 def run_train(args) -> int:
     from melanoma.data import DatasetError
     from melanoma.distribute import split_cpu
@@ -78,7 +104,7 @@ def run_evaluate(args) -> int:
     from melanoma.evaluate import evaluate_folder
 
     try:
-        result = evaluate_folder(args.model, args.data)
+        result = evaluate_folder(args.model, args.data, use_metadata=not args.no_metadata)
     except (BundleError, DatasetError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
@@ -92,7 +118,13 @@ def run_evaluate(args) -> int:
 def run_predict(args) -> int:
     from melanoma.bundle import BundleError
     from melanoma.inference import Prediction, Predictor
+    from melanoma.patient import PatientInfoError, patients_for_files
 
+    try:
+        patients = patients_for_files(args.files, args.metadata, age=args.age, sex=args.sex, site=args.site)
+    except PatientInfoError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     try:
         predictor = Predictor.from_bundle(args.model)
     except BundleError as error:
@@ -100,18 +132,23 @@ def run_predict(args) -> int:
         return 1
     results = []
     for name in args.files:
+        patient = patients[name]
+        if isinstance(patient, PatientInfoError):
+            results.append(Prediction(name=name, error=f"patient information: {patient}"))
+            continue
         try:
             data = Path(name).read_bytes()
         except OSError as error:
             results.append(Prediction(name=name, error=f"cannot read file: {error.strerror or error}"))
             continue
-        results.append(predictor.classify_bytes(name, data))
+        results.append(predictor.classify_bytes(name, data, patient=patient))
     if args.json:
         print(json.dumps({"threshold": predictor.threshold, "results": [r.as_dict() for r in results]}, indent=2))
     else:
         for r in results:
             if r.ok:
-                print(f"{r.name}\tP(melanoma)={r.probability:.4f}\t{r.call}{differential_summary(r)}")
+                used = f"\twith {r.patient.describe()}" if r.metadata_used else ""
+                print(f"{r.name}\tP(melanoma)={r.probability:.4f}\t{r.call}{used}{differential_summary(r)}")
             else:
                 print(f"{r.name}\tnot assessed: {r.error}")
     return 0 if all(r.ok for r in results) else EXIT_REJECTED
@@ -138,6 +175,36 @@ def run_extras(args) -> int:
     info = json.loads((path / "extras.json").read_text())
     print(json.dumps(info, indent=2))
     print(f"\nextras added to {path}")
+    return 0
+
+
+def run_robustness(args) -> int:
+    from melanoma.bundle import BundleError
+    from melanoma.data import DatasetError
+    from melanoma.lab.robustness import robustness_report
+
+    try:
+        report = robustness_report(args.model, args.data, args.split, use_metadata=not args.no_metadata)
+    except (BundleError, DatasetError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    text = json.dumps(report, indent=2)
+    if args.json:
+        Path(args.json).write_text(text + "\n")
+    print(text)
+    return 0
+
+
+def run_compare(args) -> int:
+    from melanoma.bundle import BundleError
+    from melanoma.lab.compare import compare_bundles
+
+    try:
+        result = compare_bundles(args.baseline, args.candidate, args.data, use_metadata=not args.no_metadata)
+    except (BundleError, RuntimeError) as error:  # DatasetError included
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(json.dumps(result, indent=2))
     return 0
 
 
@@ -197,10 +264,18 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--model", default=None, help="bundle folder (default: the shipped one in models/)")
     evaluate.add_argument("--data", required=True, help="HAM10000-format folder")
     evaluate.add_argument("--json", help="also write the metrics to this file")
+    evaluate.add_argument("--no-metadata", action="store_true",
+                          help="classify from the images alone, even where the bundle takes patient metadata")
 
     predict = commands.add_parser("predict", help="P(melanoma) and the call for image files")
     predict.add_argument("--model", default=None, help="bundle folder (default: the shipped one in models/)")
     predict.add_argument("--json", action="store_true", help="print JSON instead of lines")
+    predict.add_argument("--metadata", metavar="FILE.csv",
+                         help="patient information per file: HAM10000's columns image_id (matched to each "
+                              "file's name without extension), age, sex, localization; any may be blank")
+    predict.add_argument("--age", help="the patient's age in years (one file only)")
+    predict.add_argument("--sex", help=f"the patient's sex: {', '.join(SEXES)} (one file only)")
+    predict.add_argument("--site", help=f"body site: {', '.join(SITES)} (one file only)")
     predict.add_argument("files", nargs="+", help="image files (JPEG, PNG, ...)")
 
     extras = commands.add_parser(
@@ -210,6 +285,22 @@ def build_parser() -> argparse.ArgumentParser:
                     "its test split, and add them to the bundle. The weights are unchanged.")
     extras.add_argument("--model", default=None, help="bundle folder (default: the shipped one in models/)")
     extras.add_argument("--data", required=True, help="the HAM10000-format folder the bundle was trained on")
+
+    robustness = commands.add_parser(
+        "robustness", help="ROC-AUC under synthetic camera shifts, and the dark-corner shortcut measures")
+    robustness.add_argument("--model", default=None, help="bundle folder (default: the shipped one in models/)")
+    robustness.add_argument("--data", required=True, help="HAM10000-format folder the bundle was trained on")
+    robustness.add_argument("--split", choices=("validation", "test"), default="validation",
+                            help="which of the bundle's splits (default %(default)s; test once, for what ships)")
+    robustness.add_argument("--no-metadata", action="store_true", help="the images alone")
+    robustness.add_argument("--json", help="also write the report to this file")
+
+    compare = commands.add_parser("compare", help="two bundles on the same validation images: AUC difference "
+                                                  "with a lesion-level bootstrap interval")
+    compare.add_argument("--data", required=True, help="HAM10000-format folder both bundles were trained on")
+    compare.add_argument("--baseline", required=True, help="bundle folder")
+    compare.add_argument("--candidate", required=True, help="bundle folder")
+    compare.add_argument("--no-metadata", action="store_true", help="the candidate's image-only mode")
 
     bench = commands.add_parser("bench", help="latency and throughput, each against its baseline in the same run")
     bench.add_argument("--model", default=None, help="bundle folder (default: the shipped one in models/)")
@@ -259,5 +350,6 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     handlers = {"train": run_train, "evaluate": run_evaluate, "predict": run_predict, "extras": run_extras,
-                "bench": run_bench, "experiments": run_experiments}
+                "bench": run_bench, "robustness": run_robustness, "compare": run_compare,
+                "experiments": run_experiments}
     return handlers[args.command](args)

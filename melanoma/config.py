@@ -7,9 +7,14 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
+# The method's input size (v1's). A bundle records its own size; `train --image-size` sets it.
 IMAGE_HEIGHT = 75
 IMAGE_WIDTH = 100
 IMAGE_SHAPE = (IMAGE_HEIGHT, IMAGE_WIDTH, 3)
+# Every HAM10000 photo is 4:3 (width:height); photos of other shapes are centre-cropped to it.
+IMAGE_ASPECT = 4 / 3
+# Shades of Gray colour constancy (Finlayson & Trezzi, 2004), as the ISIC 2019 winners used it.
+SHADES_OF_GRAY_POWER = 6
 CLASS_NAMES = ("not melanoma", "melanoma")
 MELANOMA_DX = "mel"
 KNOWN_DX = ("akiec", "bcc", "bkl", "df", "mel", "nv", "vasc")
@@ -23,6 +28,13 @@ DX_NAMES = {
     "vasc": "Vascular lesion",
 }
 METADATA_FILE = "HAM10000_metadata.csv"
+# Patient information the network may be given (never dx_type: it gives the answer away). Each
+# field is optional everywhere; "unknown" in HAM10000's CSV means not given.
+SEXES = ("male", "female")
+SITES = ("abdomen", "acral", "back", "chest", "ear", "face", "foot", "genital", "hand",
+         "lower extremity", "neck", "scalp", "trunk", "upper extremity")
+MAX_AGE = 120
+AGE_SCALE = 100.0  # ages enter the network as years / AGE_SCALE
 HAM10000_IMAGES = 10_015  # in the published dataset; a copy may hold fewer (the development copy: 8,980)
 DX_TYPE_NAMES = {"histo": "histopathology", "follow_up": "follow-up examination",
                  "consensus": "expert consensus", "confocal": "confocal microscopy"}
@@ -81,6 +93,22 @@ class TrainConfig:
     # quick experiments are scored on the same validation images as the full run.
     train_subset: int | None = None
     distribute: str = "none"
+    # What the network is given. Model v1: the method's 75x100 pixels and nothing else.
+    image_size: tuple[int, int] = (IMAGE_HEIGHT, IMAGE_WIDTH)  # height, width
+    colour_constancy: bool = False  # Shades of Gray inside prepare_image (training and inference)
+    metadata: bool = False  # age, sex and body site through a small branch joined to the pooled features
+    # Each field of a training image's metadata is hidden this often, so the network also answers
+    # with some or none of them (hidden = "unknown", as a missing field at inference).
+    metadata_hide_probability: float = 0.4
+    # A round dermatoscope field (dark outside an ellipse) drawn on this share of training images of
+    # both classes, so a dark corner stops predicting melanoma.
+    vignette_probability: float = 0.0
+    # Camera shifts in training: per-channel gains up to +-this (white balance), gamma and blur;
+    # 0 keeps the method's mild colour jitter only.
+    camera_jitter: float = 0.0
+    # Progressive resizing: start from this bundle's weights (layers that fit by name and shape);
+    # the bundle records the lineage.
+    init_from: str | None = None
 
     @property
     def effective_training_seed(self) -> int:
@@ -94,7 +122,10 @@ class TrainConfig:
         """The settings this class knows, from a mapping that may hold others (CLI args, an
         older bundle's train_config.json)."""
         known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in settings.items() if k in known})
+        settings = {k: v for k, v in settings.items() if k in known}
+        if "image_size" in settings:  # a list once it has been through JSON
+            settings["image_size"] = tuple(int(side) for side in settings["image_size"])
+        return cls(**settings)
 
 # How a call is worded for a clinician: a triage hint, never a diagnosis.
 CALL_SUSPICIOUS = "suspicious for melanoma - refer"

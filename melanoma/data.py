@@ -14,9 +14,9 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold
 
-from melanoma.config import (CLASS_NAMES, IMAGE_SHAPE, IMAGES_DIR, KNOWN_DX, MELANOMA_DX, METADATA_FILE,
-                             REQUIRED_COLUMNS, TrainConfig)
-from melanoma.images import ImageRejected, prepare_path
+from melanoma.config import (CLASS_NAMES, IMAGES_DIR, KNOWN_DX, MELANOMA_DX, METADATA_FILE, REQUIRED_COLUMNS,
+                             TrainConfig)
+from melanoma.images import ImageRejected, ImageSpec, prepare_path
 
 
 class DatasetError(RuntimeError):
@@ -26,8 +26,15 @@ class DatasetError(RuntimeError):
 @dataclass
 class LoadedDataset:
     frame: pd.DataFrame  # cleansed metadata, one row per usable image, with `label`
-    images: np.ndarray  # uint8 (N, 75, 100, 3), row-aligned with `frame`
+    images: np.ndarray  # uint8 (N, height, width, 3) of the ImageSpec it was loaded with, row-aligned with `frame`
     dropped: list[dict] = field(default_factory=list)  # {image_id, reason} per dropped row
+
+    @property
+    def metadata(self) -> np.ndarray:
+        """Each image's patient information (age, sex, site) as the network takes it."""
+        from melanoma.patient import encode_frame
+
+        return encode_frame(self.frame)
 
     @property
     def labels(self) -> np.ndarray:
@@ -90,7 +97,7 @@ def stratified_subset(frame: pd.DataFrame, max_images: int, seed: int) -> pd.Dat
     return frame.iloc[stratified_subset_rows(frame, max_images, seed)].reset_index(drop=True)
 
 
-def load_images(frame: pd.DataFrame, data_dir: str | Path, workers: int = 4
+def load_images(frame: pd.DataFrame, data_dir: str | Path, spec: ImageSpec = ImageSpec(), workers: int = 4
                 ) -> tuple[pd.DataFrame, np.ndarray, list[dict]]:
     """Decodes every image once (the cache for all epochs); unreadable ones are dropped with
     their reason."""
@@ -98,7 +105,7 @@ def load_images(frame: pd.DataFrame, data_dir: str | Path, workers: int = 4
 
     def load(image_id: str):
         try:
-            return prepare_path(image_dir / f"{image_id}.jpg", display=False).model_input, None
+            return prepare_path(image_dir / f"{image_id}.jpg", spec).model_input, None
         except ImageRejected as error:
             return None, str(error)
 
@@ -108,15 +115,16 @@ def load_images(frame: pd.DataFrame, data_dir: str | Path, workers: int = 4
     dropped = [{"image_id": image_id, "reason": "unusable image", "detail": reason}
                for image_id, (array, reason) in zip(frame["image_id"], results) if array is None]
     arrays = [array for array, _ in results if array is not None]
-    images = np.stack(arrays) if arrays else np.zeros((0, *IMAGE_SHAPE), np.uint8)
+    images = np.stack(arrays) if arrays else np.zeros((0, *spec.shape), np.uint8)
     return frame[keep].reset_index(drop=True), images, dropped
 
 
-def load_dataset(data_dir: str | Path, max_images: int | None = None, seed: int = 0) -> LoadedDataset:
+def load_dataset(data_dir: str | Path, max_images: int | None = None, seed: int = 0,
+                 spec: ImageSpec = ImageSpec()) -> LoadedDataset:
     frame, dropped = cleanse(read_metadata(data_dir))
     if max_images:
         frame = stratified_subset(frame, max_images, seed)
-    frame, images, bad_images = load_images(frame, data_dir)
+    frame, images, bad_images = load_images(frame, data_dir, spec)
     dropped += bad_images
     if len(frame) == 0:
         raise DatasetError(f"no usable images in {data_dir} ({len(dropped)} rows dropped)")
@@ -164,13 +172,16 @@ def balanced_epoch_indices(labels: np.ndarray, factor: float, rng: np.random.Gen
 
 
 def make_augmenter(config: TrainConfig):
-    """Rotation, crop-and-scale, flips and mild colour jitter. Applied to both classes alike:
+    """Rotation, crop-and-scale, flips and mild colour jitter; then, where the settings ask, the
+    dermatoscope's round field and camera shifts (`augment.py`). Applied to both classes alike:
     augmenting melanoma only (as the method does) teaches the network that rotation artefacts
     mean melanoma. Reflect padding avoids black corners for the same reason."""
     import keras
     from keras import layers
 
-    return keras.Sequential([
+    from melanoma.augment import RandomCameraShift, RandomDermatoscopeField
+
+    steps = [
         layers.RandomFlip("horizontal_and_vertical"),
         layers.RandomRotation(config.rotation, fill_mode="reflect"),
         layers.RandomZoom((-config.zoom, config.zoom), fill_mode="reflect"),
@@ -178,34 +189,48 @@ def make_augmenter(config: TrainConfig):
         layers.RandomBrightness(config.color_jitter, value_range=(0, 255)),
         layers.RandomContrast(config.color_jitter),
         layers.RandomSaturation((0.5 - config.color_jitter, 0.5 + config.color_jitter)),
-    ], name="augment")
+    ]
+    if config.camera_jitter:
+        steps.append(RandomCameraShift(config.camera_jitter, name="camera_shift"))
+    if config.vignette_probability:
+        steps.append(RandomDermatoscopeField(config.vignette_probability, name="dermatoscope_field"))
+    return keras.Sequential(steps, name="augment")
 
 
 def make_train_dataset(images: np.ndarray, labels: np.ndarray, indices: np.ndarray,
-                       config: TrainConfig, augmenter=None, diagnoses: np.ndarray | None = None):
-    """Batches of (float32 images in [0, 255], one-hot labels); with `diagnoses`, the targets are
-    {"predictions": one-hot labels, "diagnosis": one-hot diagnoses} for the auxiliary head."""
+                       config: TrainConfig, augmenter=None, diagnoses: np.ndarray | None = None,
+                       metadata: np.ndarray | None = None):
+    """Batches of (float32 images in [0, 255], one-hot labels). With `metadata` (one row per
+    image, fields already hidden as the epoch draws them), the inputs are {"image", "metadata"};
+    with `diagnoses`, the targets are {"predictions": one-hot labels, "diagnosis": one-hot
+    diagnoses} for the second head."""
     import keras
 
     if keras.backend.backend() != "tensorflow":
         from melanoma.batches import AugmentedBatches
 
-        return AugmentedBatches(images, labels, indices, config.batch_size, augmenter, diagnoses=diagnoses)
+        return AugmentedBatches(images, labels, indices, config.batch_size, augmenter, diagnoses=diagnoses,
+                                metadata=metadata)
     import tensorflow as tf
 
     targets = labels[indices] if diagnoses is None else (labels[indices], diagnoses[indices])
-    dataset = tf.data.Dataset.from_tensor_slices((images[indices], targets))
+    inputs = images[indices] if metadata is None else (images[indices], metadata[indices])
+    dataset = tf.data.Dataset.from_tensor_slices((inputs, targets))
     dataset = dataset.batch(config.batch_size, drop_remainder=True)
     options = tf.data.Options()  # in-memory data: multi-worker runs shard by element, not by file
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     dataset = dataset.with_options(options)
-    if augmenter is not None:
-        dataset = dataset.map(
-            lambda x, y: (tf.clip_by_value(augmenter(tf.cast(x, tf.float32), training=True), 0.0, 255.0), y),
-            num_parallel_calls=tf.data.AUTOTUNE)
-    else:
-        dataset = dataset.map(lambda x, y: (tf.cast(x, tf.float32), y))
-    return dataset.map(lambda x, y: (x, one_hot_targets(y, tf.one_hot))).prefetch(tf.data.AUTOTUNE)
+
+    def prepare(x):
+        x = tf.cast(x, tf.float32)
+        return x if augmenter is None else tf.clip_by_value(augmenter(x, training=True), 0.0, 255.0)
+
+    def to_inputs(x):
+        return prepare(x) if metadata is None else {"image": prepare(x[0]), "metadata": x[1]}
+
+    dataset = dataset.map(lambda x, y: (to_inputs(x), one_hot_targets(y, tf.one_hot)),
+                          num_parallel_calls=tf.data.AUTOTUNE)
+    return dataset.prefetch(tf.data.AUTOTUNE)
 
 
 def one_hot_targets(targets, one_hot):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 
-from melanoma.config import CLASS_NAMES, IMAGE_SHAPE, TrainConfig
+from melanoma.config import CLASS_NAMES, TrainConfig
 
 
 class OneDevice:
@@ -76,7 +76,7 @@ class MultiWorkerEpoch:
 
         self.model, self.strategy = model, strategy
         # Build the compiled metrics from shapes (fit does this from a reduced sample batch).
-        model._symbolic_build(data_batch=(keras.KerasTensor((config.batch_size, *IMAGE_SHAPE), "float32"),
+        model._symbolic_build(data_batch=(keras.KerasTensor((config.batch_size, *config.image_size, 3), "float32"),
                                           keras.KerasTensor((config.batch_size, len(CLASS_NAMES)), "float32")))
 
         @tf.function

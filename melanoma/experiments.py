@@ -228,9 +228,10 @@ def flip_averaging(model_dir, data_dir) -> dict:
 
     predictor = Predictor.from_bundle(model_dir)
     config = TrainConfig.from_dict(predictor.bundle.train_config)
-    dataset = load_dataset(data_dir, config.max_images, config.seed)
+    dataset = load_dataset(data_dir, config.max_images, config.seed, predictor.image_spec)
     val = make_split(dataset.frame, config).val
-    views = [predictor.probabilities(np.ascontiguousarray(v)) for v in flip_views(dataset.images[val])]
+    metadata = dataset.metadata[val]
+    views = [predictor.probabilities(np.ascontiguousarray(v), metadata) for v in flip_views(dataset.images[val])]
     labels = dataset.labels[val]
     return {"single_view_val_auc": roc_auc(labels, views[0]),
             "flip_average_val_auc": roc_auc(labels, np.mean(views, axis=0))}

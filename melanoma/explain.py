@@ -13,7 +13,8 @@ import threading
 import numpy as np
 from PIL import Image
 
-from melanoma.config import DEFAULT_GRADCAM_LAYER, IMAGE_HEIGHT, IMAGE_SHAPE, IMAGE_WIDTH
+from melanoma.config import DEFAULT_GRADCAM_LAYER
+from melanoma.patient import METADATA_FEATURES, NO_INFORMATION, PatientInfo
 
 GRADCAM = "Grad-CAM"
 GRADCAM_PLUS_PLUS = "Grad-CAM++"
@@ -39,10 +40,11 @@ def _graph_safe_gradcam_class():
     return GraphSafeGradcam
 
 
-def _coarse_cam(visualizer, score, layer: str, images):
+def _coarse_cam(visualizer, score, layer: str, images, metadata=None):
     # seek_penultimate_conv_layer=False: otherwise tf-keras-vis swaps a block's output for the last
     # Conv2D before it (conv4_block6_3_conv: before batch norm, the shortcut and the ReLU).
-    return visualizer(score, images, penultimate_layer=layer, seek_penultimate_conv_layer=False,
+    seed = images if metadata is None else [images, metadata]
+    return visualizer(score, seed, penultimate_layer=layer, seek_penultimate_conv_layer=False,
                       expand_cam=False, normalize_cam=False)
 
 
@@ -54,9 +56,15 @@ class Explainer:
         from tf_keras_vis.gradcam_plus_plus import GradcamPlusPlus
         from tf_keras_vis.utils.model_modifiers import ReplaceToLinear
 
+        from melanoma.inference import takes_metadata
+        from melanoma.model import single_output_network
+
+        self.image_shape = tuple(model.get_layer("image").output.shape[1:])
+        self.takes_metadata = takes_metadata(model)
         # Scores are taken before the softmax (a saturated softmax has no gradient). The copy
         # keeps the predictor's own network untouched; both methods share it.
-        gradcam = _graph_safe_gradcam_class()(model, model_modifier=ReplaceToLinear(), clone=True)
+        gradcam = _graph_safe_gradcam_class()(single_output_network(model), model_modifier=ReplaceToLinear(),
+                                              clone=True)
         self._visualizers = {GRADCAM: gradcam, GRADCAM_PLUS_PLUS: GradcamPlusPlus(gradcam.model, clone=False)}
         self.layer_names = {layer.name for layer in gradcam.model.layers}
         self._compiled = {}
@@ -80,17 +88,24 @@ class Explainer:
         # A partial, not a closure: TensorFlow counts traces per code object and would warn about
         # "excessive retracing" after the fifth pair, though each pair is traced only once.
         cam = functools.partial(_coarse_cam, self._visualizers[method], CategoricalScore(MELANOMA_CLASS), layer)
-        return tf.function(cam, input_signature=[tf.TensorSpec((1, *IMAGE_SHAPE), tf.float32)])
+        signature = [tf.TensorSpec((1, *self.image_shape), tf.float32)]
+        if self.takes_metadata:
+            signature.append(tf.TensorSpec((1, METADATA_FEATURES), tf.float32))
+        return tf.function(cam, input_signature=signature)
 
     def heatmap(self, model_input: np.ndarray, layer: str = DEFAULT_GRADCAM_LAYER,
-                method: str = GRADCAM) -> np.ndarray:
-        """uint8 (75, 100, 3) network input -> float32 (75, 100) map in [0, 1], 1 where the map is
-        highest; all zeros where it is flat."""
-        if model_input.shape != IMAGE_SHAPE:
-            raise ValueError(f"expected an image of shape {IMAGE_SHAPE}, got {model_input.shape}")
-        images = np.asarray(model_input, np.float32)[None]
-        cam = np.asarray(self._cam_function(layer, method)(images))[0]
-        return normalize(resize_map(cam, (IMAGE_WIDTH, IMAGE_HEIGHT), Image.Resampling.BILINEAR))
+                method: str = GRADCAM, patient: PatientInfo = NO_INFORMATION) -> np.ndarray:
+        """uint8 (H, W, 3) network input -> float32 (H, W) map in [0, 1], 1 where the map is
+        highest; all zeros where it is flat. A metadata network is given the patient's information,
+        so the map explains the probability shown with it."""
+        if tuple(model_input.shape) != self.image_shape:
+            raise ValueError(f"expected an image of shape {self.image_shape}, got {model_input.shape}")
+        inputs = [np.asarray(model_input, np.float32)[None]]
+        if self.takes_metadata:
+            inputs.append(patient.encode()[None])
+        cam = np.asarray(self._cam_function(layer, method)(*inputs))[0]
+        height, width, _ = self.image_shape
+        return normalize(resize_map(cam, (width, height), Image.Resampling.BILINEAR))
 
 
 def resize_map(values: np.ndarray, size: tuple[int, int], resample) -> np.ndarray:

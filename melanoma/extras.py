@@ -168,7 +168,7 @@ def add_to_bundle(bundle_dir: str | Path, data_dir: str | Path, log=print) -> Pa
 
     bundle = load_bundle(bundle_dir)
     config = TrainConfig.from_dict(bundle.train_config)
-    dataset = load_dataset(data_dir, config.max_images, config.seed)
+    dataset = load_dataset(data_dir, config.max_images, config.seed, bundle.image_spec)
     split = make_split(dataset.frame, config)
     _check_same_test_split(bundle, dataset.frame["image_id"].iloc[split.test])
     log(f"{len(dataset.frame)} images; split by lesion: train {len(split.train)}, validation {len(split.val)}, "

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from melanoma.config import FEATURE_LAYER, INFERENCE_JIT_COMPILE, NOVELTY_LAYER, PREDICT_BATCH
+from melanoma.patient import METADATA_FEATURES
 
 FEATURES = "features"
 NOVELTY_FEATURES = "novelty_features"  # stage 3's activations, pooled: what the not-a-lesion score reads
@@ -17,50 +18,77 @@ MELANOMA_OUTPUT = "predictions"  # the melanoma-vs-not softmax; column 1 is P(me
 DIAGNOSIS_OUTPUT = "diagnosis"  # a network's own 7-diagnosis softmax, where it has one
 
 
+def takes_metadata(model) -> bool:
+    return any(tensor.name == "metadata" for tensor in model.inputs)
+
+
+def melanoma_output(outputs):
+    """The melanoma softmax among a network's outputs (a dict when it has two heads)."""
+    return outputs[MELANOMA_OUTPUT] if isinstance(outputs, dict) else outputs
+
+
+def network_inputs(model, images, metadata):
+    """What `model` is called with: the images, or {"image", "metadata"} for a metadata network."""
+    return {"image": images, "metadata": metadata} if takes_metadata(model) else images
+
+
+def unknown_metadata(count: int) -> np.ndarray:
+    return np.zeros((count, METADATA_FEATURES), np.float32)
+
+
 def feature_network(model):
     """`model` with its pooled features and stage 3's pooled activations as more named outputs;
-    every layer shared."""
+    every layer shared, the same inputs."""
     import keras
 
     outputs = dict(zip(model.output_names, model.outputs))
     outputs[FEATURES] = model.get_layer(FEATURE_LAYER).output
     outputs[NOVELTY_FEATURES] = keras.layers.GlobalAveragePooling2D(name="novelty_pool")(
         model.get_layer(NOVELTY_LAYER).output)
-    return keras.Model(model.inputs, outputs, name=f"{model.name}_with_features")
+    return keras.Model(model.input, outputs, name=f"{model.name}_with_features")
 
 
 def compiled_outputs(network, jit_compile: bool = INFERENCE_JIT_COMPILE):
-    """For a `feature_network`: uint8 or float images (N, H, W, 3) -> {output name: array (N, ...)},
-    traced once per input shape."""
+    """For a `feature_network`: (uint8 or float images (N, H, W, 3), metadata (N, METADATA_FEATURES))
+    -> {output name: array (N, ...)}, traced once per input shape. A network that takes no metadata
+    ignores it."""
     import keras
 
     if keras.backend.backend() != "tensorflow":
-        return lambda images: network.predict_on_batch(np.asarray(images, np.float32))
+        return lambda images, metadata: network.predict_on_batch(
+            network_inputs(network, np.asarray(images, np.float32), np.asarray(metadata, np.float32)))
     import tensorflow as tf
 
     @tf.function(jit_compile=jit_compile, reduce_retracing=True)
-    def forward(images):
-        return network(tf.cast(images, tf.float32), training=False)
+    def forward(images, metadata):
+        return network(network_inputs(network, tf.cast(images, tf.float32), tf.cast(metadata, tf.float32)),
+                       training=False)
 
     return forward
 
 
-def eager_outputs(network, images: np.ndarray) -> dict[str, np.ndarray]:
+def eager_outputs(network, images: np.ndarray, metadata: np.ndarray) -> dict[str, np.ndarray]:
     """The same outputs without tracing (a process's first few images: see inference)."""
-    return _to_numpy(network(np.asarray(images, np.float32), training=False))
+    return _to_numpy(network(network_inputs(network, np.asarray(images, np.float32),
+                                            np.asarray(metadata, np.float32)), training=False))
 
 
-def in_fixed_batches(forward, images: np.ndarray, batch_size: int = PREDICT_BATCH):
-    """`forward` over uint8 images (N, H, W, 3) in batches of one fixed shape (the last one padded), so
-    a compiled function is traced for 1 image and for `batch_size`, never again. `forward` returns an
-    array or a dict of arrays; so does this, with N rows."""
+def in_fixed_batches(forward, images: np.ndarray, metadata: np.ndarray | None = None,
+                     batch_size: int = PREDICT_BATCH):
+    """`forward(images, metadata)` over uint8 images (N, H, W, 3) and their metadata vectors (default:
+    nothing known) in batches of one fixed shape (the last one padded), so a compiled function is
+    traced for 1 image and for `batch_size`, never again. `forward` returns an array or a dict of
+    arrays; so does this, with N rows."""
+    metadata = unknown_metadata(len(images)) if metadata is None else np.asarray(metadata, np.float32)
     if len(images) == 1:
-        return _to_numpy(forward(images))
+        return _to_numpy(forward(images, metadata))
     chunks = []
     for start in range(0, len(images), batch_size):
-        chunk = images[start:start + batch_size]
-        padded = np.concatenate([chunk, np.zeros((batch_size - len(chunk), *chunk.shape[1:]), chunk.dtype)])
-        chunks.append(_rows(_to_numpy(forward(padded)), len(chunk)))
+        chunk, chunk_metadata = images[start:start + batch_size], metadata[start:start + batch_size]
+        padding = batch_size - len(chunk)
+        padded = np.concatenate([chunk, np.zeros((padding, *chunk.shape[1:]), chunk.dtype)])
+        chunks.append(_rows(_to_numpy(forward(padded, np.concatenate([chunk_metadata, unknown_metadata(padding)]))),
+                            len(chunk)))
     if isinstance(chunks[0], dict):
         return {name: np.concatenate([chunk[name] for chunk in chunks]) for name in chunks[0]}
     return np.concatenate(chunks)
@@ -78,10 +106,12 @@ def _rows(result, count: int):
     return result[:count]
 
 
-def extract(model, images: np.ndarray) -> dict[str, np.ndarray]:
-    """Every output and the pooled features of many images (float32), through the compiled path."""
+def extract(model, images: np.ndarray, metadata: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Every output and the pooled features of many images (float32), through the compiled path;
+    metadata defaults to nothing known (the pooled image features do not depend on it)."""
     network = feature_network(model)
     if len(images) == 0:  # the outputs' shapes, with no rows
-        return {name: value[:0] for name, value in eager_outputs(network, np.zeros((1, *images.shape[1:]))).items()}
-    outputs = in_fixed_batches(compiled_outputs(network), images)
+        empty = np.zeros((1, *images.shape[1:]))
+        return {name: value[:0] for name, value in eager_outputs(network, empty, unknown_metadata(1)).items()}
+    outputs = in_fixed_batches(compiled_outputs(network), images, metadata)
     return {name: value.astype(np.float32) for name, value in outputs.items()}

@@ -14,22 +14,40 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from melanoma.config import (ACCEPTED_FORMATS, IMAGE_HEIGHT, IMAGE_WIDTH, MAX_IMAGE_PIXELS,
-                             MIN_IMAGE_SIDE)
+from melanoma.config import (ACCEPTED_FORMATS, IMAGE_ASPECT, IMAGE_HEIGHT, IMAGE_WIDTH, MAX_IMAGE_PIXELS,
+                             MIN_IMAGE_SIDE, SHADES_OF_GRAY_POWER)
 
 # Pillow raises DecompressionBombError past twice this; we refuse past it ourselves, from the header.
 Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
 DISPLAY_WIDTH = 400  # the photo shown beside its Grad-CAM overlay
-TARGET_ASPECT = IMAGE_WIDTH / IMAGE_HEIGHT
 
 
 class ImageRejected(ValueError):
     """The input cannot be assessed; str() is a one-line reason meant for the user."""
 
 
+@dataclass(frozen=True)
+class ImageSpec:
+    """What a network is fed: its input size, and whether colours are normalised first. A bundle
+    records its own (`Bundle.image_spec`); the default is the method's, model v1's."""
+
+    height: int = IMAGE_HEIGHT
+    width: int = IMAGE_WIDTH
+    colour_constancy: bool = False
+
+    @classmethod
+    def from_config(cls, config) -> "ImageSpec":
+        height, width = config.image_size
+        return cls(height=height, width=width, colour_constancy=config.colour_constancy)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return (self.height, self.width, 3)
+
+
 @dataclass
 class PreparedImage:
-    model_input: np.ndarray  # uint8, (IMAGE_HEIGHT, IMAGE_WIDTH, 3)
+    model_input: np.ndarray  # uint8, (spec.height, spec.width, 3)
     display: Image.Image  # the same view (crop, orientation) at a size a person can look at
     original_size: tuple[int, int]  # width, height as uploaded
 
@@ -96,17 +114,27 @@ def _landscape_crop(image: Image.Image) -> Image.Image:
     if image.height > image.width:
         image = image.transpose(Image.Transpose.ROTATE_90)
     width, height = image.size
-    if width / height > TARGET_ASPECT:
-        new_width = round(height * TARGET_ASPECT)
+    if width / height > IMAGE_ASPECT:
+        new_width = round(height * IMAGE_ASPECT)
         left = (width - new_width) // 2
         return image.crop((left, 0, left + new_width, height))
-    new_height = round(width / TARGET_ASPECT)
+    new_height = round(width / IMAGE_ASPECT)
     top = (height - new_height) // 2
     return image.crop((0, top, width, top + new_height))
 
 
-def prepare_image(data: bytes, display: bool = True) -> PreparedImage:
-    """Bytes of an uploaded or stored image -> the network's 75x100x3 uint8 input.
+def shades_of_gray(pixels: np.ndarray, power: int = SHADES_OF_GRAY_POWER) -> np.ndarray:
+    """Colour constancy: each channel scaled so that its power-mean (the illuminant estimate) is
+    the same for all three. One gain per channel undoes a camera's white balance exactly (up to
+    clipping), so photos from other dermatoscopes look like HAM10000's to the network."""
+    values = pixels.astype(np.float32)
+    illuminant = np.mean(values ** power, axis=(0, 1)) ** (1.0 / power)
+    gains = illuminant.mean() / np.maximum(illuminant, 1e-6)
+    return np.clip(values * gains + 0.5, 0, 255).astype(np.uint8)
+
+
+def prepare_image(data: bytes, spec: ImageSpec = ImageSpec(), display: bool = True) -> PreparedImage:
+    """Bytes of an uploaded or stored image -> the network's uint8 input of `spec.shape`.
 
     Raises ImageRejected, and nothing else, for any input it cannot use."""
     image = _open_checked(data)
@@ -114,11 +142,13 @@ def prepare_image(data: bytes, display: bool = True) -> PreparedImage:
     try:
         image = ImageOps.exif_transpose(image)  # before any crop or resize
         image = _landscape_crop(to_rgb(image))
-        model_image = image.resize((IMAGE_WIDTH, IMAGE_HEIGHT), Image.Resampling.BILINEAR)
+        model_image = image.resize((spec.width, spec.height), Image.Resampling.BILINEAR)
         model_input = np.asarray(model_image, dtype=np.uint8)
+        if spec.colour_constancy:
+            model_input = shades_of_gray(model_input)
         shown = None
         if display:
-            display_size = (DISPLAY_WIDTH, round(DISPLAY_WIDTH / TARGET_ASPECT))
+            display_size = (DISPLAY_WIDTH, round(DISPLAY_WIDTH / IMAGE_ASPECT))
             shown = image.resize(display_size, Image.Resampling.BICUBIC)
     except ImageRejected:
         raise
@@ -127,9 +157,12 @@ def prepare_image(data: bytes, display: bool = True) -> PreparedImage:
     return PreparedImage(model_input=model_input, display=shown, original_size=original_size)
 
 
-def prepare_path(path: str | Path, display: bool = False) -> PreparedImage:
+def read_image_file(path: str | Path) -> bytes:
     try:
-        data = Path(path).read_bytes()
+        return Path(path).read_bytes()
     except OSError as error:
         raise ImageRejected(f"cannot read file: {error.strerror or _short(error)}") from None
-    return prepare_image(data, display=display)
+
+
+def prepare_path(path: str | Path, spec: ImageSpec = ImageSpec(), display: bool = False) -> PreparedImage:
+    return prepare_image(read_image_file(path), spec, display=display)

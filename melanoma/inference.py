@@ -19,33 +19,44 @@ import numpy as np
 
 from melanoma.bundle import Bundle, load_bundle, load_model
 from melanoma.calibration import calibrate
-from melanoma.config import (CALL_NOT_SUSPICIOUS, CALL_SUSPICIOUS, EAGER_IMAGES_BEFORE_COMPILING, IMAGE_SHAPE,
+from melanoma.config import (CALL_NOT_SUSPICIOUS, CALL_SUSPICIOUS, EAGER_IMAGES_BEFORE_COMPILING,
                              INFERENCE_JIT_COMPILE, NOT_A_LESION_REASON, PREDICT_BATCH)
 from melanoma.extras import Assessment, Extras
-from melanoma.features import (MELANOMA_OUTPUT, compiled_outputs, eager_outputs, feature_network,
-                               in_fixed_batches)
+# The network's input/output helpers live in features; explain, bench and the lab import them from here.
+from melanoma.features import (MELANOMA_OUTPUT, compiled_outputs, eager_outputs, feature_network,  # noqa: F401
+                               in_fixed_batches, melanoma_output, network_inputs, takes_metadata,
+                               unknown_metadata)
 from melanoma.images import ImageRejected, PreparedImage, prepare_image
+from melanoma.patient import NO_INFORMATION, PatientInfo
 
 
 def compiled_forward(model, jit_compile: bool = INFERENCE_JIT_COMPILE):
+    """(uint8 images (N, H, W, 3), metadata (N, METADATA_FEATURES)) -> the melanoma score (N,).
+    Metadata is ignored by a network that does not take it."""
     import keras
 
     if keras.backend.backend() != "tensorflow":  # training on a lent GPU: Keras compiles predict
-        return lambda images: model.predict_on_batch(np.asarray(images, np.float32))[:, 1]
+        def forward(images, metadata):
+            inputs = network_inputs(model, np.asarray(images, np.float32), np.asarray(metadata, np.float32))
+            return melanoma_output(model.predict_on_batch(inputs))[:, 1]
+        return forward
     import tensorflow as tf
 
     @tf.function(jit_compile=jit_compile, reduce_retracing=True)
-    def forward(images):
-        return model(tf.cast(images, tf.float32), training=False)[:, 1]
+    def forward(images, metadata):
+        inputs = network_inputs(model, tf.cast(images, tf.float32), tf.cast(metadata, tf.float32))
+        return melanoma_output(model(inputs, training=False))[:, 1]
 
     return forward
 
 
-def predict_in_batches(forward, images: np.ndarray, batch_size: int = PREDICT_BATCH) -> np.ndarray:
-    """P(melanoma) for uint8 images (N, H, W, 3); the last batch is padded to the fixed shape."""
+def predict_in_batches(forward, images: np.ndarray, metadata: np.ndarray | None = None,
+                       batch_size: int = PREDICT_BATCH) -> np.ndarray:
+    """Scores for uint8 images (N, H, W, 3) with their metadata vectors (default: nothing known);
+    the last batch is padded to the fixed shape."""
     if len(images) == 0:
         return np.zeros((0,), np.float32)
-    return in_fixed_batches(forward, images, batch_size).astype(np.float32)
+    return in_fixed_batches(forward, images, metadata, batch_size).astype(np.float32)
 
 
 @dataclass
@@ -56,6 +67,10 @@ class Prediction:
     call: str | None = None
     error: str | None = None
     prepared: PreparedImage | None = None
+    threshold: float | None = None  # of the operating mode used (with patient metadata, or image only)
+    patient: PatientInfo = NO_INFORMATION  # what was given; used only where the network takes it
+    metadata_used: bool = False
+    image_only_probability: float | None = None  # beside `probability` when metadata was used
     # The bundle's extras (None for a bundle without them, or a file that could not be read). A
     # file judged not a lesion has an error (no call), and the network's score only here, unreliable.
     assessment: Assessment | None = None
@@ -78,7 +93,10 @@ class Prediction:
                                           "unreliable_probability_melanoma": round(self.unreliable_probability, 4)}
             return result
         result = {"file": self.name, "probability_melanoma": round(self.probability, 4),
-                  "suspicious": self.suspicious, "call": self.call}
+                  "suspicious": self.suspicious, "call": self.call, "threshold": round(self.threshold, 4),
+                  "metadata_used": list(self.patient.given) if self.metadata_used else []}
+        if self.image_only_probability is not None:
+            result["probability_melanoma_image_only"] = round(self.image_only_probability, 4)
         if self.assessment is not None:
             result.update({
                 "differential": {name: round(p, 4) for name, p in self.assessment.differential.items()},
@@ -91,6 +109,8 @@ class Prediction:
 class Predictor:
     def __init__(self, bundle: Bundle):
         self.bundle = bundle
+        self.image_spec = bundle.image_spec
+        self.takes_metadata = bundle.takes_metadata
         self.model = load_model(bundle)
         self.threshold = bundle.threshold
         self.extras = Extras.from_bundle(bundle)
@@ -105,41 +125,72 @@ class Predictor:
     def warm_up(self) -> None:
         """Compiles the single-image function now rather than on a user's upload."""
         self._eager_images_left = 0
-        self.probabilities(np.zeros((1, *IMAGE_SHAPE), np.uint8))
+        self.probabilities(np.zeros((1, *self.image_spec.shape), np.uint8))
 
-    def outputs(self, images: np.ndarray) -> dict[str, np.ndarray]:
-        """The network's outputs and pooled features for uint8 images (N, H, W, 3)."""
+    def outputs(self, images: np.ndarray, metadata: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """The network's outputs and pooled features for uint8 images (N, H, W, 3) with their
+        metadata vectors (default: nothing known)."""
+        metadata = unknown_metadata(len(images)) if metadata is None else np.asarray(metadata, np.float32)
         if 0 < len(images) <= self._eager_images_left:
             self._eager_images_left -= len(images)
-            return eager_outputs(self._network, images)
+            return eager_outputs(self._network, images, metadata)
         self._eager_images_left = 0
         if len(images) == 0:
             return {MELANOMA_OUTPUT: np.zeros((0, 2), np.float32)}
-        return in_fixed_batches(self._forward, images)
+        return in_fixed_batches(self._forward, images, metadata)
 
-    def calibrated(self, outputs: dict[str, np.ndarray]) -> np.ndarray:
-        """P(melanoma), calibrated as the bundle says (its threshold is on the same scale)."""
-        return calibrate(self.bundle.calibration, outputs[MELANOMA_OUTPUT][:, 1].astype(np.float32))
+    def scores(self, images: np.ndarray, metadata: np.ndarray | None = None) -> np.ndarray:
+        """The network's melanoma score, before calibration."""
+        return self.outputs(images, metadata)[MELANOMA_OUTPUT][:, 1].astype(np.float32)
 
-    def probabilities(self, images: np.ndarray) -> np.ndarray:
-        return self.calibrated(self.outputs(images))
+    def probabilities(self, images: np.ndarray, metadata: np.ndarray | None = None) -> np.ndarray:
+        """P(melanoma), calibrated as the bundle says for the mode: with metadata when given (a
+        row of zeros is "nothing known", the image-only mode), else the image alone."""
+        return self.calibrated(self.outputs(images, metadata), metadata)
 
-    def call_for(self, probability: float) -> tuple[bool, str]:
-        suspicious = probability >= self.threshold
+    def calibrated(self, outputs: dict[str, np.ndarray], metadata: np.ndarray | None = None) -> np.ndarray:
+        """`probabilities` from outputs already computed (`outputs`), so the extras share the pass."""
+        scores = outputs[MELANOMA_OUTPUT][:, 1].astype(np.float32)
+        if not self.takes_metadata:
+            return calibrate(self.bundle.calibration, scores)
+        known = np.zeros(len(scores), bool) if metadata is None else np.asarray(metadata).any(axis=1)
+        with_metadata = calibrate(self.bundle.operating_point(True)[1], scores)
+        image_only = calibrate(self.bundle.operating_point(False)[1], scores)
+        return np.where(known, with_metadata, image_only).astype(np.float32)
+
+    def threshold_for(self, with_metadata: bool) -> float:
+        return self.bundle.operating_point(with_metadata and self.takes_metadata)[0]
+
+    def call_for(self, probability: float, with_metadata: bool = False) -> tuple[bool, str]:
+        suspicious = probability >= self.threshold_for(with_metadata)
         return suspicious, CALL_SUSPICIOUS if suspicious else CALL_NOT_SUSPICIOUS
 
-    def classify_bytes(self, name: str, data: bytes, display: bool = False) -> Prediction:
-        """Never raises for bad input: a rejected file comes back with its one-line reason."""
+    def classify_bytes(self, name: str, data: bytes, display: bool = False,
+                       patient: PatientInfo = NO_INFORMATION) -> Prediction:
+        """Never raises for bad input: a rejected file comes back with its one-line reason.
+        Patient information is used where the network takes it; the image-only probability is
+        then given beside, so a user sees what the information changed."""
         try:
-            prepared = prepare_image(data, display=display)
+            prepared = prepare_image(data, self.image_spec, display=display)
         except ImageRejected as error:
-            return Prediction(name=name, error=str(error))
-        outputs = self.outputs(prepared.model_input[None])
-        probability = float(self.calibrated(outputs)[0])
-        assessment = self.extras.assess(outputs, prepared.model_input[None])[0] if self.extras is not None else None
-        if assessment is not None and assessment.not_a_lesion:
-            return Prediction(name=name, error=NOT_A_LESION_REASON, prepared=prepared, assessment=assessment,
-                              unreliable_probability=probability)
-        suspicious, call = self.call_for(probability)
-        return Prediction(name=name, probability=probability, suspicious=suspicious, call=call,
-                          prepared=prepared, assessment=assessment)
+            return Prediction(name=name, error=str(error), patient=patient)
+        images = prepared.model_input[None]
+        use_metadata = self.takes_metadata and bool(patient.given)
+        if use_metadata:
+            metadata = np.stack([patient.encode(), NO_INFORMATION.encode()])
+            outputs = self.outputs(np.concatenate([images, images]), metadata)
+            both = self.calibrated(outputs, metadata)
+            probability, image_only = float(both[0]), float(both[1])
+        else:
+            outputs = self.outputs(images)
+            probability, image_only = float(self.calibrated(outputs)[0]), None
+        assessment = None
+        if self.extras is not None:
+            assessment = self.extras.assess({name: value[:1] for name, value in outputs.items()}, images)[0]
+            if assessment.not_a_lesion:
+                return Prediction(name=name, error=NOT_A_LESION_REASON, prepared=prepared, patient=patient,
+                                  assessment=assessment, unreliable_probability=probability)
+        suspicious, call = self.call_for(probability, use_metadata)
+        return Prediction(name=name, probability=probability, suspicious=suspicious, call=call, prepared=prepared,
+                          threshold=self.threshold_for(use_metadata), patient=patient, metadata_used=use_metadata,
+                          image_only_probability=image_only, assessment=assessment)

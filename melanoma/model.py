@@ -2,7 +2,8 @@
 
 Mirrors `keras.applications.ResNet50` layer for layer (same names, biases on the convolutions,
 same parameter count) so Grad-CAM can address a stage by name, e.g. `conv4_block6_out`; the
-stage layout is data, the blocks are two small functions.
+stage layout is data, the blocks are two small functions. `build_network` adds what a bundle's
+`NetworkSpec` asks for: a patient-metadata branch and a 7-diagnosis head beside the melanoma one.
 """
 from __future__ import annotations
 
@@ -14,6 +15,31 @@ from keras import layers
 from melanoma.config import CLASS_NAMES, IMAGE_SHAPE, KNOWN_DX
 
 BN_EPSILON = 1.001e-5  # keras.applications' value; keeps the numerics of the reference model
+METADATA_UNITS = 32  # the metadata branch's width, joined to the 2048 pooled image features
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    """What a bundle's network takes and gives; the manifest records it (v1: image only, the
+    melanoma head only)."""
+
+    image_shape: tuple[int, int, int] = IMAGE_SHAPE
+    metadata: bool = False
+    diagnosis_head: bool = False
+
+    @classmethod
+    def from_config(cls, config) -> "NetworkSpec":
+        return cls(image_shape=(*config.image_size, 3), metadata=config.metadata,
+                   diagnosis_head=config.diagnosis_loss_weight > 0)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "NetworkSpec":
+        return cls(image_shape=tuple(values["image_shape"]), metadata=bool(values.get("metadata")),
+                   diagnosis_head=bool(values.get("diagnosis_head")))
+
+    def to_dict(self) -> dict:
+        return {"image_shape": list(self.image_shape), "metadata": self.metadata,
+                "diagnosis_head": self.diagnosis_head}
 
 
 @dataclass(frozen=True)
@@ -70,27 +96,53 @@ def stem(x):
     return layers.MaxPooling2D(3, strides=2, name="pool1_pool")(x)
 
 
-def build_resnet50(input_shape=IMAGE_SHAPE, num_classes: int = len(CLASS_NAMES),
-                   stages=RESNET50_STAGES) -> keras.Model:
-    """The network takes RGB pixels in [0, 255]; scaling to [-1, 1] is its first layer, so
-    every caller (training, inference, Grad-CAM) feeds the same thing."""
-    inputs = keras.Input(shape=input_shape, name="image")
-    x = layers.Rescaling(1.0 / 127.5, offset=-1.0, name="rescale")(inputs)
+def pooled_image_features(image, stages=RESNET50_STAGES):
+    """RGB pixels in [0, 255] -> the 2048 pooled features. Scaling to [-1, 1] is the first layer,
+    so every caller (training, inference, Grad-CAM) feeds the same thing."""
+    x = layers.Rescaling(1.0 / 127.5, offset=-1.0, name="rescale")(image)
     x = stem(x)
     for stage_number, stage in enumerate(stages, start=2):
         x = residual_stage(x, stage, name=f"conv{stage_number}")
-    x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    return layers.GlobalAveragePooling2D(name="avg_pool")(x)
+
+
+def build_resnet50(input_shape=IMAGE_SHAPE, num_classes: int = len(CLASS_NAMES),
+                   stages=RESNET50_STAGES) -> keras.Model:
+    """Plain ResNet50 with a softmax head: model v1, layer for layer keras.applications'."""
+    image = keras.Input(shape=input_shape, name="image")
     # float32 output even under a mixed-precision policy: probabilities must not lose precision.
-    outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name="predictions")(x)
-    return keras.Model(inputs, outputs, name="resnet50_from_scratch")
+    outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name="predictions")(
+        pooled_image_features(image, stages))
+    return keras.Model(image, outputs, name="resnet50_from_scratch")
 
 
-def with_diagnosis_head(model: keras.Model, num_diagnoses: int = len(KNOWN_DX)) -> keras.Model:
-    """The training network for an auxiliary task: `model` (every layer shared) plus a head on the
-    pooled features that predicts the diagnosis. The 7 diagnoses tell the network more than
-    melanoma-vs-not does (a naevus and a keratosis are "not melanoma" for different reasons);
-    the head is dropped after training."""
-    features = model.get_layer("avg_pool").output
-    diagnosis = layers.Dense(num_diagnoses, activation="softmax", dtype="float32", name="diagnosis")(features)
-    return keras.Model(model.input, {"predictions": model.output, "diagnosis": diagnosis},
-                       name=f"{model.name}_with_diagnosis_head")
+def build_network(spec: NetworkSpec = NetworkSpec()) -> keras.Model:
+    """The network a spec describes. Inputs: the image, plus {"image", "metadata"} as a dict when
+    it takes patient metadata (an all-zero metadata vector means nothing is known). Outputs: the
+    melanoma softmax, plus {"predictions", "diagnosis"} as a dict with the 7-diagnosis head, which
+    tells the network more than melanoma-vs-not does (a naevus and a keratosis are "not melanoma"
+    for different reasons) and gives the app its differential."""
+    if not spec.metadata and not spec.diagnosis_head:
+        return build_resnet50(spec.image_shape)
+    from melanoma.patient import METADATA_FEATURES
+
+    image = keras.Input(shape=spec.image_shape, name="image")
+    features = pooled_image_features(image)
+    inputs = image
+    if spec.metadata:
+        metadata = keras.Input(shape=(METADATA_FEATURES,), name="metadata")
+        branch = layers.Dense(METADATA_UNITS, activation="relu", name="metadata_dense")(metadata)
+        features = layers.Concatenate(name="image_and_metadata")([features, branch])
+        inputs = {"image": image, "metadata": metadata}
+    melanoma = layers.Dense(len(CLASS_NAMES), activation="softmax", dtype="float32", name="predictions")(features)
+    if not spec.diagnosis_head:
+        return keras.Model(inputs, melanoma, name="resnet50_with_metadata")
+    diagnosis = layers.Dense(len(KNOWN_DX), activation="softmax", dtype="float32", name="diagnosis")(features)
+    return keras.Model(inputs, {"predictions": melanoma, "diagnosis": diagnosis}, name="resnet50_two_heads")
+
+
+def single_output_network(model) -> keras.Model:
+    """The same layers with the inputs as a list (image first) and the melanoma softmax as the
+    only output: what Grad-CAM's tf-keras-vis expects."""
+    inputs = sorted(model.inputs, key=lambda tensor: tensor.name != "image")
+    return keras.Model(inputs, model.get_layer("predictions").output, name=f"{model.name}_melanoma")

@@ -19,24 +19,26 @@ import pandas as pd
 from melanoma.config import TrainConfig
 from melanoma.distribute import MultiWorkerEpoch, is_chief, make_strategy
 from melanoma.fileio import atomic_write_bytes, atomic_write_json, atomic_write_text
+from melanoma.patient import hide_at_random
 
 CHECKPOINT = "checkpoint.npz"
 RUN_CONFIG = "config.json"
 RUN_HISTORY = "history.csv"
 BEST_WEIGHTS = "best.weights.npz"  # the epoch with the best validation AUC so far
+LINEAGE = "lineage.json"  # the bundles whose weights the run started from (progressive resizing)
 # Settings that may change when resuming (e.g. train longer); any other change needs a new run.
 RESUMABLE_CHANGES = {"epochs", "distribute", "jit_compile"}
+METADATA_HIDING_STREAM = 1  # seeds the per-epoch metadata hiding apart from the epoch's sampling
 
 
 def build_and_compile(config: TrainConfig, steps_per_epoch: int):
-    """(the network, the model that trains it): the same object, unless the auxiliary diagnosis
-    head is on; then the trainer is the network plus that head, every other layer shared."""
+    """The network the settings describe (`NetworkSpec.from_config`), compiled for training: with
+    the diagnosis head, a loss per head, the diagnosis one weighted by `diagnosis_loss_weight`."""
     import keras
 
-    from melanoma.model import build_resnet50, with_diagnosis_head
+    from melanoma.model import NetworkSpec, build_network
 
-    model = build_resnet50()
-    trainer = with_diagnosis_head(model) if config.diagnosis_loss_weight else model
+    model = build_network(NetworkSpec.from_config(config))
     total_steps = max(1, config.epochs * steps_per_epoch)
     warmup_steps = min(config.warmup_epochs * steps_per_epoch, total_steps // 2)
     schedule = keras.optimizers.schedules.CosineDecay(
@@ -46,15 +48,37 @@ def build_and_compile(config: TrainConfig, steps_per_epoch: int):
     loss = keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing)
     metrics = [keras.metrics.CategoricalAccuracy(name="accuracy"), keras.metrics.AUC(name="auc")]
     loss_weights = None
-    if trainer is not model:
+    if config.diagnosis_loss_weight:
         loss, metrics = {"predictions": loss, "diagnosis": loss}, {"predictions": metrics}
         loss_weights = {"predictions": 1.0, "diagnosis": config.diagnosis_loss_weight}
-    trainer.compile(
+    model.compile(
         optimizer=keras.optimizers.AdamW(learning_rate=schedule, weight_decay=config.weight_decay),
         loss=loss, loss_weights=loss_weights, metrics=metrics, jit_compile=config.jit_compile,
     )
-    trainer.optimizer.build(trainer.trainable_variables)
-    return model, trainer
+    model.optimizer.build(model.trainable_variables)
+    return model
+
+
+def start_from_bundle(model, bundle_path) -> list[dict]:
+    """Progressive resizing: copies every weight of the bundle's network that fits this one by name
+    and shape (a convolution's kernel does not depend on the image size); the rest keep their fresh
+    initialisation (e.g. a head that now also sees metadata). Returns the lineage to record: the
+    bundle's own, then the bundle."""
+    from melanoma.bundle import load_bundle
+
+    bundle = load_bundle(bundle_path)
+    wanted = {variable.path: variable for variable in model.weights}
+    copied = 0
+    with np.load(bundle.weights_path, allow_pickle=False) as arrays:
+        for path in arrays.files:
+            if path in wanted and tuple(arrays[path].shape) == tuple(wanted[path].shape):
+                wanted[path].assign(arrays[path].astype(wanted[path].dtype))
+                copied += 1
+    log(f"started from {bundle.path.name}: {copied} of {len(wanted)} weight arrays copied, the rest fresh")
+    return [*bundle.manifest.get("lineage", []), {
+        "bundle": bundle.manifest.get("name"), "weights_sha256": bundle.manifest["weights_sha256"],
+        "input_shape": bundle.manifest["input_shape"], "train_config": bundle.train_config,
+        "weight_arrays_copied": copied}]
 
 
 def epoch_logs(history: dict) -> dict:
@@ -111,10 +135,12 @@ def log(message: str) -> None:
 def load_and_split(data_dir, config: TrainConfig):
     from melanoma import data as data_mod
 
+    from melanoma.images import ImageSpec
+
     log(f"loading {data_dir} ...")
     started = time.time()
     total_rows = len(data_mod.read_metadata(data_dir))
-    dataset = data_mod.load_dataset(data_dir, config.max_images, config.seed)
+    dataset = data_mod.load_dataset(data_dir, config.max_images, config.seed, ImageSpec.from_config(config))
     split = data_mod.make_split(dataset.frame, config)
     log(f"{len(dataset.frame)} images ({dataset.labels.sum()} melanoma) of {total_rows} rows in "
         f"{time.time() - started:.0f}s; dropped {len(dataset.dropped)}: "
@@ -139,9 +165,9 @@ def train(data_dir: str | Path, out_dir: str | Path, config: TrainConfig,
     from melanoma.evaluate import roc_auc
     from melanoma.inference import compiled_forward, predict_in_batches
 
-    if config.diagnosis_loss_weight and config.distribute == "multiworker":
-        raise SystemExit("error: the diagnosis head (--diagnosis-loss-weight) does not train under "
-                         "--distribute multiworker; use none or mirrored")
+    if (config.diagnosis_loss_weight or config.metadata) and config.distribute == "multiworker":
+        raise SystemExit("error: the diagnosis head (--diagnosis-loss-weight) and --metadata do not train "
+                         "under --distribute multiworker; use none or mirrored")
     out_dir = Path(out_dir)
     run_dir = Path(run_dir) if run_dir else Path("runs") / out_dir.name
     strategy = make_strategy(config.distribute)
@@ -165,16 +191,24 @@ def train(data_dir: str | Path, out_dir: str | Path, config: TrainConfig,
             f"{config.batch_size} ({config.batch_size // strategy.num_replicas_in_sync} per replica)")
 
     with strategy.scope():
-        model, trainer = build_and_compile(config, steps_per_epoch)
+        model = build_and_compile(config, steps_per_epoch)
     augmenter = data_mod.make_augmenter(config)
-    diagnoses = dataset.diagnoses[split.train] if trainer is not model else None
+    diagnoses = dataset.diagnoses[split.train] if config.diagnosis_loss_weight else None
+    train_metadata = dataset.metadata[split.train] if config.metadata else None
+    val_metadata = dataset.metadata[split.val]
     forward = compiled_forward(model)
     multiworker = MultiWorkerEpoch(model, strategy, config) if config.distribute == "multiworker" else None
 
     start_epoch, history, best = 0, [], {"val_auc": -1.0, "epoch": 0}
     best_weights_path = run_dir / BEST_WEIGHTS
+    if (run_dir / LINEAGE).exists():  # recorded when the run started: the bundle may have changed since
+        lineage = json.loads((run_dir / LINEAGE).read_text())
+    else:
+        lineage = start_from_bundle(model, config.init_from) if config.init_from else []
+        if chief:
+            atomic_write_json(run_dir / LINEAGE, lineage)
     if (run_dir / CHECKPOINT).exists():
-        start_epoch, history, best = restore_checkpoint(run_dir, trainer)
+        start_epoch, history, best = restore_checkpoint(run_dir, model)
         log(f"resuming after epoch {start_epoch} (best val AUC {best['val_auc']:.4f} at epoch {best['epoch']})")
 
     verbose = 1 if sys.stdout.isatty() else 2
@@ -186,16 +220,21 @@ def train(data_dir: str | Path, out_dir: str | Path, config: TrainConfig,
     for epoch in range(start_epoch, last_epoch):
         indices = data_mod.balanced_epoch_indices(train_labels, config.melanoma_per_epoch_factor,
                                                   np.random.default_rng([config.effective_training_seed, epoch]))
+        epoch_metadata = None if train_metadata is None else hide_at_random(
+            train_metadata, config.metadata_hide_probability,
+            np.random.default_rng([config.effective_training_seed, epoch, METADATA_HIDING_STREAM]))
         train_ds = data_mod.make_train_dataset(dataset.images[split.train], train_labels, indices,
-                                               config, augmenter, diagnoses)
+                                               config, augmenter, diagnoses, epoch_metadata)
         tick = time.time()
         if multiworker:
             logs = multiworker.run(train_ds, steps_per_epoch, verbose)
         else:
-            fit = trainer.fit(train_ds, epochs=epoch + 1, initial_epoch=epoch, verbose=verbose, shuffle=False)
+            fit = model.fit(train_ds, epochs=epoch + 1, initial_epoch=epoch, verbose=verbose, shuffle=False)
             logs = epoch_logs(fit.history)
         train_seconds = time.time() - tick
-        val_probs = predict_in_batches(forward, dataset.images[split.val])
+        val_probs = predict_in_batches(forward, dataset.images[split.val], val_metadata)
+        image_only_auc = {"val_auc_image_only": roc_auc(val_labels, predict_in_batches(
+            forward, dataset.images[split.val]))} if config.metadata else {}
         row = {
             "epoch": epoch + 1,
             "loss": logs["loss"],
@@ -204,7 +243,8 @@ def train(data_dir: str | Path, out_dir: str | Path, config: TrainConfig,
             "val_loss": log_loss(val_labels, val_probs),
             "val_accuracy": float(((val_probs >= 0.5) == val_labels).mean()),
             "val_auc": roc_auc(val_labels, val_probs),
-            "learning_rate": float(keras.ops.convert_to_numpy(trainer.optimizer.learning_rate)),
+            **image_only_auc,
+            "learning_rate": float(keras.ops.convert_to_numpy(model.optimizer.learning_rate)),
             "train_images_per_s": steps_per_epoch * config.batch_size / train_seconds,
             "epoch_seconds": time.time() - tick,
             **({"diagnosis_loss": logs["diagnosis_loss"]} if "diagnosis_loss" in logs else {}),
@@ -220,49 +260,64 @@ def train(data_dir: str | Path, out_dir: str | Path, config: TrainConfig,
                 epoch_weights = epoch_weights_path(run_dir, epoch + 1)
                 epoch_weights.parent.mkdir(exist_ok=True)
                 atomic_write_bytes(epoch_weights, weights_to_npz(model))
-            save_checkpoint(run_dir, trainer, epoch + 1, history, best)
+            save_checkpoint(run_dir, model, epoch + 1, history, best)
             atomic_write_text(run_dir / RUN_HISTORY, pd.DataFrame(history).to_csv(index=False))
         log(f"epoch {epoch + 1}/{config.epochs}: loss {row['loss']:.4f} acc {row['accuracy']:.3f} "
             f"val_loss {row['val_loss']:.4f} val_acc {row['val_accuracy']:.3f} val_auc {_fmt(row['val_auc'])} "
             f"({row['train_images_per_s']:.1f} img/s, {row['epoch_seconds']:.0f}s)")
 
     bundle = finish(out_dir, run_dir, model, forward, dataset, split, history, best, config, total_rows,
-                    per_epoch) if chief and write_bundle else None
+                    per_epoch, lineage) if chief and write_bundle else None
     if multiworker:
         multiworker.barrier()  # workers leave together: an early exit reads as a crash to the others
     return bundle
 
 
-def finish(out_dir, run_dir, model, forward, dataset, split, history, best, config, total_rows, per_epoch):
+def operating_mode(forward, dataset, split, metadata, target_sensitivity: float) -> dict:
+    """One way the bundle is used (with patient metadata, or the image alone): a calibration fitted
+    on validation, the threshold chosen on validation's calibrated probabilities, and each split's
+    scores and probabilities. Test is scored here but only reported, never used to choose."""
+    from melanoma.calibration import calibrate, fit_platt
+    from melanoma.evaluate import choose_threshold
+    from melanoma.inference import predict_in_batches
+
+    parts = {"train": split.train, "validation": split.val, "test": split.test}
+    scores = {part: predict_in_batches(forward, dataset.images[rows], None if metadata is None else metadata[rows])
+              for part, rows in parts.items()}
+    calibration = fit_platt(dataset.labels[split.val], scores["validation"])
+    probabilities = {part: calibrate(calibration, values) for part, values in scores.items()}
+    threshold = choose_threshold(dataset.labels[split.val], probabilities["validation"], target_sensitivity)
+    return {"calibration": calibration, "threshold": threshold, "scores": scores, "probabilities": probabilities}
+
+
+def finish(out_dir, run_dir, model, forward, dataset, split, history, best, config, total_rows, per_epoch,
+           lineage=()):
     """Best-validation-AUC weights, threshold from validation, test metrics once, the extras
     (melanoma/extras.py), the bundle."""
     from melanoma import data as data_mod
     from melanoma.bundle import assign_weights_from_npz, load_bundle, weights_to_npz, write_bundle
-    from melanoma.calibration import calibrate, fit_platt, reliability
-    from melanoma.evaluate import choose_threshold, metrics_at, roc_auc, roc_points
+    from melanoma.calibration import reliability
+    from melanoma.evaluate import metrics_at, roc_auc, roc_points
     from melanoma.extras import fit_for_bundle
     from melanoma.inference import compiled_forward, predict_in_batches
-    from melanoma.model import build_resnet50
+    from melanoma.model import NetworkSpec, build_network
 
     labels = dataset.labels
     if (run_dir / BEST_WEIGHTS).exists():
         assign_weights_from_npz(model, run_dir / BEST_WEIGHTS)
-    # The network's scores become probabilities by a mapping fitted on validation alone; the
-    # threshold is then chosen on those probabilities, so test is still touched only below.
-    val_scores = predict_in_batches(forward, dataset.images[split.val])
-    calibration = fit_platt(labels[split.val], val_scores)
-    val_probs = calibrate(calibration, val_scores)
-    threshold = choose_threshold(labels[split.val], val_probs, config.target_sensitivity)
-    test_scores = predict_in_batches(forward, dataset.images[split.test])
-    test_probs = calibrate(calibration, test_scores)
+    metadata = dataset.metadata if config.metadata else None
+    mode = operating_mode(forward, dataset, split, metadata, config.target_sensitivity)
+    calibration, threshold = mode["calibration"], mode["threshold"]
+    test_scores, test_probs = mode["scores"]["test"], mode["probabilities"]["test"]
+    val_probs, train_probs = mode["probabilities"]["validation"], mode["probabilities"]["train"]
     test_labels = labels[split.test]
-    train_probs = calibrate(calibration, predict_in_batches(forward, dataset.images[split.train]))
     metrics = {
         "threshold": threshold,
         "threshold_rule": f"highest threshold with validation sensitivity >= {config.target_sensitivity}",
         "best_epoch": best["epoch"],
         "epochs_run": len(history),
         "epochs_planned": config.epochs,
+        "metadata_used": bool(config.metadata),
         "test": metrics_at(test_labels, test_probs, threshold),
         "validation": metrics_at(labels[split.val], val_probs, threshold),
         "train_natural_ratio": metrics_at(labels[split.train], train_probs, threshold),
@@ -274,10 +329,20 @@ def finish(out_dir, run_dir, model, forward, dataset, split, history, best, conf
                         "test_before": reliability(test_labels, test_scores),
                         "test_after": reliability(test_labels, test_probs)},
     }
+    image_only = None
+    if config.metadata:  # the second operating mode: photos without patient information
+        alone = operating_mode(forward, dataset, split, None, config.target_sensitivity)
+        image_only = {"threshold": alone["threshold"], "calibration": alone["calibration"]}
+        metrics["image_only"] = {
+            "threshold": alone["threshold"],
+            "test": metrics_at(test_labels, alone["probabilities"]["test"], alone["threshold"]),
+            "validation": metrics_at(labels[split.val], alone["probabilities"]["validation"], alone["threshold"]),
+            "test_roc": roc_points(test_labels, alone["probabilities"]["test"])}
     # The shipped kernels are float16: measure what the round trip does to the test AUC.
-    half = build_resnet50()
+    half = build_network(NetworkSpec.from_config(config))
     assign_weights_from_npz(half, io.BytesIO(weights_to_npz(model)))
-    half_probs = predict_in_batches(compiled_forward(half), dataset.images[split.test])
+    half_probs = predict_in_batches(compiled_forward(half), dataset.images[split.test],
+                                    None if metadata is None else metadata[split.test])
     metrics["float16_roundtrip"] = {
         "test_roc_auc": roc_auc(test_labels, half_probs),
         "max_probability_change": float(np.abs(half_probs - test_scores).max()) if len(test_scores) else 0.0,
@@ -287,13 +352,16 @@ def finish(out_dir, run_dir, model, forward, dataset, split, history, best, conf
     frame = dataset.frame
     test_split = frame.iloc[split.test][["image_id", "lesion_id", "dx", "label"]].assign(
         probability=np.round(test_probs, 5))
+    if image_only:
+        test_split["probability_image_only"] = np.round(alone["probabilities"]["test"], 5)
     summary = data_mod.summarize(dataset, split, total_rows=total_rows, epoch_counts={
         "melanoma": per_epoch // 2, "not melanoma": per_epoch // 2,
         "melanoma_available": int(labels[split.train].sum()),
         "not_melanoma_available": int((labels[split.train] == 0).sum())})
     path = write_bundle(out_dir, model, metrics=metrics, history_csv=pd.DataFrame(history).to_csv(index=False),
                         dataset_summary=summary, test_split_csv=test_split.to_csv(index=False),
-                        train_config=config.to_dict(), calibration=calibration, extra_files=extra_files)
+                        train_config=config.to_dict(), calibration=calibration, image_only=image_only,
+                        lineage=list(lineage), extra_files=extra_files)
     load_bundle(path)  # verifies what was written
     log(f"test: AUC {_fmt(metrics['test']['roc_auc'])} sensitivity {_fmt(metrics['test']['sensitivity'])} "
         f"specificity {_fmt(metrics['test']['specificity'])} at threshold {threshold:.4f}; "

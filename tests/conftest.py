@@ -51,3 +51,18 @@ def predictor(smoke_bundle):
     from melanoma.inference import Predictor
 
     return Predictor.from_bundle(smoke_bundle)
+
+
+# Model v2's kind of bundle, small: 60x80 (4:3, like the photos), colour constancy, patient
+# metadata and the diagnosis head, started from the v1-style smoke bundle's weights.
+SMOKE_V2_SIZE = (60, 80)
+
+
+@pytest.fixture(scope="session")
+def smoke_v2_bundle(smoke_bundle, data_dir, tmp_path_factory) -> Path:
+    from melanoma.train import train
+
+    root = tmp_path_factory.mktemp("smoke-v2")
+    config = smoke_config(image_size=SMOKE_V2_SIZE, colour_constancy=True, metadata=True, diagnosis_loss_weight=0.3,
+                          vignette_probability=0.5, camera_jitter=0.1, init_from=str(smoke_bundle))
+    return train(data_dir, root / "bundle", config, run_dir=root / "run")

@@ -63,3 +63,18 @@ def test_the_shipped_bundle_test_auc_interval():
     auc = roc_auc_score(split["label"], split["probability"])
     low, high = intervals["roc_auc"]
     assert low < auc < high and 0.03 < high - low < 0.09
+
+
+def test_paired_difference_is_zero_for_one_model_and_positive_for_a_better_one():
+    from melanoma.evaluate import paired_auc_difference
+
+    rng = np.random.default_rng(0)
+    labels = np.r_[np.ones(60), np.zeros(240)].astype(int)
+    lesions = np.arange(300) // 2  # two images per lesion
+    weak = labels * 0.3 + rng.uniform(0, 1, 300)
+    strong = labels * 0.9 + rng.uniform(0, 1, 300)
+    same = paired_auc_difference(labels, weak, weak, lesions, resamples=500)
+    assert same["difference"] == 0 and same["interval"] == [0.0, 0.0]
+    better = paired_auc_difference(labels, weak, strong, lesions, resamples=500)
+    assert better["difference"] > 0.1 and 0 < better["interval"][0] <= better["difference"] <= better["interval"][1]
+    assert better["n_lesions"] == 150 and better["share_of_draws_above_zero"] == 1.0

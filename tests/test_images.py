@@ -81,3 +81,32 @@ def test_mutated_images_never_escape_the_input_error(seed, flips, cut):
     if cut is not None:
         data = data[: cut % len(data)]
     check_loader_contract(bytes(data))
+
+
+def test_a_bundle_of_another_size_gets_its_own_input_size(sample_images):
+    from melanoma.images import ImageSpec
+
+    data = sample_images["mel"].read_bytes()
+    full = prepare_image(data, ImageSpec(height=150, width=200), display=False).model_input
+    small = prepare_image(data, display=False).model_input
+    assert full.shape == (150, 200, 3) and small.shape == (75, 100, 3)
+    # The photos here are 200x150: at their own size nothing is resampled away.
+    assert np.abs(np.asarray(full, float)).std() > 0 and full.std() >= small.std() - 1
+
+
+def test_colour_constancy_undoes_another_camera_s_white_balance(sample_images):
+    """One gain per channel (a camera's white balance) changes the raw input a lot, and the
+    colour-constant input hardly at all."""
+    from PIL import Image
+
+    from melanoma.images import ImageSpec
+    from melanoma.lab.robustness import channel_gains, png_bytes
+
+    spec = ImageSpec(height=150, width=200, colour_constancy=True)
+    photo = Image.open(sample_images["nv"]).convert("RGB")
+    shifted = png_bytes(channel_gains(photo, (1.2, 1.0, 0.8)))
+    raw_change = np.abs(prepare_image(png_bytes(photo), ImageSpec(150, 200), display=False).model_input.astype(float)
+                        - prepare_image(shifted, ImageSpec(150, 200), display=False).model_input).mean()
+    constant_change = np.abs(prepare_image(png_bytes(photo), spec, display=False).model_input.astype(float)
+                             - prepare_image(shifted, spec, display=False).model_input).mean()
+    assert raw_change > 10 and constant_change < 2

@@ -1,8 +1,10 @@
+import io
+
 import numpy as np
 
 from melanoma.bundle import weights_to_npz
 from melanoma.config import IMAGE_SHAPE, KNOWN_DX
-from melanoma.model import build_resnet50, with_diagnosis_head
+from melanoma.model import build_resnet50
 
 KERAS_APPLICATIONS_RESNET50_PARAMS = 23_591_810  # keras.applications.ResNet50(weights=None, (75,100,3), classes=2)
 
@@ -24,14 +26,33 @@ def test_stages_are_named_for_gradcam_and_shrink_as_expected():
     assert not any(layer.name.startswith("keras_applications") for layer in model.layers)
 
 
-def test_the_diagnosis_head_shares_the_network_and_leaves_it_alone():
-    import io
+def test_a_v1_spec_builds_the_plain_resnet50():
+    from melanoma.model import NetworkSpec, build_network
 
-    model = build_resnet50()
-    trainer = with_diagnosis_head(model)
-    images = np.random.default_rng(0).uniform(0, 255, (2, *IMAGE_SHAPE)).astype(np.float32)
-    outputs = trainer(images)
-    assert np.allclose(outputs["predictions"], model(images)) and outputs["diagnosis"].shape == (2, len(KNOWN_DX))
-    assert trainer.count_params() == model.count_params() + (2048 + 1) * len(KNOWN_DX)
-    with np.load(io.BytesIO(weights_to_npz(model))) as saved:  # what a bundle gets: no diagnosis head
-        assert not [name for name in saved.files if "diagnosis" in name]
+    model = build_network(NetworkSpec())
+    assert model.count_params() == KERAS_APPLICATIONS_RESNET50_PARAMS
+    assert [tensor.name for tensor in model.inputs] == ["image"]
+
+
+def test_metadata_branch_and_diagnosis_head_join_the_pooled_features():
+    from melanoma.inference import melanoma_output
+    from melanoma.model import METADATA_UNITS, NetworkSpec, build_network, single_output_network
+    from melanoma.patient import METADATA_FEATURES, PatientInfo
+
+    model = build_network(NetworkSpec(image_shape=(60, 80, 3), metadata=True, diagnosis_head=True))
+    assert sorted(tensor.name for tensor in model.inputs) == ["image", "metadata"]
+    trunk = KERAS_APPLICATIONS_RESNET50_PARAMS - (2048 + 1) * 2  # the same convolutions, any image size
+    joined = 2048 + METADATA_UNITS
+    assert model.count_params() == (trunk + (METADATA_FEATURES + 1) * METADATA_UNITS
+                                    + (joined + 1) * 2 + (joined + 1) * len(KNOWN_DX))
+    images = np.random.default_rng(0).uniform(0, 255, (2, 60, 80, 3)).astype(np.float32)
+    known = np.stack([PatientInfo.parse(age=70, sex="male", site="back").encode()] * 2)
+    outputs = model({"image": images, "metadata": known})
+    assert outputs["diagnosis"].shape == (2, len(KNOWN_DX))
+    assert np.allclose(np.sum(outputs["diagnosis"], axis=1), 1.0, atol=1e-5)
+    unknown = model({"image": images, "metadata": np.zeros_like(known)})
+    assert not np.allclose(melanoma_output(outputs), melanoma_output(unknown))  # the metadata reaches the head
+    melanoma_only = single_output_network(model)
+    assert np.allclose(melanoma_only([images, known]), outputs["predictions"], atol=1e-6)
+    with np.load(io.BytesIO(weights_to_npz(model))) as saved:  # the bundle keeps both heads
+        assert {"diagnosis/kernel", "metadata_dense/kernel"} <= set(saved.files)

@@ -14,7 +14,7 @@ import numpy as np
 import streamlit as st
 
 from melanoma.bundle import DEFAULT_BUNDLE, MANIFEST, Bundle, BundleError, load_bundle
-from melanoma.config import DEFAULT_GRADCAM_LAYER, IMAGE_SHAPE
+from melanoma.config import DEFAULT_GRADCAM_LAYER
 
 MODEL_ENV = "MELANOMA_MODEL"
 DATA_ENV = "MELANOMA_DATA"
@@ -57,7 +57,7 @@ def _explainer(path: str, stamp: int | None):
     from melanoma.explain import Explainer
 
     explainer = Explainer(_predictor(path, stamp).model)
-    explainer.heatmap(np.zeros(IMAGE_SHAPE, np.uint8), DEFAULT_GRADCAM_LAYER)  # trace the default map
+    explainer.heatmap(np.zeros(explainer.image_shape, np.uint8), DEFAULT_GRADCAM_LAYER)  # trace the default map
     return explainer
 
 

@@ -1,2 +1,2 @@
-"""Measuring, not product: scripts and picture sets that measure the model and its extras. Nothing in
-the app or the commands users run imports from here."""
+"""The lab: code that helps decide what ships (experiments, robustness checks), never imported by
+the product (the app, `predict`, `train`)."""

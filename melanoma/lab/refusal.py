@@ -1,5 +1,6 @@
 """Measures a bundle's not-a-lesion refusal (lab, not product): how often it refuses pictures that are
-not lesions, lesion photos of the test split, and test-split photos under synthetic camera shifts.
+not lesions, lesion photos of the test split, and test-split photos under the model issue's synthetic
+camera shifts (`melanoma.lab.robustness.SHIFTS`).
 
     python -m melanoma.lab.refusal --model models/melanoma-resnet50 --data ../shared/ham10000 \
         [--shifted-images 400] [--seed 1] [--out benchmarks/refusal.json]
@@ -14,11 +15,12 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from melanoma.config import IMAGES_DIR, TrainConfig
 from melanoma.images import ImageRejected, prepare_image
 from melanoma.lab.non_lesions import non_lesion_pictures
-from melanoma.lab.shifts import SHIFTS, shifted_bytes
+from melanoma.lab.robustness import SHIFTS
 
 TARGETS = {"non_lesion_refused_at_least": 0.95, "test_lesions_refused_at_most": 0.02,
            "shifted_refused_at_most": 0.05}
@@ -33,11 +35,12 @@ def measure(predictor, data_dir: Path, shifted_images: int, seed: int = 0) -> di
     from melanoma.data import load_dataset, make_split
 
     config = TrainConfig.from_dict(predictor.bundle.train_config)
-    dataset = load_dataset(data_dir, config.max_images, config.seed)
+    spec = predictor.image_spec
+    dataset = load_dataset(data_dir, config.max_images, config.seed, spec)
     split = make_split(dataset.frame, config)
     test_labels = dataset.labels[split.test]
 
-    pictures = [(kind, name, prepare_image(data, display=False).model_input) for kind, name, data in
+    pictures = [(kind, name, prepare_image(data, spec, display=False).model_input) for kind, name, data in
                 non_lesion_pictures(seed)]
     refused = refused_share(predictor, np.stack([image for _, _, image in pictures]))
     by_kind = Counter(kind for kind, _, _ in pictures)
@@ -52,9 +55,10 @@ def measure(predictor, data_dir: Path, shifted_images: int, seed: int = 0) -> di
     for shift in SHIFTS:
         images = []
         for image_id in dataset.frame["image_id"].iloc[rows]:
-            data = (Path(data_dir) / IMAGES_DIR / f"{image_id}.jpg").read_bytes()
+            with Image.open(Path(data_dir) / IMAGES_DIR / f"{image_id}.jpg") as photo:
+                shifted = SHIFTS[shift](photo.convert("RGB"))
             try:
-                images.append(prepare_image(shifted_bytes(data, shift), display=False).model_input)
+                images.append(prepare_image(shifted, spec, display=False).model_input)
             except ImageRejected:  # a shift that breaks the file is not what is measured here
                 continue
         shifted[shift] = float(refused_share(predictor, np.stack(images)).mean())

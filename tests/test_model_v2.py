@@ -1,0 +1,121 @@
+"""A bundle of another size that takes patient metadata: what it records, and every way to use it
+(the Predictor, `predict`, `evaluate`), with metadata given, partial, missing and malformed."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from melanoma.bundle import load_bundle
+from melanoma.patient import NO_INFORMATION, PatientInfo
+from tests.conftest import SMOKE_V2_SIZE
+
+pytestmark = pytest.mark.timeout(900)  # trains the two smoke bundles on first use
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def melanoma(*args, timeout=600):
+    return subprocess.run([sys.executable, "-m", "melanoma", *map(str, args)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def test_the_bundle_records_its_size_inputs_both_modes_and_lineage(smoke_v2_bundle, smoke_bundle):
+    bundle = load_bundle(smoke_v2_bundle)
+    assert bundle.manifest["input_shape"] == [*SMOKE_V2_SIZE, 3]
+    assert bundle.image_spec.shape == (*SMOKE_V2_SIZE, 3) and bundle.image_spec.colour_constancy
+    assert bundle.network_spec.metadata and bundle.network_spec.diagnosis_head
+    image_only = bundle.manifest["image_only"]
+    assert 0.0 <= image_only["threshold"] <= 1.0 and 0.0 <= bundle.threshold <= 1.0
+    assert bundle.metrics["metadata_used"] and bundle.metrics["image_only"]["test"]["n_images"] == len(
+        bundle.test_split())
+    assert {"probability", "probability_image_only"} <= set(bundle.test_split().columns)
+    parent = load_bundle(smoke_bundle)
+    (origin,) = bundle.manifest["lineage"]
+    assert origin["weights_sha256"] == parent.manifest["weights_sha256"]
+    assert origin["input_shape"] == [75, 100, 3] and origin["weight_arrays_copied"] > 300
+
+
+def test_both_sizes_load_and_each_predictor_takes_its_own(smoke_v2_bundle, smoke_bundle, sample_images):
+    from melanoma.inference import Predictor
+
+    data = sample_images["mel"].read_bytes()
+    for path, shape in ((smoke_bundle, (75, 100, 3)), (smoke_v2_bundle, (*SMOKE_V2_SIZE, 3))):
+        prediction = Predictor.from_bundle(path).classify_bytes("mel.jpg", data, display=True)
+        assert prediction.ok and prediction.prepared.model_input.shape == shape
+
+
+def test_metadata_changes_the_answer_and_the_image_alone_is_shown_beside(smoke_v2_bundle, smoke_bundle,
+                                                                        sample_images):
+    from melanoma.inference import Predictor
+
+    predictor = Predictor.from_bundle(smoke_v2_bundle)
+    data = sample_images["mel"].read_bytes()
+    alone = predictor.classify_bytes("a", data)
+    assert not alone.metadata_used and alone.image_only_probability is None
+    assert alone.threshold == pytest.approx(predictor.bundle.manifest["image_only"]["threshold"])
+    patient = PatientInfo.parse(age=75, sex="male", site="back")
+    full = predictor.classify_bytes("a", data, patient=patient)
+    assert full.metadata_used and full.threshold == pytest.approx(predictor.bundle.threshold)
+    assert full.image_only_probability == pytest.approx(alone.probability, abs=1e-6)
+    partial = predictor.classify_bytes("a", data, patient=PatientInfo.parse(age=75))
+    assert partial.metadata_used and partial.as_dict()["metadata_used"] == ["age"]
+    image = full.prepared.model_input[None]
+    scores = [float(predictor.scores(image, given.encode()[None])[0])
+              for given in (patient, PatientInfo.parse(age=75), NO_INFORMATION)]
+    assert len({round(score, 6) for score in scores}) == 3  # the metadata reaches the network
+    # A network without a metadata input ignores what it is given, and says so.
+    v1 = Predictor.from_bundle(smoke_bundle).classify_bytes("a", data, patient=patient)
+    assert not v1.metadata_used and v1.as_dict()["metadata_used"] == []
+
+
+def test_predict_takes_metadata_as_flags_or_csv_and_refuses_bad_values(smoke_v2_bundle, sample_images, tmp_path):
+    mel, nv = sample_images["mel"], sample_images["nv"]
+    result = melanoma("predict", "--model", smoke_v2_bundle, "--json", "--age", "64", "--sex", "female",
+                      "--site", "back", mel)
+    assert result.returncode == 0, result.stderr[-2000:]
+    (row,) = json.loads(result.stdout)["results"]
+    assert row["metadata_used"] == ["age", "sex", "site"] and "probability_melanoma_image_only" in row
+
+    bad = melanoma("predict", "--model", smoke_v2_bundle, "--age", "250", mel)
+    assert bad.returncode == 1 and bad.stderr.strip() == "error: age 250 is outside 0-120 years"
+
+    csv = tmp_path / "patients.csv"
+    csv.write_text(f"image_id,age,sex,localization\n{mel.stem},55,male,\n{nv.stem},40,,elbow\n")
+    result = melanoma("predict", "--model", smoke_v2_bundle, "--json", "--metadata", csv, mel, nv)
+    assert result.returncode == 2  # one file not assessed
+    rows = {Path(r["file"]).stem: r for r in json.loads(result.stdout)["results"]}
+    assert rows[mel.stem]["metadata_used"] == ["age", "sex"]
+    assert rows[nv.stem]["error"].startswith("patient information: site 'elbow' is not one of")
+    assert "Traceback" not in result.stderr
+
+
+def test_evaluate_uses_the_folder_s_metadata_unless_told_not_to(smoke_v2_bundle, data_dir, tmp_path):
+    frame = pd.read_csv(data_dir / "HAM10000_metadata.csv")
+    subset = pd.concat([frame[frame.dx == "mel"].head(5), frame[frame.dx != "mel"].head(10)])
+    folder = tmp_path / "external"
+    (folder / "images").mkdir(parents=True)
+    subset.drop(columns=["sex"]).to_csv(folder / "HAM10000_metadata.csv", index=False)  # a folder without sex
+    for image_id in subset.image_id:  # links, not copies: the data stays where it is
+        os.symlink(data_dir / "images" / f"{image_id}.jpg", folder / "images" / f"{image_id}.jpg")
+    with_metadata = melanoma("evaluate", "--model", smoke_v2_bundle, "--data", folder)
+    alone = melanoma("evaluate", "--model", smoke_v2_bundle, "--data", folder, "--no-metadata")
+    assert with_metadata.returncode == 0 and alone.returncode == 0, alone.stderr[-2000:]
+    with_metadata, alone = json.loads(with_metadata.stdout), json.loads(alone.stdout)
+    assert with_metadata["metadata_used"] == ["age", "site"] and alone["metadata_used"] == []
+    bundle = load_bundle(smoke_v2_bundle)
+    assert with_metadata["threshold"] == pytest.approx(bundle.threshold)
+    assert alone["threshold"] == pytest.approx(bundle.manifest["image_only"]["threshold"])
+    assert with_metadata["n_images"] == alone["n_images"] == len(subset)
+
+
+def test_compare_pairs_two_bundles_on_the_same_validation_images(smoke_bundle, smoke_v2_bundle, data_dir):
+    result = melanoma("compare", "--data", data_dir, "--baseline", smoke_bundle, "--candidate", smoke_v2_bundle)
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(result.stdout)
+    assert report["baseline"]["n_images"] == report["candidate"]["n_images"] > 0
+    assert report["candidate"]["metadata_used"] and not report["baseline"]["metadata_used"]
+    difference = report["candidate_minus_baseline_auc"]
+    assert difference["unit"] == "lesion" and len(difference["interval"]) == 2
