@@ -130,23 +130,21 @@ def shipped_app_env(data_dir, monkeypatch):
 
 def test_a_picture_that_is_not_a_lesion_gets_a_warning_and_a_lesion_its_differential_and_cases(
         shipped_app_env, sample_images):
-    import numpy as np
-
     from melanoma.config import DIFFERENTIAL_NAMES, NOT_A_LESION_REASON, SIMILAR_CASES
-    from melanoma.lab.non_lesions import drawn_face, encode
+    from melanoma.lab.non_lesions import skimage_photo
 
-    portrait = encode(drawn_face(np.random.default_rng(0)))
+    portrait = skimage_photo("astronaut.png")  # a portrait photo of a person
     app = open_page()
-    app.file_uploader[0].set_value([("portrait.png", portrait, "image/png"),
+    app.file_uploader[0].set_value([("portrait.jpg", portrait, "image/jpeg"),
                                     ("lesion.jpg", sample_images["mel"].read_bytes(), "image/jpeg")])
     app.run()
     assert not app.exception
 
     warning = texts(app.warning)
-    assert "portrait.png" in warning and NOT_A_LESION_REASON in warning
+    assert "portrait.jpg" in warning and NOT_A_LESION_REASON in warning
     assert len(app.metric) == 1  # the lesion's P(melanoma) only: no call for the portrait
-    assert "portrait.png" not in texts(app.error) + texts(app.success)
-    expander = next(e for e in app.expander if "portrait.png" in e.label)
+    assert "portrait.jpg" not in texts(app.error) + texts(app.success)
+    expander = next(e for e in app.expander if "portrait.jpg" in e.label)
     assert "unreliable" in expander.label and "P(melanoma)" in texts(expander.markdown)
 
     differential = next(chart.proto.spec for chart in app.get("plotly_chart") if "Differential" in chart.proto.spec)
@@ -156,7 +154,7 @@ def test_a_picture_that_is_not_a_lesion_gets_a_warning_and_a_lesion_its_differen
     cases = [caption for image in app.get("image") for caption in image.captions if "confirmed by" in caption]
     assert len(cases) == SIMILAR_CASES
     table = table_with(app, "file")
-    assert list(table["file"]) == ["lesion.jpg", "portrait.png"]  # assessed first, by risk
+    assert list(table["file"]) == ["lesion.jpg", "portrait.jpg"]  # assessed first, by risk
     assert table["call"].iloc[1] == "not assessed" and NOT_A_LESION_REASON in table["reason not assessed"].iloc[1]
 
 

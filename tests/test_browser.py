@@ -240,14 +240,13 @@ def test_a_portrait_gets_a_warning_and_a_melanoma_its_differential_and_similar_c
                                                                                      sample_images, tmp_path):
     """In Chromium, at desktop and phone width: a portrait-like picture is not assessed (a warning, no
     call); a melanoma photo gets its call first, the differential and its 8 similar training cases."""
-    import numpy as np
     from playwright.sync_api import expect, sync_playwright
 
     from melanoma.config import NOT_A_LESION_REASON, SIMILAR_CASES
-    from melanoma.lab.non_lesions import drawn_face, encode
+    from melanoma.lab.non_lesions import skimage_photo
 
-    portrait = tmp_path / "portrait.png"
-    portrait.write_bytes(encode(drawn_face(np.random.default_rng(0))))
+    portrait = tmp_path / "portrait.jpg"
+    portrait.write_bytes(skimage_photo("astronaut.png"))  # a portrait photo of a person
     url, _ = shipped_app_server
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
@@ -258,7 +257,7 @@ def test_a_portrait_gets_a_warning_and_a_melanoma_its_differential_and_similar_c
                 uploader = page.locator("input[type=file]")
                 uploader.wait_for(state="attached", timeout=MODEL_TIMEOUT_MS)
                 uploader.set_input_files([str(portrait), str(sample_images["mel"])])
-                warning = page.get_by_test_id("stAlert").filter(has_text="portrait.png was not assessed")
+                warning = page.get_by_test_id("stAlert").filter(has_text="portrait.jpg was not assessed")
                 expect(warning).to_contain_text(NOT_A_LESION_REASON, timeout=MODEL_TIMEOUT_MS)
                 expect(page.get_by_test_id("stMetricValue")).to_have_count(1, timeout=MODEL_TIMEOUT_MS)
                 expect(page.get_by_text(re.compile(r"^\d+ most similar training cases")).first).to_be_visible()

@@ -182,6 +182,12 @@ def _skimage_folder() -> Path:
     return Path(skimage.__file__).parent / "data"
 
 
+def skimage_photo(file_name: str) -> bytes:
+    """One of scikit-image's bundled photos as JPEG bytes, e.g. "astronaut.png": a portrait."""
+    with Image.open(_skimage_folder() / file_name) as opened:
+        return encode(opened.convert("RGB"), "JPEG")
+
+
 def photos(seed: int = 0) -> list[tuple[str, str, bytes]]:
     """scikit-image's bundled photos, whole and as random crops, and faces from its LFW subset."""
     rng = np.random.default_rng(seed)
