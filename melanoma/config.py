@@ -155,6 +155,9 @@ NOVELTY_LOG_OFFSET = 1e-3  # pooled ReLU activations are skewed; their logarithm
 # on non-lesion pictures: those only measure it (melanoma.lab.refusal).
 NOVELTY_PERCENTILE = 99.5
 COLOURFULNESS_PERCENTILE = 0.25
+# Fewer validation images than this cannot place a 99.5th percentile (1 in 200): such a bundle (a
+# smoke run) gets no not-a-lesion check rather than one that refuses lesions at random.
+NOVELTY_MIN_VALIDATION = 200
 # Another dermatoscope is still a dermatoscope: the training photos the score is fitted on include
 # this many copies under random camera changes (a gain per colour channel, a gamma), so a shifted
 # white balance is not mistaken for "not a lesion". Ranges in log-uniform draws.

@@ -161,7 +161,8 @@ def evaluate_folder(model_dir: str | Path | None, data_dir: str | Path, use_meta
     result = metrics_at(dataset.labels, probabilities, threshold)
     if predictor.extras is not None:  # every image is still scored above; this says how many would not be
         refused = predictor.extras.refused(outputs, dataset.images)
-        result["not_a_lesion"] = {"threshold": predictor.extras.threshold, "would_refuse": int(refused.sum()),
+        result["not_a_lesion"] = {"threshold": predictor.extras.info["not_a_lesion"]["threshold"],
+                                  "would_refuse": int(refused.sum()),
                                   "would_refuse_melanoma": int((refused & (dataset.labels == 1)).sum())}
     result["intervals"] = lesion_bootstrap_intervals(dataset.labels, probabilities, lesions, threshold)
     result["metadata_used"] = metadata_used

@@ -19,7 +19,7 @@ import numpy as np
 
 from melanoma.bundle import EXTRAS_ARRAYS, EXTRAS_INFO, Bundle, BundleError
 from melanoma.config import (COLOURFULNESS_PERCENTILE, FEATURE_COMPONENTS, KNOWN_DX, NOVELTY_CAMERA_COPIES,
-                             NOVELTY_PERCENTILE, SIMILAR_CASES)
+                             NOVELTY_MIN_VALIDATION, NOVELTY_PERCENTILE, SIMILAR_CASES)
 from melanoma.differential import FITTED_SOURCE, NETWORK_SOURCE, FittedHead, as_named, fit_head, report
 from melanoma.features import DIAGNOSIS_OUTPUT, FEATURES, MELANOMA_OUTPUT, NOVELTY_FEATURES
 from melanoma.neighbours import NeighbourIndex, build_index
@@ -113,10 +113,13 @@ def fit_extras(outputs: dict[str, np.ndarray], colours: np.ndarray, frame, train
                       "train copies under camera changes": int(len(camera_activations))},
         "projection": {"components": int(projection.components.shape[0]), "variance_kept": round(variance_kept, 4)},
         "not_a_lesion": {
-            "threshold": novelty.threshold,
-            "colour_floor": novelty.colour_floor,
+            "active": novelty.active,
+            "threshold": novelty.threshold if novelty.active else None,
+            "colour_floor": novelty.colour_floor if novelty.active else None,
             "rule": (f"score above the {NOVELTY_PERCENTILE}th percentile of the validation split's, or "
-                     f"colourfulness below its {COLOURFULNESS_PERCENTILE}th percentile"),
+                     f"colourfulness below its {COLOURFULNESS_PERCENTILE}th percentile" if novelty.active else
+                     f"none: {len(val)} validation images cannot set a {NOVELTY_PERCENTILE}th percentile "
+                     f"(at least {NOVELTY_MIN_VALIDATION} needed)"),
             "refused": {"validation": _refused_counts(val_refused, diagnoses[val]),
                         "test": _refused_counts(test_refused, diagnoses[test])},
         },

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from melanoma.config import (COLOURFULNESS_PERCENTILE, NOVELTY_CHANNEL_GAINS, NOVELTY_COMPONENTS, NOVELTY_GAMMAS,
-                             NOVELTY_LOG_OFFSET, NOVELTY_PERCENTILE)
+                             NOVELTY_LOG_OFFSET, NOVELTY_MIN_VALIDATION, NOVELTY_PERCENTILE)
 from melanoma.projection import Projection, fit_projection
 
 
@@ -58,6 +58,11 @@ class NoveltyScore:
         centred = self.projection(_log(activations)) - self.location
         return np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", centred, self.precision, centred), 0.0)).astype(np.float32)
 
+    @property
+    def active(self) -> bool:
+        """False for a bundle whose validation split was too small to set the thresholds."""
+        return bool(np.isfinite(self.threshold))
+
     def refused(self, scores: np.ndarray, colours: np.ndarray) -> np.ndarray:
         return (np.asarray(scores) > self.threshold) | (np.asarray(colours) < self.colour_floor)
 
@@ -77,7 +82,9 @@ class NoveltyScore:
 
 def fit_novelty(train_activations: np.ndarray, val_activations: np.ndarray, val_colours: np.ndarray,
                 percentile: float = NOVELTY_PERCENTILE, colour_percentile: float = COLOURFULNESS_PERCENTILE,
-                components: int = NOVELTY_COMPONENTS) -> NoveltyScore:
+                components: int = NOVELTY_COMPONENTS, min_validation: int = NOVELTY_MIN_VALIDATION) -> NoveltyScore:
+    """With fewer than `min_validation` validation images the thresholds cannot be placed, and the
+    check refuses nothing (`active` is False)."""
     from sklearn.covariance import LedoitWolf
 
     projection, _ = fit_projection(_log(train_activations), components)
@@ -85,5 +92,8 @@ def fit_novelty(train_activations: np.ndarray, val_activations: np.ndarray, val_
     score = NoveltyScore(projection=projection, location=shrunk.location_.astype(np.float32),
                          precision=shrunk.precision_.astype(np.float32), threshold=np.inf,
                          colour_floor=float(np.percentile(val_colours, colour_percentile)))
+    if len(val_activations) < min_validation:
+        score.colour_floor = -np.inf
+        return score
     score.threshold = float(np.percentile(score(val_activations), percentile))
     return score

@@ -48,6 +48,9 @@ def test_not_a_lesion_check_refuses_far_or_colourless_pictures_and_the_chosen_sh
     restored = NoveltyScore.from_arrays(check.arrays())
     assert np.allclose(restored(far), check(far)) and restored.colour_floor == pytest.approx(check.colour_floor)
 
+    too_few = fit_novelty(train, val[:50], colours[:50], components=10)  # 50 cannot place a 99.5th percentile
+    assert not too_few.active and not too_few.refused(too_few(far), np.zeros(20)).any()
+
 
 def test_differential_head_ranks_the_right_diagnosis_first_and_reports_per_class():
     from melanoma.differential import FittedHead, as_named, fit_head, report
@@ -103,7 +106,10 @@ def test_a_trained_bundle_carries_its_extras_checked_like_every_file(smoke_bundl
     assert set(EXTRAS_FILES) <= set(bundle.manifest["files"])
     extras = Extras.from_bundle(bundle)
     info = bundle.extras_info
-    assert info["not_a_lesion"]["threshold"] == pytest.approx(extras.threshold)
+    # 11 validation images cannot place a 99.5th percentile: a smoke bundle refuses nothing, and says why.
+    assert info["fitted_on"]["validation"] < 200 and not info["not_a_lesion"]["active"]
+    assert info["not_a_lesion"]["threshold"] is None and "cannot set" in info["not_a_lesion"]["rule"]
+    assert not extras.novelty.active
     assert info["differential"]["test"]["classes"] == list(KNOWN_DX)
     assert len(extras.index.coordinates) == info["fitted_on"]["train"] == bundle.dataset_summary["split"]["train"]["images"]
     with np.load(bundle.extras_path, allow_pickle=False) as stored:  # arrays only: no pickle needed
@@ -156,5 +162,15 @@ def test_extras_command_adds_the_same_extras_to_a_bundle_that_has_none(smoke_bun
     added, original = load_bundle(bare), load_bundle(smoke_bundle)
     assert added.manifest["files"]["weights.npz"] == weights_before
     assert added.extras_info["fitted_on"] == original.extras_info["fitted_on"]
-    assert added.extras_info["not_a_lesion"]["threshold"] == pytest.approx(
-        original.extras_info["not_a_lesion"]["threshold"], rel=1e-3)
+    assert added.extras_info["similar_cases"] == original.extras_info["similar_cases"]
+    assert added.extras_info["differential"]["test"]["confusion_matrix"] == \
+        original.extras_info["differential"]["test"]["confusion_matrix"]
+
+
+def test_the_shipped_bundle_refuses_few_lesions_and_never_more_than_its_record(data_dir):
+    """The shipped bundle's own record: at most 2% of its test split's lesion photos, melanomas too."""
+    from melanoma.bundle import DEFAULT_BUNDLE, load_bundle
+
+    refused = load_bundle(DEFAULT_BUNDLE).extras_info["not_a_lesion"]["refused"]["test"]
+    assert refused["images"] == 1796 and refused["refused"] / refused["images"] <= 0.02
+    assert refused["melanoma_refused"] / refused["melanoma"] <= 0.02

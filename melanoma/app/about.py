@@ -103,10 +103,12 @@ if extras:
     refusal = extras["not_a_lesion"]
     refused = refusal["refused"]["test"]
     similar = extras["similar_cases"]["test_roc_auc"]
+    not_a_lesion = (f"a picture with a {refusal['rule']} gets no call. On the test split that refuses "
+                    f"{refused['refused']} of {refused['images']:,} lesion photos ({refused['melanoma_refused']} of "
+                    f"{refused['melanoma']} melanomas)." if refusal.get("active", True) else
+                    f"this bundle has no such check ({refusal['rule']}).")
     st.markdown(
-        f"- **Not a lesion:** a picture whose features lie further from the training photos' than "
-        f"{refusal['rule']} gets no call. On the test split that refuses {refused['refused']} of "
-        f"{refused['images']:,} lesion photos ({refused['melanoma_refused']} of {refused['melanoma']} melanomas).\n"
+        f"- **Not a lesion:** {not_a_lesion}\n"
         f"- **Differential:** from {extras['differential']['source']}; per-diagnosis test AUC below.\n"
         f"- **Similar cases:** the {extras['similar_cases']['k']} nearest of {extras['similar_cases']['index_images']:,} "
         f"training photos; as a vote (share of melanoma) their test AUC is {charts.number(similar['neighbours_vote'])} "

@@ -56,9 +56,9 @@ def measure(predictor, data_dir: Path, shifted_images: int, seed: int = 0) -> di
         images = []
         for image_id in dataset.frame["image_id"].iloc[rows]:
             with Image.open(Path(data_dir) / IMAGES_DIR / f"{image_id}.jpg") as photo:
-                shifted = SHIFTS[shift](photo.convert("RGB"))
+                upload = SHIFTS[shift](photo.convert("RGB"))  # the bytes a user would upload
             try:
-                images.append(prepare_image(shifted, spec, display=False).model_input)
+                images.append(prepare_image(upload, spec, display=False).model_input)
             except ImageRejected:  # a shift that breaks the file is not what is measured here
                 continue
         shifted[shift] = float(refused_share(predictor, np.stack(images)).mean())
