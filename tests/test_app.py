@@ -147,8 +147,11 @@ def test_a_picture_that_is_not_a_lesion_gets_a_warning_and_a_lesion_its_differen
     expander = next(e for e in app.expander if "portrait.jpg" in e.label)
     assert "unreliable" in expander.label and "P(melanoma)" in texts(expander.markdown)
 
-    differential = next(chart.proto.spec for chart in app.get("plotly_chart") if "Differential" in chart.proto.spec)
-    assert all(name in differential for name in DIFFERENTIAL_NAMES.values())
+    differential = next(json.loads(chart.proto.spec) for chart in app.get("plotly_chart")
+                        if "Differential" in chart.proto.spec)
+    bars = differential["data"][0]
+    assert set(bars["y"]) == set(DIFFERENTIAL_NAMES.values())
+    assert list(bars["x"]) == sorted(bars["x"], reverse=True)  # most likely first
     heading = next(m.value for m in app.markdown if "most similar training cases" in m.value)
     assert f"of {SIMILAR_CASES} melanoma" in heading
     cases = [caption for image in app.get("image") for caption in image.captions if "confirmed by" in caption]

@@ -60,6 +60,9 @@ def test_evaluate_reports_every_image_of_a_folder(smoke_bundle, data_dir, tmp_pa
     assert metrics["n_images"] == len(subset)
     assert sum(map(sum, metrics["confusion_matrix"])) == len(subset)
     assert metrics["confusion_matrix"][1][0] + metrics["confusion_matrix"][1][1] == (subset.dx == "mel").sum()
+    # every image is still scored; how many the not-a-lesion check would refuse is reported beside
+    # (none here: a smoke bundle's validation split is too small to set the check)
+    assert metrics["not_a_lesion"] == {"threshold": None, "would_refuse": 0, "would_refuse_melanoma": 0}
     # the bundle's own held-out images are also scored on their own
     assert metrics["bundle_test_split_part"]["n_images"] == 4
     intervals = metrics["intervals"]
