@@ -178,7 +178,9 @@ def test_the_app_in_a_real_browser(app_server, sample_images, tmp_path):
             screenshot(page, "3-dataset")
 
             open_from_sidebar(page, "Training", "Training and evaluation")
-            expect(page.locator(".js-plotly-plot")).to_have_count(5, timeout=PAGE_TIMEOUT_MS)
+            # curves x3, ROC, confusion matrix, and the differential's 7x7 matrix (the bundle has extras)
+            expect(page.locator(".js-plotly-plot")).to_have_count(6, timeout=PAGE_TIMEOUT_MS)
+            expect(page.get_by_text("Differential and similar cases")).to_be_visible()
             expect(page.get_by_text("Threshold explorer")).to_be_visible()
             expect(page.get_by_text("lesions resampled with replacement")).to_be_visible(timeout=PAGE_TIMEOUT_MS)
             assert_no_exception(page)

@@ -183,9 +183,11 @@ def differential_bar(differential: dict[str, float]) -> go.Figure:
     figure = go.Figure(go.Bar(x=values, y=names, orientation="h", marker_color=colours,
                               text=[percent(p) for p in differential.values()], textposition="outside",
                               cliponaxis=False, hoverinfo="skip"))
-    figure.update_yaxes(autorange="reversed", automargin=True)
-    figure.update_xaxes(range=[0, 100 * LABEL_HEADROOM], ticksuffix="%")
-    return _layout(figure, "Differential: the 7 diagnoses", height=280, margin=dict(l=10, r=10, t=40, b=10))
+    # The longest name, wrapped, so a narrow column does not clip it.
+    figure.update_yaxes(autorange="reversed", automargin=True, tickvals=names,
+                        ticktext=[name.replace(" / ", " /<br>") for name in names])
+    figure.update_xaxes(range=[0, 100 * LABEL_HEADROOM], ticksuffix="%", dtick=50)
+    return _layout(figure, "Differential: the 7 diagnoses", height=300, margin=dict(l=10, r=10, t=40, b=10))
 
 
 def batch_risk_bars(rows: list[tuple[str, float, bool]], threshold: float) -> go.Figure:
