@@ -13,7 +13,7 @@ from melanoma.app.sessions import free_ended_sessions
 # Python errors are unaffected.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-st.set_page_config(page_title="Melanoma triage demo", page_icon=":material/dermatology:", layout="wide")
+st.set_page_config(page_title="Melanoma triage: a teaching demo", page_icon=":material/dermatology:", layout="wide")
 free_ended_sessions()
 st.navigation([
     st.Page("melanoma/app/classify.py", title="Classify", icon=":material/image_search:", default=True),

@@ -70,14 +70,19 @@ def bench_inference(predictor, explainer, image_files: list[Path], runs: int) ->
     no_metadata = unknown_metadata(1)
     first_call = {"xla": first_call_seconds(xla, prepared, no_metadata),
                   "no_xla": first_call_seconds(plain, prepared, no_metadata)}
-    samples = interleaved_runs({
+    candidates = {
         "full_path": lambda: predictor.probabilities(prepare_image(upload, spec, display=False).model_input[None]),
         "model_only": lambda: predictor.probabilities(prepared),
         "prepare_only": lambda: prepare_image(upload, spec, display=False),
         "bare": lambda: np.asarray(bare(prepared, no_metadata)),
         "model_xla": lambda: np.asarray(xla(prepared, no_metadata)),
         "model_no_xla": lambda: np.asarray(plain(prepared, no_metadata)),
-    }, runs)
+    }
+    if predictor.extras is not None:
+        # Classifying alone is the plain network's P(melanoma) ("model_no_xla"); with the extras it is
+        # the same pass with the pooled features out too, then refusal, differential and neighbours.
+        candidates["with_extras"] = lambda: predictor.extras.assess(predictor.outputs(prepared), prepared)
+    samples = interleaved_runs(candidates, runs)
 
     batch = [(f.name, f.read_bytes()) for f in image_files]
     batches = interleaved_runs({  # classify_many against decoding one file after another (before #17)
@@ -101,6 +106,10 @@ def bench_inference(predictor, explainer, image_files: list[Path], runs: int) ->
     }
     result["ratio_full_path_to_bare"] = round(
         result["predict_full_path"]["p50_ms"] / result["bare_keras_resnet50_compiled"]["p50_ms"], 3)
+    if "with_extras" in samples:
+        result["classify_with_extras"] = percentiles(samples["with_extras"])
+        result["ratio_with_extras_to_classify_alone"] = round(
+            result["classify_with_extras"]["p50_ms"] / result["model_no_xla"]["p50_ms"], 3)
     return result
 
 
@@ -241,6 +250,11 @@ def table(report: dict) -> str:
         ("bare keras.applications ResNet50, compiled, p50 / p95",
          f"{inf['bare_keras_resnet50_compiled']['p50_ms']} / {inf['bare_keras_resnet50_compiled']['p95_ms']} ms"),
         ("ratio full path / bare model (p50)", f"{inf['ratio_full_path_to_bare']}x"),
+        ("classify + not-a-lesion check + differential + similar cases, p50 / p95",
+         f"{inf['classify_with_extras']['p50_ms']} / {inf['classify_with_extras']['p95_ms']} ms"
+         if "classify_with_extras" in inf else "n/a (bundle without extras)"),
+        ("ratio with extras / classify alone (p50)",
+         f"{inf['ratio_with_extras_to_classify_alone']}x" if "classify_with_extras" in inf else "n/a"),
         (f"batch predict over {inf['batch_predict']['images']} real images (classify_many / files decoded one "
          f"after another)", f"{inf['batch_predict']['images_per_s']} / "
                            f"{inf['batch_predict'].get('serial_decode_images_per_s', '-')} images/s"),

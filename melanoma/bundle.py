@@ -29,6 +29,11 @@ DATASET_SUMMARY = "dataset_summary.json"
 TEST_SPLIT = "test_split.csv"
 CONFIG = "train_config.json"
 REQUIRED_FILES = (WEIGHTS, METRICS, HISTORY, DATASET_SUMMARY, TEST_SPLIT, CONFIG)
+# The refusal, differential and similar-cases index (melanoma/extras.py). Optional: a bundle made
+# before them still loads, and the app and commands then leave those parts out.
+EXTRAS_ARRAYS = "extras.npz"
+EXTRAS_INFO = "extras.json"
+EXTRAS_FILES = (EXTRAS_ARRAYS, EXTRAS_INFO)
 FORMAT_VERSION = 1
 
 
@@ -73,12 +78,14 @@ def assign_weights_from_npz(model, source) -> None:
 
 def write_bundle(out_dir: str | Path, model, *, metrics: dict, history_csv: str, dataset_summary: dict,
                  test_split_csv: str, train_config: dict, calibration: dict | None = None,
-                 image_only: dict | None = None, lineage: list[dict] | None = None) -> Path:
+                 image_only: dict | None = None, lineage: list[dict] | None = None,
+                 extra_files: dict[str, bytes] | None = None) -> Path:
     """Writes to a sibling temp folder, then swaps it in: a kill never leaves half a bundle.
     `calibration` (from `calibration.fit_platt`) maps the network's score to the probability that
     the bundle's threshold, metrics and test split are expressed in. A network that takes patient
     metadata has a second operating mode for photos without it: `image_only` holds its own
-    threshold and calibration. `lineage` lists the bundles whose weights this run started from."""
+    threshold and calibration. `lineage` lists the bundles whose weights this run started from.
+    `extra_files` (name: bytes, from `extras.fit_extras`) are written and checksummed alongside."""
     import importlib.metadata
 
     import keras
@@ -96,6 +103,8 @@ def write_bundle(out_dir: str | Path, model, *, metrics: dict, history_csv: str,
     atomic_write_json(staging / DATASET_SUMMARY, dataset_summary)
     atomic_write_bytes(staging / TEST_SPLIT, test_split_csv.encode())
     atomic_write_json(staging / CONFIG, train_config)
+    for name, data in (extra_files or {}).items():
+        atomic_write_bytes(staging / name, data)
     manifest = {
         "format_version": FORMAT_VERSION,
         "name": out_dir.name,
@@ -116,16 +125,36 @@ def write_bundle(out_dir: str | Path, model, *, metrics: dict, history_csv: str,
                      "backend": keras.backend.backend(),
                      keras.backend.backend(): importlib.metadata.version(keras.backend.backend())},
         "weights_sha256": sha256_file(staging / WEIGHTS),
-        "files": {name: sha256_file(staging / name) for name in REQUIRED_FILES},
+        "files": {name: sha256_file(staging / name) for name in (*REQUIRED_FILES, *(extra_files or {}))},
     }
     atomic_write_json(staging / MANIFEST, manifest)
+    _swap_in(staging, out_dir)
+    return out_dir
 
+
+def add_files(bundle_dir: str | Path, files: dict[str, bytes]) -> Path:
+    """Adds (or replaces) files in an existing bundle and records their sha256 in its manifest; the
+    other files are copied unchanged. Staged and swapped in like `write_bundle`."""
+    bundle_dir = Path(bundle_dir)
+    load_bundle(bundle_dir)  # never extend a bundle that does not verify
+    staging = bundle_dir.with_name(f".{bundle_dir.name}.partial-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    shutil.copytree(bundle_dir, staging)
+    manifest = json.loads((staging / MANIFEST).read_text())
+    for name, data in files.items():
+        atomic_write_bytes(staging / name, data)
+        manifest["files"][name] = sha256_file(staging / name)
+    atomic_write_json(staging / MANIFEST, manifest)
+    _swap_in(staging, bundle_dir)
+    return bundle_dir
+
+
+def _swap_in(staging: Path, out_dir: Path) -> None:
     retired = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
     if out_dir.exists():
         os.replace(out_dir, retired)
     os.replace(staging, out_dir)
     shutil.rmtree(retired, ignore_errors=True)
-    return out_dir
 
 
 @dataclass
@@ -137,6 +166,16 @@ class Bundle:
     train_config: dict
     history_csv: Path = field(repr=False, default=None)
     test_split_csv: Path = field(repr=False, default=None)
+    extras_info: dict | None = None  # extras.json; None for a bundle made before the extras
+
+    @property
+    def version(self) -> str:
+        """The bundle's name and when it was made, for people (never its path on the server)."""
+        return f"{self.manifest.get('name', self.path.name)} ({self.manifest.get('created', 'date unknown')})"
+
+    @property
+    def extras_path(self) -> Path | None:
+        return self.path / EXTRAS_ARRAYS if self.extras_info is not None else None
 
     @property
     def threshold(self) -> float:
@@ -205,18 +244,21 @@ def load_bundle(path: str | Path | None = None) -> Bundle:
     if manifest.get("network", {}).get("metadata") and not manifest.get("image_only"):
         raise BundleError(f"{path}: the network takes patient metadata but {MANIFEST} has no image-only "
                           f"threshold")
-    for name in REQUIRED_FILES:
+    listed = manifest.get("files", {})
+    for name in (*REQUIRED_FILES, *(name for name in EXTRAS_FILES if name in listed)):
         file = path / name
         if not file.is_file():
             raise BundleError(f"bundle {path} is incomplete: {name} is missing")
-        expected = manifest.get("files", {}).get(name)
+        expected = listed.get(name)
         if expected != sha256_file(file):
             raise BundleError(f"bundle {path} is corrupted: {name} does not match its sha256 in {MANIFEST}")
     if manifest.get("weights_sha256") != manifest["files"][WEIGHTS]:
         raise BundleError(f"bundle {path}: weights_sha256 in {MANIFEST} does not match the weights file")
+    has_extras = all(name in listed for name in EXTRAS_FILES)
     return Bundle(path=path, manifest=manifest, metrics=_read_json(path, METRICS),
                   dataset_summary=_read_json(path, DATASET_SUMMARY), train_config=_read_json(path, CONFIG),
-                  history_csv=path / HISTORY, test_split_csv=path / TEST_SPLIT)
+                  history_csv=path / HISTORY, test_split_csv=path / TEST_SPLIT,
+                  extras_info=_read_json(path, EXTRAS_INFO) if has_extras else None)
 
 
 def _read_json(folder: Path, name: str) -> dict:

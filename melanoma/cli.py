@@ -1,4 +1,4 @@
-"""`python -m melanoma train | evaluate | predict | bench | robustness | experiments`."""
+"""`python -m melanoma train | evaluate | predict | extras | bench | robustness | experiments`."""
 from __future__ import annotations
 
 import argparse
@@ -155,10 +155,34 @@ def run_predict(args) -> int:
         for r in results:
             if r.ok:
                 used = f"\twith {r.patient.describe()}" if r.metadata_used else ""
-                print(f"{r.name}\tP(melanoma)={r.probability:.4f}\t{r.call}{used}")
+                print(f"{r.name}\tP(melanoma)={r.probability:.4f}\t{r.call}{used}{differential_summary(r)}")
             else:
-                print(f"{r.name}\trejected: {r.error}")
+                print(f"{r.name}\tnot assessed: {r.error}")
     return 0 if all(r.ok for r in results) else EXIT_REJECTED
+
+
+def differential_summary(prediction, shown: int = 3) -> str:
+    """The most likely diagnoses, for predict's one line per file ("" for a bundle without extras)."""
+    if prediction.assessment is None:
+        return ""
+    top = list(prediction.assessment.differential.items())[:shown]
+    return "\tmost likely: " + ", ".join(f"{name} {p:.0%}" for name, p in top)
+
+
+def run_extras(args) -> int:
+    from melanoma.bundle import BundleError
+    from melanoma.data import DatasetError
+    from melanoma.extras import add_to_bundle
+
+    try:
+        path = add_to_bundle(args.model, args.data)
+    except (BundleError, DatasetError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    info = json.loads((path / "extras.json").read_text())
+    print(json.dumps(info, indent=2))
+    print(f"\nextras added to {path}")
+    return 0
 
 
 def run_robustness(args) -> int:
@@ -261,6 +285,14 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--site", help=f"body site: {', '.join(SITES)} (one file only)")
     predict.add_argument("files", nargs="+", help="image files (JPEG, PNG, ...)")
 
+    extras = commands.add_parser(
+        "extras", help="add the not-a-lesion refusal, differential and similar-cases index to a bundle",
+        description="Fit the extras on the bundle's training split (rebuilt from --data and the bundle's "
+                    "train_config), set the refusal threshold on its validation split, measure them on "
+                    "its test split, and add them to the bundle. The weights are unchanged.")
+    extras.add_argument("--model", default=None, help="bundle folder (default: the shipped one in models/)")
+    extras.add_argument("--data", required=True, help="the HAM10000-format folder the bundle was trained on")
+
     robustness = commands.add_parser(
         "robustness", help="ROC-AUC under synthetic camera shifts, and the dark-corner shortcut measures")
     robustness.add_argument("--model", default=None, help="bundle folder (default: the shipped one in models/)")
@@ -325,6 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     import_tensorflow_quietly()  # before any command imports it with its start-up lines
-    handlers = {"train": run_train, "evaluate": run_evaluate, "predict": run_predict, "bench": run_bench,
-                "robustness": run_robustness, "compare": run_compare, "experiments": run_experiments}
+    handlers = {"train": run_train, "evaluate": run_evaluate, "predict": run_predict, "extras": run_extras,
+                "bench": run_bench, "robustness": run_robustness, "compare": run_compare,
+                "experiments": run_experiments}
     return handlers[args.command](args)

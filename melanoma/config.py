@@ -35,6 +35,9 @@ SITES = ("abdomen", "acral", "back", "chest", "ear", "face", "foot", "genital", 
          "lower extremity", "neck", "scalp", "trunk", "upper extremity")
 MAX_AGE = 120
 AGE_SCALE = 100.0  # ages enter the network as years / AGE_SCALE
+HAM10000_IMAGES = 10_015  # in the published dataset; a copy may hold fewer (the development copy: 8,980)
+DX_TYPE_NAMES = {"histo": "histopathology", "follow_up": "follow-up examination",
+                 "consensus": "expert consensus", "confocal": "confocal microscopy"}
 IMAGES_DIR = "images"
 REQUIRED_COLUMNS = ("lesion_id", "image_id", "dx")
 
@@ -46,13 +49,15 @@ MAX_UPLOAD_MB = 20
 ACCEPTED_FORMATS = ("JPEG", "PNG", "BMP", "TIFF", "WEBP")
 UPLOAD_EXTENSIONS = ("jpg", "jpeg", "png", "bmp", "tif", "tiff", "webp")  # the app's uploader filter
 
-# Grad-CAM: at 75x100 the last stage is 3x4 cells; stage 4 (5x7) localises better, see README.
+# Grad-CAM: at 75x100 the last stage is 3x4 cells; earlier stages have finer grids.
 GRADCAM_LAYERS = {
     "stage 3 (10x13)": "conv3_block4_out",
     "stage 4 (5x7)": "conv4_block6_out",
     "stage 5 (3x4)": "conv5_block3_out",
 }
-DEFAULT_GRADCAM_LAYER = "conv4_block6_out"
+# Stage 3 by default: at stages 4-5 the maps of this network often sit on the dermatoscope's dark
+# corner instead of the lesion (issue 15 traces that to a shortcut the network learnt).
+DEFAULT_GRADCAM_LAYER = "conv3_block4_out"
 
 # The app's caches are shared by every session and bounded: one bundle's network and Grad-CAM
 # (a bundle rewritten in place replaces them), and a few entries of the derived data.
@@ -143,3 +148,41 @@ INFERENCE_JIT_COMPILE = False
 # Until this many images have been classified, a process calls the network eagerly (0.3 s an
 # image here) instead of paying ~1.7 s to trace the compiled function (0.03 s an image after).
 EAGER_IMAGES_BEFORE_COMPILING = 4
+
+# Extras every bundle carries (see melanoma/extras.py): all fitted on the training split from the
+# network's pooled features, thresholds from the validation split, never from the test split.
+FEATURE_LAYER = "avg_pool"  # the differential and the similar cases read these 2,048 features
+# The similar-cases index: standardised features reduced by PCA, small enough that the index of
+# ~6,000 training images stays well under 5 MB.
+FEATURE_COMPONENTS = 64
+# The not-a-lesion score reads stage 3's pooled activations: colour and texture statistics that the
+# last layer, trained to tell lesions apart, no longer keeps (see README: refusal).
+NOVELTY_LAYER = "conv3_block4_out"
+NOVELTY_COMPONENTS = 64
+NOVELTY_LOG_OFFSET = 1e-3  # pooled ReLU activations are skewed; their logarithm is closer to Gaussian
+# Thresholds from lesion photos alone: the not-a-lesion score's at this percentile of the
+# validation split (about 1 lesion photo in 200 refused by construction), and a floor on
+# colourfulness at this (low) percentile, since every training photo is in colour. Never tuned
+# on non-lesion pictures: those only measure it (melanoma.lab.refusal).
+NOVELTY_PERCENTILE = 99.5
+COLOURFULNESS_PERCENTILE = 0.25
+# Fewer validation images than this cannot place a 99.5th percentile (1 in 200): such a bundle (a
+# smoke run) gets no not-a-lesion check rather than one that refuses lesions at random.
+NOVELTY_MIN_VALIDATION = 200
+# Another dermatoscope is still a dermatoscope: the training photos the score is fitted on include
+# this many copies under random camera changes (a gain per colour channel, a gamma), so a shifted
+# white balance is not mistaken for "not a lesion". Ranges in log-uniform draws.
+NOVELTY_CAMERA_COPIES = 2000
+NOVELTY_CHANNEL_GAINS = (0.8, 1.25)
+NOVELTY_GAMMAS = (0.7, 1.4)
+SIMILAR_CASES = 8
+NOT_A_LESION_REASON = "does not look like a dermatoscopic photo of a single skin lesion"
+DIFFERENTIAL_NAMES = {  # in full, for people; KNOWN_DX order is the differential's class order
+    "mel": "melanoma",
+    "nv": "melanocytic naevus",
+    "bkl": "benign keratosis",
+    "bcc": "basal cell carcinoma",
+    "akiec": "actinic keratosis / intraepithelial carcinoma",
+    "df": "dermatofibroma",
+    "vasc": "vascular lesion",
+}

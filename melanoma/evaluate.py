@@ -54,6 +54,17 @@ def metrics_at(labels: np.ndarray, probabilities: np.ndarray, threshold: float) 
     }
 
 
+def predictive_values(sensitivity: float | None, specificity: float | None, prevalence: float) -> dict:
+    """PPV (chance that a referred lesion is a melanoma) and NPV (chance that a cleared one is not),
+    at a given melanoma prevalence: they depend on it as much as on the model."""
+    if sensitivity is None or specificity is None:
+        return {"ppv": None, "npv": None, "prevalence": prevalence}
+    referred = sensitivity * prevalence + (1 - specificity) * (1 - prevalence)
+    cleared = (1 - sensitivity) * prevalence + specificity * (1 - prevalence)
+    return {"ppv": sensitivity * prevalence / referred if referred else None,
+            "npv": specificity * (1 - prevalence) / cleared if cleared else None, "prevalence": prevalence}
+
+
 def lesion_bootstrap_intervals(labels: np.ndarray, probabilities: np.ndarray, lesion_ids, threshold: float,
                                *, resamples: int = 2000, level: float = 0.95, seed: int = 0) -> dict:
     """Percentile intervals for ROC-AUC, sensitivity and specificity at `threshold`, resampling
@@ -143,10 +154,16 @@ def evaluate_folder(model_dir: str | Path | None, data_dir: str | Path, use_meta
     fields = [name for name in FIELD_SLICES if columns[name] in dataset.frame.columns]
     metadata_used = fields if predictor.takes_metadata and use_metadata and fields else []
     metadata = dataset.metadata if metadata_used else None
-    probabilities = predictor.probabilities(dataset.images, metadata)
+    outputs = predictor.outputs(dataset.images, metadata)
+    probabilities = predictor.calibrated(outputs, metadata)
     threshold = predictor.threshold_for(bool(metadata_used))
     lesions = dataset.frame["lesion_id"].to_numpy()
     result = metrics_at(dataset.labels, probabilities, threshold)
+    if predictor.extras is not None:  # every image is still scored above; this says how many would not be
+        refused = predictor.extras.refused(outputs, dataset.images)
+        result["not_a_lesion"] = {"threshold": predictor.extras.info["not_a_lesion"]["threshold"],
+                                  "would_refuse": int(refused.sum()),
+                                  "would_refuse_melanoma": int((refused & (dataset.labels == 1)).sum())}
     result["intervals"] = lesion_bootstrap_intervals(dataset.labels, probabilities, lesions, threshold)
     result["metadata_used"] = metadata_used
     result["dropped"] = len(dataset.dropped)

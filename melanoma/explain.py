@@ -159,3 +159,8 @@ def overlay(display: Image.Image, heatmap: np.ndarray, opacity: float = 0.4) -> 
         raise ValueError(f"opacity must be within [0, 1], got {opacity}")
     photo = display.convert("RGB")
     return Image.blend(photo, heatmap_image(heatmap, photo.size), opacity)
+
+
+def colour_scale(width: int = 400, height: int = 14) -> Image.Image:
+    """The maps' colour scale as a strip, low (left) to high (right)."""
+    return Image.fromarray(colorize(np.tile(np.linspace(0.0, 1.0, width), (height, 1))))

@@ -1,5 +1,9 @@
 """Probabilities of melanoma from a bundle, through one compiled (traced) function.
 
+The same pass gives the pooled features the bundle's extras read (melanoma/extras.py): a photo that
+does not look like a lesion is refused with no call, and an assessed one gets the differential and
+its similar training cases.
+
 The compiled function sees only two input shapes (1 image, or a padded batch of PREDICT_BATCH),
 so it is traced at most twice per process and never again. Tracing costs ~1.7 s here, and a
 compiled call is ~10x faster than an eager one (0.03 s vs 0.3 s), so the first few images of a
@@ -12,33 +16,24 @@ batches of PREDICT_BATCH. One Predictor serves all of the app's sessions, each o
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 
 from melanoma.bundle import Bundle, load_bundle, load_model
 from melanoma.calibration import calibrate
 from melanoma.config import (CALL_NOT_SUSPICIOUS, CALL_SUSPICIOUS, EAGER_IMAGES_BEFORE_COMPILING,
-                             INFERENCE_JIT_COMPILE, PAD_BATCH_FROM, PREDICT_BATCH, PREPARE_THREADS)
+                             INFERENCE_JIT_COMPILE, NOT_A_LESION_REASON, PREDICT_BATCH, PREPARE_THREADS)
+from melanoma.extras import Assessment, Extras
+# The network's input/output helpers live in features; explain, bench and the lab import them from here.
+from melanoma.features import (MELANOMA_OUTPUT, compiled_outputs, eager_outputs, feature_network,  # noqa: F401
+                               in_fixed_batches, melanoma_output, network_inputs, takes_metadata,
+                               unknown_metadata)
 from melanoma.images import ImageRejected, PreparedImage, prepare_image
-from melanoma.patient import METADATA_FEATURES, NO_INFORMATION, PatientInfo
-
-
-def takes_metadata(model) -> bool:
-    return any(tensor.name == "metadata" for tensor in model.inputs)
-
-
-def melanoma_output(outputs):
-    """The melanoma softmax among a network's outputs (a dict when it has two heads)."""
-    return outputs["predictions"] if isinstance(outputs, dict) else outputs
-
-
-def network_inputs(model, images, metadata):
-    """What `model` is called with: the images, or {"image", "metadata"} for a metadata network."""
-    return {"image": images, "metadata": metadata} if takes_metadata(model) else images
+from melanoma.patient import NO_INFORMATION, PatientInfo
 
 
 def compiled_forward(model, jit_compile: bool = INFERENCE_JIT_COMPILE):
@@ -61,34 +56,13 @@ def compiled_forward(model, jit_compile: bool = INFERENCE_JIT_COMPILE):
     return forward
 
 
-def eager_probabilities(model, images: np.ndarray, metadata: np.ndarray) -> np.ndarray:
-    outputs = model(network_inputs(model, np.asarray(images, np.float32), metadata), training=False)
-    return np.asarray(melanoma_output(outputs)[:, 1]).astype(np.float32)
-
-
-def unknown_metadata(count: int) -> np.ndarray:
-    return np.zeros((count, METADATA_FEATURES), np.float32)
-
-
 def predict_in_batches(forward, images: np.ndarray, metadata: np.ndarray | None = None,
                        batch_size: int = PREDICT_BATCH) -> np.ndarray:
-    """Scores for uint8 images (N, H, W, 3) with their metadata vectors (default: nothing known).
-    Full batches go as they are; a smaller rest is padded to the fixed shape if it is large enough
-    to pay for the padding, else sent one image at a time (a padded batch costs as much as a full one)."""
+    """Scores for uint8 images (N, H, W, 3) with their metadata vectors (default: nothing known);
+    the last batch is padded to the fixed shape."""
     if len(images) == 0:
         return np.zeros((0,), np.float32)
-    metadata = unknown_metadata(len(images)) if metadata is None else np.asarray(metadata, np.float32)
-    out = []
-    for start in range(0, len(images), batch_size):
-        chunk, chunk_metadata = images[start:start + batch_size], metadata[start:start + batch_size]
-        if len(chunk) < PAD_BATCH_FROM:
-            out += [np.asarray(forward(chunk[i:i + 1], chunk_metadata[i:i + 1])) for i in range(len(chunk))]
-            continue
-        padding = batch_size - len(chunk)
-        padded = np.concatenate([chunk, np.zeros((padding, *chunk.shape[1:]), chunk.dtype)])
-        padded_metadata = np.concatenate([chunk_metadata, unknown_metadata(padding)])
-        out.append(np.asarray(forward(padded, padded_metadata))[:len(chunk)])
-    return np.concatenate(out).astype(np.float32)
+    return in_fixed_batches(forward, images, metadata, batch_size).astype(np.float32)
 
 
 @dataclass
@@ -103,19 +77,38 @@ class Prediction:
     patient: PatientInfo = NO_INFORMATION  # what was given; used only where the network takes it
     metadata_used: bool = False
     image_only_probability: float | None = None  # beside `probability` when metadata was used
+    # The bundle's extras (None for a bundle without them, or a file that could not be read). A
+    # file judged not a lesion has an error (no call), and the network's score only here, unreliable.
+    assessment: Assessment | None = None
+    unreliable_probability: float | None = None
 
     @property
     def ok(self) -> bool:
         return self.error is None
 
+    @property
+    def not_a_lesion(self) -> bool:
+        return self.assessment is not None and self.assessment.not_a_lesion
+
     def as_dict(self) -> dict:
         if not self.ok:
-            return {"file": self.name, "error": self.error}
+            result = {"file": self.name, "error": self.error}
+            if self.not_a_lesion:
+                result["not_a_lesion"] = {"score": round(self.assessment.not_a_lesion_score, 3),
+                                          "threshold": round(self.assessment.not_a_lesion_threshold, 3),
+                                          "unreliable_probability_melanoma": round(self.unreliable_probability, 4)}
+            return result
         result = {"file": self.name, "probability_melanoma": round(self.probability, 4),
                   "suspicious": self.suspicious, "call": self.call, "threshold": round(self.threshold, 4),
                   "metadata_used": list(self.patient.given) if self.metadata_used else []}
         if self.image_only_probability is not None:
             result["probability_melanoma_image_only"] = round(self.image_only_probability, 4)
+        if self.assessment is not None:
+            result.update({
+                "differential": {name: round(p, 4) for name, p in self.assessment.differential.items()},
+                "similar_cases": self.assessment.similar_cases,
+                "similar_cases_melanoma_share": self.assessment.similar_melanoma_share,
+                "not_a_lesion_score": round(self.assessment.not_a_lesion_score, 3)})
         return result
 
 
@@ -126,7 +119,9 @@ class Predictor:
         self.takes_metadata = bundle.takes_metadata
         self.model = load_model(bundle)
         self.threshold = bundle.threshold
-        self._forward = compiled_forward(self.model)
+        self.extras = Extras.from_bundle(bundle)
+        self._network = feature_network(self.model)  # the model's outputs plus its pooled features
+        self._forward = compiled_outputs(self._network)
         self._eager_images_left = EAGER_IMAGES_BEFORE_COMPILING
         self._eager_lock = threading.Lock()  # sessions on several threads share the count
 
@@ -139,12 +134,15 @@ class Predictor:
         self._eager_images_left = 0
         self.probabilities(np.zeros((1, *self.image_spec.shape), np.uint8))
 
-    def scores(self, images: np.ndarray, metadata: np.ndarray | None = None) -> np.ndarray:
-        """The network's melanoma score, before calibration."""
+    def outputs(self, images: np.ndarray, metadata: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """The network's outputs and pooled features for uint8 images (N, H, W, 3) with their
+        metadata vectors (default: nothing known)."""
         metadata = unknown_metadata(len(images)) if metadata is None else np.asarray(metadata, np.float32)
         if self._take_eager_turn(len(images)):
-            return eager_probabilities(self.model, images, metadata)
-        return predict_in_batches(self._forward, images, metadata)
+            return eager_outputs(self._network, images, metadata)
+        if len(images) == 0:
+            return {MELANOMA_OUTPUT: np.zeros((0, 2), np.float32)}
+        return in_fixed_batches(self._forward, images, metadata)
 
     def _take_eager_turn(self, count: int) -> bool:
         with self._eager_lock:
@@ -152,13 +150,21 @@ class Predictor:
             self._eager_images_left = self._eager_images_left - count if eager else 0
             return eager
 
+    def scores(self, images: np.ndarray, metadata: np.ndarray | None = None) -> np.ndarray:
+        """The network's melanoma score, before calibration."""
+        return self.outputs(images, metadata)[MELANOMA_OUTPUT][:, 1].astype(np.float32)
+
     def probabilities(self, images: np.ndarray, metadata: np.ndarray | None = None) -> np.ndarray:
         """P(melanoma), calibrated as the bundle says for the mode: with metadata when given (a
         row of zeros is "nothing known", the image-only mode), else the image alone."""
-        scores = self.scores(images, metadata)
+        return self.calibrated(self.outputs(images, metadata), metadata)
+
+    def calibrated(self, outputs: dict[str, np.ndarray], metadata: np.ndarray | None = None) -> np.ndarray:
+        """`probabilities` from outputs already computed (`outputs`), so the extras share the pass."""
+        scores = outputs[MELANOMA_OUTPUT][:, 1].astype(np.float32)
         if not self.takes_metadata:
             return calibrate(self.bundle.calibration, scores)
-        known = np.zeros(len(images), bool) if metadata is None else np.asarray(metadata).any(axis=1)
+        known = np.zeros(len(scores), bool) if metadata is None else np.asarray(metadata).any(axis=1)
         with_metadata = calibrate(self.bundle.operating_point(True)[1], scores)
         image_only = calibrate(self.bundle.operating_point(False)[1], scores)
         return np.where(known, with_metadata, image_only).astype(np.float32)
@@ -181,7 +187,8 @@ class Predictor:
                       patients: Sequence[PatientInfo] | None = None) -> list[Prediction]:
         """One Prediction per (name, bytes), in order, as `classify_bytes` gives it: the files are
         decoded and checked in a small thread pool, and the good ones classified together, in
-        batches (with their patient information, and image-only beside where that was used)."""
+        batches (with their patient information, and image-only beside where that was used); the
+        extras read the same pass."""
         files = list(files)
         patients = list(patients) if patients is not None else [NO_INFORMATION] * len(files)
         checked = self._prepare_all([data for _, data in files], display)
@@ -189,22 +196,30 @@ class Predictor:
         uses_metadata = {i: self.takes_metadata and bool(patients[i].given) for i in good}
         image_only_too = [i for i in good if uses_metadata[i]]
         rows = good + image_only_too
-        probabilities = self.probabilities(
-            np.stack([checked[i].model_input for i in rows]),
-            np.stack([patients[i].encode() for i in good] + [NO_INFORMATION.encode()] * len(image_only_too)),
-        ) if rows else []
-        probability = dict(zip(good, map(float, probabilities[:len(good)])))
-        image_only = dict(zip(image_only_too, map(float, probabilities[len(good):])))
+        probability, image_only, assessment = {}, {}, {}
+        if rows:
+            images = np.stack([checked[i].model_input for i in rows])
+            metadata = np.stack([patients[i].encode() for i in good] + [NO_INFORMATION.encode()] * len(image_only_too))
+            outputs = self.outputs(images, metadata)
+            probabilities = self.calibrated(outputs, metadata)
+            probability = dict(zip(good, map(float, probabilities[:len(good)])))
+            image_only = dict(zip(image_only_too, map(float, probabilities[len(good):])))
+            if self.extras is not None:
+                first = {name: value[:len(good)] for name, value in outputs.items()}
+                assessment = dict(zip(good, self.extras.assess(first, images[:len(good)])))
         predictions = []
         for i, ((name, _), prepared, patient) in enumerate(zip(files, checked, patients)):
             if i not in probability:
                 predictions.append(Prediction(name=name, error=prepared, patient=patient))
-                continue
-            suspicious, call = self.call_for(probability[i], uses_metadata[i])
-            predictions.append(Prediction(
-                name=name, probability=probability[i], suspicious=suspicious, call=call, prepared=prepared,
-                threshold=self.threshold_for(uses_metadata[i]), patient=patient, metadata_used=uses_metadata[i],
-                image_only_probability=image_only.get(i)))
+            elif i in assessment and assessment[i].not_a_lesion:
+                predictions.append(Prediction(name=name, error=NOT_A_LESION_REASON, prepared=prepared, patient=patient,
+                                              assessment=assessment[i], unreliable_probability=probability[i]))
+            else:
+                suspicious, call = self.call_for(probability[i], uses_metadata[i])
+                predictions.append(Prediction(
+                    name=name, probability=probability[i], suspicious=suspicious, call=call, prepared=prepared,
+                    threshold=self.threshold_for(uses_metadata[i]), patient=patient, metadata_used=uses_metadata[i],
+                    image_only_probability=image_only.get(i), assessment=assessment.get(i)))
         return predictions
 
     def _prepare_all(self, contents: list[bytes], display: bool) -> list[PreparedImage | str]:

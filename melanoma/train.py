@@ -302,11 +302,13 @@ def operating_mode(forward, dataset, split, metadata, target_sensitivity: float)
 
 def finish(out_dir, run_dir, model, forward, dataset, split, history, best, config, total_rows, per_epoch,
            lineage=()):
-    """Best-validation-AUC weights, threshold from validation, test metrics once, the bundle."""
+    """Best-validation-AUC weights, threshold from validation, test metrics once, the extras
+    (melanoma/extras.py), the bundle."""
     from melanoma import data as data_mod
     from melanoma.bundle import assign_weights_from_npz, load_bundle, weights_to_npz, write_bundle
     from melanoma.calibration import reliability
     from melanoma.evaluate import metrics_at, roc_auc, roc_points
+    from melanoma.extras import fit_for_bundle
     from melanoma.inference import compiled_forward, predict_in_batches
     from melanoma.model import NetworkSpec, build_network
 
@@ -355,6 +357,8 @@ def finish(out_dir, run_dir, model, forward, dataset, split, history, best, conf
         "test_roc_auc": roc_auc(test_labels, half_probs),
         "max_probability_change": float(np.abs(half_probs - test_scores).max()) if len(test_scores) else 0.0,
     }
+    # The refusal, differential and similar cases, fitted on the network as shipped (float16 kernels).
+    extra_files = fit_for_bundle(half, dataset, split)
     frame = dataset.frame
     test_split = frame.iloc[split.test][["image_id", "lesion_id", "dx", "label"]].assign(
         probability=np.round(test_probs, 5))
@@ -367,7 +371,7 @@ def finish(out_dir, run_dir, model, forward, dataset, split, history, best, conf
     path = write_bundle(out_dir, model, metrics=metrics, history_csv=pd.DataFrame(history).to_csv(index=False),
                         dataset_summary=summary, test_split_csv=test_split.to_csv(index=False),
                         train_config=config.to_dict(), calibration=calibration, image_only=image_only,
-                        lineage=list(lineage))
+                        lineage=list(lineage), extra_files=extra_files)
     load_bundle(path)  # verifies what was written
     log(f"test: AUC {_fmt(metrics['test']['roc_auc'])} sensitivity {_fmt(metrics['test']['sensitivity'])} "
         f"specificity {_fmt(metrics['test']['specificity'])} at threshold {threshold:.4f}; "

@@ -1,6 +1,7 @@
 """The Streamlit app, page by page, in-process (streamlit.testing AppTest) on a smoke-trained bundle."""
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -60,13 +61,20 @@ def test_classify_shows_probability_call_and_overlay_and_rejects_bad_file(smoke_
     app.run()
     assert not app.exception
 
-    assert [m.value for m in app.metric] == [f"{expected.probability:.1%}"]
-    assert app.progress[0].value == pytest.approx(100 * expected.probability, abs=1)  # percent
+    from melanoma.reporting import percent
+
+    assert [m.value for m in app.metric] == [percent(expected.probability)]
+    side = "above" if expected.suspicious else "below"
+    assert f"{side} the referral threshold of {percent(predictor.threshold)}" in texts(app.caption)
+    bar = next(json.loads(chart.proto.spec) for chart in app.get("plotly_chart")
+               if "referral threshold" in chart.proto.spec)
+    assert bar["data"][0]["x"][0] == pytest.approx(100 * expected.probability, abs=0.01)
+    assert bar["layout"]["shapes"][0]["x0"] == pytest.approx(100 * predictor.threshold)  # the threshold, marked
     calls = texts(app.error) + texts(app.success)
     assert expected.call[1:] in calls
     captions = [caption for image in app.get("image") for caption in image.captions]
     assert any("as the network sees it" in caption for caption in captions)
-    assert any("Grad-CAM, stage 4" in caption for caption in captions)
+    assert any("Grad-CAM, stage 3" in caption for caption in captions)
 
     warning = texts(app.warning)
     assert "notes.jpg" in warning and "not a supported image" in warning
@@ -103,11 +111,54 @@ def test_moving_a_slider_reuses_the_result_and_a_new_layer_recomputes_only_the_m
     app.sidebar.toggle[0].set_value(True).run()
     assert not app.exception and app.metric[0].value == shown and heatmaps == []
 
-    stage3 = next(label for label, name in GRADCAM_LAYERS.items() if name == "conv3_block4_out")
-    app.sidebar.selectbox[0].set_value(stage3).run()
+    stage4 = next(label for label, name in GRADCAM_LAYERS.items() if name == "conv4_block6_out")
+    app.sidebar.selectbox[0].set_value(stage4).run()
     app.sidebar.radio[0].set_value("Grad-CAM++").run()
     assert not app.exception and app.metric[0].value == shown
-    assert heatmaps == ["conv3_block4_out", "conv3_block4_out"]
+    assert heatmaps == ["conv4_block6_out", "conv4_block6_out"]
+
+
+@pytest.fixture
+def shipped_app_env(data_dir, monkeypatch):
+    """The shipped bundle, whose extras were fitted on the whole training split."""
+    from melanoma.bundle import DEFAULT_BUNDLE
+
+    monkeypatch.setenv("MELANOMA_MODEL", str(DEFAULT_BUNDLE))
+    monkeypatch.setenv("MELANOMA_DATA", str(data_dir))
+    return DEFAULT_BUNDLE
+
+
+def test_a_picture_that_is_not_a_lesion_gets_a_warning_and_a_lesion_its_differential_and_cases(
+        shipped_app_env, sample_images):
+    from melanoma.config import DIFFERENTIAL_NAMES, NOT_A_LESION_REASON, SIMILAR_CASES
+    from melanoma.lab.non_lesions import skimage_photo
+
+    portrait = skimage_photo("astronaut.png")  # a portrait photo of a person
+    app = open_page()
+    app.file_uploader[0].set_value([("portrait.jpg", portrait, "image/jpeg"),
+                                    ("lesion.jpg", sample_images["mel"].read_bytes(), "image/jpeg")])
+    app.run()
+    assert not app.exception
+
+    warning = texts(app.warning)
+    assert "portrait.jpg" in warning and NOT_A_LESION_REASON in warning
+    assert len(app.metric) == 1  # the lesion's P(melanoma) only: no call for the portrait
+    assert "portrait.jpg" not in texts(app.error) + texts(app.success)
+    expander = next(e for e in app.expander if "portrait.jpg" in e.label)
+    assert "unreliable" in expander.label and "P(melanoma)" in texts(expander.markdown)
+
+    differential = next(json.loads(chart.proto.spec) for chart in app.get("plotly_chart")
+                        if "Differential" in chart.proto.spec)
+    bars = differential["data"][0]
+    assert set(bars["y"]) == set(DIFFERENTIAL_NAMES.values())
+    assert list(bars["x"]) == sorted(bars["x"], reverse=True)  # most likely first
+    heading = next(m.value for m in app.markdown if "most similar training cases" in m.value)
+    assert f"of {SIMILAR_CASES} melanoma" in heading
+    cases = [caption for image in app.get("image") for caption in image.captions if "confirmed by" in caption]
+    assert len(cases) == SIMILAR_CASES
+    table = table_with(app, "file")
+    assert list(table["file"]) == ["lesion.jpg", "portrait.jpg"]  # assessed first, by risk
+    assert table["call"].iloc[1] == "not assessed" and NOT_A_LESION_REASON in table["reason not assessed"].iloc[1]
 
 
 def test_removing_a_file_drops_its_result_and_maps_from_the_session(smoke_app_env, sample_images):
@@ -166,13 +217,18 @@ def test_training_page_shows_curves_metrics_and_a_working_threshold_explorer(smo
     if not bundle.calibration:  # a 1-epoch network rarely ranks melanoma higher on 19 images
         assert "raw scores (no order-keeping map could be fitted" in texts(app.info)
 
-    n_test = len(bundle.test_split())
+    split = bundle.test_split()
+    n_test = len(split)
     app.slider[0].set_value(0.0).run()
     metrics = {m.label: m.value for m in app.metric}
     assert metrics["Sensitivity"] == "100.0%" and metrics["Referred"] == f"{n_test} of {n_test}"
-    app.slider[0].set_value(1.0).run()
+    top = app.slider[0].max
+    assert top < 1.0 or bundle.threshold >= 0.15  # calibrated probabilities: the useful range is ~0-0.3
+    app.slider[0].set_value(top).run()
     metrics = {m.label: m.value for m in app.metric}
-    assert metrics["Specificity"] == "100.0%" and metrics["Referred"] == f"0 of {n_test}"
+    assert metrics["Referred"] == f"{(split['probability'] >= top).sum()} of {n_test}"
+    deltas = [m.proto.delta for m in app.metric if m.proto.delta]
+    assert deltas and all(delta.endswith("percentage points") for delta in deltas)
 
 
 def test_training_page_of_the_shipped_bundle_shows_its_calibration(monkeypatch, tmp_path):

@@ -16,6 +16,10 @@ def test_inference_bench_times_every_path_and_compares_with_the_bare_model(predi
     assert batch["images"] == 4 and batch["images_per_s"] > 0 and batch["serial_decode_images_per_s"] > 0
     expected = result["predict_full_path"]["p50_ms"] / result["bare_keras_resnet50_compiled"]["p50_ms"]
     assert abs(result["ratio_full_path_to_bare"] - expected) < 0.01
+    # The smoke bundle carries extras, so the bench times them against classifying alone, in the same run.
+    assert result["classify_with_extras"]["runs"] >= 3
+    with_extras = result["classify_with_extras"]["p50_ms"] / result["model_no_xla"]["p50_ms"]
+    assert abs(result["ratio_with_extras_to_classify_alone"] - with_extras) < 0.01
 
 
 def test_cold_start_is_measured_in_a_fresh_process(smoke_bundle, sample_images):

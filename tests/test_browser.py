@@ -23,8 +23,21 @@ pytestmark = pytest.mark.timeout(900)  # includes training the session's smoke b
 @pytest.fixture
 def app_server(smoke_bundle, data_dir):
     """(url, monotonic time of `streamlit run`) for a server on a free port, stopped afterwards."""
+    yield from serve(smoke_bundle, data_dir)
+
+
+@pytest.fixture
+def shipped_app_server(data_dir):
+    """The same with the shipped bundle, whose not-a-lesion check and similar cases are fitted on
+    the whole training split (a smoke bundle's, on 65 images, say little)."""
+    from melanoma.bundle import DEFAULT_BUNDLE
+
+    yield from serve(DEFAULT_BUNDLE, data_dir)
+
+
+def serve(bundle, data_dir):
     require_browser()
-    with running_app(smoke_bundle, data_dir, ARTIFACTS / "streamlit-server.log") as (url, _, started):
+    with running_app(bundle, data_dir, ARTIFACTS / "streamlit-server.log") as (url, _, started):
         yield url, started
 
 
@@ -102,7 +115,9 @@ def test_the_app_in_a_real_browser(app_server, sample_images, tmp_path):
             screenshot(page, "3-dataset")
 
             open_from_sidebar(page, "Training", "Training and evaluation")
-            expect(page.locator(".js-plotly-plot")).to_have_count(5, timeout=PAGE_TIMEOUT_MS)
+            # curves x3, ROC, confusion matrix, and the differential's 7x7 matrix (the bundle has extras)
+            expect(page.locator(".js-plotly-plot")).to_have_count(6, timeout=PAGE_TIMEOUT_MS)
+            expect(page.get_by_text("Differential and similar cases")).to_be_visible()
             expect(page.get_by_text("Threshold explorer")).to_be_visible()
             expect(page.get_by_text("lesions resampled with replacement")).to_be_visible(timeout=PAGE_TIMEOUT_MS)
             assert_no_exception(page)
@@ -156,5 +171,47 @@ def test_bad_and_unusual_uploads_in_a_real_browser(app_server, sample_images, tm
             uploader.set_input_files(str(sample_images["mel"]))  # the page still works afterwards
             expect(page.get_by_test_id("stMetricValue")).to_have_count(len(accepted) + 1, timeout=MODEL_TIMEOUT_MS)
             assert_no_exception(page)
+        finally:
+            browser.close()
+
+
+def test_a_portrait_gets_a_warning_and_a_melanoma_its_differential_and_similar_cases(shipped_app_server,
+                                                                                     sample_images, tmp_path):
+    """In Chromium, at desktop and phone width: a portrait-like picture is not assessed (a warning, no
+    call); a melanoma photo gets its call first, the differential and its 8 similar training cases."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from melanoma.config import NOT_A_LESION_REASON, SIMILAR_CASES
+    from melanoma.lab.non_lesions import skimage_photo
+
+    portrait = tmp_path / "portrait.jpg"
+    portrait.write_bytes(skimage_photo("astronaut.png"))  # a portrait photo of a person
+    url, _ = shipped_app_server
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            for width, name in ((1400, "7-portrait-and-melanoma"), (420, "8-portrait-and-melanoma-phone")):
+                page = browser.new_page(viewport={"width": width, "height": 1000})
+                page.goto(url)
+                uploader = page.locator("input[type=file]")
+                uploader.wait_for(state="attached", timeout=MODEL_TIMEOUT_MS)
+                uploader.set_input_files([str(portrait), str(sample_images["mel"])])
+                warning = page.get_by_test_id("stAlert").filter(has_text="portrait.jpg was not assessed")
+                expect(warning).to_contain_text(NOT_A_LESION_REASON, timeout=MODEL_TIMEOUT_MS)
+                expect(page.get_by_test_id("stMetricValue")).to_have_count(1, timeout=MODEL_TIMEOUT_MS)
+                expect(page.get_by_text(re.compile(r"^\d+ most similar training cases")).first).to_be_visible()
+                expect(page.locator(".js-plotly-plot").filter(has_text="Differential")).to_have_count(1)
+                cases = page.get_by_test_id("stImage").filter(has_text="confirmed by")
+                expect(cases).to_have_count(SIMILAR_CASES, timeout=PAGE_TIMEOUT_MS)
+                photos = page.locator("[data-testid=stImage] img")
+                assert all(alt for alt in photos.evaluate_all("images => images.map(i => i.alt)"))
+                call = page.get_by_text(re.compile(r"^(Not suspicious for melanoma|Suspicious for melanoma - refer)$"))
+                expect(call).to_have_count(1)
+                if width < 500:  # on a phone the verdict comes before the photo and the map
+                    photo = page.get_by_test_id("stImage").filter(has_text="as the network sees it")
+                    assert call.bounding_box()["y"] < photo.bounding_box()["y"]
+                assert_no_exception(page)
+                screenshot(page, name)
+                page.close()
         finally:
             browser.close()

@@ -62,6 +62,9 @@ def test_evaluate_reports_every_image_of_a_folder(smoke_bundle, data_dir, tmp_pa
     assert metrics["n_images"] == len(subset)
     assert sum(map(sum, metrics["confusion_matrix"])) == len(subset)
     assert metrics["confusion_matrix"][1][0] + metrics["confusion_matrix"][1][1] == (subset.dx == "mel").sum()
+    # every image is still scored; how many the not-a-lesion check would refuse is reported beside
+    # (none here: a smoke bundle's validation split is too small to set the check)
+    assert metrics["not_a_lesion"] == {"threshold": None, "would_refuse": 0, "would_refuse_melanoma": 0}
     # the bundle's own held-out images are also scored on their own
     assert metrics["bundle_test_split_part"]["n_images"] == 4
     intervals = metrics["intervals"]
@@ -94,3 +97,44 @@ def test_damaged_bundle_is_refused_with_a_clear_message(smoke_bundle, sample_ima
     assert {"missing_file": "is missing", "flipped_bytes": "corrupted", "manifest_sha": "weights_sha256"}[damage] \
         in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_predict_gives_no_call_for_a_picture_that_is_not_a_lesion(sample_images, tmp_path):
+    """The shipped bundle: a rendered document gets "not assessed" and exit status 2; its score is
+    kept apart, marked unreliable, and no call is made."""
+    import numpy as np
+
+    from melanoma.bundle import DEFAULT_BUNDLE
+    from melanoma.config import NOT_A_LESION_REASON
+    from melanoma.lab.non_lesions import document, encode
+
+    picture = tmp_path / "minutes.png"
+    picture.write_bytes(encode(document(np.random.default_rng(0))))
+    lines = melanoma("predict", "--model", DEFAULT_BUNDLE, picture, sample_images["mel"])
+    assert lines.returncode == 2
+    assert f"minutes.png\tnot assessed: {NOT_A_LESION_REASON}" in lines.stdout
+    assert "P(melanoma)=" in next(line for line in lines.stdout.splitlines() if line.startswith(str(sample_images["mel"])))
+
+    result = melanoma("predict", "--model", DEFAULT_BUNDLE, "--json", picture)
+    assert result.returncode == 2
+    row = json.loads(result.stdout)["results"][0]
+    assert row["error"] == NOT_A_LESION_REASON
+    assert "probability_melanoma" not in row and "call" not in row
+    assert 0 <= row["not_a_lesion"]["unreliable_probability_melanoma"] <= 1
+    assert row["not_a_lesion"]["score"] > row["not_a_lesion"]["threshold"]
+
+
+def test_predict_json_carries_the_differential_and_similar_cases(sample_images):
+    from melanoma.bundle import DEFAULT_BUNDLE
+    from melanoma.config import DIFFERENTIAL_NAMES, SIMILAR_CASES
+
+    result = melanoma("predict", "--model", DEFAULT_BUNDLE, "--json", sample_images["mel"])
+    assert result.returncode == 0, result.stderr[-2000:]
+    row = json.loads(result.stdout)["results"][0]
+    differential = row["differential"]
+    assert set(differential) == set(DIFFERENTIAL_NAMES.values())
+    assert sum(differential.values()) == pytest.approx(1, abs=1e-3)
+    assert list(differential.values()) == sorted(differential.values(), reverse=True)
+    cases = row["similar_cases"]
+    assert len(cases) == SIMILAR_CASES and {"image_id", "dx", "dx_type", "age", "sex", "localization"} <= set(cases[0])
+    assert row["similar_cases_melanoma_share"] == pytest.approx(sum(c["dx"] == "mel" for c in cases) / SIMILAR_CASES)

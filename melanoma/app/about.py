@@ -8,7 +8,8 @@ import streamlit as st
 
 from melanoma import calibration
 from melanoma.app import charts, state
-from melanoma.config import IMAGE_HEIGHT, IMAGE_WIDTH
+from melanoma.config import DIFFERENTIAL_NAMES, IMAGE_HEIGHT, IMAGE_WIDTH
+from melanoma.evaluate import predictive_values
 
 RUNTIME_PACKAGES = ("tensorflow", "keras", "numpy", "streamlit", "tf-keras-vis", "plotly")
 
@@ -20,16 +21,20 @@ def installed(package: str) -> str:
         return "not installed"
 
 
-st.title("About this model")
+st.title("About this model: a teaching demo")
 st.warning("A research and education demo. **Not a medical device and not a diagnosis**: do not use it "
            "to decide about a patient's care.", icon=":material/warning:")
 st.markdown(f"""
 **What it does.** Given a dermatoscopic photo of one pigmented skin lesion, a ResNet50 gives the
 probability that it is a melanoma, and calls it *suspicious for melanoma - refer* at or above a fixed
-threshold. Grad-CAM maps show which regions raised that probability.
+threshold. It also gives the probabilities of HAM10000's seven diagnoses and the most similar training
+cases. Grad-CAM maps show which regions raised the probability. A picture that does not look like a
+dermatoscopic photo of a lesion gets no call.
 
-**Intended use.** Teaching and research on skin-lesion classification and its pitfalls. Not for
-screening, triage of real patients or self-assessment.
+**Intended use.** A *demonstration* of how a triage aid for dermatoscopic photos could work, for
+teaching and research on skin-lesion classification and its pitfalls. Its "refer" and "not
+suspicious" calls show what such an aid would say; they are not for real patients: not for screening,
+triage or self-assessment.
 
 **Training data.** HAM10000: dermatoscopic images from two centres, the Medical University of Vienna
 and a skin cancer practice in Queensland, mostly of fair-skinned patients. Performance on darker skin,
@@ -42,6 +47,9 @@ on other dermatoscopes, on phone photos or on non-pigmented lesions is unknown a
   camera, two clinics and few examples of rare presentations.
 - Metrics come from a lesion-grouped test split of the same dataset (no lesion is in two splits);
   there is no external validation, so real-world performance will be lower.
+- The not-a-lesion check was measured on photos, renders and other medical images that are clearly
+  not dermatoscopic; a clinical (non-dermatoscopic) close-up of skin is in no set we have, so how it
+  treats one is unknown.
 - Melanoma is a minority class; training balances it, which pushes the network's raw score far above
   the real rate (what the probability shown means is under the test metrics). The call uses the
   threshold, which was chosen for sensitivity, not 50%.
@@ -58,6 +66,15 @@ with left:
     st.markdown(f"**Threshold rule:** {metrics.get('threshold_rule', 'chosen on validation')} "
                 f"(threshold {bundle.threshold:.4f}).")
     st.markdown(f"**Probability:** {calibration.probability_note(bundle.calibration)}")
+    test = metrics["test"]
+    values = predictive_values(test.get("sensitivity"), test.get("specificity"),
+                               test["n_melanoma"] / max(test["n_images"], 1))
+    if values["ppv"] is not None:
+        st.markdown(f"**What a call means** at HAM10000's melanoma rate ({values['prevalence']:.1%}): of lesions "
+                    f"called *refer*, **{values['ppv']:.0%}** are melanoma (PPV); of those called *not "
+                    f"suspicious*, **{values['npv']:.1%}** are not (NPV). In primary care, where melanoma is "
+                    "rarer, a *refer* is less often a melanoma; in a referral clinic, where it is more common, "
+                    "more often, and a *not suspicious* less safe.")
 with right:
     st.subheader("Model bundle")
     trained = manifest.get("versions", {})
@@ -72,12 +89,34 @@ with right:
         # Bundles from before --training-seed existed trained with the split seed.
         ("training seed", str(manifest.get("training_seed", manifest.get("seed")))),
         ("trained on Keras backend", f"{backend} {trained.get(backend, '')}".strip()),
-        ("folder", str(bundle.path)),
+        ("version", bundle.version),
     ], columns=["property", "value"]), hide_index=True)
-    st.dataframe(pd.DataFrame([(package, trained.get(package, ""), installed(package))
-                               for package in RUNTIME_PACKAGES],
-                              columns=["package", "trained with", "running"]), hide_index=True)
+    with st.expander("Developer details: package versions"):
+        st.dataframe(pd.DataFrame([(package, trained.get(package, ""), installed(package))
+                                   for package in RUNTIME_PACKAGES],
+                                  columns=["package", "trained with", "running"]), hide_index=True)
 st.markdown(f"**Weights sha256** `{manifest.get('weights_sha256')}` (checked on every load)")
+
+extras = bundle.extras_info
+if extras:
+    st.subheader("Not-a-lesion check, differential and similar cases")
+    refusal = extras["not_a_lesion"]
+    refused = refusal["refused"]["test"]
+    similar = extras["similar_cases"]["test_roc_auc"]
+    not_a_lesion = (f"a picture with a {refusal['rule']} gets no call. On the test split that refuses "
+                    f"{refused['refused']} of {refused['images']:,} lesion photos ({refused['melanoma_refused']} of "
+                    f"{refused['melanoma']} melanomas)." if refusal.get("active", True) else
+                    f"this bundle has no such check ({refusal['rule']}).")
+    st.markdown(
+        f"- **Not a lesion:** {not_a_lesion}\n"
+        f"- **Differential:** from {extras['differential']['source']}; per-diagnosis test AUC below.\n"
+        f"- **Similar cases:** the {extras['similar_cases']['k']} nearest of {extras['similar_cases']['index_images']:,} "
+        f"training photos; as a vote (share of melanoma) their test AUC is {charts.number(similar['neighbours_vote'])} "
+        f"against the network's {charts.number(similar['network'])}.")
+    auc_column, matrix_column = st.columns([1, 2])
+    auc_column.dataframe(charts.differential_auc_table(extras["differential"]["test"], DIFFERENTIAL_NAMES),
+                         hide_index=True)
+    matrix_column.plotly_chart(charts.diagnosis_confusion_matrix(extras["differential"]["test"], DIFFERENTIAL_NAMES))
 
 st.subheader("Data citation")
 st.markdown("""

@@ -4,11 +4,17 @@ from __future__ import annotations
 import pandas as pd
 import plotly.graph_objects as go
 
+from melanoma.reporting import percent
+
 MELANOMA_COLOUR = "#c0392b"
 OTHER_COLOUR = "#5b7c99"
 VALIDATION_COLOUR = "#e67e22"
 GROUP_COLOURS = (OTHER_COLOUR, "#2a9d8f", "#8e7cc3")  # red stays reserved for melanoma
 HEIGHT = 340
+LABEL_HEADROOM = 1.18  # axis length as a multiple of the longest bar, so its label fits outside it
+CORRECT_COLOUR = "#d8eadf"
+FALSE_ALARM_COLOUR = "#f6d7a7"
+MISSED_COLOUR = "#e8a39a"  # a missed melanoma is the costliest cell: the strongest shade
 METRIC_LABELS = {
     "roc_auc": "ROC AUC",
     "sensitivity": "Sensitivity (melanoma found)",
@@ -37,6 +43,8 @@ def counts_bar(counts: dict, title: str, labels: dict | None = None, highlight: 
         figure = go.Figure(go.Bar(x=values, y=names, orientation="h", marker_color=colours, text=values,
                                   textposition="outside", textangle=0, cliponaxis=False))
         figure.update_yaxes(autorange="reversed", automargin=True)
+        # Room right of the longest bar for its label, which would otherwise be clipped ("6012" -> "601").
+        figure.update_xaxes(range=[0, max(values, default=1) * LABEL_HEADROOM])
         return _layout(figure, title, xaxis_title="images", height=max(HEIGHT, 60 + 26 * len(items)))
     figure = go.Figure(go.Bar(x=names, y=values, marker_color=colours, text=values, textposition="outside",
                               textangle=0, cliponaxis=False))
@@ -110,19 +118,31 @@ def confusion_matrix(matrix: list[list[int]], title: str) -> go.Figure:
     names = ["not melanoma", "melanoma"]
     cell_names = [["true negative", "false positive"], ["false negative", "true positive"]]
     text = [[f"{cell_names[i][j]}<br><b>{matrix[i][j]}</b>" for j in range(2)] for i in range(2)]
-    figure = go.Figure(go.Heatmap(z=matrix, x=names, y=names, text=text, texttemplate="%{text}",
-                                  textfont=dict(size=15), colorscale="Blues", showscale=False, hoverinfo="skip"))
+    # Shaded by what a cell means, not by its count: the rare missed melanomas would be palest.
+    kinds = [[0, 1], [2, 0]]
+    colours = [[0, CORRECT_COLOUR], [0.5, CORRECT_COLOUR], [0.5, FALSE_ALARM_COLOUR], [0.75, FALSE_ALARM_COLOUR],
+               [0.75, MISSED_COLOUR], [1, MISSED_COLOUR]]
+    figure = go.Figure(go.Heatmap(z=kinds, x=names, y=names, text=text, texttemplate="%{text}", zmin=0, zmax=2,
+                                  textfont=dict(size=15), colorscale=colours, showscale=False, hoverinfo="skip"))
     figure.update_xaxes(title="called by the model", tickangle=0)
     figure.update_yaxes(title="truth", autorange="reversed", tickangle=-90)
     return _layout(figure, title, height=400)
 
 
+def number(value) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def differential_auc_table(report: dict, names: dict[str, str]) -> pd.DataFrame:
+    """Per diagnosis: its one-vs-rest test AUC and how many test images had it."""
+    counts = [sum(row) for row in report["confusion_matrix"]]
+    return pd.DataFrame([{"diagnosis": names.get(dx, dx), "test images": count, "ROC AUC": number(report["roc_auc"][dx])}
+                         for dx, count in zip(report["classes"], counts)])
+
+
 def metrics_table(metrics: dict, intervals: dict | None = None) -> pd.DataFrame:
     """The headline metrics of one split as a table (value None: undefined), with a column of
     confidence intervals where `intervals` (from `lesion_bootstrap_intervals`) gives them."""
-    def number(value):
-        return "n/a" if value is None else f"{value:.3f}"
-
     def interval(key):
         bound = (intervals or {}).get(key)
         return "" if bound is None else f"{bound[0]:.3f} - {bound[1]:.3f}"
@@ -142,3 +162,59 @@ def interval_note(intervals: dict) -> str:
     return (f"{intervals['level']:.0%} intervals: the test split's {intervals['n_lesions']:,} lesions resampled "
             f"with replacement {intervals['resamples']:,} times, so they show how much the figures could "
             "move on another set of lesions like these.")
+
+
+def probability_bar(probability: float, threshold: float) -> go.Figure:
+    """P(melanoma) as a bar on 0-100% with the referral threshold marked on it."""
+    colour = MELANOMA_COLOUR if probability >= threshold else OTHER_COLOUR
+    figure = go.Figure(go.Bar(x=[100 * probability], y=[""], orientation="h", marker_color=colour,
+                              hoverinfo="skip"))
+    # The label on the side of the line with room for it, so a narrow column does not clip it.
+    figure.add_vline(x=100 * threshold, line=dict(color="black", width=2, dash="dash"),
+                     annotation_text=f"referral threshold {percent(threshold)}",
+                     annotation_position="top right" if threshold < 0.5 else "top left")
+    figure.update_xaxes(range=[0, 100], ticksuffix="%", fixedrange=True)
+    figure.update_yaxes(fixedrange=True)
+    return _layout(figure, None, height=110, margin=dict(l=10, r=10, t=30, b=10), showlegend=False)
+
+
+def differential_bar(differential: dict[str, float]) -> go.Figure:
+    """The 7 diagnoses' probabilities, most likely on top; melanoma in its colour."""
+    names, values = list(differential), [100 * p for p in differential.values()]
+    colours = [MELANOMA_COLOUR if name == "melanoma" else OTHER_COLOUR for name in names]
+    figure = go.Figure(go.Bar(x=values, y=names, orientation="h", marker_color=colours,
+                              text=[percent(p) for p in differential.values()], textposition="outside",
+                              cliponaxis=False, hoverinfo="skip"))
+    # The longest name, wrapped, so a narrow column does not clip it.
+    figure.update_yaxes(autorange="reversed", automargin=True, tickvals=names,
+                        ticktext=[name.replace(" / ", " /<br>") for name in names])
+    figure.update_xaxes(range=[0, 100 * LABEL_HEADROOM], ticksuffix="%", dtick=50)
+    return _layout(figure, "Differential: the 7 diagnoses", height=300, margin=dict(l=10, r=10, t=40, b=10))
+
+
+def batch_risk_bars(rows: list[tuple[str, float, bool]], threshold: float) -> go.Figure:
+    """(file, P(melanoma), suspicious) per assessed file, highest risk on top, coloured by the call."""
+    rows = sorted(rows, key=lambda row: row[1], reverse=True)
+    figure = go.Figure(go.Bar(x=[100 * p for _, p, _ in rows], y=[name for name, _, _ in rows], orientation="h",
+                              marker_color=[MELANOMA_COLOUR if called else OTHER_COLOUR for _, _, called in rows],
+                              text=[percent(p) for _, p, _ in rows], textposition="outside", cliponaxis=False,
+                              hoverinfo="skip"))
+    figure.add_vline(x=100 * threshold, line=dict(color="black", width=2, dash="dash"),
+                     annotation_text="referral threshold", annotation_position="top")
+    figure.update_yaxes(autorange="reversed", automargin=True)
+    figure.update_xaxes(range=[0, 100 * LABEL_HEADROOM], ticksuffix="%")
+    return _layout(figure, "P(melanoma) by file, highest first", height=90 + 28 * len(rows))
+
+
+def diagnosis_confusion_matrix(report: dict, names: dict[str, str]) -> go.Figure:
+    """The differential's 7x7 confusion matrix (rows: truth; columns: most likely diagnosis), shaded by
+    the share of each true diagnosis, so rare diagnoses are as visible as naevi."""
+    labels = [names.get(dx, dx) for dx in report["classes"]]
+    matrix = report["confusion_matrix"]
+    shares = [[count / max(sum(row), 1) for count in row] for row in matrix]
+    figure = go.Figure(go.Heatmap(z=shares, x=labels, y=labels, text=matrix, texttemplate="%{text}",
+                                  colorscale="Blues", zmin=0, zmax=1, showscale=False, hoverinfo="skip"))
+    figure.update_xaxes(title="most likely diagnosis given", tickangle=-30)
+    figure.update_yaxes(title="confirmed diagnosis", autorange="reversed")
+    return _layout(figure, "Differential on the test split", height=460)
+

@@ -7,10 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from melanoma.app import charts, state
-from melanoma.config import APP_CACHED_DATA_ENTRIES, DX_NAMES, IMAGES_DIR, MELANOMA_DX
-
-DX_TYPE_NAMES = {"histo": "histopathology", "follow_up": "follow-up examination",
-                 "consensus": "expert consensus", "confocal": "confocal microscopy"}
+from melanoma.config import APP_CACHED_DATA_ENTRIES, DX_NAMES, DX_TYPE_NAMES, HAM10000_IMAGES, IMAGES_DIR, MELANOMA_DX
 GALLERY_PER_DX = 6
 
 
@@ -47,6 +44,8 @@ st.markdown(
     "labelled with one of seven diagnoses. The model learns one question: **melanoma or not**. "
     "The figures describe the images this model was trained and tested on.")
 
+st.markdown(f"This copy of HAM10000 holds **{summary['rows_in_metadata']:,} of its {HAM10000_IMAGES:,} images**; "
+            "the rest are not part of this project's data. Cleansing then keeps every usable row.")
 columns = st.columns(4)
 columns[0].metric("Images used", f"{summary['images_used']:,}")
 columns[1].metric("Lesions", f"{summary['lesions']:,}", help="One lesion is often photographed several times.")

@@ -4,7 +4,10 @@ from __future__ import annotations
 import streamlit as st
 
 from melanoma.app import charts, state
+from melanoma.config import DIFFERENTIAL_NAMES
 from melanoma.evaluate import metrics_at
+
+THRESHOLD_SLIDER_TOP = 0.3
 
 st.title("Training and evaluation")
 bundle = state.require_bundle()
@@ -41,7 +44,10 @@ st.markdown(f"Lesions the model never saw in training or in choosing its thresho
 
 st.subheader("Threshold explorer")
 split = bundle.test_split()
-threshold = st.slider("Call suspicious from P(melanoma) ≥", 0.0, 1.0, value=bundle.threshold,
+# Calibrated probabilities sit mostly below 0.3 (the melanoma rate is about 11%): a 0-1 slider would
+# put the whole useful range into its first third.
+slider_top = max(THRESHOLD_SLIDER_TOP, round(2 * bundle.threshold, 2))
+threshold = st.slider("Call suspicious from P(melanoma) ≥", 0.0, slider_top, value=min(bundle.threshold, slider_top),
                       step=0.001, format="%.3f",
                       help="Lower finds more melanomas (sensitivity) and refers more benign lesions.")
 explored = metrics_at(split["label"].to_numpy(), split["probability"].to_numpy(), threshold)
@@ -56,7 +62,7 @@ def rate(value):
 def change(key):
     if explored[key] is None or at_model[key] is None or explored[key] == at_model[key]:
         return None
-    return f"{explored[key] - at_model[key]:+.1%}"
+    return f"{100 * (explored[key] - at_model[key]):+.1f} percentage points"
 
 
 columns = st.columns(4)
@@ -89,3 +95,18 @@ with calibration_column:
         st.info(f"This bundle's probabilities are the network's raw scores ({why}): training on balanced "
                 "epochs puts them above the real melanoma rate. Read them against the threshold.",
                 icon=":material/info:")
+
+extras = bundle.extras_info
+if extras:
+    st.subheader("Differential and similar cases")
+    differential = extras["differential"]["test"]
+    similar = extras["similar_cases"]["test_roc_auc"]
+    auc_column, matrix_column = st.columns([1, 2])
+    with auc_column:
+        st.dataframe(charts.differential_auc_table(differential, DIFFERENTIAL_NAMES), hide_index=True)
+        st.caption(f"One-vs-rest ROC AUC per diagnosis on the test split ({differential['n_images']:,} images); "
+                   f"the differential comes from {extras['differential']['source']}.")
+        st.markdown(f"**Melanoma AUC** of the {extras['similar_cases']['k']} similar cases' vote (share of "
+                    f"melanoma among them): **{charts.number(similar['neighbours_vote'])}**, against the "
+                    f"network's **{charts.number(similar['network'])}**.")
+    matrix_column.plotly_chart(charts.diagnosis_confusion_matrix(differential, DIFFERENTIAL_NAMES))

@@ -1,0 +1,124 @@
+"""Measures a bundle's not-a-lesion refusal (lab, not product): how often it refuses pictures that are
+not lesions, lesion photos of the test split, and test-split photos under the model issue's synthetic
+camera shifts (`melanoma.lab.robustness.SHIFTS`).
+
+    python -m melanoma.lab.refusal --model models/melanoma-resnet50 --data ../shared/ham10000 \
+        [--shifted-images 400] [--seed 1] [--out benchmarks/refusal.json]
+
+Nothing here fits or tunes anything: the threshold is the bundle's, set on its validation split.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from melanoma.config import IMAGES_DIR, TrainConfig
+from melanoma.images import ImageRejected, prepare_image
+from melanoma.lab.non_lesions import non_lesion_pictures
+from melanoma.lab.robustness import SHIFTS
+
+TARGETS = {"non_lesion_refused_at_least": 0.95, "test_lesions_refused_at_most": 0.02,
+           "shifted_refused_at_most": 0.05}
+
+
+def refused_share(predictor, images: np.ndarray) -> np.ndarray:
+    """Per image, whether the bundle's extras would refuse it (through the predictor's own path)."""
+    return predictor.extras.refused(predictor.outputs(images), images)
+
+
+def measure(predictor, data_dir: Path, shifted_images: int, seed: int = 0) -> dict:
+    from melanoma.data import load_dataset, make_split
+
+    config = TrainConfig.from_dict(predictor.bundle.train_config)
+    spec = predictor.image_spec
+    dataset = load_dataset(data_dir, config.max_images, config.seed, spec)
+    split = make_split(dataset.frame, config)
+    test_labels = dataset.labels[split.test]
+
+    pictures = [(kind, name, prepare_image(data, spec, display=False).model_input) for kind, name, data in
+                non_lesion_pictures(seed)]
+    refused = refused_share(predictor, np.stack([image for _, _, image in pictures]))
+    by_kind = Counter(kind for kind, _, _ in pictures)
+    refused_by_kind = Counter(kind for (kind, _, _), no in zip(pictures, refused) if no)
+    missed = [name for (_, name, _), no in zip(pictures, refused) if not no]
+
+    test_refused = refused_share(predictor, dataset.images[split.test])
+    val_refused = refused_share(predictor, dataset.images[split.val])
+
+    rows = np.random.default_rng(seed).choice(split.test, min(shifted_images, len(split.test)), replace=False)
+    shifted = {}
+    for shift in SHIFTS:
+        images = []
+        for image_id in dataset.frame["image_id"].iloc[rows]:
+            with Image.open(Path(data_dir) / IMAGES_DIR / f"{image_id}.jpg") as photo:
+                upload = SHIFTS[shift](photo.convert("RGB"))  # the bytes a user would upload
+            try:
+                images.append(prepare_image(upload, spec, display=False).model_input)
+            except ImageRejected:  # a shift that breaks the file is not what is measured here
+                continue
+        shifted[shift] = float(refused_share(predictor, np.stack(images)).mean())
+    all_shifted = float(np.mean(list(shifted.values())))
+
+    return {
+        "model": predictor.bundle.version,
+        "seed": seed,
+        "threshold": predictor.extras.threshold,
+        "non_lesion": {"pictures": len(pictures), "refused": int(refused.sum()), "share": float(refused.mean()),
+                       "by_kind": {kind: f"{refused_by_kind[kind]} of {count}" for kind, count in by_kind.items()},
+                       "not_refused": missed},
+        "test_split": {"images": int(len(split.test)), "refused": int(test_refused.sum()),
+                       "share": float(test_refused.mean()),
+                       "melanoma": int(test_labels.sum()), "melanoma_refused": int(test_refused[test_labels == 1].sum()),
+                       "melanoma_share": float(test_refused[test_labels == 1].mean()) if test_labels.any() else None},
+        "validation_split": {"images": int(len(split.val)), "refused": int(val_refused.sum())},
+        "shifted_test_photos": {"photos": int(len(rows)), "shifts": len(SHIFTS), "share": all_shifted,
+                                "by_shift": shifted},
+        "targets": TARGETS,
+    }
+
+
+def table(report: dict) -> str:
+    nl, test, shifted = report["non_lesion"], report["test_split"], report["shifted_test_photos"]
+    lines = ["| set | refused | target |", "|---|---|---|",
+             f"| non-lesion pictures ({nl['pictures']}) | {nl['refused']} ({nl['share']:.1%}) | >= 95% |",
+             f"| test-split lesion photos ({test['images']:,}) | {test['refused']} ({test['share']:.2%}) | <= 2% |",
+             f"| of which melanomas ({test['melanoma']}) | {test['melanoma_refused']} ({test['melanoma_share']:.2%}) "
+             f"| <= 2% |",
+             f"| test photos under camera shifts ({shifted['photos']} x {shifted['shifts']}) | {shifted['share']:.2%} "
+             f"| <= 5% |"]
+    lines += [f"| - {shift} | {share:.2%} | |" for shift, share in shifted["by_shift"].items()]
+    lines += ["", "| kind of non-lesion picture | refused |", "|---|---|"]
+    lines += [f"| {kind} | {share} |" for kind, share in nl["by_kind"].items()]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    from melanoma.inference import Predictor
+
+    parser = argparse.ArgumentParser(prog="python -m melanoma.lab.refusal", description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default=None, help="bundle folder (default: the shipped one)")
+    parser.add_argument("--data", required=True, help="the HAM10000 folder the bundle was trained on")
+    parser.add_argument("--shifted-images", type=int, default=400, help="test photos to shift (default %(default)s)")
+    parser.add_argument("--seed", type=int, default=1,
+                        help="which renders, crops and faces (default %(default)s; seed 0 is the set looked at "
+                             "while choosing the check's layer, so it flatters it)")
+    parser.add_argument("--out", default="benchmarks/refusal.json", help="JSON report (default %(default)s)")
+    args = parser.parse_args(argv)
+    predictor = Predictor.from_bundle(args.model)
+    if predictor.extras is None:
+        parser.error("the bundle has no extras: run `python -m melanoma extras` first")
+    report = measure(predictor, Path(args.data), args.shifted_images, args.seed)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+    print(table(report))
+    print(f"\nwritten to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

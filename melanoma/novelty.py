@@ -1,0 +1,99 @@
+"""Not a lesion: how unlike the training photos an input is, from the network's own activations.
+
+Two checks, each with a threshold set on lesion photos alone (the validation split) and never tuned
+on pictures that are not lesions (those only measure it: `melanoma.lab.refusal`):
+- the Mahalanobis distance of stage 3's pooled activations (logarithm, standardised, reduced by
+  PCA; covariance shrunk by Ledoit-Wolf so a few thousand images estimate it well) from the
+  training split's, refused above a high percentile of the validation split's distances. Stage 3
+  keeps the colour and texture statistics of a dermatoscopic photo that the last layer, trained only
+  to tell lesions apart, has discarded;
+  The training activations include copies of training photos under random camera changes (white
+  balance, gamma), so another dermatoscope's colours are not taken for "not a lesion";
+- colourfulness (mean of each pixel's max minus min channel), refused below a low percentile of the
+  validation split's: every training photo is in colour, so a greyscale picture is not one of them.
+
+Applying it needs numpy alone; scikit-learn is imported only to fit.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from melanoma.config import (COLOURFULNESS_PERCENTILE, NOVELTY_CHANNEL_GAINS, NOVELTY_COMPONENTS, NOVELTY_GAMMAS,
+                             NOVELTY_LOG_OFFSET, NOVELTY_MIN_VALIDATION, NOVELTY_PERCENTILE)
+from melanoma.projection import Projection, fit_projection
+
+
+def colourfulness(images: np.ndarray) -> np.ndarray:
+    """Per uint8 image (N, H, W, 3): the mean over pixels of (max channel - min channel), 0-255."""
+    images = np.asarray(images, np.int16)
+    return (images.max(axis=-1) - images.min(axis=-1)).mean(axis=(1, 2)).astype(np.float32)
+
+
+def camera_variations(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """uint8 images as another camera might have taken them: a random gain per colour channel and a
+    random gamma, each drawn log-uniformly from the configured ranges."""
+    count = len(images)
+    gains = np.exp(rng.uniform(*np.log(NOVELTY_CHANNEL_GAINS), (count, 1, 1, 3)))
+    gammas = np.exp(rng.uniform(*np.log(NOVELTY_GAMMAS), (count, 1, 1, 1)))
+    shifted = 255.0 * (np.asarray(images, np.float32) / 255.0) ** gammas * gains
+    return np.clip(shifted, 0, 255).astype(np.uint8)
+
+
+def _log(activations: np.ndarray) -> np.ndarray:
+    return np.log(np.asarray(activations, np.float32) + NOVELTY_LOG_OFFSET)
+
+
+@dataclass
+class NoveltyScore:
+    projection: Projection
+    location: np.ndarray  # (components,) mean of the training split's reduced activations
+    precision: np.ndarray  # (components, components) inverse of their shrunk covariance
+    threshold: float  # distances above this are refused
+    colour_floor: float  # colourfulness below this is refused
+
+    def __call__(self, activations: np.ndarray) -> np.ndarray:
+        """The not-a-lesion score: Mahalanobis distance from the training photos (higher: less alike)."""
+        centred = self.projection(_log(activations)) - self.location
+        return np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", centred, self.precision, centred), 0.0)).astype(np.float32)
+
+    @property
+    def active(self) -> bool:
+        """False for a bundle whose validation split was too small to set the thresholds."""
+        return bool(np.isfinite(self.threshold))
+
+    def refused(self, scores: np.ndarray, colours: np.ndarray) -> np.ndarray:
+        return (np.asarray(scores) > self.threshold) | (np.asarray(colours) < self.colour_floor)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {**{f"projection_{name}": value for name, value in self.projection.arrays().items()},
+                "location": self.location, "precision": self.precision,
+                "threshold": np.float32(self.threshold), "colour_floor": np.float32(self.colour_floor)}
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> "NoveltyScore":
+        projection = Projection.from_arrays({name.removeprefix("projection_"): value
+                                             for name, value in arrays.items() if name.startswith("projection_")})
+        return cls(projection=projection, location=np.asarray(arrays["location"], np.float32),
+                   precision=np.asarray(arrays["precision"], np.float32), threshold=float(arrays["threshold"]),
+                   colour_floor=float(arrays["colour_floor"]))
+
+
+def fit_novelty(train_activations: np.ndarray, val_activations: np.ndarray, val_colours: np.ndarray,
+                percentile: float = NOVELTY_PERCENTILE, colour_percentile: float = COLOURFULNESS_PERCENTILE,
+                components: int = NOVELTY_COMPONENTS, min_validation: int = NOVELTY_MIN_VALIDATION) -> NoveltyScore:
+    """With fewer than `min_validation` validation images the thresholds cannot be placed, and the
+    check refuses nothing (`active` is False)."""
+    from sklearn.covariance import LedoitWolf
+
+    projection, _ = fit_projection(_log(train_activations), components)
+    shrunk = LedoitWolf().fit(projection(_log(train_activations)))
+    score = NoveltyScore(projection=projection, location=shrunk.location_.astype(np.float32),
+                         precision=shrunk.precision_.astype(np.float32), threshold=np.inf,
+                         colour_floor=float(np.percentile(val_colours, colour_percentile)))
+    if len(val_activations) < min_validation:
+        score.colour_floor = -np.inf
+        return score
+    score.threshold = float(np.percentile(score(val_activations), percentile))
+    return score

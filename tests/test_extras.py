@@ -1,0 +1,176 @@
+"""The extras each bundle carries: the projection, the not-a-lesion score, the differential head and
+the similar-cases index, on synthetic features (fast) and in the smoke-trained bundle."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from melanoma.config import KNOWN_DX
+
+
+def clustered_features(rng, per_class=60, dims=40):
+    """Seven well-separated clusters of non-negative 'pooled features', one per diagnosis."""
+    centres = rng.uniform(0, 4, (len(KNOWN_DX), dims))
+    diagnoses = np.repeat(np.arange(len(KNOWN_DX)), per_class)
+    return np.abs(centres[diagnoses] + rng.normal(0, 0.3, (len(diagnoses), dims))).astype(np.float32), diagnoses
+
+
+def test_projection_keeps_the_main_directions_of_standardised_features():
+    from melanoma.projection import Projection, fit_projection
+
+    rng = np.random.default_rng(0)
+    basis = rng.normal(size=(3, 20))
+    scales = np.geomspace(1, 1000, 20)  # without standardising, the widest channels would be all it kept
+    inside = (rng.normal(size=(500, 3)) @ basis) * scales + 5
+    projection, kept = fit_projection(inside, 3)
+    assert kept == pytest.approx(1.0, abs=1e-3)
+    reduced = Projection.from_arrays(projection.arrays())(inside)
+    assert reduced.shape == (500, 3) and np.allclose(reduced.mean(axis=0), 0, atol=1e-3)
+
+
+def test_not_a_lesion_check_refuses_far_or_colourless_pictures_and_the_chosen_share_of_lesions():
+    from melanoma.novelty import NoveltyScore, colourfulness, fit_novelty
+
+    rng = np.random.default_rng(1)
+    train, val, test = (np.exp(rng.normal(size=(n, 30))).astype(np.float32) for n in (3000, 2000, 2000))
+    colours = rng.uniform(20, 80, 2000)
+    check = fit_novelty(train, val, colours, percentile=99.0, colour_percentile=0.5, components=10)
+    assert check.refused(check(val), colours).mean() == pytest.approx(0.015, abs=0.004)
+    assert check.refused(check(test), rng.uniform(20, 80, 2000)).mean() < 0.03
+    far = test[:20] * 50.0  # every activation far above the training photos'
+    assert check.refused(check(far), np.full(20, 50.0)).all()
+    grey = np.repeat(rng.integers(0, 256, (4, 8, 8, 1), dtype=np.uint8), 3, axis=-1)
+    assert (colourfulness(grey) == 0).all() and check.refused(check(test[:4]), colourfulness(grey)).all()
+    restored = NoveltyScore.from_arrays(check.arrays())
+    assert np.allclose(restored(far), check(far)) and restored.colour_floor == pytest.approx(check.colour_floor)
+
+    too_few = fit_novelty(train, val[:50], colours[:50], components=10)  # 50 cannot place a 99.5th percentile
+    assert not too_few.active and not too_few.refused(too_few(far), np.zeros(20)).any()
+
+
+def test_differential_head_ranks_the_right_diagnosis_first_and_reports_per_class():
+    from melanoma.differential import FittedHead, as_named, fit_head, report
+
+    rng = np.random.default_rng(2)
+    features, diagnoses = clustered_features(rng)
+    head = FittedHead.from_arrays(fit_head(features, diagnoses).arrays())
+    probabilities = head.probabilities(features)
+    assert probabilities.shape == (len(features), 7) and np.allclose(probabilities.sum(axis=1), 1, atol=1e-5)
+    assert (probabilities.argmax(axis=1) == diagnoses).mean() > 0.95
+    named = as_named(probabilities[diagnoses == KNOWN_DX.index("mel")][0])
+    assert next(iter(named)) == "melanoma" and list(named.values()) == sorted(named.values(), reverse=True)
+    summary = report(diagnoses, probabilities)
+    assert set(summary["roc_auc"]) == set(KNOWN_DX) and min(summary["roc_auc"].values()) > 0.95
+    assert np.trace(np.array(summary["confusion_matrix"])) > 0.95 * len(diagnoses)
+
+
+def test_differential_head_without_some_diagnoses_never_predicts_them():
+    from melanoma.differential import fit_head
+
+    rng = np.random.default_rng(3)
+    features, diagnoses = clustered_features(rng)
+    present = np.isin(diagnoses, [KNOWN_DX.index("nv"), KNOWN_DX.index("mel")])
+    probabilities = fit_head(features[present], diagnoses[present]).probabilities(features)
+    assert probabilities[:, KNOWN_DX.index("df")].max() < 1e-6
+    assert np.allclose(probabilities.sum(axis=1), 1, atol=1e-5)
+
+
+def test_neighbours_are_the_nearest_and_carry_their_facts():
+    from melanoma.neighbours import NeighbourIndex, build_index
+
+    coordinates = np.arange(20, dtype=np.float32)[:, None] * np.ones((1, 4), np.float32)
+    frame = pd.DataFrame({"image_id": [f"ISIC_{i}" for i in range(20)],
+                          "dx": ["mel" if i < 5 else "nv" for i in range(20)],
+                          "dx_type": ["histo"] * 20, "age": [np.nan] + [40.0] * 19,
+                          "sex": ["female"] * 20, "localization": ["back"] * 20})
+    index = NeighbourIndex.from_arrays(build_index(coordinates, frame).arrays())
+    rows = index.nearest(np.full((1, 4), 1.2, np.float32), k=4)
+    assert rows[0].tolist() == [1, 2, 0, 3]
+    cases = index.cases_for(rows[0])
+    assert cases[2] == {"image_id": "ISIC_0", "dx": "mel", "dx_type": "histo", "sex": "female",
+                        "localization": "back", "age": None}
+    assert index.melanoma_share(index.nearest(np.array([[2.0] * 4, [15.0] * 4], np.float32), k=4)).tolist() == [1.0, 0.0]
+
+
+# --- In a bundle -----------------------------------------------------------------------------------
+
+def test_a_trained_bundle_carries_its_extras_checked_like_every_file(smoke_bundle):
+    from melanoma.bundle import EXTRAS_FILES, load_bundle
+    from melanoma.extras import Extras
+
+    bundle = load_bundle(smoke_bundle)
+    assert set(EXTRAS_FILES) <= set(bundle.manifest["files"])
+    extras = Extras.from_bundle(bundle)
+    info = bundle.extras_info
+    # 11 validation images cannot place a 99.5th percentile: a smoke bundle refuses nothing, and says why.
+    assert info["fitted_on"]["validation"] < 200 and not info["not_a_lesion"]["active"]
+    assert info["not_a_lesion"]["threshold"] is None and "cannot set" in info["not_a_lesion"]["rule"]
+    assert not extras.novelty.active
+    assert info["differential"]["test"]["classes"] == list(KNOWN_DX)
+    assert len(extras.index.coordinates) == info["fitted_on"]["train"] == bundle.dataset_summary["split"]["train"]["images"]
+    with np.load(bundle.extras_path, allow_pickle=False) as stored:  # arrays only: no pickle needed
+        assert not any(key.startswith("neighbours/image") and stored[key].dtype == object for key in stored.files)
+
+
+def bundle_without_extras(bundle, folder):
+    """A copy of `bundle` as a bundle made before the extras would be."""
+    from melanoma.bundle import EXTRAS_FILES
+
+    old = shutil.copytree(bundle, folder)
+    manifest = json.loads((old / "manifest.json").read_text())
+    for name in EXTRAS_FILES:
+        (old / name).unlink()
+        del manifest["files"][name]
+    (old / "manifest.json").write_text(json.dumps(manifest))
+    return old
+
+
+def test_an_old_bundle_without_extras_still_classifies(smoke_bundle, sample_images, tmp_path):
+    from melanoma.inference import Predictor
+
+    predictor = Predictor.from_bundle(bundle_without_extras(smoke_bundle, tmp_path / "old"))
+    assert predictor.extras is None
+    prediction = predictor.classify_bytes("mel.jpg", sample_images["mel"].read_bytes())
+    assert prediction.ok and prediction.assessment is None
+    assert "differential" not in prediction.as_dict()
+
+
+def test_a_changed_extras_file_is_refused(smoke_bundle, tmp_path):
+    from melanoma.bundle import EXTRAS_INFO, BundleError, load_bundle
+
+    broken = shutil.copytree(smoke_bundle, tmp_path / "broken")
+    info = json.loads((broken / EXTRAS_INFO).read_text())
+    info["not_a_lesion"]["threshold"] = 1e9  # "refuse nothing"
+    (broken / EXTRAS_INFO).write_text(json.dumps(info))
+    with pytest.raises(BundleError, match="corrupted: extras.json"):
+        load_bundle(broken)
+
+
+def test_extras_command_adds_the_same_extras_to_a_bundle_that_has_none(smoke_bundle, data_dir, tmp_path):
+    from melanoma.bundle import load_bundle
+    from melanoma.extras import add_to_bundle
+
+    bare = bundle_without_extras(smoke_bundle, tmp_path / "bare")
+    weights_before = load_bundle(bare).manifest["files"]["weights.npz"]
+    assert load_bundle(bare).extras_info is None
+
+    add_to_bundle(bare, data_dir, log=lambda message: None)
+    added, original = load_bundle(bare), load_bundle(smoke_bundle)
+    assert added.manifest["files"]["weights.npz"] == weights_before
+    assert added.extras_info["fitted_on"] == original.extras_info["fitted_on"]
+    assert added.extras_info["similar_cases"] == original.extras_info["similar_cases"]
+    assert added.extras_info["differential"]["test"]["confusion_matrix"] == \
+        original.extras_info["differential"]["test"]["confusion_matrix"]
+
+
+def test_the_shipped_bundle_refuses_few_lesions_and_never_more_than_its_record(data_dir):
+    """The shipped bundle's own record: at most 2% of its test split's lesion photos, melanomas too."""
+    from melanoma.bundle import DEFAULT_BUNDLE, load_bundle
+
+    refused = load_bundle(DEFAULT_BUNDLE).extras_info["not_a_lesion"]["refused"]["test"]
+    assert refused["images"] == 1796 and refused["refused"] / refused["images"] <= 0.02
+    assert refused["melanoma_refused"] / refused["melanoma"] <= 0.02
