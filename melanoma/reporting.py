@@ -11,7 +11,7 @@ import pandas as pd
 from melanoma.config import DX_TYPE_NAMES, DIFFERENTIAL_NAMES
 
 THUMBNAIL_SIDE = 64
-METADATA_USED = "none (the image alone)"  # v1 networks take no age, sex or site
+METADATA_USED = "none (the image alone)"
 
 
 def percent(probability: float) -> str:
@@ -59,15 +59,17 @@ def results_table(predictions) -> pd.DataFrame:
             "most likely diagnosis": (next(iter(prediction.assessment.differential)) if assessed and
                                       prediction.assessment else ""),
             "reason not assessed": "" if assessed else prediction.error,
+            "metadata used": prediction.patient.describe() if assessed and prediction.metadata_used else METADATA_USED,
+            "threshold": round(prediction.threshold, 4) if assessed else None,  # of the mode used
         })
     table = pd.DataFrame(rows)
     return table.sort_values("P(melanoma)", ascending=False, na_position="last", kind="stable").reset_index(drop=True)
 
 
-def results_csv(table: pd.DataFrame, threshold: float, manifest: dict, when: datetime | None = None) -> str:
-    """The table as CSV, each row carrying what it was made with: threshold, model and date."""
+def results_csv(table: pd.DataFrame, manifest: dict, when: datetime | None = None) -> str:
+    """The table as CSV, each row carrying what it was made with: its threshold and the patient
+    information used (per row: a metadata network has a threshold per mode), model and date."""
     when = when or datetime.now(timezone.utc)
-    provenance = {"threshold": round(threshold, 4), "model": manifest.get("name"),
-                  "model_created": manifest.get("created"), "weights_sha256": manifest.get("weights_sha256"),
-                  "date": when.isoformat(timespec="seconds"), "metadata used": METADATA_USED}
+    provenance = {"model": manifest.get("name"), "model_created": manifest.get("created"),
+                  "weights_sha256": manifest.get("weights_sha256"), "date": when.isoformat(timespec="seconds")}
     return table.drop(columns="photo").assign(**provenance).to_csv(index=False)

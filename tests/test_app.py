@@ -169,7 +169,44 @@ def test_removing_a_file_drops_its_result_and_maps_from_the_session(smoke_app_en
     app.file_uploader[0].set_value([("b.jpg", sample_images["mel"].read_bytes(), "image/jpeg")]).run()
     assert not app.exception and len(app.metric) == 1
     assert len(app.session_state["classify_predictions"]) == 1
-    assert {key[:2] for key in app.session_state["classify_heatmaps"]} == set(app.session_state["classify_predictions"])
+    assert {key[:-2] for key in app.session_state["classify_heatmaps"]} == set(app.session_state["classify_predictions"])
+
+
+def test_patient_information_is_asked_per_photo_and_shown_beside_the_image_alone(smoke_v2_bundle, data_dir,
+                                                                                  sample_images, monkeypatch):
+    from melanoma.inference import Predictor
+    from melanoma.patient import PatientInfo
+    from melanoma.reporting import percent
+
+    monkeypatch.setenv("MELANOMA_MODEL", str(smoke_v2_bundle))
+    monkeypatch.setenv("MELANOMA_DATA", str(data_dir))
+    lesion = sample_images["mel"].read_bytes()
+    predictor = Predictor.from_bundle(smoke_v2_bundle)
+    app = open_page()
+    app.file_uploader[0].set_value([("lesion.jpg", lesion, "image/jpeg")]).run()
+    assert not app.exception
+    alone = predictor.classify_bytes("lesion.jpg", lesion)
+    assert [m.value for m in app.metric] == [percent(alone.probability)]
+    assert "From the image alone (no patient information given)." in texts(app.caption)
+
+    app.number_input(key=next(n.key for n in app.number_input if n.label == "Age (years)")).set_value(64)
+    next(box for box in app.selectbox if box.label == "Sex").set_value("male")
+    next(box for box in app.selectbox if box.label == "Body site").set_value("back")
+    app.run()
+    assert not app.exception
+    given = predictor.classify_bytes("lesion.jpg", lesion, patient=PatientInfo(age=64, sex="male", site="back"))
+    assert [m.value for m in app.metric] == [percent(given.probability)]
+    assert (f"With the patient's age 64, male, back. From the image alone: {given.image_only_probability:.1%}."
+            in texts(app.caption))
+    side = "above" if given.suspicious else "below"
+    assert f"{side} the referral threshold of {percent(predictor.bundle.threshold)}" in texts(app.caption)
+
+
+def test_a_model_without_patient_inputs_says_so_and_asks_nothing(smoke_app_env, sample_images):
+    app = open_page()
+    app.file_uploader[0].set_value([("lesion.jpg", sample_images["nv"].read_bytes(), "image/jpeg")]).run()
+    assert not app.exception and not [n for n in app.number_input if n.label == "Age (years)"]
+    assert "This model reads the image alone: it takes no age, sex or body site." in texts(app.caption)
 
 
 # --- Dataset, Training, About ----------------------------------------------------------------------

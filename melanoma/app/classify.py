@@ -13,8 +13,10 @@ import streamlit as st
 
 from melanoma import calibration
 from melanoma.app import results, state
+from melanoma.app.patient_inputs import patient_inputs
 from melanoma.config import DEFAULT_GRADCAM_LAYER, GRADCAM_LAYERS, MAX_UPLOAD_MB, UPLOAD_EXTENSIONS
 from melanoma.explain import METHODS
+from melanoma.patient import NO_INFORMATION
 from melanoma.reporting import results_csv, results_table
 
 DISCLAIMER = ("Research and education demo: **not a diagnosis and not a medical device.** The model has "
@@ -46,26 +48,40 @@ if not uploads:
             "images look like (dermatoscope, lesion centred).", icon=":material/upload:")
     st.stop()
 
+# Patient information, per photo, where the network takes it; blank means unknown.
+patients = {}
+if predictor.takes_metadata:
+    with st.expander("Patient information (optional): age, sex and body site of each photo", expanded=True):
+        st.caption("Blank means unknown: the network is told so, never given a guess. Each result shows "
+                   "P(melanoma) from the image alone beside the one with this information.")
+        for upload in uploads:
+            st.markdown(f"**{upload.name}**")
+            patients[upload.file_id] = patient_inputs(f"patient-{upload.file_id}")
+
 # Only the current uploads are remembered: removing a file from the uploader forgets its result.
 predictions = st.session_state.get("classify_predictions", {})
 heatmaps = st.session_state.get("classify_heatmaps", {})
 with st.spinner(f"Classifying {len(uploads)} image(s)…"):
-    keyed = [(upload, (model_id, hashlib.sha256(upload.getvalue()).hexdigest())) for upload in uploads]
+    keyed = [(upload, (model_id, hashlib.sha256(upload.getvalue()).hexdigest(),
+                       patients.get(upload.file_id, NO_INFORMATION))) for upload in uploads]
     new = {key: upload for upload, key in keyed if key not in predictions}
     if new:
         predictions.update(zip(new, predictor.classify_many([(u.name, u.getvalue()) for u in new.values()],
-                                                            display=True)))
+                                                            display=True, patients=[key[2] for key in new])))
+if not predictor.takes_metadata:
+    st.caption("This model reads the image alone: it takes no age, sex or body site.")
     current = [(upload.name, key, predictions[key]) for upload, key in keyed]
 kept = {key for _, key, _ in current}
 st.session_state["classify_predictions"] = {key: predictions[key] for key in kept}
-st.session_state["classify_heatmaps"] = {key: value for key, value in heatmaps.items() if key[:2] in kept}
+# A map's key is the result's key plus (layer, method).
+st.session_state["classify_heatmaps"] = {key: value for key, value in heatmaps.items() if key[:-2] in kept}
 
 
 if len(current) > 1:
     table = results_table([prediction for _, _, prediction in current])
     st.subheader(f"{len(current)} images, highest risk first")
     results.show_batch(table, predictor.threshold)
-    st.download_button("Download results (CSV)", results_csv(table, predictor.threshold, predictor.bundle.manifest),
+    st.download_button("Download results (CSV)", results_csv(table, predictor.bundle.manifest),
                        file_name="melanoma-triage.csv", mime="text/csv", icon=":material/download:",
                        on_click="ignore")
 
@@ -78,4 +94,4 @@ for name, key, prediction in current:
     elif not prediction.ok:
         st.warning(f"**{name}** was not assessed: {prediction.error}", icon=":material/block:")
     else:
-        results.show_result(name, key, prediction, predictor.threshold, grad_cam)
+        results.show_result(name, key, prediction, prediction.threshold, grad_cam, predictor.takes_metadata)

@@ -13,6 +13,8 @@ import streamlit as st
 from melanoma.app import charts, state
 from melanoma.config import IMAGES_DIR, SIMILAR_CASES
 from melanoma.explain import colour_scale, heatmap_image, overlay
+from melanoma.app.patient_inputs import metadata_caption
+from melanoma.patient import NO_INFORMATION
 from melanoma.reporting import against_threshold, describe_case, percent
 
 CASE_COLUMNS = 4
@@ -34,8 +36,9 @@ class GradCamView:
     def heatmap(self, key, prediction):
         cache = st.session_state.setdefault("classify_heatmaps", {})
         if (*key, self.layer, self.method) not in cache:
-            cache[(*key, self.layer, self.method)] = self.explainer.heatmap(prediction.prepared.model_input,
-                                                                            self.layer, self.method)
+            cache[(*key, self.layer, self.method)] = self.explainer.heatmap(
+                prediction.prepared.model_input, self.layer, self.method,
+                patient=prediction.patient if prediction.metadata_used else NO_INFORMATION)
         return cache[(*key, self.layer, self.method)]
 
     def show(self, key, prediction, suspicious: bool) -> None:
@@ -56,7 +59,8 @@ class GradCamView:
         st.caption(f"Colour scale: blue = least, red = most. {GRAD_CAM_LIMITS}")
 
 
-def show_result(name: str, key, prediction, threshold: float, grad_cam: GradCamView) -> None:
+def show_result(name: str, key, prediction, threshold: float, grad_cam: GradCamView,
+                asks_for_metadata: bool = False) -> None:
     probability = prediction.probability
     with st.container(border=True):
         st.subheader(name, anchor=False)
@@ -70,6 +74,8 @@ def show_result(name: str, key, prediction, threshold: float, grad_cam: GradCamV
             st.metric("P(melanoma)", percent(probability))
             st.plotly_chart(charts.probability_bar(probability, threshold), config={"displayModeBar": False})
             st.caption(f"P(melanoma) {against_threshold(probability, threshold)}.")
+            if asks_for_metadata:
+                st.caption(metadata_caption(prediction))
         photo_column.image(prediction.prepared.display, caption="Cropped as the network sees it (centre, 4:3)",
                            width="stretch", alt=f"The uploaded photo {name}, cropped to 4:3 as the network sees it")
         with map_column:
@@ -123,7 +129,7 @@ def show_batch(table, threshold: float) -> None:
                                                                     color=charts.OTHER_COLOUR),
                      "call": st.column_config.TextColumn(width="medium", pinned=True)})
     if len(assessed):
-        rows = list(zip(assessed["file"], assessed["P(melanoma)"], assessed["P(melanoma)"] >= threshold))
+        rows = list(zip(assessed["file"], assessed["P(melanoma)"], assessed["P(melanoma)"] >= assessed["threshold"]))
         st.plotly_chart(charts.batch_risk_bars(rows, threshold), config={"displayModeBar": False})
         st.caption("As text: " + "; ".join(f"{file} {percent(p)}" for file, p, _ in rows) + ". Red: above the "
                    "referral threshold.")
