@@ -215,3 +215,51 @@ def test_a_portrait_gets_a_warning_and_a_melanoma_its_differential_and_similar_c
                 page.close()
         finally:
             browser.close()
+
+
+@pytest.fixture
+def metadata_app_server(smoke_v2_bundle, data_dir):
+    """The app with a bundle whose network takes patient metadata (model v2's kind)."""
+    yield from serve(smoke_v2_bundle, data_dir)
+
+
+def test_patient_information_in_a_real_browser(metadata_app_server, smoke_v2_bundle, sample_images):
+    """A clinician types the age and picks sex and site for a photo: the result changes to the
+    network's answer with them, says what was used, and keeps the image-alone answer beside it."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from melanoma.inference import Predictor
+    from melanoma.patient import PatientInfo
+    from melanoma.reporting import percent
+
+    lesion = sample_images["mel"]
+    predictor = Predictor.from_bundle(smoke_v2_bundle)
+    alone = predictor.classify_bytes(lesion.name, lesion.read_bytes())
+    given = predictor.classify_bytes(lesion.name, lesion.read_bytes(),
+                                     patient=PatientInfo(age=64, sex="female", site="face"))
+    url, _ = metadata_app_server
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(url)
+            uploader = page.locator("input[type=file]")
+            uploader.wait_for(state="attached", timeout=MODEL_TIMEOUT_MS)
+            uploader.set_input_files(str(lesion))
+            probability = page.get_by_test_id("stMetricValue").first
+            expect(probability).to_have_text(percent(alone.probability), timeout=MODEL_TIMEOUT_MS)
+            expect(page.get_by_text("From the image alone (no patient information given).")).to_be_visible()
+
+            age = page.get_by_label("Age (years)")
+            age.fill("64")
+            age.press("Enter")
+            for label, option in (("Sex", "female"), ("Body site", "face")):
+                page.get_by_test_id("stSelectbox").filter(has_text=label).click()
+                page.get_by_role("option", name=option, exact=True).click()
+            expect(page.get_by_text(f"With the patient's age 64, female, face. From the image alone: "
+                                    f"{alone.probability:.1%}.")).to_be_visible(timeout=MODEL_TIMEOUT_MS)
+            expect(probability).to_have_text(percent(given.probability), timeout=PAGE_TIMEOUT_MS)
+            assert_no_exception(page)
+            screenshot(page, "9-patient-information")
+        finally:
+            browser.close()
