@@ -7,11 +7,14 @@ import os
 
 import streamlit as st
 
+from melanoma.app.sessions import free_ended_sessions
+
 # TensorFlow's C++ start-up chatter (e.g. "failed call to cuInit" on a CPU) is not for users;
 # Python errors are unaffected.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 st.set_page_config(page_title="Melanoma triage: a teaching demo", page_icon=":material/dermatology:", layout="wide")
+free_ended_sessions()
 st.navigation([
     st.Page("melanoma/app/classify.py", title="Classify", icon=":material/image_search:", default=True),
     st.Page("melanoma/app/dataset.py", title="Dataset", icon=":material/dataset:"),

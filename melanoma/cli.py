@@ -3,15 +3,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
-# TensorFlow's C++ start-up chatter (e.g. "failed call to cuInit" on a CPU) is not for users;
-# Python errors are unaffected.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-
-from melanoma.config import IMAGE_ASPECT, MIN_IMAGE_SIDE, SEXES, SITES, TrainConfig  # noqa: E402
+from melanoma.config import IMAGE_ASPECT, MIN_IMAGE_SIDE, SEXES, SITES, TrainConfig
+from melanoma.quiet import import_tensorflow_quietly
 
 EXIT_REJECTED = 2
 
@@ -115,8 +111,16 @@ def run_evaluate(args) -> int:
     return 0
 
 
+def read_or_reason(name: str) -> bytes | str:
+    try:
+        return Path(name).read_bytes()
+    except OSError as error:
+        return f"cannot read file: {error.strerror or error}"
+
+
 def run_predict(args) -> int:
     from melanoma.bundle import BundleError
+    from melanoma.config import PREDICT_FILES_AT_ONCE
     from melanoma.inference import Prediction, Predictor
     from melanoma.patient import PatientInfoError, patients_for_files
 
@@ -131,17 +135,20 @@ def run_predict(args) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 1
     results = []
-    for name in args.files:
-        patient = patients[name]
-        if isinstance(patient, PatientInfoError):
-            results.append(Prediction(name=name, error=f"patient information: {patient}"))
-            continue
-        try:
-            data = Path(name).read_bytes()
-        except OSError as error:
-            results.append(Prediction(name=name, error=f"cannot read file: {error.strerror or error}"))
-            continue
-        results.append(predictor.classify_bytes(name, data, patient=patient))
+    for start in range(0, len(args.files), PREDICT_FILES_AT_ONCE):  # bounded memory for any number of files
+        chunk = [(name, patients[name], read_or_reason(name))
+                 for name in args.files[start:start + PREDICT_FILES_AT_ONCE]]
+        usable = [(name, patient, content) for name, patient, content in chunk
+                  if not isinstance(patient, PatientInfoError) and isinstance(content, bytes)]
+        classified = iter(predictor.classify_many([(name, content) for name, _, content in usable],
+                                                  patients=[patient for _, patient, _ in usable]))
+        for name, patient, content in chunk:
+            if isinstance(patient, PatientInfoError):
+                results.append(Prediction(name=name, error=f"patient information: {patient}"))
+            elif isinstance(content, str):
+                results.append(Prediction(name=name, error=content))
+            else:
+                results.append(next(classified))
     if args.json:
         print(json.dumps({"threshold": predictor.threshold, "results": [r.as_dict() for r in results]}, indent=2))
     else:
@@ -349,6 +356,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    import_tensorflow_quietly()  # before any command imports it with its start-up lines
     handlers = {"train": run_train, "evaluate": run_evaluate, "predict": run_predict, "extras": run_extras,
                 "bench": run_bench, "robustness": run_robustness, "compare": run_compare,
                 "experiments": run_experiments}

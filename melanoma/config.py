@@ -59,6 +59,11 @@ GRADCAM_LAYERS = {
 # corner instead of the lesion (issue 15 traces that to a shortcut the network learnt).
 DEFAULT_GRADCAM_LAYER = "conv3_block4_out"
 
+# The app's caches are shared by every session and bounded: one bundle's network and Grad-CAM
+# (a bundle rewritten in place replaces them), and a few entries of the derived data.
+APP_CACHED_BUNDLES = 1
+APP_CACHED_DATA_ENTRIES = 4
+
 
 @dataclass
 class TrainConfig:
@@ -131,6 +136,12 @@ class TrainConfig:
 CALL_SUSPICIOUS = "suspicious for melanoma - refer"
 CALL_NOT_SUSPICIOUS = "not suspicious for melanoma"
 PREDICT_BATCH = 32  # fixed batch shape for the compiled predict function (padded), see inference
+# A rest of fewer images than this goes one image at a time rather than padded to PREDICT_BATCH:
+# batched, an image costs ~28 ms here, alone ~37 ms, so padding pays from about 24 (the bench).
+PAD_BATCH_FROM = 24
+# Files decoded and checked at once when classifying many (Pillow releases the GIL while decoding).
+PREPARE_THREADS = 4
+PREDICT_FILES_AT_ONCE = 8 * PREDICT_BATCH  # `predict` holds this many files' bytes and arrays at a time
 # XLA makes single-image inference no faster here but costs ~2 s more on the first call (the
 # bench measures both: `python -m melanoma bench`), so predictions use a plain tf.function.
 INFERENCE_JIT_COMPILE = False

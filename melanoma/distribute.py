@@ -64,6 +64,34 @@ def is_chief(strategy) -> bool:
         and "chief" not in resolver.cluster_spec().as_dict()
 
 
+def epochs_per_worker(strategy, own_epochs: int) -> list[int]:
+    """Every replica's count of finished epochs, as its worker's run folder says, gathered on
+    every worker (an all-reduce of one-hot vectors)."""
+    import tensorflow as tf
+
+    replicas = strategy.num_replicas_in_sync
+
+    @tf.function
+    def gather():
+        def mine():
+            replica = tf.distribute.get_replica_context().replica_id_in_sync_group
+            return tf.one_hot(replica, replicas) * float(own_epochs)
+        return strategy.reduce("SUM", strategy.run(mine), axis=None)
+
+    return [int(round(value)) for value in gather().numpy()]
+
+
+def require_one_starting_point(strategy, own_epochs: int, run_dir) -> None:
+    """Workers that would start from different epochs end in a collective-op error mid-epoch;
+    refuse up front instead, on every worker, with the same line."""
+    epochs = epochs_per_worker(strategy, own_epochs)
+    if len(set(epochs)) > 1:
+        found = ", ".join(f"replica {replica}: {count}" for replica, count in enumerate(epochs))
+        raise SystemExit(f"error: the workers' run folders disagree on the finished epochs ({found}; replica 0 is "
+                         f"the chief's); every worker must read the same --run-dir on shared storage (this "
+                         f"one: {run_dir})")
+
+
 class MultiWorkerEpoch:
     """One epoch under MultiWorkerMirroredStrategy, for Keras 3's fit() cannot run there: it
     reduces a sample batch and then the step's scalar logs along axis 0, which fails across

@@ -68,13 +68,17 @@ class Explainer:
         self._visualizers = {GRADCAM: gradcam, GRADCAM_PLUS_PLUS: GradcamPlusPlus(gradcam.model, clone=False)}
         self.layer_names = {layer.name for layer in gradcam.model.layers}
         self._compiled = {}
-        self._lock = threading.Lock()  # one Streamlit server, many sessions: trace each pair once
+        # One Streamlit server, many sessions: each pair is traced once, and one at a time, since
+        # tracing runs tf-keras-vis' Python (it builds a Keras model) on the shared network.
+        self._lock = threading.Lock()
 
     def _cam_function(self, layer: str, method: str):
         key = (layer, method)
         with self._lock:
             if key not in self._compiled:
-                self._compiled[key] = self._compile(layer, method)
+                function = self._compile(layer, method)
+                function.get_concrete_function()  # trace now, under the lock
+                self._compiled[key] = function
             return self._compiled[key]
 
     def _compile(self, layer: str, method: str):

@@ -9,18 +9,25 @@ so it is traced at most twice per process and never again. Tracing costs ~1.7 s 
 compiled call is ~10x faster than an eager one (0.03 s vs 0.3 s), so the first few images of a
 process go through eager calls (a command classifying one file answers sooner) and the function is
 compiled once more images come; the app compiles it up front with `warm_up()`.
+
+Many files (`classify_many`) are decoded and checked in a small thread pool and classified in
+batches of PREDICT_BATCH. One Predictor serves all of the app's sessions, each on its own thread.
 """
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterable, Sequence
 
 import numpy as np
 
 from melanoma.bundle import Bundle, load_bundle, load_model
 from melanoma.calibration import calibrate
 from melanoma.config import (CALL_NOT_SUSPICIOUS, CALL_SUSPICIOUS, EAGER_IMAGES_BEFORE_COMPILING,
-                             INFERENCE_JIT_COMPILE, NOT_A_LESION_REASON, PREDICT_BATCH)
+                             INFERENCE_JIT_COMPILE, NOT_A_LESION_REASON, PAD_BATCH_FROM, PREDICT_BATCH,
+                             PREPARE_THREADS)
 from melanoma.extras import Assessment, Extras
 # The network's input/output helpers live in features; explain, bench and the lab import them from here.
 from melanoma.features import (MELANOMA_OUTPUT, compiled_outputs, eager_outputs, feature_network,  # noqa: F401
@@ -52,11 +59,23 @@ def compiled_forward(model, jit_compile: bool = INFERENCE_JIT_COMPILE):
 
 def predict_in_batches(forward, images: np.ndarray, metadata: np.ndarray | None = None,
                        batch_size: int = PREDICT_BATCH) -> np.ndarray:
-    """Scores for uint8 images (N, H, W, 3) with their metadata vectors (default: nothing known);
-    the last batch is padded to the fixed shape."""
+    """Scores for uint8 images (N, H, W, 3) with their metadata vectors (default: nothing known).
+    Full batches go as they are; a smaller rest is padded to the fixed shape if it is large enough
+    to pay for the padding, else sent one image at a time (a padded batch costs as much as a full one)."""
     if len(images) == 0:
         return np.zeros((0,), np.float32)
-    return in_fixed_batches(forward, images, metadata, batch_size).astype(np.float32)
+    metadata = unknown_metadata(len(images)) if metadata is None else np.asarray(metadata, np.float32)
+    out = []
+    for start in range(0, len(images), batch_size):
+        chunk, chunk_metadata = images[start:start + batch_size], metadata[start:start + batch_size]
+        if len(chunk) < PAD_BATCH_FROM:
+            out += [np.asarray(forward(chunk[i:i + 1], chunk_metadata[i:i + 1])) for i in range(len(chunk))]
+            continue
+        padding = batch_size - len(chunk)
+        padded = np.concatenate([chunk, np.zeros((padding, *chunk.shape[1:]), chunk.dtype)])
+        padded_metadata = np.concatenate([chunk_metadata, unknown_metadata(padding)])
+        out.append(np.asarray(forward(padded, padded_metadata))[:len(chunk)])
+    return np.concatenate(out).astype(np.float32)
 
 
 @dataclass
@@ -117,6 +136,7 @@ class Predictor:
         self._network = feature_network(self.model)  # the model's outputs plus its pooled features
         self._forward = compiled_outputs(self._network)
         self._eager_images_left = EAGER_IMAGES_BEFORE_COMPILING
+        self._eager_lock = threading.Lock()  # sessions on several threads share the count
 
     @classmethod
     def from_bundle(cls, path: str | Path | None = None) -> "Predictor":
@@ -131,10 +151,8 @@ class Predictor:
         """The network's outputs and pooled features for uint8 images (N, H, W, 3) with their
         metadata vectors (default: nothing known)."""
         metadata = unknown_metadata(len(images)) if metadata is None else np.asarray(metadata, np.float32)
-        if 0 < len(images) <= self._eager_images_left:
-            self._eager_images_left -= len(images)
+        if self._take_eager_turn(len(images)):
             return eager_outputs(self._network, images, metadata)
-        self._eager_images_left = 0
         if len(images) == 0:
             return {MELANOMA_OUTPUT: np.zeros((0, 2), np.float32)}
         return in_fixed_batches(self._forward, images, metadata)
@@ -142,6 +160,12 @@ class Predictor:
     def scores(self, images: np.ndarray, metadata: np.ndarray | None = None) -> np.ndarray:
         """The network's melanoma score, before calibration."""
         return self.outputs(images, metadata)[MELANOMA_OUTPUT][:, 1].astype(np.float32)
+
+    def _take_eager_turn(self, count: int) -> bool:
+        with self._eager_lock:
+            eager = 0 < count <= self._eager_images_left
+            self._eager_images_left = self._eager_images_left - count if eager else 0
+            return eager
 
     def probabilities(self, images: np.ndarray, metadata: np.ndarray | None = None) -> np.ndarray:
         """P(melanoma), calibrated as the bundle says for the mode: with metadata when given (a
@@ -170,27 +194,56 @@ class Predictor:
         """Never raises for bad input: a rejected file comes back with its one-line reason.
         Patient information is used where the network takes it; the image-only probability is
         then given beside, so a user sees what the information changed."""
-        try:
-            prepared = prepare_image(data, self.image_spec, display=display)
-        except ImageRejected as error:
-            return Prediction(name=name, error=str(error), patient=patient)
-        images = prepared.model_input[None]
-        use_metadata = self.takes_metadata and bool(patient.given)
-        if use_metadata:
-            metadata = np.stack([patient.encode(), NO_INFORMATION.encode()])
-            outputs = self.outputs(np.concatenate([images, images]), metadata)
-            both = self.calibrated(outputs, metadata)
-            probability, image_only = float(both[0]), float(both[1])
-        else:
-            outputs = self.outputs(images)
-            probability, image_only = float(self.calibrated(outputs)[0]), None
-        assessment = None
-        if self.extras is not None:
-            assessment = self.extras.assess({name: value[:1] for name, value in outputs.items()}, images)[0]
-            if assessment.not_a_lesion:
-                return Prediction(name=name, error=NOT_A_LESION_REASON, prepared=prepared, patient=patient,
-                                  assessment=assessment, unreliable_probability=probability)
-        suspicious, call = self.call_for(probability, use_metadata)
-        return Prediction(name=name, probability=probability, suspicious=suspicious, call=call, prepared=prepared,
-                          threshold=self.threshold_for(use_metadata), patient=patient, metadata_used=use_metadata,
-                          image_only_probability=image_only, assessment=assessment)
+        return self.classify_many([(name, data)], display=display, patients=[patient])[0]
+
+    def classify_many(self, files: Iterable[tuple[str, bytes]], display: bool = False,
+                      patients: Sequence[PatientInfo] | None = None) -> list[Prediction]:
+        """One Prediction per (name, bytes), in order, as `classify_bytes` gives it: the files are
+        decoded and checked in a small thread pool, and the good ones classified together, in
+        batches (with their patient information, and image-only beside where that was used)."""
+        files = list(files)
+        patients = list(patients) if patients is not None else [NO_INFORMATION] * len(files)
+        checked = self._prepare_all([data for _, data in files], display)
+        good = [i for i, prepared in enumerate(checked) if isinstance(prepared, PreparedImage)]
+        uses_metadata = {i: self.takes_metadata and bool(patients[i].given) for i in good}
+        image_only_too = [i for i in good if uses_metadata[i]]
+        rows = good + image_only_too
+        images = np.stack([checked[i].model_input for i in rows]) if rows else None
+        metadata = np.stack([patients[i].encode() for i in good] + [NO_INFORMATION.encode()] * len(image_only_too)
+                            ) if rows else None
+        outputs = self.outputs(images, metadata) if rows else {}
+        probabilities = self.calibrated(outputs, metadata) if rows else []
+        # The extras read the same pass (the first len(good) rows: each good file once).
+        assessments = dict(zip(good, self.extras.assess({key: value[:len(good)] for key, value in outputs.items()},
+                                                        images[:len(good)]))) if rows and self.extras else {}
+        probability = dict(zip(good, map(float, probabilities[:len(good)])))
+        image_only = dict(zip(image_only_too, map(float, probabilities[len(good):])))
+        predictions = []
+        for i, ((name, _), prepared, patient) in enumerate(zip(files, checked, patients)):
+            if i not in probability:
+                predictions.append(Prediction(name=name, error=prepared, patient=patient))
+                continue
+            assessment = assessments.get(i)
+            if assessment is not None and assessment.not_a_lesion:
+                predictions.append(Prediction(name=name, error=NOT_A_LESION_REASON, prepared=prepared, patient=patient,
+                                              assessment=assessment, unreliable_probability=probability[i]))
+                continue
+            suspicious, call = self.call_for(probability[i], uses_metadata[i])
+            predictions.append(Prediction(
+                name=name, probability=probability[i], suspicious=suspicious, call=call, prepared=prepared,
+                threshold=self.threshold_for(uses_metadata[i]), patient=patient, metadata_used=uses_metadata[i],
+                image_only_probability=image_only.get(i), assessment=assessment))
+        return predictions
+
+    def _prepare_all(self, contents: list[bytes], display: bool) -> list[PreparedImage | str]:
+        """Each file as the network's input, or its one-line reason; several at once in a pool."""
+        def prepared_or_reason(data: bytes) -> PreparedImage | str:
+            try:
+                return prepare_image(data, self.image_spec, display=display)
+            except ImageRejected as error:
+                return str(error)
+
+        if len(contents) <= 1:  # the app's usual single upload: no pool to start
+            return [prepared_or_reason(data) for data in contents]
+        with ThreadPoolExecutor(min(PREPARE_THREADS, len(contents))) as pool:
+            return list(pool.map(prepared_or_reason, contents))

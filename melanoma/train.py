@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from melanoma.config import TrainConfig
-from melanoma.distribute import MultiWorkerEpoch, is_chief, make_strategy
+from melanoma.distribute import MultiWorkerEpoch, is_chief, make_strategy, require_one_starting_point
 from melanoma.fileio import atomic_write_bytes, atomic_write_json, atomic_write_text
 from melanoma.patient import hide_at_random
 
@@ -113,6 +113,14 @@ def restore_checkpoint(run_dir: Path, model) -> tuple[int, list[dict], dict]:
     return meta["epoch"], meta["history"], meta["best"]
 
 
+def finished_epochs(run_dir: Path) -> int:
+    """Epochs the run folder's checkpoint holds (0 without one), read without the weights."""
+    if not (run_dir / CHECKPOINT).exists():
+        return 0
+    with np.load(run_dir / CHECKPOINT, allow_pickle=False) as arrays:
+        return json.loads(arrays["meta"].tobytes().decode())["epoch"]
+
+
 def read_run_config(run_dir: Path) -> TrainConfig:
     """A run folder's settings; settings added since it was started take their defaults."""
     return TrainConfig.from_dict(json.loads((Path(run_dir) / RUN_CONFIG).read_text()))
@@ -172,6 +180,8 @@ def train(data_dir: str | Path, out_dir: str | Path, config: TrainConfig,
     run_dir = Path(run_dir) if run_dir else Path("runs") / out_dir.name
     strategy = make_strategy(config.distribute)
     chief = is_chief(strategy)
+    if config.distribute == "multiworker":
+        require_one_starting_point(strategy, finished_epochs(run_dir), run_dir)
     if chief:
         run_dir.mkdir(parents=True, exist_ok=True)
         check_resume_config(run_dir, config)

@@ -105,7 +105,7 @@ def test_moving_a_slider_reuses_the_result_and_a_new_layer_recomputes_only_the_m
         heatmaps.append(layer)
         return original_heatmap(self, model_input, layer, method)
 
-    monkeypatch.setattr(Predictor, "classify_bytes", must_not_run)
+    monkeypatch.setattr(Predictor, "classify_many", must_not_run)
     monkeypatch.setattr(Explainer, "heatmap", counted_heatmap)
     app.sidebar.slider[0].set_value(0.9).run()
     app.sidebar.toggle[0].set_value(True).run()
@@ -159,6 +159,17 @@ def test_a_picture_that_is_not_a_lesion_gets_a_warning_and_a_lesion_its_differen
     table = table_with(app, "file")
     assert list(table["file"]) == ["lesion.jpg", "portrait.jpg"]  # assessed first, by risk
     assert table["call"].iloc[1] == "not assessed" and NOT_A_LESION_REASON in table["reason not assessed"].iloc[1]
+
+
+def test_removing_a_file_drops_its_result_and_maps_from_the_session(smoke_app_env, sample_images):
+    app = open_page()
+    app.file_uploader[0].set_value([("a.jpg", sample_images["nv"].read_bytes(), "image/jpeg"),
+                                    ("b.jpg", sample_images["mel"].read_bytes(), "image/jpeg")]).run()
+    assert len(app.metric) == 2 and len(app.session_state["classify_predictions"]) == 2
+    app.file_uploader[0].set_value([("b.jpg", sample_images["mel"].read_bytes(), "image/jpeg")]).run()
+    assert not app.exception and len(app.metric) == 1
+    assert len(app.session_state["classify_predictions"]) == 1
+    assert {key[:2] for key in app.session_state["classify_heatmaps"]} == set(app.session_state["classify_predictions"])
 
 
 # --- Dataset, Training, About ----------------------------------------------------------------------

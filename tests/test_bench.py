@@ -12,7 +12,8 @@ def test_inference_bench_times_every_path_and_compares_with_the_bare_model(predi
     for name in ("predict_full_path", "predict_model_only", "predict_prepare_only",
                  "bare_keras_resnet50_compiled", "model_xla", "model_no_xla", "gradcam"):
         assert result[name]["runs"] >= 3 and 0 < result[name]["p50_ms"] <= result[name]["p95_ms"]
-    assert result["batch_predict"]["images"] == 4 and result["batch_predict"]["images_per_s"] > 0
+    batch = result["batch_predict"]
+    assert batch["images"] == 4 and batch["images_per_s"] > 0 and batch["serial_decode_images_per_s"] > 0
     expected = result["predict_full_path"]["p50_ms"] / result["bare_keras_resnet50_compiled"]["p50_ms"]
     assert abs(result["ratio_full_path_to_bare"] - expected) < 0.01
     # The smoke bundle carries extras, so the bench times them against classifying alone, in the same run.

@@ -5,63 +5,19 @@ browser fails the test. Full-page screenshots land in test-artifacts/screenshots
 """
 from __future__ import annotations
 
-import os
 import re
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
-ARTIFACTS = ROOT / "test-artifacts"
+from tests.app_server import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, require_browser, running_app
+
 SCREENSHOTS = ARTIFACTS / "screenshots"
-SERVER_START_TIMEOUT = 90
 MODEL_TIMEOUT_MS = 180_000  # the first classification loads and compiles the network and Grad-CAM
 PAGE_TIMEOUT_MS = 60_000
 
 pytestmark = pytest.mark.timeout(900)  # includes training the session's smoke bundle on first use
-
-
-def require_browser() -> None:
-    missing = []
-    if not CHROMIUM.is_file():
-        missing.append(f"no Chromium at {CHROMIUM}")
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        missing.append("playwright is not installed")
-    if missing:
-        reason = "; ".join(missing)
-        if os.environ.get("CI"):
-            pytest.fail(f"{reason}, and CI is set: the browser test must run there")
-        pytest.skip(reason)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def wait_until_healthy(url: str, server: subprocess.Popen, log: Path) -> None:
-    deadline = time.monotonic() + SERVER_START_TIMEOUT
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            pytest.fail(f"streamlit exited with {server.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                if response.read() == b"ok":
-                    return
-        except OSError:
-            time.sleep(0.5)
-    pytest.fail(f"streamlit did not answer within {SERVER_START_TIMEOUT} s:\n{log.read_text()[-3000:]}")
 
 
 @pytest.fixture
@@ -81,27 +37,8 @@ def shipped_app_server(data_dir):
 
 def serve(bundle, data_dir):
     require_browser()
-    ARTIFACTS.mkdir(exist_ok=True)
-    port = free_port()
-    env = {**os.environ, "MELANOMA_MODEL": str(bundle), "MELANOMA_DATA": str(data_dir)}
-    log = ARTIFACTS / "streamlit-server.log"
-    started = time.monotonic()
-    with open(log, "w") as log_file:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port),
-             "--server.address", "127.0.0.1", "--server.headless", "true"],
-            cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT)
-    try:
-        url = f"http://127.0.0.1:{port}"
-        wait_until_healthy(url, server, log)
+    with running_app(bundle, data_dir, ARTIFACTS / "streamlit-server.log") as (url, _, started):
         yield url, started
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
 
 
 def screenshot(page, name: str) -> Path:

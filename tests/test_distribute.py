@@ -18,9 +18,9 @@ ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.timeout(1200)
 
 
-def train_args(data_dir, tmp_path, epochs: int, *extra) -> list[str]:
+def train_args(data_dir, tmp_path, epochs: int, *extra, run_dir: str = "run") -> list[str]:
     return [sys.executable, "-m", "melanoma", "train", "--data", str(data_dir), "--out", str(tmp_path / "bundle"),
-            "--run-dir", str(tmp_path / "run"), "--epochs", str(epochs), "--max-images", "96",
+            "--run-dir", str(tmp_path / run_dir), "--epochs", str(epochs), "--max-images", "96",
             "--batch-size", "8", "--seed", "7", "--no-xla", *extra]
 
 
@@ -55,14 +55,15 @@ def free_ports(count: int) -> list[int]:
             s.close()
 
 
-def run_two_workers(data_dir, tmp_path, epochs: int, *extra) -> list[subprocess.CompletedProcess]:
+def run_two_workers(data_dir, tmp_path, epochs: int, *extra,
+                    run_dirs=("run", "run")) -> list[subprocess.CompletedProcess]:
     cluster = {"worker": [f"127.0.0.1:{port}" for port in free_ports(2)]}
     workers = []
     for index in range(2):
         env = {**os.environ, "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})}
         log = open(tmp_path / f"worker{index}-{epochs}.log", "w+")
-        workers.append((subprocess.Popen(train_args(data_dir, tmp_path, epochs, "--distribute", "multiworker", *extra),
-                                         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, text=True), log))
+        args = train_args(data_dir, tmp_path, epochs, "--distribute", "multiworker", *extra, run_dir=run_dirs[index])
+        workers.append((subprocess.Popen(args, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, text=True), log))
     results = []
     for process, log in workers:
         try:
@@ -89,3 +90,19 @@ def test_multiworker_with_two_local_workers_trains_and_resumes(data_dir, tmp_pat
     assert "bundle written to" in longer[0].stdout  # only the chief (worker 0) writes
     assert "bundle written to" not in longer[1].stdout
     assert_bundle_with_epochs(tmp_path, 2)
+
+
+def test_multiworker_workers_whose_run_folders_disagree_refuse_in_one_line(data_dir, tmp_path):
+    """The chief's folder holds a finished run from an earlier try, the other worker's is empty."""
+    import numpy as np
+
+    chief_run = tmp_path / "chief-run"
+    chief_run.mkdir()
+    meta = json.dumps({"epoch": 2, "history": [], "best": {"val_auc": 0.5, "epoch": 2}}).encode()
+    np.savez(chief_run / "checkpoint.npz", meta=np.frombuffer(meta, dtype=np.uint8))
+    workers = run_two_workers(data_dir, tmp_path, 2, run_dirs=("chief-run", "other-run"))
+    for worker in workers:
+        assert worker.returncode == 1, worker.stdout[-3000:]
+        assert "error: the workers' run folders disagree on the finished epochs (replica 0: 2, replica 1: 0" \
+            in worker.stdout, worker.stdout[-3000:]
+        assert "Traceback" not in worker.stdout and "epoch 1/2" not in worker.stdout

@@ -22,6 +22,22 @@ def test_eager_first_images_and_compiled_later_give_the_same_probabilities(smoke
     assert np.allclose(predictor.probabilities(batch), compiled, atol=1e-5)
 
 
+def test_many_files_at_once_give_what_each_file_gives_alone_in_order(predictor, sample_images):
+    from tests.bad_inputs import REJECTED
+
+    good = [(path.name, path.read_bytes()) for path in sample_images.values()]
+    bad_name, (bad_data, reason) = next(iter(REJECTED.items()))
+    files = (good * 6)[:40] + [(bad_name, bad_data)] + good[:3]  # more than one padded batch
+    many = predictor.classify_many(files)
+    assert [p.name for p in many] == [name for name, _ in files]
+    assert reason in many[40].error and not many[40].ok
+    for (name, data), prediction in zip(files, many):
+        alone = predictor.classify_bytes(name, data)
+        assert alone.error == prediction.error and alone.call == prediction.call
+        if alone.ok:
+            assert abs(alone.probability - prediction.probability) <= 1e-5
+
+
 def test_warm_up_compiles_before_the_first_image(smoke_bundle):
     from melanoma.inference import Predictor
 

@@ -49,14 +49,13 @@ if not uploads:
 # Only the current uploads are remembered: removing a file from the uploader forgets its result.
 predictions = st.session_state.get("classify_predictions", {})
 heatmaps = st.session_state.get("classify_heatmaps", {})
-current = []
 with st.spinner(f"Classifying {len(uploads)} image(s)…"):
-    for upload in uploads:
-        data = upload.getvalue()
-        key = (model_id, hashlib.sha256(data).hexdigest())
-        if key not in predictions:
-            predictions[key] = predictor.classify_bytes(upload.name, data, display=True)
-        current.append((upload.name, key, predictions[key]))
+    keyed = [(upload, (model_id, hashlib.sha256(upload.getvalue()).hexdigest())) for upload in uploads]
+    new = {key: upload for upload, key in keyed if key not in predictions}
+    if new:
+        predictions.update(zip(new, predictor.classify_many([(u.name, u.getvalue()) for u in new.values()],
+                                                            display=True)))
+    current = [(upload.name, key, predictions[key]) for upload, key in keyed]
 kept = {key for _, key, _ in current}
 st.session_state["classify_predictions"] = {key: predictions[key] for key in kept}
 st.session_state["classify_heatmaps"] = {key: value for key, value in heatmaps.items() if key[:2] in kept}

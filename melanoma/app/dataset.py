@@ -7,11 +7,11 @@ import pandas as pd
 import streamlit as st
 
 from melanoma.app import charts, state
-from melanoma.config import DX_NAMES, DX_TYPE_NAMES, HAM10000_IMAGES, IMAGES_DIR, MELANOMA_DX
+from melanoma.config import APP_CACHED_DATA_ENTRIES, DX_NAMES, DX_TYPE_NAMES, HAM10000_IMAGES, IMAGES_DIR, MELANOMA_DX
 GALLERY_PER_DX = 6
 
 
-@st.cache_data(show_spinner=False)
+@st.cache_data(show_spinner=False, max_entries=APP_CACHED_DATA_ENTRIES)
 def gallery(data_dir: str, per_dx: int) -> dict[str, list[tuple[str, str]]]:
     """A fixed sample of image paths and captions per diagnosis; {} without a readable data folder."""
     from melanoma.data import DatasetError, read_metadata

@@ -14,7 +14,7 @@ import numpy as np
 import streamlit as st
 
 from melanoma.bundle import DEFAULT_BUNDLE, MANIFEST, Bundle, BundleError, load_bundle
-from melanoma.config import DEFAULT_GRADCAM_LAYER
+from melanoma.config import APP_CACHED_BUNDLES, APP_CACHED_DATA_ENTRIES, DEFAULT_GRADCAM_LAYER
 
 MODEL_ENV = "MELANOMA_MODEL"
 DATA_ENV = "MELANOMA_DATA"
@@ -38,12 +38,13 @@ def _stamp(path: Path) -> int | None:
         return None
 
 
-@st.cache_resource(show_spinner="Checking the model bundle…")
+@st.cache_resource(show_spinner="Checking the model bundle…", max_entries=APP_CACHED_BUNDLES)
 def _bundle(path: str, stamp: int | None) -> Bundle:
     return load_bundle(path)
 
 
-@st.cache_resource(show_spinner="Loading the network (the first time takes a few seconds)…")
+@st.cache_resource(show_spinner="Loading the network (the first time takes a few seconds)…",
+                   max_entries=APP_CACHED_BUNDLES)
 def _predictor(path: str, stamp: int | None):
     from melanoma.inference import Predictor
 
@@ -52,7 +53,7 @@ def _predictor(path: str, stamp: int | None):
     return predictor
 
 
-@st.cache_resource(show_spinner="Preparing Grad-CAM…")
+@st.cache_resource(show_spinner="Preparing Grad-CAM…", max_entries=APP_CACHED_BUNDLES)
 def _explainer(path: str, stamp: int | None):
     from melanoma.explain import Explainer
 
@@ -61,7 +62,7 @@ def _explainer(path: str, stamp: int | None):
     return explainer
 
 
-@st.cache_data(show_spinner=False)
+@st.cache_data(show_spinner=False, max_entries=APP_CACHED_DATA_ENTRIES)
 def _test_intervals(path: str, stamp: int | None) -> dict:
     from melanoma.evaluate import lesion_bootstrap_intervals
 
