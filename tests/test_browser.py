@@ -199,7 +199,8 @@ def test_a_portrait_gets_a_warning_and_a_melanoma_its_differential_and_similar_c
                 warning = page.get_by_test_id("stAlert").filter(has_text="portrait.jpg was not assessed")
                 expect(warning).to_contain_text(NOT_A_LESION_REASON, timeout=MODEL_TIMEOUT_MS)
                 expect(page.get_by_test_id("stMetricValue")).to_have_count(1, timeout=MODEL_TIMEOUT_MS)
-                expect(page.get_by_text(re.compile(r"^\d+ most similar training cases")).first).to_be_visible()
+                expect(page.get_by_text(re.compile(r"^\d+ most similar training cases")).first).to_be_visible(
+                    timeout=PAGE_TIMEOUT_MS)
                 expect(page.locator(".js-plotly-plot").filter(has_text="Differential")).to_have_count(1)
                 cases = page.get_by_test_id("stImage").filter(has_text="confirmed by")
                 expect(cases).to_have_count(SIMILAR_CASES, timeout=PAGE_TIMEOUT_MS)
