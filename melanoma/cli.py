@@ -94,21 +94,28 @@ def run_train(args) -> int:
     return 0
 
 
-def run_evaluate(args) -> int:
+def print_report(make_report, json_path: str | None = None, expected_errors: tuple = ()) -> int:
+    """A reporting command's JSON on stdout (and in `json_path`), or its one-line error: a bundle or
+    data folder that cannot be used is no traceback."""
     from melanoma.bundle import BundleError
     from melanoma.data import DatasetError
-    from melanoma.evaluate import evaluate_folder
 
     try:
-        result = evaluate_folder(args.model, args.data, use_metadata=not args.no_metadata)
-    except (BundleError, DatasetError) as error:
+        report = make_report()
+    except (BundleError, DatasetError, *expected_errors) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    text = json.dumps(result, indent=2)
-    if args.json:
-        Path(args.json).write_text(text + "\n")
+    text = json.dumps(report, indent=2)
+    if json_path:
+        Path(json_path).write_text(text + "\n")
     print(text)
     return 0
+
+
+def run_evaluate(args) -> int:
+    from melanoma.evaluate import evaluate_folder
+
+    return print_report(lambda: evaluate_folder(args.model, args.data, use_metadata=not args.no_metadata), args.json)
 
 
 def read_or_reason(name: str) -> bytes | str:
@@ -186,33 +193,17 @@ def run_extras(args) -> int:
 
 
 def run_robustness(args) -> int:
-    from melanoma.bundle import BundleError
-    from melanoma.data import DatasetError
     from melanoma.lab.robustness import robustness_report
 
-    try:
-        report = robustness_report(args.model, args.data, args.split, use_metadata=not args.no_metadata)
-    except (BundleError, DatasetError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    text = json.dumps(report, indent=2)
-    if args.json:
-        Path(args.json).write_text(text + "\n")
-    print(text)
-    return 0
+    return print_report(lambda: robustness_report(args.model, args.data, args.split,
+                                                  use_metadata=not args.no_metadata), args.json)
 
 
 def run_compare(args) -> int:
-    from melanoma.bundle import BundleError
-    from melanoma.lab.compare import compare_bundles
+    from melanoma.lab.compare import ComparisonError, compare_bundles
 
-    try:
-        result = compare_bundles(args.baseline, args.candidate, args.data, use_metadata=not args.no_metadata)
-    except (BundleError, RuntimeError) as error:  # DatasetError included
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    print(json.dumps(result, indent=2))
-    return 0
+    return print_report(lambda: compare_bundles(args.baseline, args.candidate, args.data,
+                                                use_metadata=not args.no_metadata), expected_errors=(ComparisonError,))
 
 
 def run_bench(args) -> int:

@@ -66,6 +66,15 @@ def open_from_sidebar(page, title: str, heading: str) -> None:
     page.get_by_role("heading", name=heading).wait_for(timeout=PAGE_TIMEOUT_MS)
 
 
+def open_classify_page(browser, url: str, width: int = 1400):
+    """(page, its file input) once the Classify page is ready for uploads."""
+    page = browser.new_page(viewport={"width": width, "height": 1000})
+    page.goto(url)
+    uploader = page.locator("input[type=file]")
+    uploader.wait_for(state="attached", timeout=MODEL_TIMEOUT_MS)
+    return page, uploader
+
+
 def test_the_app_in_a_real_browser(app_server, sample_images, tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
@@ -156,10 +165,7 @@ def test_bad_and_unusual_uploads_in_a_real_browser(app_server, sample_images, tm
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(url)
-            uploader = page.locator("input[type=file]")
-            uploader.wait_for(state="attached", timeout=MODEL_TIMEOUT_MS)
+            page, uploader = open_classify_page(browser, url)
             uploader.set_input_files(files)
             expect(page.get_by_test_id("stMetricValue")).to_have_count(len(accepted), timeout=MODEL_TIMEOUT_MS)
             for name, phrase in rejected.items():
@@ -191,10 +197,7 @@ def test_a_portrait_gets_a_warning_and_a_melanoma_its_differential_and_similar_c
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
             for width, name in ((1400, "7-portrait-and-melanoma"), (420, "8-portrait-and-melanoma-phone")):
-                page = browser.new_page(viewport={"width": width, "height": 1000})
-                page.goto(url)
-                uploader = page.locator("input[type=file]")
-                uploader.wait_for(state="attached", timeout=MODEL_TIMEOUT_MS)
+                page, uploader = open_classify_page(browser, url, width)
                 uploader.set_input_files([str(portrait), str(sample_images["mel"])])
                 warning = page.get_by_test_id("stAlert").filter(has_text="portrait.jpg was not assessed")
                 expect(warning).to_contain_text(NOT_A_LESION_REASON, timeout=MODEL_TIMEOUT_MS)
@@ -242,10 +245,7 @@ def test_patient_information_in_a_real_browser(metadata_app_server, smoke_v2_bun
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(url)
-            uploader = page.locator("input[type=file]")
-            uploader.wait_for(state="attached", timeout=MODEL_TIMEOUT_MS)
+            page, uploader = open_classify_page(browser, url)
             uploader.set_input_files(str(lesion))
             probability = page.get_by_test_id("stMetricValue").first
             expect(probability).to_have_text(percent(alone.probability), timeout=MODEL_TIMEOUT_MS)

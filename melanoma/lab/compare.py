@@ -14,6 +14,10 @@ from melanoma.config import TrainConfig
 SPLIT_SETTINGS = ("seed", "test_fraction", "val_fraction", "max_images")
 
 
+class ComparisonError(RuntimeError):
+    """The two bundles cannot be compared; str() says why in one line."""
+
+
 def validation_probabilities(predictor, data_dir, use_metadata: bool):
     from melanoma.data import load_dataset, make_split
 
@@ -33,7 +37,7 @@ def compare_bundles(baseline_dir, candidate_dir, data_dir, use_metadata: bool = 
     configs = {name: TrainConfig.from_dict(p.bundle.train_config) for name, p in predictors.items()}
     differing = [s for s in SPLIT_SETTINGS if getattr(configs["baseline"], s) != getattr(configs["candidate"], s)]
     if differing:
-        raise RuntimeError(f"the bundles were split differently ({', '.join(differing)}): their validation "
+        raise ComparisonError(f"the bundles were split differently ({', '.join(differing)}): their validation "
                            f"images are not the same")
     result, scored = {}, {}
     for name, predictor in predictors.items():
