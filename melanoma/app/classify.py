@@ -68,9 +68,9 @@ with st.spinner(f"Classifying {len(uploads)} image(s)…"):
     if new:
         predictions.update(zip(new, predictor.classify_many([(u.name, u.getvalue()) for u in new.values()],
                                                             display=True, patients=[key[2] for key in new])))
+    current = [(upload.name, key, predictions[key]) for upload, key in keyed]
 if not predictor.takes_metadata:
     st.caption("This model reads the image alone: it takes no age, sex or body site.")
-    current = [(upload.name, key, predictions[key]) for upload, key in keyed]
 kept = {key for _, key, _ in current}
 st.session_state["classify_predictions"] = {key: predictions[key] for key in kept}
 # A map's key is the result's key plus (layer, method).
