@@ -101,9 +101,9 @@ def test_moving_a_slider_reuses_the_result_and_a_new_layer_recomputes_only_the_m
     heatmaps = []
     original_heatmap = Explainer.heatmap
 
-    def counted_heatmap(self, model_input, layer, method):
+    def counted_heatmap(self, model_input, layer, method, **kwargs):
         heatmaps.append(layer)
-        return original_heatmap(self, model_input, layer, method)
+        return original_heatmap(self, model_input, layer, method, **kwargs)
 
     monkeypatch.setattr(Predictor, "classify_many", must_not_run)
     monkeypatch.setattr(Explainer, "heatmap", counted_heatmap)
