@@ -88,10 +88,11 @@ if len(current) > 1:
 st.caption(f"{calibration.probability_note(predictor.bundle.calibration)} Called suspicious from P(melanoma) ≥ "
            f"{predictor.threshold:.1%}: {predictor.bundle.metrics.get('threshold_rule', '')}. Not a diagnosis.")
 grad_cam = results.GradCamView(explainer, layer, layer_label, method, opacity, show_raw)
-for name, key, prediction in current:
+for position, (name, key, prediction) in enumerate(current):
     if prediction.not_a_lesion:
         results.show_not_a_lesion(name, prediction)
     elif not prediction.ok:
         st.warning(f"**{name}** was not assessed: {prediction.error}", icon=":material/block:")
     else:
-        results.show_result(name, key, prediction, prediction.threshold, grad_cam, predictor.takes_metadata)
+        results.show_result(name, key, prediction, prediction.threshold, grad_cam, predictor.takes_metadata,
+                            position)

@@ -60,7 +60,8 @@ class GradCamView:
 
 
 def show_result(name: str, key, prediction, threshold: float, grad_cam: GradCamView,
-                asks_for_metadata: bool = False) -> None:
+                asks_for_metadata: bool = False, position: int = 0) -> None:
+    """`position` (the file's place among the uploads) keeps the charts of two identical uploads apart."""
     probability = prediction.probability
     with st.container(border=True):
         st.subheader(name, anchor=False)
@@ -72,7 +73,8 @@ def show_result(name: str, key, prediction, threshold: float, grad_cam: GradCamV
             else:
                 st.success(f"**{call}**", icon=":material/check:")
             st.metric("P(melanoma)", percent(probability))
-            st.plotly_chart(charts.probability_bar(probability, threshold), config={"displayModeBar": False})
+            st.plotly_chart(charts.probability_bar(probability, threshold), config={"displayModeBar": False},
+                            key=f"probability-{position}")
             st.caption(f"P(melanoma) {against_threshold(probability, threshold)}.")
             if asks_for_metadata:
                 st.caption(metadata_caption(prediction))
@@ -81,13 +83,14 @@ def show_result(name: str, key, prediction, threshold: float, grad_cam: GradCamV
         with map_column:
             grad_cam.show(key, prediction, prediction.suspicious)
         if prediction.assessment is not None:
-            show_differential_and_cases(prediction.assessment)
+            show_differential_and_cases(prediction.assessment, position)
 
 
-def show_differential_and_cases(assessment) -> None:
+def show_differential_and_cases(assessment, position: int = 0) -> None:
     differential_column, cases_column = st.columns([1, 2], gap="medium")
     with differential_column:
-        st.plotly_chart(charts.differential_bar(assessment.differential), config={"displayModeBar": False})
+        st.plotly_chart(charts.differential_bar(assessment.differential), config={"displayModeBar": False},
+                        key=f"differential-{position}")
         st.caption("As text: " + ", ".join(f"{name} {percent(p)}" for name, p in assessment.differential.items())
                    + ". From the image alone; the diagnoses' rates are those of HAM10000.")
     with cases_column:
