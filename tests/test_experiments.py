@@ -98,7 +98,8 @@ def test_full_length_variants_run_at_once_and_the_best_becomes_the_bundle(data_d
     bundle = load_bundle(tmp_path / "best")
     assert bundle.train_config["diagnosis_loss_weight"] == 0.5
     assert bundle.train_config["training_seed"] == (None if best == 0 else 1)
-    assert load_model(bundle).count_params() == 23_591_810  # the bundle is the plain ResNet50, no extra head
+    # The bundle keeps the diagnosis head it trained with (the app's differential): ResNet50 plus 7 x (2048 + 1).
+    assert bundle.network_spec.diagnosis_head and load_model(bundle).count_params() == 23_591_810 + 7 * 2049
     table = (tmp_path / "full.md").read_text()
     assert "| diagnosis head, training seed 1 | diagnosis_loss_weight=0.5, training_seed=1 |" in table
 
