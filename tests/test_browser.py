@@ -5,19 +5,22 @@ browser fails the test. Full-page screenshots land in test-artifacts/screenshots
 """
 from __future__ import annotations
 
+import os
 import re
 import time
 from pathlib import Path
 
 import pytest
 
+from melanoma.bundle import load_bundle
 from tests.app_server import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, require_browser, running_app
 
 SCREENSHOTS = ARTIFACTS / "screenshots"
+README_SCREENSHOT = Path(__file__).resolve().parent.parent / "docs" / "classify.png"
 MODEL_TIMEOUT_MS = 180_000  # the first classification loads and compiles the network and Grad-CAM
 PAGE_TIMEOUT_MS = 60_000
 
-pytestmark = pytest.mark.timeout(900)  # includes training the session's smoke bundle on first use
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # includes training the session's smoke bundle
 
 
 @pytest.fixture
@@ -39,6 +42,13 @@ def serve(bundle, data_dir):
     require_browser()
     with running_app(bundle, data_dir, ARTIFACTS / "streamlit-server.log") as (url, _, started):
         yield url, started
+
+
+def readme_screenshot(page) -> None:
+    """README's picture: the window as a user first sees it, the sidebar folded away."""
+    page.get_by_test_id("stSidebarCollapseButton").locator("button").click()
+    page.wait_for_timeout(1000)
+    page.screenshot(path=README_SCREENSHOT)
 
 
 def screenshot(page, name: str) -> Path:
@@ -75,7 +85,7 @@ def open_classify_page(browser, url: str, width: int = 1400):
     return page, uploader
 
 
-def test_the_app_in_a_real_browser(app_server, sample_images, tmp_path):
+def test_the_app_in_a_real_browser(app_server, smoke_bundle, sample_images, tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
     url, started = app_server
@@ -124,8 +134,10 @@ def test_the_app_in_a_real_browser(app_server, sample_images, tmp_path):
             screenshot(page, "3-dataset")
 
             open_from_sidebar(page, "Training", "Training and evaluation")
-            # curves x3, ROC, confusion matrix, and the differential's 7x7 matrix (the bundle has extras)
-            expect(page.locator(".js-plotly-plot")).to_have_count(6, timeout=PAGE_TIMEOUT_MS)
+            # curves x3, ROC, confusion matrix, the differential's 7x7 matrix (the bundle has extras), and
+            # the reliability chart where a calibration map could be fitted (a smoke bundle may have none)
+            calibrated = (load_bundle(smoke_bundle).metrics.get("calibration") or {}).get("method") == "platt"
+            expect(page.locator(".js-plotly-plot")).to_have_count(6 + calibrated, timeout=PAGE_TIMEOUT_MS)
             expect(page.get_by_text("Differential and similar cases")).to_be_visible()
             expect(page.get_by_text("Threshold explorer")).to_be_visible()
             expect(page.get_by_text("lesions resampled with replacement")).to_be_visible(timeout=PAGE_TIMEOUT_MS)
@@ -215,6 +227,8 @@ def test_a_portrait_gets_a_warning_and_a_melanoma_its_differential_and_similar_c
                     photo = page.get_by_test_id("stImage").filter(has_text="as the network sees it")
                     assert call.bounding_box()["y"] < photo.bounding_box()["y"]
                 assert_no_exception(page)
+                if width > 1000 and os.environ.get("MELANOMA_README_SCREENSHOT"):
+                    readme_screenshot(page)
                 screenshot(page, name)
                 page.close()
         finally:

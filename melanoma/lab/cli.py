@@ -1,0 +1,139 @@
+"""The lab's commands: `python -m melanoma robustness | compare | bench | experiments`. They help
+decide what ships; `__main__` adds them to the product's CLI (`melanoma/cli.py`)."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from melanoma.cli import print_report
+
+
+def add_lab_commands(commands) -> None:
+    robustness = commands.add_parser(
+        "robustness", help="ROC-AUC under synthetic camera shifts, and the dark-corner shortcut measures")
+    robustness.add_argument("--model", default=None, help="bundle folder (default: the shipped one in models/)")
+    robustness.add_argument("--data", required=True, help="HAM10000-format folder the bundle was trained on")
+    robustness.add_argument("--split", choices=("validation", "test"), default="validation",
+                            help="which of the bundle's splits (default %(default)s; test once, for what ships)")
+    robustness.add_argument("--no-metadata", action="store_true", help="the images alone")
+    robustness.add_argument("--json", help="also write the report to this file")
+
+    robustness.set_defaults(run=run_robustness)
+
+    compare = commands.add_parser("compare", help="two bundles on the same validation images: AUC difference "
+                                                  "with a lesion-level bootstrap interval")
+    compare.add_argument("--data", required=True, help="HAM10000-format folder both bundles were trained on")
+    compare.add_argument("--baseline", required=True, help="bundle folder")
+    compare.add_argument("--candidate", required=True, help="bundle folder")
+    compare.add_argument("--no-metadata", action="store_true", help="the candidate's image-only mode")
+
+    compare.set_defaults(run=run_compare)
+
+    bench = commands.add_parser("bench", help="latency and throughput, each against its baseline in the same run")
+    bench.add_argument("--model", default=None, help="bundle folder (default: the shipped one in models/)")
+    bench.add_argument("--data", required=True, help="HAM10000-format folder (real images to time)")
+    bench.add_argument("--out", default="benchmarks/latest.json", help="JSON results (default %(default)s)")
+    bench.add_argument("--runs", type=int, default=50, help="timed runs per latency figure (default %(default)s)")
+    bench.add_argument("--train-steps", type=int, default=4, help="timed training steps per model (default %(default)s)")
+
+    bench.set_defaults(run=run_bench)
+
+    experiments = commands.add_parser("experiments", help="short runs comparing settings on validation AUC")
+    experiments.add_argument("--data", required=True, help="HAM10000-format folder")
+    experiments.add_argument("--epochs", type=int, default=7, help="epochs per variant (default %(default)s)")
+    experiments.add_argument("--train-subset", type=int, default=2000,
+                             help="training-split images per variant (default %(default)s)")
+    experiments.add_argument("--only", nargs="+", metavar="VARIANT", help="run only these variants")
+    experiments.add_argument("--run-root", default="runs/experiments", help="run folders (default %(default)s)")
+    experiments.add_argument("--out", default="models/short-runs", help="results as OUT.csv and OUT.md")
+    experiments.add_argument("--flip-averaging", action="store_true",
+                             help="instead: validation AUC of --model with and without 4-flip averaging")
+    experiments.add_argument("--model", default=None, help="bundle for --flip-averaging (default: the shipped one)")
+    experiments.add_argument("--weight-averaging", metavar="RUN_DIR",
+                             help="instead: validation AUC of the last --last saved epochs of a run trained "
+                                  "with --keep-epoch-weights, each, averaged as probabilities, and as weights "
+                                  "with batch-norm statistics recomputed")
+    experiments.add_argument("--last", type=int, default=10,
+                             help="with --weight-averaging: how many of the last epochs (default %(default)s)")
+    experiments.add_argument("--ensemble", nargs="+", metavar="RUN_DIR",
+                             help="instead: validation AUC of each run's best epoch and of their probabilities "
+                                  "averaged (runs with the same split settings)")
+    experiments.add_argument("--full-length", action="store_true",
+                             help="instead: the full-length variants, all at once (one training process "
+                                  "each) on the whole training split; for a machine with an accelerator")
+    experiments.add_argument("--deadline-minutes", type=float, default=60.0,
+                             help="with --full-length: stop variants still training after this long "
+                                  "(default %(default)s)")
+    experiments.add_argument("--repeats", type=int, default=1,
+                             help="with --full-length: run each variant this many times: once as usual, then "
+                                  "with training seeds 1, 2, ... (same splits), to see the run-to-run spread")
+    experiments.add_argument("--keep-epoch-weights", action="store_true",
+                             help="with --full-length: every run keeps its epochs' weights, for --weight-averaging")
+    experiments.add_argument("--finish-best", metavar="BUNDLE",
+                             help="with --full-length: write the finished variant with the best validation "
+                                  "AUC as this bundle (its test metrics are the only look at the test split)")
+    experiments.set_defaults(run=run_experiments)
+
+
+def run_robustness(args) -> int:
+    from melanoma.lab.robustness import robustness_report
+
+    return print_report(lambda: robustness_report(args.model, args.data, args.split,
+                                                  use_metadata=not args.no_metadata), args.json)
+
+
+def run_compare(args) -> int:
+    from melanoma.lab.compare import ComparisonError, compare_bundles
+
+    return print_report(lambda: compare_bundles(args.baseline, args.candidate, args.data,
+                                                use_metadata=not args.no_metadata), expected_errors=(ComparisonError,))
+
+
+def run_bench(args) -> int:
+    from melanoma.lab.bench import run_bench as bench
+    from melanoma.lab.bench import table
+
+    report = bench(args.model, args.data, Path(args.out), runs=args.runs, train_steps=args.train_steps)
+    print(table(report))
+    print(f"\nwritten to {args.out}")
+    return 0
+
+
+def run_experiments(args) -> int:
+    from melanoma.lab.experiments import FULL_LENGTH_VARIANTS, VARIANTS, flip_averaging
+    from melanoma.lab.experiments import run_experiments as sweep
+    from melanoma.lab.experiments import run_full_length as full_length
+
+    known = FULL_LENGTH_VARIANTS if args.full_length else VARIANTS
+    unknown = [name for name in args.only or [] if name not in known]
+    if unknown:
+        print(f"error: unknown variant {unknown[0]!r}; known: {', '.join(known)}", file=sys.stderr)
+        return 1
+    if args.flip_averaging:
+        print(json.dumps(flip_averaging(args.model, args.data), indent=2))
+        return 0
+    if args.weight_averaging or args.ensemble:
+        from melanoma.lab.averaging import ensemble, weight_averaging
+
+        try:
+            result = (weight_averaging(args.weight_averaging, args.data, args.last) if args.weight_averaging
+                      else ensemble(args.ensemble, args.data))
+        except RuntimeError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 1
+        print(json.dumps(result, indent=2))
+        return 0
+    try:
+        if args.full_length:
+            results = full_length(args.data, Path(args.run_root), Path(args.out), args.deadline_minutes, args.only,
+                                  finish_best_into=Path(args.finish_best) if args.finish_best else None,
+                                  repeats=args.repeats, keep_epoch_weights=args.keep_epoch_weights)
+        else:
+            results = sweep(args.data, Path(args.run_root), Path(args.out), args.epochs, args.train_subset, args.only)
+    except RuntimeError as error:  # DatasetError included; a variant's own failure is in its train.log
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(results.to_string(index=False))
+    print(f"\nwritten to {args.out}.csv and {args.out}.md")
+    return 0
