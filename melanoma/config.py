@@ -114,6 +114,9 @@ class TrainConfig:
     # Progressive resizing: start from this bundle's weights (layers that fit by name and shape);
     # the bundle records the lineage.
     init_from: str | None = None
+    # After each epoch, batch norm's moving statistics are recomputed on this many plain training
+    # photos (`batch_norm.py`); 0 keeps Keras' running averages, as v1 and the experiments did.
+    precise_bn_images: int = 0
 
     @property
     def effective_training_seed(self) -> int:
@@ -123,7 +126,7 @@ class TrainConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, settings: dict) -> "TrainConfig":
+    def from_dict(cls, settings: dict) -> TrainConfig:
         """The settings this class knows, from a mapping that may hold others (CLI args, an
         older bundle's train_config.json)."""
         known = {f.name for f in fields(cls)}
