@@ -2,8 +2,10 @@
 against one per 8 batches, alternated 3 times in one process. `KERAS_BACKEND=jax python -m
 benchmarks.augmentation_feed` from the repository root; results in models/experiments.md."""
 import time
-import numpy as np
+
 import keras
+import numpy as np
+
 from melanoma.batches import AugmentedBatches
 from melanoma.config import IMAGE_SHAPE, TrainConfig
 from melanoma.data import make_augmenter

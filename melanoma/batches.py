@@ -18,7 +18,7 @@ import threading
 import keras
 import numpy as np
 
-from melanoma.data import one_hot_targets
+from melanoma.model import one_hot_targets
 
 
 def one_hot(indices: np.ndarray, classes: int) -> np.ndarray:

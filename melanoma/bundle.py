@@ -11,7 +11,7 @@ import json
 import os
 import shutil
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -108,7 +108,7 @@ def write_bundle(out_dir: str | Path, model, *, metrics: dict, history_csv: str,
     manifest = {
         "format_version": FORMAT_VERSION,
         "name": out_dir.name,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "architecture": "resnet50_from_scratch",
         "input_shape": list(config.image_size) + [3],
         "input_range": [0, 255],

@@ -1,4 +1,5 @@
-"""`python -m melanoma train | evaluate | predict | extras | bench | robustness | experiments`."""
+"""The product's commands: `python -m melanoma train | evaluate | predict | extras`. The lab adds its
+own (`melanoma/lab/cli.py`); `__main__` puts the two together."""
 from __future__ import annotations
 
 import argparse
@@ -37,6 +38,9 @@ def add_train_parser(commands) -> None:
     for name in ("metadata_hide_probability", "vignette_probability", "camera_jitter"):
         default = getattr(defaults, name)
         parser.add_argument(f"--{name.replace('_', '-')}", type=float, default=default, help=f"(default {default})")
+    parser.add_argument("--precise-bn-images", type=int, default=defaults.precise_bn_images, metavar="N",
+                        help="after each epoch, recompute batch norm's statistics on N plain training photos "
+                             "(default 0: Keras' running averages); may be switched on when resuming")
     parser.add_argument("--init-from", metavar="BUNDLE", default=None,
                         help="start from this bundle's weights where they fit (progressive resizing); the "
                              "new bundle records the lineage")
@@ -60,6 +64,7 @@ def add_train_parser(commands) -> None:
     parser.add_argument("--finish-now", action="store_true",
                         help="write the bundle from the run's last checkpoint without training further "
                              "(rerun without it to resume training)")
+    parser.set_defaults(run=run_train)
     parser.add_argument("--cpu-replicas", type=int, default=None,
                         help="split the CPU into this many logical devices (to try --distribute "
                              "mirrored without GPUs)")
@@ -113,7 +118,7 @@ def print_report(make_report, json_path: str | None = None, expected_errors: tup
 
 
 def run_evaluate(args) -> int:
-    from melanoma.evaluate import evaluate_folder
+    from melanoma.folder_evaluation import evaluate_folder
 
     return print_report(lambda: evaluate_folder(args.model, args.data, use_metadata=not args.no_metadata), args.json)
 
@@ -192,68 +197,9 @@ def run_extras(args) -> int:
     return 0
 
 
-def run_robustness(args) -> int:
-    from melanoma.lab.robustness import robustness_report
-
-    return print_report(lambda: robustness_report(args.model, args.data, args.split,
-                                                  use_metadata=not args.no_metadata), args.json)
-
-
-def run_compare(args) -> int:
-    from melanoma.lab.compare import ComparisonError, compare_bundles
-
-    return print_report(lambda: compare_bundles(args.baseline, args.candidate, args.data,
-                                                use_metadata=not args.no_metadata), expected_errors=(ComparisonError,))
-
-
-def run_bench(args) -> int:
-    from melanoma.bench import run_bench as bench, table
-
-    report = bench(args.model, args.data, Path(args.out), runs=args.runs, train_steps=args.train_steps)
-    print(table(report))
-    print(f"\nwritten to {args.out}")
-    return 0
-
-
-def run_experiments(args) -> int:
-    from melanoma.experiments import (FULL_LENGTH_VARIANTS, VARIANTS, flip_averaging,
-                                      run_experiments as sweep, run_full_length as full_length)
-
-    known = FULL_LENGTH_VARIANTS if args.full_length else VARIANTS
-    unknown = [name for name in args.only or [] if name not in known]
-    if unknown:
-        print(f"error: unknown variant {unknown[0]!r}; known: {', '.join(known)}", file=sys.stderr)
-        return 1
-    if args.flip_averaging:
-        print(json.dumps(flip_averaging(args.model, args.data), indent=2))
-        return 0
-    if args.weight_averaging or args.ensemble:
-        from melanoma.averaging import ensemble, weight_averaging
-
-        try:
-            result = (weight_averaging(args.weight_averaging, args.data, args.last) if args.weight_averaging
-                      else ensemble(args.ensemble, args.data))
-        except RuntimeError as error:
-            print(f"error: {error}", file=sys.stderr)
-            return 1
-        print(json.dumps(result, indent=2))
-        return 0
-    try:
-        if args.full_length:
-            results = full_length(args.data, Path(args.run_root), Path(args.out), args.deadline_minutes, args.only,
-                                  finish_best_into=Path(args.finish_best) if args.finish_best else None,
-                                  repeats=args.repeats, keep_epoch_weights=args.keep_epoch_weights)
-        else:
-            results = sweep(args.data, Path(args.run_root), Path(args.out), args.epochs, args.train_subset, args.only)
-    except RuntimeError as error:  # DatasetError included; a variant's own failure is in its train.log
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    print(results.to_string(index=False))
-    print(f"\nwritten to {args.out}.csv and {args.out}.md")
-    return 0
-
-
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(extensions=()) -> argparse.ArgumentParser:
+    """The product's commands; each of `extensions` (e.g. the lab's `add_lab_commands`) adds its own
+    to the subparsers it is given. Every command's parser names its handler as `run`."""
     parser = argparse.ArgumentParser(prog="python -m melanoma", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     add_train_parser(commands)
@@ -264,6 +210,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--json", help="also write the metrics to this file")
     evaluate.add_argument("--no-metadata", action="store_true",
                           help="classify from the images alone, even where the bundle takes patient metadata")
+
+    evaluate.set_defaults(run=run_evaluate)
 
     predict = commands.add_parser("predict", help="P(melanoma) and the call for image files")
     predict.add_argument("--model", default=None, help="bundle folder (default: the shipped one in models/)")
@@ -276,6 +224,8 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--site", help=f"body site: {', '.join(SITES)} (one file only)")
     predict.add_argument("files", nargs="+", help="image files (JPEG, PNG, ...)")
 
+    predict.set_defaults(run=run_predict)
+
     extras = commands.add_parser(
         "extras", help="add the not-a-lesion refusal, differential and similar-cases index to a bundle",
         description="Fit the extras on the bundle's training split (rebuilt from --data and the bundle's "
@@ -283,72 +233,14 @@ def build_parser() -> argparse.ArgumentParser:
                     "its test split, and add them to the bundle. The weights are unchanged.")
     extras.add_argument("--model", default=None, help="bundle folder (default: the shipped one in models/)")
     extras.add_argument("--data", required=True, help="the HAM10000-format folder the bundle was trained on")
+    extras.set_defaults(run=run_extras)
 
-    robustness = commands.add_parser(
-        "robustness", help="ROC-AUC under synthetic camera shifts, and the dark-corner shortcut measures")
-    robustness.add_argument("--model", default=None, help="bundle folder (default: the shipped one in models/)")
-    robustness.add_argument("--data", required=True, help="HAM10000-format folder the bundle was trained on")
-    robustness.add_argument("--split", choices=("validation", "test"), default="validation",
-                            help="which of the bundle's splits (default %(default)s; test once, for what ships)")
-    robustness.add_argument("--no-metadata", action="store_true", help="the images alone")
-    robustness.add_argument("--json", help="also write the report to this file")
-
-    compare = commands.add_parser("compare", help="two bundles on the same validation images: AUC difference "
-                                                  "with a lesion-level bootstrap interval")
-    compare.add_argument("--data", required=True, help="HAM10000-format folder both bundles were trained on")
-    compare.add_argument("--baseline", required=True, help="bundle folder")
-    compare.add_argument("--candidate", required=True, help="bundle folder")
-    compare.add_argument("--no-metadata", action="store_true", help="the candidate's image-only mode")
-
-    bench = commands.add_parser("bench", help="latency and throughput, each against its baseline in the same run")
-    bench.add_argument("--model", default=None, help="bundle folder (default: the shipped one in models/)")
-    bench.add_argument("--data", required=True, help="HAM10000-format folder (real images to time)")
-    bench.add_argument("--out", default="benchmarks/latest.json", help="JSON results (default %(default)s)")
-    bench.add_argument("--runs", type=int, default=50, help="timed runs per latency figure (default %(default)s)")
-    bench.add_argument("--train-steps", type=int, default=4, help="timed training steps per model (default %(default)s)")
-
-    experiments = commands.add_parser("experiments", help="short runs comparing settings on validation AUC")
-    experiments.add_argument("--data", required=True, help="HAM10000-format folder")
-    experiments.add_argument("--epochs", type=int, default=7, help="epochs per variant (default %(default)s)")
-    experiments.add_argument("--train-subset", type=int, default=2000,
-                             help="training-split images per variant (default %(default)s)")
-    experiments.add_argument("--only", nargs="+", metavar="VARIANT", help="run only these variants")
-    experiments.add_argument("--run-root", default="runs/experiments", help="run folders (default %(default)s)")
-    experiments.add_argument("--out", default="models/short-runs", help="results as OUT.csv and OUT.md")
-    experiments.add_argument("--flip-averaging", action="store_true",
-                             help="instead: validation AUC of --model with and without 4-flip averaging")
-    experiments.add_argument("--model", default=None, help="bundle for --flip-averaging (default: the shipped one)")
-    experiments.add_argument("--weight-averaging", metavar="RUN_DIR",
-                             help="instead: validation AUC of the last --last saved epochs of a run trained "
-                                  "with --keep-epoch-weights, each, averaged as probabilities, and as weights "
-                                  "with batch-norm statistics recomputed")
-    experiments.add_argument("--last", type=int, default=10,
-                             help="with --weight-averaging: how many of the last epochs (default %(default)s)")
-    experiments.add_argument("--ensemble", nargs="+", metavar="RUN_DIR",
-                             help="instead: validation AUC of each run's best epoch and of their probabilities "
-                                  "averaged (runs with the same split settings)")
-    experiments.add_argument("--full-length", action="store_true",
-                             help="instead: the full-length variants, all at once (one training process "
-                                  "each) on the whole training split; for a machine with an accelerator")
-    experiments.add_argument("--deadline-minutes", type=float, default=60.0,
-                             help="with --full-length: stop variants still training after this long "
-                                  "(default %(default)s)")
-    experiments.add_argument("--repeats", type=int, default=1,
-                             help="with --full-length: run each variant this many times: once as usual, then "
-                                  "with training seeds 1, 2, ... (same splits), to see the run-to-run spread")
-    experiments.add_argument("--keep-epoch-weights", action="store_true",
-                             help="with --full-length: every run keeps its epochs' weights, for --weight-averaging")
-    experiments.add_argument("--finish-best", metavar="BUNDLE",
-                             help="with --full-length: write the finished variant with the best validation "
-                                  "AUC as this bundle (its test metrics are the only look at the test split)")
-
+    for add_commands in extensions:
+        add_commands(commands)
     return parser
 
 
-def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+def main(argv=None, extensions=()) -> int:
+    args = build_parser(extensions).parse_args(argv)
     import_tensorflow_quietly()  # before any command imports it with its start-up lines
-    handlers = {"train": run_train, "evaluate": run_evaluate, "predict": run_predict, "extras": run_extras,
-                "bench": run_bench, "robustness": run_robustness, "compare": run_compare,
-                "experiments": run_experiments}
-    return handlers[args.command](args)
+    return args.run(args)

@@ -14,8 +14,7 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold
 
-from melanoma.config import (CLASS_NAMES, IMAGES_DIR, KNOWN_DX, MELANOMA_DX, METADATA_FILE, REQUIRED_COLUMNS,
-                             TrainConfig)
+from melanoma.config import IMAGES_DIR, KNOWN_DX, MELANOMA_DX, METADATA_FILE, REQUIRED_COLUMNS, TrainConfig
 from melanoma.images import ImageRejected, ImageSpec, prepare_path
 
 
@@ -157,6 +156,13 @@ def make_split(frame: pd.DataFrame, config: TrainConfig) -> Split:
     return Split(train=train, val=train_val[val_part], test=test)
 
 
+def load_split_dataset(data_dir: str | Path, config: TrainConfig) -> tuple[LoadedDataset, Split]:
+    """The images a run with these settings trained on, at its input (size, colour constancy),
+    and its lesion-grouped split: a bundle's own, rebuilt from the folder and its train_config."""
+    dataset = load_dataset(data_dir, config.max_images, config.seed, ImageSpec.from_config(config))
+    return dataset, make_split(dataset.frame, config)
+
+
 def balanced_epoch_indices(labels: np.ndarray, factor: float, rng: np.random.Generator) -> np.ndarray:
     """One epoch of the training side, 50/50: melanoma drawn with replacement up to factor x
     its count (each draw is augmented differently), not-melanoma sampled down to match."""
@@ -213,6 +219,8 @@ def make_train_dataset(images: np.ndarray, labels: np.ndarray, indices: np.ndarr
                                 metadata=metadata)
     import tensorflow as tf
 
+    from melanoma.model import one_hot_targets
+
     targets = labels[indices] if diagnoses is None else (labels[indices], diagnoses[indices])
     inputs = images[indices] if metadata is None else (images[indices], metadata[indices])
     dataset = tf.data.Dataset.from_tensor_slices((inputs, targets))
@@ -231,14 +239,6 @@ def make_train_dataset(images: np.ndarray, labels: np.ndarray, indices: np.ndarr
     dataset = dataset.map(lambda x, y: (to_inputs(x), one_hot_targets(y, tf.one_hot)),
                           num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.prefetch(tf.data.AUTOTUNE)
-
-
-def one_hot_targets(targets, one_hot):
-    """Labels -> one-hot; (labels, diagnoses) -> the two heads' one-hot targets by output name."""
-    if not isinstance(targets, tuple):
-        return one_hot(targets, len(CLASS_NAMES))
-    labels, diagnoses = targets
-    return {"predictions": one_hot(labels, len(CLASS_NAMES)), "diagnosis": one_hot(diagnoses, len(KNOWN_DX))}
 
 
 def summarize(dataset: LoadedDataset, split: Split | None = None, epoch_counts: dict | None = None,

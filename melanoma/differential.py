@@ -38,7 +38,7 @@ class FittedHead:
         return {"mean": self.mean, "scale": self.scale, "coef": self.coef, "intercept": self.intercept}
 
     @classmethod
-    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> "FittedHead":
+    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> FittedHead:
         return cls(**{name: np.asarray(arrays[name], np.float32) for name in ("mean", "scale", "coef", "intercept")})
 
 

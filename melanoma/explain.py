@@ -56,7 +56,7 @@ class Explainer:
         from tf_keras_vis.gradcam_plus_plus import GradcamPlusPlus
         from tf_keras_vis.utils.model_modifiers import ReplaceToLinear
 
-        from melanoma.inference import takes_metadata
+        from melanoma.features import takes_metadata
         from melanoma.model import single_output_network
 
         self.image_shape = tuple(model.get_layer("image").output.shape[1:])

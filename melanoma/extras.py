@@ -18,8 +18,15 @@ from pathlib import Path
 import numpy as np
 
 from melanoma.bundle import EXTRAS_ARRAYS, EXTRAS_INFO, Bundle, BundleError
-from melanoma.config import (COLOURFULNESS_PERCENTILE, FEATURE_COMPONENTS, KNOWN_DX, NOVELTY_CAMERA_COPIES,
-                             NOVELTY_MIN_VALIDATION, NOVELTY_PERCENTILE, SIMILAR_CASES)
+from melanoma.config import (
+    COLOURFULNESS_PERCENTILE,
+    FEATURE_COMPONENTS,
+    KNOWN_DX,
+    NOVELTY_CAMERA_COPIES,
+    NOVELTY_MIN_VALIDATION,
+    NOVELTY_PERCENTILE,
+    SIMILAR_CASES,
+)
 from melanoma.differential import FITTED_SOURCE, NETWORK_SOURCE, FittedHead, as_named, fit_head, report
 from melanoma.features import DIAGNOSIS_OUTPUT, FEATURES, MELANOMA_OUTPUT, NOVELTY_FEATURES
 from melanoma.neighbours import NeighbourIndex, build_index
@@ -50,7 +57,7 @@ class Extras:
     info: dict
 
     @classmethod
-    def from_bundle(cls, bundle: Bundle) -> "Extras | None":
+    def from_bundle(cls, bundle: Bundle) -> Extras | None:
         """None for a bundle made before the extras."""
         if bundle.extras_path is None:
             return None
@@ -167,12 +174,10 @@ def add_to_bundle(bundle_dir: str | Path, data_dir: str | Path, log=print) -> Pa
     train_config, fits the extras and adds them to the bundle (weights and other files unchanged)."""
     from melanoma.bundle import add_files, load_bundle, load_model
     from melanoma.config import TrainConfig
-    from melanoma.data import load_dataset, make_split
+    from melanoma.data import load_split_dataset
 
     bundle = load_bundle(bundle_dir)
-    config = TrainConfig.from_dict(bundle.train_config)
-    dataset = load_dataset(data_dir, config.max_images, config.seed, bundle.image_spec)
-    split = make_split(dataset.frame, config)
+    dataset, split = load_split_dataset(data_dir, TrainConfig.from_dict(bundle.train_config))
     _check_same_test_split(bundle, dataset.frame["image_id"].iloc[split.test])
     log(f"{len(dataset.frame)} images; split by lesion: train {len(split.train)}, validation {len(split.val)}, "
         f"test {len(split.test)}; extracting features ...")

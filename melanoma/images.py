@@ -14,8 +14,15 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from melanoma.config import (ACCEPTED_FORMATS, IMAGE_ASPECT, IMAGE_HEIGHT, IMAGE_WIDTH, MAX_IMAGE_PIXELS,
-                             MIN_IMAGE_SIDE, SHADES_OF_GRAY_POWER)
+from melanoma.config import (
+    ACCEPTED_FORMATS,
+    IMAGE_ASPECT,
+    IMAGE_HEIGHT,
+    IMAGE_WIDTH,
+    MAX_IMAGE_PIXELS,
+    MIN_IMAGE_SIDE,
+    SHADES_OF_GRAY_POWER,
+)
 
 # Pillow raises DecompressionBombError past twice this; we refuse past it ourselves, from the header.
 Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
@@ -36,7 +43,7 @@ class ImageSpec:
     colour_constancy: bool = False
 
     @classmethod
-    def from_config(cls, config) -> "ImageSpec":
+    def from_config(cls, config) -> ImageSpec:
         height, width = config.image_size
         return cls(height=height, width=width, colour_constancy=config.colour_constancy)
 

@@ -25,13 +25,25 @@ import numpy as np
 
 from melanoma.bundle import Bundle, load_bundle, load_model
 from melanoma.calibration import calibrate
-from melanoma.config import (CALL_NOT_SUSPICIOUS, CALL_SUSPICIOUS, EAGER_IMAGES_BEFORE_COMPILING,
-                             INFERENCE_JIT_COMPILE, NOT_A_LESION_REASON, PREDICT_BATCH, PREPARE_THREADS)
+from melanoma.config import (
+    CALL_NOT_SUSPICIOUS,
+    CALL_SUSPICIOUS,
+    EAGER_IMAGES_BEFORE_COMPILING,
+    INFERENCE_JIT_COMPILE,
+    NOT_A_LESION_REASON,
+    PREDICT_BATCH,
+    PREPARE_THREADS,
+)
 from melanoma.extras import Assessment, Extras
-# The network's input/output helpers live in features; explain, bench and the lab import them from here.
-from melanoma.features import (MELANOMA_OUTPUT, compiled_outputs, eager_outputs, feature_network,  # noqa: F401
-                               in_fixed_batches, melanoma_output, network_inputs, takes_metadata,
-                               unknown_metadata)
+from melanoma.features import (
+    MELANOMA_OUTPUT,
+    compiled_outputs,
+    eager_outputs,
+    feature_network,
+    in_fixed_batches,
+    melanoma_output,
+    unknown_metadata,
+)
 from melanoma.images import ImageRejected, PreparedImage, prepare_image
 from melanoma.patient import NO_INFORMATION, PatientInfo
 
@@ -39,21 +51,8 @@ from melanoma.patient import NO_INFORMATION, PatientInfo
 def compiled_forward(model, jit_compile: bool = INFERENCE_JIT_COMPILE):
     """(uint8 images (N, H, W, 3), metadata (N, METADATA_FEATURES)) -> the melanoma score (N,).
     Metadata is ignored by a network that does not take it."""
-    import keras
-
-    if keras.backend.backend() != "tensorflow":  # training on a lent GPU: Keras compiles predict
-        def forward(images, metadata):
-            inputs = network_inputs(model, np.asarray(images, np.float32), np.asarray(metadata, np.float32))
-            return melanoma_output(model.predict_on_batch(inputs))[:, 1]
-        return forward
-    import tensorflow as tf
-
-    @tf.function(jit_compile=jit_compile, reduce_retracing=True)
-    def forward(images, metadata):
-        inputs = network_inputs(model, tf.cast(images, tf.float32), tf.cast(metadata, tf.float32))
-        return melanoma_output(model(inputs, training=False))[:, 1]
-
-    return forward
+    outputs = compiled_outputs(model, jit_compile)
+    return lambda images, metadata: melanoma_output(outputs(images, metadata))[:, 1]
 
 
 def predict_in_batches(forward, images: np.ndarray, metadata: np.ndarray | None = None,
@@ -126,7 +125,7 @@ class Predictor:
         self._eager_lock = threading.Lock()  # sessions on several threads share the count
 
     @classmethod
-    def from_bundle(cls, path: str | Path | None = None) -> "Predictor":
+    def from_bundle(cls, path: str | Path | None = None) -> Predictor:
         return cls(load_bundle(path))
 
     def warm_up(self) -> None:

@@ -28,12 +28,12 @@ class NetworkSpec:
     diagnosis_head: bool = False
 
     @classmethod
-    def from_config(cls, config) -> "NetworkSpec":
+    def from_config(cls, config) -> NetworkSpec:
         return cls(image_shape=(*config.image_size, 3), metadata=config.metadata,
                    diagnosis_head=config.diagnosis_loss_weight > 0)
 
     @classmethod
-    def from_dict(cls, values: dict) -> "NetworkSpec":
+    def from_dict(cls, values: dict) -> NetworkSpec:
         return cls(image_shape=tuple(values["image_shape"]), metadata=bool(values.get("metadata")),
                    diagnosis_head=bool(values.get("diagnosis_head")))
 
@@ -146,3 +146,11 @@ def single_output_network(model) -> keras.Model:
     only output: what Grad-CAM's tf-keras-vis expects."""
     inputs = sorted(model.inputs, key=lambda tensor: tensor.name != "image")
     return keras.Model(inputs, model.get_layer("predictions").output, name=f"{model.name}_melanoma")
+
+
+def one_hot_targets(targets, one_hot):
+    """Labels -> one-hot; (labels, diagnoses) -> the two heads' one-hot targets by output name."""
+    if not isinstance(targets, tuple):
+        return one_hot(targets, len(CLASS_NAMES))
+    labels, diagnoses = targets
+    return {"predictions": one_hot(labels, len(CLASS_NAMES)), "diagnosis": one_hot(diagnoses, len(KNOWN_DX))}

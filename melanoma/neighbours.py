@@ -51,7 +51,7 @@ class NeighbourIndex:
         return {"coordinates": self.coordinates, **self.cases}
 
     @classmethod
-    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> "NeighbourIndex":
+    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> NeighbourIndex:
         return cls(coordinates=np.asarray(arrays["coordinates"]),
                    cases={column: np.asarray(arrays[column]) for column in CASE_COLUMNS})
 

@@ -20,8 +20,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from melanoma.config import (COLOURFULNESS_PERCENTILE, NOVELTY_CHANNEL_GAINS, NOVELTY_COMPONENTS, NOVELTY_GAMMAS,
-                             NOVELTY_LOG_OFFSET, NOVELTY_MIN_VALIDATION, NOVELTY_PERCENTILE)
+from melanoma.config import (
+    COLOURFULNESS_PERCENTILE,
+    NOVELTY_CHANNEL_GAINS,
+    NOVELTY_COMPONENTS,
+    NOVELTY_GAMMAS,
+    NOVELTY_LOG_OFFSET,
+    NOVELTY_MIN_VALIDATION,
+    NOVELTY_PERCENTILE,
+)
 from melanoma.projection import Projection, fit_projection
 
 
@@ -72,7 +79,7 @@ class NoveltyScore:
                 "threshold": np.float32(self.threshold), "colour_floor": np.float32(self.colour_floor)}
 
     @classmethod
-    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> "NoveltyScore":
+    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> NoveltyScore:
         projection = Projection.from_arrays({name.removeprefix("projection_"): value
                                              for name, value in arrays.items() if name.startswith("projection_")})
         return cls(projection=projection, location=np.asarray(arrays["location"], np.float32),

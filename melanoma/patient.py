@@ -35,7 +35,7 @@ class PatientInfo:
     site: str | None = None
 
     @classmethod
-    def parse(cls, age=None, sex=None, site=None) -> "PatientInfo":
+    def parse(cls, age=None, sex=None, site=None) -> PatientInfo:
         """From user input (text, numbers, blanks): blank or 'unknown' is not given; anything
         else that is not a valid value raises PatientInfoError rather than being guessed."""
         return cls(age=_parse_age(age), sex=_parse_choice("sex", sex, SEXES), site=_parse_choice("site", site, SITES))
@@ -118,7 +118,7 @@ def hide_at_random(vectors: np.ndarray, probability: float, rng: np.random.Gener
 
 
 def patients_for_files(files: list[str], metadata_csv: str | None = None, *, age=None, sex=None,
-                       site=None) -> dict[str, "PatientInfo | PatientInfoError"]:
+                       site=None) -> dict[str, PatientInfo | PatientInfoError]:
     """Each file's patient information for `predict`: from age/sex/site for a single file, or from
     a CSV in HAM10000's columns matched by the file's name without extension; a file with no row
     is classified with nothing known. Raises PatientInfoError (one line) where the request as a

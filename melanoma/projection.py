@@ -25,7 +25,7 @@ class Projection:
         return {"mean": self.mean, "scale": self.scale, "components": self.components}
 
     @classmethod
-    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> "Projection":
+    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> Projection:
         return cls(**{name: np.asarray(arrays[name], np.float32) for name in ("mean", "scale", "components")})
 
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import base64
 import io
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pandas as pd
 
-from melanoma.config import DX_TYPE_NAMES, DIFFERENTIAL_NAMES
+from melanoma.config import DIFFERENTIAL_NAMES, DX_TYPE_NAMES
 
 THUMBNAIL_SIDE = 64
 METADATA_USED = "none (the image alone)"
@@ -69,7 +69,7 @@ def results_table(predictions) -> pd.DataFrame:
 def results_csv(table: pd.DataFrame, manifest: dict, when: datetime | None = None) -> str:
     """The table as CSV, each row carrying what it was made with: its threshold and the patient
     information used (per row: a metadata network has a threshold per mode), model and date."""
-    when = when or datetime.now(timezone.utc)
+    when = when or datetime.now(UTC)
     provenance = {"model": manifest.get("name"), "model_created": manifest.get("created"),
                   "weights_sha256": manifest.get("weights_sha256"), "date": when.isoformat(timespec="seconds")}
     return table.drop(columns="photo").assign(**provenance).to_csv(index=False)

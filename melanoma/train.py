@@ -20,14 +20,19 @@ from melanoma.config import TrainConfig
 from melanoma.distribute import MultiWorkerEpoch, is_chief, make_strategy, require_one_starting_point
 from melanoma.fileio import atomic_write_bytes, atomic_write_json, atomic_write_text
 from melanoma.patient import hide_at_random
+from melanoma.run_folder import (
+    BEST_WEIGHTS,
+    CHECKPOINT,
+    LINEAGE,
+    RUN_CONFIG,
+    RUN_HISTORY,
+    check_resume_config,
+    epoch_weights_path,
+    finished_epochs,
+    restore_checkpoint,
+    save_checkpoint,
+)
 
-CHECKPOINT = "checkpoint.npz"
-RUN_CONFIG = "config.json"
-RUN_HISTORY = "history.csv"
-BEST_WEIGHTS = "best.weights.npz"  # the epoch with the best validation AUC so far
-LINEAGE = "lineage.json"  # the bundles whose weights the run started from (progressive resizing)
-# Settings that may change when resuming (e.g. train longer); any other change needs a new run.
-RESUMABLE_CHANGES = {"epochs", "distribute", "jit_compile"}
 METADATA_HIDING_STREAM = 1  # seeds the per-epoch metadata hiding apart from the epoch's sampling
 
 
@@ -91,51 +96,6 @@ def epoch_logs(history: dict) -> dict:
     return logs
 
 
-def save_checkpoint(run_dir: Path, model, epoch: int, history: list[dict], best: dict) -> None:
-    """Weights in float32 (training goes on from them), optimizer slots, and the epoch count."""
-    arrays = {f"model/{v.path}": np.asarray(v.numpy()) for v in model.weights}
-    arrays.update({f"optimizer/{i}": np.asarray(v.numpy()) for i, v in enumerate(model.optimizer.variables)})
-    arrays["meta"] = np.frombuffer(json.dumps({"epoch": epoch, "history": history, "best": best}).encode(),
-                                   dtype=np.uint8)
-    buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
-    atomic_write_bytes(run_dir / CHECKPOINT, buffer.getvalue())
-
-
-def restore_checkpoint(run_dir: Path, model) -> tuple[int, list[dict], dict]:
-    from melanoma.bundle import assign_weights
-
-    with np.load(run_dir / CHECKPOINT, allow_pickle=False) as arrays:
-        meta = json.loads(arrays["meta"].tobytes().decode())
-        assign_weights(model, {k[len("model/"):]: arrays[k] for k in arrays.files if k.startswith("model/")})
-        for i, variable in enumerate(model.optimizer.variables):
-            variable.assign(arrays[f"optimizer/{i}"])
-    return meta["epoch"], meta["history"], meta["best"]
-
-
-def finished_epochs(run_dir: Path) -> int:
-    """Epochs the run folder's checkpoint holds (0 without one), read without the weights."""
-    if not (run_dir / CHECKPOINT).exists():
-        return 0
-    with np.load(run_dir / CHECKPOINT, allow_pickle=False) as arrays:
-        return json.loads(arrays["meta"].tobytes().decode())["epoch"]
-
-
-def read_run_config(run_dir: Path) -> TrainConfig:
-    """A run folder's settings; settings added since it was started take their defaults."""
-    return TrainConfig.from_dict(json.loads((Path(run_dir) / RUN_CONFIG).read_text()))
-
-
-def check_resume_config(run_dir: Path, config: TrainConfig) -> None:
-    if not (run_dir / RUN_CONFIG).exists():
-        return
-    saved = read_run_config(run_dir).to_dict()
-    changed = {k for k, v in config.to_dict().items() if saved[k] != v} - RESUMABLE_CHANGES
-    if changed:
-        raise SystemExit(f"error: {run_dir} holds a run with other settings ({', '.join(sorted(changed))}); "
-                         f"rerun with the same settings to resume, or pass a new --run-dir")
-
-
 def log(message: str) -> None:
     print(message, flush=True)
 
@@ -143,13 +103,10 @@ def log(message: str) -> None:
 def load_and_split(data_dir, config: TrainConfig):
     from melanoma import data as data_mod
 
-    from melanoma.images import ImageSpec
-
     log(f"loading {data_dir} ...")
     started = time.time()
     total_rows = len(data_mod.read_metadata(data_dir))
-    dataset = data_mod.load_dataset(data_dir, config.max_images, config.seed, ImageSpec.from_config(config))
-    split = data_mod.make_split(dataset.frame, config)
+    dataset, split = data_mod.load_split_dataset(data_dir, config)
     log(f"{len(dataset.frame)} images ({dataset.labels.sum()} melanoma) of {total_rows} rows in "
         f"{time.time() - started:.0f}s; dropped {len(dataset.dropped)}: "
         f"{data_mod.count_reasons(dataset.dropped) or 'nothing'}")
@@ -168,7 +125,7 @@ def train(data_dir: str | Path, out_dir: str | Path, config: TrainConfig,
     import keras
 
     from melanoma import data as data_mod
-    from melanoma.averaging import epoch_weights_path
+    from melanoma.batch_norm import plain_training_batches, recompute_batch_norm_statistics
     from melanoma.bundle import weights_to_npz
     from melanoma.evaluate import roc_auc
     from melanoma.inference import compiled_forward, predict_in_batches
@@ -176,6 +133,8 @@ def train(data_dir: str | Path, out_dir: str | Path, config: TrainConfig,
     if (config.diagnosis_loss_weight or config.metadata) and config.distribute == "multiworker":
         raise SystemExit("error: the diagnosis head (--diagnosis-loss-weight) and --metadata do not train "
                          "under --distribute multiworker; use none or mirrored")
+    if config.precise_bn_images and config.distribute != "none":
+        raise SystemExit("error: --precise-bn-images recomputes batch norm on one device; use --distribute none")
     out_dir = Path(out_dir)
     run_dir = Path(run_dir) if run_dir else Path("runs") / out_dir.name
     strategy = make_strategy(config.distribute)
@@ -242,6 +201,11 @@ def train(data_dir: str | Path, out_dir: str | Path, config: TrainConfig,
             fit = model.fit(train_ds, epochs=epoch + 1, initial_epoch=epoch, verbose=verbose, shuffle=False)
             logs = epoch_logs(fit.history)
         train_seconds = time.time() - tick
+        if config.precise_bn_images:
+            batches = recompute_batch_norm_statistics(model, plain_training_batches(
+                dataset.images, dataset.metadata if config.metadata else None, split.train,
+                config.precise_bn_images, config.batch_size))
+            log(f"batch norm statistics recomputed on {batches} batches of plain training photos")
         val_probs = predict_in_batches(forward, dataset.images[split.val], val_metadata)
         image_only_auc = {"val_auc_image_only": roc_auc(val_labels, predict_in_batches(
             forward, dataset.images[split.val]))} if config.metadata else {}

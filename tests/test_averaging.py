@@ -1,4 +1,4 @@
-"""Weight averaging and ensembles: the arithmetic, the batch-norm pass, and the clear refusals.
+"""Weight averaging and ensembles: the arithmetic and the clear refusals.
 (A real run's weight average and ensemble are scored in test_train.)"""
 import json
 import subprocess
@@ -8,10 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from melanoma.averaging import (average_weights, ensemble, epoch_weights_path, recompute_batch_norm_statistics,
-                                saved_epochs, weight_averaging)
 from melanoma.config import TrainConfig
-from melanoma.train import BEST_WEIGHTS
+from melanoma.lab.averaging import average_weights, ensemble, weight_averaging
+from melanoma.run_folder import BEST_WEIGHTS, epoch_weights_path, saved_epochs
 
 
 def test_average_is_elementwise_over_snapshots():
@@ -19,22 +18,6 @@ def test_average_is_elementwise_over_snapshots():
                  {"a": np.array([3.0, 6.0]), "b": np.array([[1.0]])}]
     averaged = average_weights(snapshots)
     assert np.allclose(averaged["a"], [2.0, 4.0]) and np.allclose(averaged["b"], [[0.5]])
-
-
-def test_batch_norm_statistics_become_the_mean_over_all_batches():
-    import keras
-
-    inputs = keras.Input(shape=(3,))
-    norm = keras.layers.BatchNormalization(momentum=0.99)
-    model = keras.Model(inputs, norm(inputs))
-    rng = np.random.default_rng(0)
-    batches = [rng.normal(loc, 1.0, size=(16, 3)).astype(np.float32) for loc in (0.0, 4.0, 8.0)]
-    assert recompute_batch_norm_statistics(model, iter(batches)) == 3
-    expected_mean = np.mean([batch.mean(axis=0) for batch in batches], axis=0)
-    assert np.allclose(norm.moving_mean.numpy(), expected_mean, atol=1e-5)
-    expected_variance = np.mean([batch.var(axis=0) for batch in batches], axis=0)
-    assert np.allclose(norm.moving_variance.numpy(), expected_variance, rtol=1e-4)
-    assert norm.momentum == 0.99  # training afterwards is unaffected
 
 
 def test_a_run_without_kept_epochs_is_a_clear_error(tmp_path):

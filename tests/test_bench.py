@@ -3,8 +3,8 @@ with load; this checks the bench measures what it says, with few runs)."""
 
 
 def test_inference_bench_times_every_path_and_compares_with_the_bare_model(predictor, sample_images):
-    from melanoma.bench import bench_inference
     from melanoma.explain import Explainer
+    from melanoma.lab.bench import bench_inference
 
     predictor.warm_up()
     files = list(sample_images.values())[:4]
@@ -23,7 +23,7 @@ def test_inference_bench_times_every_path_and_compares_with_the_bare_model(predi
 
 
 def test_cold_start_is_measured_in_a_fresh_process(smoke_bundle, sample_images):
-    from melanoma.bench import bench_cold_start
+    from melanoma.lab.bench import bench_cold_start
 
     result = bench_cold_start(smoke_bundle, sample_images["mel"])
     assert 0 < result["import_s"] <= result["import_and_load_s"] <= result["to_first_prediction_s"]

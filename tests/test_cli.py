@@ -58,7 +58,7 @@ def test_evaluate_reports_every_image_of_a_folder(smoke_bundle, data_dir, tmp_pa
     result = melanoma("evaluate", "--model", smoke_bundle, "--data", folder, "--json", out)
     assert result.returncode == 0, result.stderr[-2000:]
     metrics = json.loads(out.read_text())
-    assert EVALUATE_KEYS <= set(metrics)
+    assert set(metrics) >= EVALUATE_KEYS
     assert metrics["n_images"] == len(subset)
     assert sum(map(sum, metrics["confusion_matrix"])) == len(subset)
     assert metrics["confusion_matrix"][1][0] + metrics["confusion_matrix"][1][1] == (subset.dx == "mel").sum()

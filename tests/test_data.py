@@ -3,8 +3,15 @@ import pandas as pd
 import pytest
 
 from melanoma.config import IMAGE_SHAPE, TrainConfig
-from melanoma.data import (balanced_epoch_indices, cleanse, load_dataset, make_augmenter, make_split,
-                           make_train_dataset, read_metadata)
+from melanoma.data import (
+    balanced_epoch_indices,
+    cleanse,
+    load_dataset,
+    make_augmenter,
+    make_split,
+    make_train_dataset,
+    read_metadata,
+)
 
 
 def synthetic_metadata(n_lesions=400, seed=0) -> pd.DataFrame:

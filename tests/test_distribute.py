@@ -3,6 +3,7 @@ MultiWorkerMirroredStrategy with two worker processes on loopback ports. Each tr
 images, resumes from its checkpoint and ends in a bundle that loads. The first run of each stops
 before the bundle (`--no-bundle`): writing one is the same code either way, and these are the
 slowest tests of the suite."""
+import contextlib
 import json
 import os
 import socket
@@ -15,7 +16,7 @@ import pytest
 from melanoma.bundle import load_bundle, load_model
 
 ROOT = Path(__file__).resolve().parent.parent
-pytestmark = pytest.mark.timeout(1200)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
 
 
 def train_args(data_dir, tmp_path, epochs: int, *extra, run_dir: str = "run") -> list[str]:
@@ -58,22 +59,22 @@ def free_ports(count: int) -> list[int]:
 def run_two_workers(data_dir, tmp_path, epochs: int, *extra,
                     run_dirs=("run", "run")) -> list[subprocess.CompletedProcess]:
     cluster = {"worker": [f"127.0.0.1:{port}" for port in free_ports(2)]}
-    workers = []
-    for index in range(2):
-        env = {**os.environ, "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})}
-        log = open(tmp_path / f"worker{index}-{epochs}.log", "w+")
-        args = train_args(data_dir, tmp_path, epochs, "--distribute", "multiworker", *extra, run_dir=run_dirs[index])
-        workers.append((subprocess.Popen(args, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, text=True), log))
-    results = []
-    for process, log in workers:
-        try:
-            process.wait(timeout=900)
-        finally:
-            if process.poll() is None:
-                process.kill()
-        log.seek(0)
-        results.append(subprocess.CompletedProcess(process.args, process.returncode, log.read(), ""))
-        log.close()
+    workers, results = [], []
+    with contextlib.ExitStack() as open_logs:
+        for index in range(2):
+            env = {**os.environ, "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})}
+            log = open_logs.enter_context(open(tmp_path / f"worker{index}-{epochs}.log", "w+"))
+            args = train_args(data_dir, tmp_path, epochs, "--distribute", "multiworker", *extra, run_dir=run_dirs[index])
+            workers.append((subprocess.Popen(args, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, text=True),
+                            log))
+        for process, log in workers:
+            try:
+                process.wait(timeout=900)
+            finally:
+                if process.poll() is None:
+                    process.kill()
+            log.seek(0)
+            results.append(subprocess.CompletedProcess(process.args, process.returncode, log.read(), ""))
     return results
 
 

@@ -7,7 +7,7 @@ import pytest
 
 from melanoma.config import TrainConfig
 from melanoma.data import make_split
-from melanoma.experiments import auc_standard_error, flip_averaging, flip_views, run_experiments
+from melanoma.lab.experiments import auc_standard_error, flip_averaging, flip_views, run_experiments
 from tests.conftest import smoke_config
 from tests.test_data import synthetic_metadata
 
@@ -34,6 +34,7 @@ def test_flip_views_are_the_four_mirror_images():
     assert np.array_equal(views[3][:, ::-1, ::-1], image)
 
 
+@pytest.mark.slow
 def test_a_variant_runs_scores_on_validation_and_is_not_rerun(data_dir, tmp_path):
     out = tmp_path / "experiments"
     base = smoke_config(max_images=160)
@@ -63,7 +64,7 @@ def test_flip_averaging_scores_the_bundle_on_its_validation_split(smoke_bundle, 
 
 def test_a_variant_command_carries_every_changed_setting():
     from melanoma.cli import build_parser
-    from melanoma.experiments import train_command
+    from melanoma.lab.experiments import train_command
 
     config = TrainConfig(weight_decay=0.0, melanoma_per_epoch_factor=4.0, epochs=60, jit_compile=False,
                          train_subset=500, training_seed=3)
@@ -77,10 +78,11 @@ def test_a_variant_command_carries_every_changed_setting():
                                      ).keep_epoch_weights
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_full_length_variants_run_at_once_and_the_best_becomes_the_bundle(data_dir, tmp_path):
     from melanoma.bundle import load_bundle, load_model
-    from melanoma.experiments import run_full_length
+    from melanoma.lab.experiments import run_full_length
 
     results = run_full_length(data_dir, tmp_path / "runs", tmp_path / "full", deadline_minutes=8,
                               names=["diagnosis head"], base=smoke_config(max_images=160),
@@ -105,7 +107,7 @@ def test_full_length_variants_run_at_once_and_the_best_becomes_the_bundle(data_d
 
 
 def test_a_full_length_sweep_that_finishes_no_epoch_says_so(data_dir, tmp_path, capsys):
-    from melanoma.experiments import run_full_length
+    from melanoma.lab.experiments import run_full_length
 
     with pytest.raises(RuntimeError, match="no variant finished an epoch"):
         run_full_length(data_dir, tmp_path / "runs", tmp_path / "full", deadline_minutes=0.01,
@@ -114,7 +116,7 @@ def test_a_full_length_sweep_that_finishes_no_epoch_says_so(data_dir, tmp_path, 
 
 
 def test_a_variant_that_fails_is_named_with_its_log(tmp_path, capsys):
-    from melanoma.experiments import run_full_length
+    from melanoma.lab.experiments import run_full_length
 
     with pytest.raises(RuntimeError, match="no variant finished an epoch"):
         run_full_length(tmp_path / "no-such-folder", tmp_path / "runs", tmp_path / "full", deadline_minutes=2,

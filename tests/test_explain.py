@@ -22,7 +22,7 @@ def test_heatmap_matches_tf_keras_vis_and_leaves_the_predictor_alone(predictor, 
     before = predictor.probabilities(image[None])
     heat = explainer.heatmap(image, "conv4_block6_out", GRADCAM_PLUS_PLUS)
     assert heat.shape == image.shape[:2] and heat.dtype == np.float32
-    assert 0.0 <= heat.min() and heat.max() <= 1.0
+    assert heat.min() >= 0.0 and heat.max() <= 1.0
     np.testing.assert_allclose(predictor.probabilities(image[None]), before)
 
     # the library's own eager call on the same linear-output copy: same map before upsampling

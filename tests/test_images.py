@@ -5,7 +5,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from melanoma.images import ImageRejected, prepare_image
-from tests.bad_inputs import ACCEPTED, REJECTED, encode, exif_rotated, lesion_like, rgba_on_hidden_black, sixteen_bit_grey
+from tests.bad_inputs import (
+    ACCEPTED,
+    REJECTED,
+    encode,
+    exif_rotated,
+    lesion_like,
+    rgba_on_hidden_black,
+    sixteen_bit_grey,
+)
 
 
 @pytest.mark.parametrize("name", sorted(REJECTED))

@@ -35,7 +35,7 @@ def test_a_v1_spec_builds_the_plain_resnet50():
 
 
 def test_metadata_branch_and_diagnosis_head_join_the_pooled_features():
-    from melanoma.inference import melanoma_output
+    from melanoma.features import melanoma_output
     from melanoma.model import METADATA_UNITS, NetworkSpec, build_network, single_output_network
     from melanoma.patient import METADATA_FEATURES, PatientInfo
 

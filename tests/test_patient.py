@@ -2,8 +2,17 @@
 import numpy as np
 import pytest
 
-from melanoma.patient import (AGE_SLICE, FIELD_SLICES, METADATA_FEATURES, NO_INFORMATION, PatientInfo,
-                              PatientInfoError, encode_frame, hide_at_random, patients_for_files)
+from melanoma.patient import (
+    AGE_SLICE,
+    FIELD_SLICES,
+    METADATA_FEATURES,
+    NO_INFORMATION,
+    PatientInfo,
+    PatientInfoError,
+    encode_frame,
+    hide_at_random,
+    patients_for_files,
+)
 
 
 def test_blank_and_unknown_mean_not_given():

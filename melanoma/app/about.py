@@ -118,6 +118,11 @@ if extras:
                          hide_index=True)
     matrix_column.plotly_chart(charts.diagnosis_confusion_matrix(extras["differential"]["test"], DIFFERENTIAL_NAMES))
 
+st.subheader("Licence")
+st.markdown("The code is under the MIT licence. **The model weights are trained on HAM10000 and come under "
+            "its licence, CC BY-NC-SA 4.0:** non-commercial use only, with attribution, and anything "
+            "derived from them under the same terms.")
+
 st.subheader("Data citation")
 st.markdown("""
 Tschandl P, Rosendahl C, Kittler H. *The HAM10000 dataset, a large collection of multi-source

@@ -8,6 +8,7 @@ import streamlit as st
 
 from melanoma.app import charts, state
 from melanoma.config import APP_CACHED_DATA_ENTRIES, DX_NAMES, DX_TYPE_NAMES, HAM10000_IMAGES, IMAGES_DIR, MELANOMA_DX
+
 GALLERY_PER_DX = 6
 
 

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 import streamlit as st
 
 from melanoma.app import charts, state
+from melanoma.app.patient_inputs import metadata_caption
 from melanoma.config import IMAGES_DIR, SIMILAR_CASES
 from melanoma.explain import colour_scale, heatmap_image, overlay
-from melanoma.app.patient_inputs import metadata_caption
 from melanoma.patient import NO_INFORMATION
 from melanoma.reporting import against_threshold, describe_case, percent
 

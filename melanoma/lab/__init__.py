@@ -1,2 +1,3 @@
-"""The lab: code that helps decide what ships (experiments, robustness checks), never imported by
-the product (the app, `predict`, `train`)."""
+"""The lab: what helps decide what ships, never imported by the product (the app, `train`,
+`evaluate`, `predict`, `extras`). Short-run experiments, weight averaging and ensembles, the
+benchmark, the robustness suite, paired comparisons of two bundles, and the refusal measurements."""

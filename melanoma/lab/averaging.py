@@ -54,12 +54,10 @@ def validation_scorer(data_dir, config: TrainConfig):
     """(the dataset, its split, a network, and score(weights) -> validation probabilities)."""
     from melanoma import data as data_mod
     from melanoma.bundle import assign_weights
-    from melanoma.images import ImageSpec
     from melanoma.inference import compiled_forward, predict_in_batches
     from melanoma.model import NetworkSpec, build_network
 
-    dataset = data_mod.load_dataset(data_dir, config.max_images, config.seed, ImageSpec.from_config(config))
-    split = data_mod.make_split(dataset.frame, config)
+    dataset, split = data_mod.load_split_dataset(data_dir, config)
     val_images, val_metadata = dataset.images[split.val], dataset.metadata[split.val]
     model = build_network(NetworkSpec.from_config(config))
     forward = compiled_forward(model)  # reads the variables at call time: one trace serves every weight set

@@ -19,6 +19,8 @@ import numpy as np
 
 from melanoma.config import TrainConfig
 
+REPOSITORY = Path(__file__).resolve().parents[2]  # where `import melanoma` works for the fresh process
+
 BATCH_RUNS = 3  # of each batch candidate, in turns (a run is ~4 s)
 
 
@@ -58,8 +60,9 @@ def bench_inference(predictor, explainer, image_files: list[Path], runs: int) ->
     same way), and our model compiled with and without XLA."""
     import keras
 
+    from melanoma.features import unknown_metadata
     from melanoma.images import prepare_image
-    from melanoma.inference import compiled_forward, unknown_metadata
+    from melanoma.inference import compiled_forward
 
     spec = predictor.image_spec
     upload = image_files[0].read_bytes()
@@ -198,7 +201,7 @@ def bench_cold_start(model_dir, image: Path) -> dict:
     prediction."""
     tick = time.perf_counter()
     output = subprocess.run([sys.executable, "-c", COLD_START, str(model_dir or "-"), str(image)],
-                            capture_output=True, text=True, check=True, cwd=Path(__file__).resolve().parents[1])
+                            capture_output=True, text=True, check=True, cwd=REPOSITORY)
     wall = time.perf_counter() - tick
     imported, loaded, first = map(float, output.stdout.split())
     return {"import_s": round(imported, 2), "import_and_load_s": round(loaded, 2),

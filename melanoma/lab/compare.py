@@ -19,11 +19,10 @@ class ComparisonError(RuntimeError):
 
 
 def validation_probabilities(predictor, data_dir, use_metadata: bool):
-    from melanoma.data import load_dataset, make_split
+    from melanoma.data import load_split_dataset
 
-    config = TrainConfig.from_dict(predictor.bundle.train_config)
-    dataset = load_dataset(data_dir, config.max_images, config.seed, predictor.image_spec)
-    val = make_split(dataset.frame, config).val
+    dataset, split = load_split_dataset(data_dir, TrainConfig.from_dict(predictor.bundle.train_config))
+    val = split.val
     metadata = dataset.metadata[val] if use_metadata and predictor.takes_metadata else None
     frame = dataset.frame.iloc[val]
     return frame, predictor.probabilities(dataset.images[val], metadata), metadata is not None

@@ -223,14 +223,13 @@ def flip_views(images: np.ndarray) -> list[np.ndarray]:
 
 def flip_averaging(model_dir, data_dir) -> dict:
     """Validation AUC of the bundle on single images vs averaged over the 4 flips."""
-    from melanoma.data import load_dataset, make_split
+    from melanoma.data import load_split_dataset
     from melanoma.evaluate import roc_auc
     from melanoma.inference import Predictor
 
     predictor = Predictor.from_bundle(model_dir)
-    config = TrainConfig.from_dict(predictor.bundle.train_config)
-    dataset = load_dataset(data_dir, config.max_images, config.seed, predictor.image_spec)
-    val = make_split(dataset.frame, config).val
+    dataset, split = load_split_dataset(data_dir, TrainConfig.from_dict(predictor.bundle.train_config))
+    val = split.val
     metadata = dataset.metadata[val]
     views = [predictor.probabilities(np.ascontiguousarray(v), metadata) for v in flip_views(dataset.images[val])]
     labels = dataset.labels[val]

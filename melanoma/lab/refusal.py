@@ -32,12 +32,10 @@ def refused_share(predictor, images: np.ndarray) -> np.ndarray:
 
 
 def measure(predictor, data_dir: Path, shifted_images: int, seed: int = 0) -> dict:
-    from melanoma.data import load_dataset, make_split
+    from melanoma.data import load_split_dataset
 
-    config = TrainConfig.from_dict(predictor.bundle.train_config)
     spec = predictor.image_spec
-    dataset = load_dataset(data_dir, config.max_images, config.seed, spec)
-    split = make_split(dataset.frame, config)
+    dataset, split = load_split_dataset(data_dir, TrainConfig.from_dict(predictor.bundle.train_config))
     test_labels = dataset.labels[split.test]
 
     pictures = [(kind, name, prepare_image(data, spec, display=False).model_input) for kind, name, data in
