@@ -14,6 +14,18 @@ DATA_DIR = Path(os.environ.get("MELANOMA_DATA", ROOT.parent / "shared" / "ham100
 SMOKE_IMAGES = 96
 
 
+# The fast lane (`pytest -m "not slow"`) leaves out what takes minutes: training the smoke bundles
+# (and every test that uses one), training runs in subprocesses, served apps driven by Chromium and
+# the load test. Those files and tests mark themselves; a test that needs a smoke bundle is marked here.
+TRAINED_HERE = {"smoke_bundle", "smoke_v2_bundle"}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if TRAINED_HERE & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
 def smoke_config(**overrides):
     from melanoma.config import TrainConfig
 
@@ -66,3 +78,19 @@ def smoke_v2_bundle(smoke_bundle, data_dir, tmp_path_factory) -> Path:
     config = smoke_config(image_size=SMOKE_V2_SIZE, colour_constancy=True, metadata=True, diagnosis_loss_weight=0.3,
                           vignette_probability=0.5, camera_jitter=0.1, init_from=str(smoke_bundle))
     return train(data_dir, root / "bundle", config, run_dir=root / "run")
+
+
+@pytest.fixture(scope="session")
+def small_folder(data_dir, tmp_path_factory) -> Path:
+    """A HAM10000-format folder of 90 real photos (30 melanoma), the images linked, not copied:
+    small enough for the fast lane to run whole commands on, with every split non-empty."""
+    import pandas as pd
+
+    frame = pd.read_csv(data_dir / "HAM10000_metadata.csv")
+    chosen = pd.concat([frame[frame["dx"] == "mel"].head(30), frame[frame["dx"] != "mel"].head(60)])
+    folder = tmp_path_factory.mktemp("small-ham10000")
+    (folder / "images").mkdir()
+    chosen.to_csv(folder / "HAM10000_metadata.csv", index=False)
+    for image_id in chosen["image_id"]:
+        (folder / "images" / f"{image_id}.jpg").symlink_to(data_dir / "images" / f"{image_id}.jpg")
+    return folder

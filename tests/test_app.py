@@ -298,6 +298,7 @@ def test_about_page_is_a_model_card(smoke_app_env):
     properties = dict(app.dataframe[1].value.itertuples(index=False))
     assert properties["seed of the lesion-grouped splits"] == properties["training seed"] == "7"
     assert "doi:10.1038/sdata.2018.161" in prose and "CC BY-NC-SA 4.0" in prose
+    assert "The model weights are trained on HAM10000 and come under its licence, CC BY-NC-SA 4.0" in prose
     assert "Not a medical device" in texts(app.warning)
 
 

@@ -78,3 +78,16 @@ def test_paired_difference_is_zero_for_one_model_and_positive_for_a_better_one()
     better = paired_auc_difference(labels, weak, strong, lesions, resamples=500)
     assert better["difference"] > 0.1 and 0 < better["interval"][0] <= better["difference"] <= better["interval"][1]
     assert better["n_lesions"] == 150 and better["share_of_draws_above_zero"] == 1.0
+
+
+def test_evaluate_scores_every_image_of_a_folder_and_its_held_out_part_apart(small_folder):
+    from melanoma.bundle import load_bundle
+    from melanoma.folder_evaluation import evaluate_folder
+
+    result = evaluate_folder(DEFAULT_BUNDLE, small_folder)
+    assert (result["n_images"], result["n_melanoma"], result["dropped"]) == (90, 30, 0)
+    assert result["threshold"] == pytest.approx(load_bundle(DEFAULT_BUNDLE).threshold)
+    assert sum(map(sum, result["confusion_matrix"])) == 90 and result["metadata_used"] == []
+    held_out = set(pd.read_csv(small_folder / "HAM10000_metadata.csv")["image_id"]) & set(
+        load_bundle(DEFAULT_BUNDLE).test_split()["image_id"])
+    assert result["bundle_test_split_part"]["n_images"] == len(held_out) > 0

@@ -1,0 +1,47 @@
+"""The lab's measuring commands on a small real folder with the shipped bundle (the fast lane's
+look at them; the smoke bundles' runs of the same are in test_model_v2 and test_bench)."""
+import json
+from pathlib import Path
+
+import pytest
+
+from melanoma.bundle import DEFAULT_BUNDLE
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_a_bundle_compared_with_itself_differs_by_exactly_nothing(small_folder):
+    from melanoma.lab.compare import compare_bundles
+
+    result = compare_bundles(DEFAULT_BUNDLE, DEFAULT_BUNDLE, small_folder)
+    assert result["baseline"]["n_images"] == result["candidate"]["n_images"] > 0
+    assert result["baseline"]["roc_auc"] == result["candidate"]["roc_auc"]
+    difference = result["candidate_minus_baseline_auc"]
+    assert difference["difference"] == 0.0 and difference["interval"] == [0.0, 0.0]
+    assert difference["share_of_draws_above_zero"] == 0.0 and difference["unit"] == "lesion"
+
+
+def test_refusal_is_measured_on_non_lesions_lesions_and_shifted_photos(small_folder):
+    from melanoma.inference import Predictor
+    from melanoma.lab.refusal import measure, table
+    from melanoma.lab.robustness import SHIFTS
+
+    report = measure(Predictor.from_bundle(DEFAULT_BUNDLE), small_folder, shifted_images=4)
+    non_lesion = report["non_lesion"]
+    assert non_lesion["pictures"] > 100 and non_lesion["share"] >= 0.9  # the shipped check: 94.9% (seed 1)
+    assert report["shifted_test_photos"]["photos"] == 4 and set(report["shifted_test_photos"]["by_shift"]) == set(SHIFTS)
+    assert 0 < report["test_split"]["images"] < 90
+    rendered = table(report)
+    assert f"| non-lesion pictures ({non_lesion['pictures']}) | {non_lesion['refused']} " in rendered
+
+
+def test_the_bench_table_renders_the_recorded_run():
+    from melanoma.lab.bench import table
+
+    recorded = ROOT / "benchmarks" / "latest.json"
+    if not recorded.exists():
+        pytest.skip("no recorded bench run in benchmarks/latest.json")
+    report = json.loads(recorded.read_text())
+    rendered = table(report)
+    p50 = report["inference"]["predict_full_path"]["p50_ms"]
+    assert f"predict, full path (decode, validate, resize, model), p50 / p95 | {p50} / " in rendered
