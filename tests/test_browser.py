@@ -44,10 +44,10 @@ def serve(bundle, data_dir):
         yield url, started
 
 
-def readme_screenshot(page) -> None:
-    """README's picture: the window as a user first sees it, the sidebar folded away."""
-    page.get_by_test_id("stSidebarCollapseButton").locator("button").click()
-    page.wait_for_timeout(1000)
+def readme_screenshot(page, name: str) -> None:
+    """README's picture: the result of photo `name` at the top of the window."""
+    page.locator("h3", has_text=name).first.evaluate("heading => heading.scrollIntoView({block: 'start'})")
+    page.wait_for_timeout(1000)  # let plotly finish its transitions
     page.screenshot(path=README_SCREENSHOT)
 
 
@@ -228,7 +228,7 @@ def test_a_portrait_gets_a_warning_and_a_melanoma_its_differential_and_similar_c
                     assert call.bounding_box()["y"] < photo.bounding_box()["y"]
                 assert_no_exception(page)
                 if width > 1000 and os.environ.get("MELANOMA_README_SCREENSHOT"):
-                    readme_screenshot(page)
+                    readme_screenshot(page, sample_images["mel"].name)
                 screenshot(page, name)
                 page.close()
         finally:
