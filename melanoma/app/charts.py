@@ -169,10 +169,11 @@ def probability_bar(probability: float, threshold: float) -> go.Figure:
     colour = MELANOMA_COLOUR if probability >= threshold else OTHER_COLOUR
     figure = go.Figure(go.Bar(x=[100 * probability], y=[""], orientation="h", marker_color=colour,
                               hoverinfo="skip"))
-    # The label on the side of the line with room for it, so a narrow column does not clip it.
+    # The label above the plot, on the side of the line with room for it: inside, it would run over
+    # the bar; on the other side, a narrow column would clip it.
     figure.add_vline(x=100 * threshold, line=dict(color="black", width=2, dash="dash"),
                      annotation_text=f"referral threshold {percent(threshold)}",
-                     annotation_position="top right" if threshold < 0.5 else "top left")
+                     annotation_position="top right" if threshold < 0.5 else "top left", annotation_yanchor="bottom")
     figure.update_xaxes(range=[0, 100], ticksuffix="%", fixedrange=True)
     figure.update_yaxes(fixedrange=True)
     return _layout(figure, None, height=110, margin=dict(l=10, r=10, t=30, b=10), showlegend=False)
