@@ -64,10 +64,10 @@ def add_train_parser(commands) -> None:
     parser.add_argument("--finish-now", action="store_true",
                         help="write the bundle from the run's last checkpoint without training further "
                              "(rerun without it to resume training)")
-    parser.set_defaults(run=run_train)
     parser.add_argument("--cpu-replicas", type=int, default=None,
                         help="split the CPU into this many logical devices (to try --distribute "
                              "mirrored without GPUs)")
+    parser.set_defaults(run=run_train)
 
 
 def image_size(text: str) -> tuple[int, int]:
