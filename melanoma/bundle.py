@@ -79,13 +79,14 @@ def assign_weights_from_npz(model, source) -> None:
 def write_bundle(out_dir: str | Path, model, *, metrics: dict, history_csv: str, dataset_summary: dict,
                  test_split_csv: str, train_config: dict, calibration: dict | None = None,
                  image_only: dict | None = None, lineage: list[dict] | None = None,
-                 extra_files: dict[str, bytes] | None = None) -> Path:
+                 extra_files: dict[str, bytes] | None = None, validation_only: bool = False) -> Path:
     """Writes to a sibling temp folder, then swaps it in: a kill never leaves half a bundle.
     `calibration` (from `calibration.fit_platt`) maps the network's score to the probability that
     the bundle's threshold, metrics and test split are expressed in. A network that takes patient
     metadata has a second operating mode for photos without it: `image_only` holds its own
     threshold and calibration. `lineage` lists the bundles whose weights this run started from.
-    `extra_files` (name: bytes, from `extras.fit_extras`) are written and checksummed alongside."""
+    `extra_files` (name: bytes, from `extras.fit_extras`) are written and checksummed alongside.
+    `validation_only` marks a candidate that was never scored on the test split (lab use only)."""
     import importlib.metadata
 
     import keras
@@ -119,6 +120,7 @@ def write_bundle(out_dir: str | Path, model, *, metrics: dict, history_csv: str,
         "calibration": calibration,
         "image_only": image_only,
         "lineage": lineage or [],
+        **({"validation_only": True} if validation_only else {}),
         "seed": train_config.get("seed"),
         "training_seed": config.effective_training_seed,
         "versions": {"keras": keras.__version__, "numpy": np.__version__,
@@ -180,6 +182,11 @@ class Bundle:
     @property
     def threshold(self) -> float:
         return float(self.manifest["threshold"])
+
+    @property
+    def validation_only(self) -> bool:
+        """A lab candidate (`train --without-test`): no test metrics, no extras; not for serving."""
+        return bool(self.manifest.get("validation_only"))
 
     @property
     def calibration(self) -> dict | None:

@@ -64,6 +64,10 @@ def add_train_parser(commands) -> None:
     parser.add_argument("--finish-now", action="store_true",
                         help="write the bundle from the run's last checkpoint without training further "
                              "(rerun without it to resume training)")
+    parser.add_argument("--without-test", dest="look_at_test", action="store_false",
+                        help="write a validation-only candidate bundle (calibrations, thresholds, validation "
+                             "metrics; no test metrics, no extras) for `compare` and `robustness` to decide "
+                             "on; the test split is not touched, and the app refuses the candidate")
     parser.add_argument("--cpu-replicas", type=int, default=None,
                         help="split the CPU into this many logical devices (to try --distribute "
                              "mirrored without GPUs)")
@@ -92,7 +96,8 @@ def run_train(args) -> int:
     config = TrainConfig.from_dict({k: v for k, v in vars(args).items() if v is not None})
     try:
         train(args.data, args.out, config, run_dir=args.run_dir, finish_now=args.finish_now,
-              write_bundle=not args.no_bundle, keep_epoch_weights=args.keep_epoch_weights)
+              write_bundle=not args.no_bundle, keep_epoch_weights=args.keep_epoch_weights,
+              look_at_test=args.look_at_test)
     except DatasetError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

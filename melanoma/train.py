@@ -116,12 +116,13 @@ def load_and_split(data_dir, config: TrainConfig):
 
 def train(data_dir: str | Path, out_dir: str | Path, config: TrainConfig,
           run_dir: str | Path | None = None, finish_now: bool = False, write_bundle: bool = True,
-          keep_epoch_weights: bool = False) -> Path | None:
+          keep_epoch_weights: bool = False, look_at_test: bool = True) -> Path | None:
     """Trains (or resumes) and writes the bundle to out_dir (on the chief; other workers of a
     multi-worker run return None). finish_now writes the bundle from the last checkpoint without
     training further; rerunning without it resumes the run. write_bundle=False stops after the
     last epoch, before the test split is touched (experiments compare on validation only).
-    keep_epoch_weights also saves every epoch's weights in the run folder (for `averaging`)."""
+    keep_epoch_weights also saves every epoch's weights in the run folder (for `averaging`).
+    look_at_test=False writes a validation-only candidate bundle (see `finish`)."""
     import keras
 
     from melanoma import data as data_mod
@@ -241,23 +242,25 @@ def train(data_dir: str | Path, out_dir: str | Path, config: TrainConfig,
             f"({row['train_images_per_s']:.1f} img/s, {row['epoch_seconds']:.0f}s)")
 
     bundle = finish(out_dir, run_dir, model, forward, dataset, split, history, best, config, total_rows,
-                    per_epoch, lineage) if chief and write_bundle else None
+                    per_epoch, lineage, look_at_test) if chief and write_bundle else None
     if multiworker:
         multiworker.barrier()  # workers leave together: an early exit reads as a crash to the others
     return bundle
 
 
-def operating_mode(forward, dataset, split, metadata, target_sensitivity: float) -> dict:
+def operating_mode(forward, dataset, split, metadata, target_sensitivity: float,
+                   parts: tuple[str, ...] = ("train", "validation", "test")) -> dict:
     """One way the bundle is used (with patient metadata, or the image alone): a calibration fitted
-    on validation, the threshold chosen on validation's calibrated probabilities, and each split's
-    scores and probabilities. Test is scored here but only reported, never used to choose."""
+    on validation, the threshold chosen on validation's calibrated probabilities, and the scores and
+    probabilities of each split in `parts`. Test is only reported, never used to choose."""
     from melanoma.calibration import calibrate, fit_platt
     from melanoma.evaluate import choose_threshold
     from melanoma.inference import predict_in_batches
 
-    parts = {"train": split.train, "validation": split.val, "test": split.test}
-    scores = {part: predict_in_batches(forward, dataset.images[rows], None if metadata is None else metadata[rows])
-              for part, rows in parts.items()}
+    rows_of = {"train": split.train, "validation": split.val, "test": split.test}
+    scores = {part: predict_in_batches(forward, dataset.images[rows_of[part]],
+                                       None if metadata is None else metadata[rows_of[part]])
+              for part in dict.fromkeys(("validation", *parts))}
     calibration = fit_platt(dataset.labels[split.val], scores["validation"])
     probabilities = {part: calibrate(calibration, values) for part, values in scores.items()}
     threshold = choose_threshold(dataset.labels[split.val], probabilities["validation"], target_sensitivity)
@@ -265,26 +268,22 @@ def operating_mode(forward, dataset, split, metadata, target_sensitivity: float)
 
 
 def finish(out_dir, run_dir, model, forward, dataset, split, history, best, config, total_rows, per_epoch,
-           lineage=()):
+           lineage=(), look_at_test: bool = True):
     """Best-validation-AUC weights, threshold from validation, test metrics once, the extras
-    (melanoma/extras.py), the bundle."""
+    (melanoma/extras.py), the bundle. look_at_test=False writes a validation-only candidate instead
+    (calibrations, thresholds and validation metrics; no test metrics, no extras), for the lab's
+    `compare` and `robustness` to decide on before the test split is touched; the app refuses it."""
     from melanoma import data as data_mod
-    from melanoma.bundle import assign_weights_from_npz, load_bundle, weights_to_npz, write_bundle
-    from melanoma.calibration import reliability
-    from melanoma.evaluate import metrics_at, roc_auc, roc_points
-    from melanoma.extras import fit_for_bundle
-    from melanoma.inference import compiled_forward, predict_in_batches
-    from melanoma.model import NetworkSpec, build_network
+    from melanoma.bundle import assign_weights_from_npz, load_bundle, write_bundle
+    from melanoma.evaluate import metrics_at
 
     labels = dataset.labels
     if (run_dir / BEST_WEIGHTS).exists():
         assign_weights_from_npz(model, run_dir / BEST_WEIGHTS)
     metadata = dataset.metadata if config.metadata else None
-    mode = operating_mode(forward, dataset, split, metadata, config.target_sensitivity)
+    parts = ("train", "validation", "test") if look_at_test else ("validation",)
+    mode = operating_mode(forward, dataset, split, metadata, config.target_sensitivity, parts)
     calibration, threshold = mode["calibration"], mode["threshold"]
-    test_scores, test_probs = mode["scores"]["test"], mode["probabilities"]["test"]
-    val_probs, train_probs = mode["probabilities"]["validation"], mode["probabilities"]["train"]
-    test_labels = labels[split.test]
     metrics = {
         "threshold": threshold,
         "threshold_rule": f"highest threshold with validation sensitivity >= {config.target_sensitivity}",
@@ -292,29 +291,72 @@ def finish(out_dir, run_dir, model, forward, dataset, split, history, best, conf
         "epochs_run": len(history),
         "epochs_planned": config.epochs,
         "metadata_used": bool(config.metadata),
-        "test": metrics_at(test_labels, test_probs, threshold),
-        "validation": metrics_at(labels[split.val], val_probs, threshold),
-        "train_natural_ratio": metrics_at(labels[split.train], train_probs, threshold),
+        "validation": metrics_at(labels[split.val], mode["probabilities"]["validation"], threshold),
         "last_epoch": history[-1] if history else {},
+        "calibration": calibration or {"method": "none"},
+    }
+    alone = None
+    if config.metadata:  # the second operating mode: photos without patient information
+        alone = operating_mode(forward, dataset, split, None, config.target_sensitivity, parts)
+        metrics["image_only"] = {
+            "threshold": alone["threshold"],
+            "validation": metrics_at(labels[split.val], alone["probabilities"]["validation"], alone["threshold"])}
+    if look_at_test:
+        extra_files, test_split_csv = look_at_test_split(model, dataset, split, config, mode, alone, metrics)
+    else:
+        metrics["validation_only"] = True
+        extra_files, test_split_csv = {}, "image_id,lesion_id,dx,label,probability\n"
+    summary = data_mod.summarize(dataset, split, total_rows=total_rows, epoch_counts={
+        "melanoma": per_epoch // 2, "not melanoma": per_epoch // 2,
+        "melanoma_available": int(labels[split.train].sum()),
+        "not_melanoma_available": int((labels[split.train] == 0).sum())})
+    image_only = alone and {"threshold": alone["threshold"], "calibration": alone["calibration"]}
+    path = write_bundle(out_dir, model, metrics=metrics, history_csv=pd.DataFrame(history).to_csv(index=False),
+                        dataset_summary=summary, test_split_csv=test_split_csv,
+                        train_config=config.to_dict(), calibration=calibration, image_only=image_only,
+                        lineage=list(lineage), extra_files=extra_files, validation_only=not look_at_test)
+    load_bundle(path)  # verifies what was written
+    log(f"validation: AUC {_fmt(metrics['validation']['roc_auc'])} at threshold {threshold:.4f}")
+    if look_at_test:
+        log(f"test: AUC {_fmt(metrics['test']['roc_auc'])} sensitivity {_fmt(metrics['test']['sensitivity'])} "
+            f"specificity {_fmt(metrics['test']['specificity'])} at threshold {threshold:.4f}; "
+            f"Brier score {_fmt(metrics['calibration']['test_before']['brier'])} -> "
+            f"{_fmt(metrics['calibration']['test_after']['brier'])} calibrated; "
+            f"float16 round-trip AUC {_fmt(metrics['float16_roundtrip']['test_roc_auc'])}")
+    log(f"{'validation-only candidate' if not look_at_test else 'bundle'} written to {path}")
+    return path
+
+
+def look_at_test_split(model, dataset, split, config, mode, alone, metrics) -> tuple[dict, str]:
+    """The one look at the test split: its metrics (added to `metrics`), the float16 round trip, and
+    the extras fitted on the network as shipped. Returns the extras' files and the test split CSV."""
+    from melanoma.bundle import assign_weights_from_npz, weights_to_npz
+    from melanoma.calibration import reliability
+    from melanoma.evaluate import metrics_at, roc_auc, roc_points
+    from melanoma.extras import fit_for_bundle
+    from melanoma.inference import compiled_forward, predict_in_batches
+    from melanoma.model import NetworkSpec, build_network
+
+    labels, threshold = dataset.labels, metrics["threshold"]
+    test_labels = labels[split.test]
+    test_scores, test_probs = mode["scores"]["test"], mode["probabilities"]["test"]
+    metrics.update({
+        "test": metrics_at(test_labels, test_probs, threshold),
+        "train_natural_ratio": metrics_at(labels[split.train], mode["probabilities"]["train"], threshold),
         "test_roc": roc_points(test_labels, test_probs),
         # The method's figure: the network's own output at 0.5, before calibration.
         "test_accuracy_at_0.5": float(((test_scores >= 0.5) == test_labels).mean()),
-        "calibration": {**(calibration or {"method": "none"}),
-                        "test_before": reliability(test_labels, test_scores),
-                        "test_after": reliability(test_labels, test_probs)},
-    }
-    image_only = None
-    if config.metadata:  # the second operating mode: photos without patient information
-        alone = operating_mode(forward, dataset, split, None, config.target_sensitivity)
-        image_only = {"threshold": alone["threshold"], "calibration": alone["calibration"]}
-        metrics["image_only"] = {
-            "threshold": alone["threshold"],
+    })
+    metrics["calibration"] = {**metrics["calibration"], "test_before": reliability(test_labels, test_scores),
+                              "test_after": reliability(test_labels, test_probs)}
+    if alone:
+        metrics["image_only"].update({
             "test": metrics_at(test_labels, alone["probabilities"]["test"], alone["threshold"]),
-            "validation": metrics_at(labels[split.val], alone["probabilities"]["validation"], alone["threshold"]),
-            "test_roc": roc_points(test_labels, alone["probabilities"]["test"])}
+            "test_roc": roc_points(test_labels, alone["probabilities"]["test"])})
     # The shipped kernels are float16: measure what the round trip does to the test AUC.
     half = build_network(NetworkSpec.from_config(config))
     assign_weights_from_npz(half, io.BytesIO(weights_to_npz(model)))
+    metadata = dataset.metadata if config.metadata else None
     half_probs = predict_in_batches(compiled_forward(half), dataset.images[split.test],
                                     None if metadata is None else metadata[split.test])
     metrics["float16_roundtrip"] = {
@@ -323,27 +365,11 @@ def finish(out_dir, run_dir, model, forward, dataset, split, history, best, conf
     }
     # The refusal, differential and similar cases, fitted on the network as shipped (float16 kernels).
     extra_files = fit_for_bundle(half, dataset, split)
-    frame = dataset.frame
-    test_split = frame.iloc[split.test][["image_id", "lesion_id", "dx", "label"]].assign(
+    test_split = dataset.frame.iloc[split.test][["image_id", "lesion_id", "dx", "label"]].assign(
         probability=np.round(test_probs, 5))
-    if image_only:
+    if alone:
         test_split["probability_image_only"] = np.round(alone["probabilities"]["test"], 5)
-    summary = data_mod.summarize(dataset, split, total_rows=total_rows, epoch_counts={
-        "melanoma": per_epoch // 2, "not melanoma": per_epoch // 2,
-        "melanoma_available": int(labels[split.train].sum()),
-        "not_melanoma_available": int((labels[split.train] == 0).sum())})
-    path = write_bundle(out_dir, model, metrics=metrics, history_csv=pd.DataFrame(history).to_csv(index=False),
-                        dataset_summary=summary, test_split_csv=test_split.to_csv(index=False),
-                        train_config=config.to_dict(), calibration=calibration, image_only=image_only,
-                        lineage=list(lineage), extra_files=extra_files)
-    load_bundle(path)  # verifies what was written
-    log(f"test: AUC {_fmt(metrics['test']['roc_auc'])} sensitivity {_fmt(metrics['test']['sensitivity'])} "
-        f"specificity {_fmt(metrics['test']['specificity'])} at threshold {threshold:.4f}; "
-        f"Brier score {_fmt(metrics['calibration']['test_before']['brier'])} -> "
-        f"{_fmt(metrics['calibration']['test_after']['brier'])} calibrated; "
-        f"float16 round-trip AUC {_fmt(metrics['float16_roundtrip']['test_roc_auc'])}")
-    log(f"bundle written to {path}")
-    return path
+    return extra_files, test_split.to_csv(index=False)
 
 
 def log_loss(labels: np.ndarray, probabilities: np.ndarray) -> float:

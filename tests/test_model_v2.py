@@ -119,3 +119,42 @@ def test_compare_pairs_two_bundles_on_the_same_validation_images(smoke_bundle, s
     assert report["candidate"]["metadata_used"] and not report["baseline"]["metadata_used"]
     difference = report["candidate_minus_baseline_auc"]
     assert difference["unit"] == "lesion" and len(difference["interval"]) == 2
+
+
+def test_a_validation_only_candidate_is_scored_on_validation_alone_and_the_app_refuses_it(
+        smoke_v2_bundle, data_dir, tmp_path, monkeypatch):
+    """`train --finish-now --without-test` turns a run into a candidate for `compare` and
+    `robustness` without scoring a single test photo; it is the finished bundle minus the test."""
+    from streamlit.testing.v1 import AppTest
+
+    import melanoma.inference
+    from melanoma.lab.compare import compare_bundles
+    from melanoma.run_folder import read_run_config
+    from melanoma.train import train
+
+    run_dir = smoke_v2_bundle.parent / "run"
+    scored = []
+    predict = melanoma.inference.predict_in_batches
+    monkeypatch.setattr(melanoma.inference, "predict_in_batches",
+                        lambda forward, images, *rest: scored.append(len(images)) or predict(forward, images, *rest))
+    candidate = load_bundle(train(data_dir, tmp_path / "candidate", read_run_config(run_dir), run_dir=run_dir,
+                                  finish_now=True, look_at_test=False))
+    finished = load_bundle(smoke_v2_bundle)
+    validation_images = finished.metrics["validation"]["n_images"]
+    assert scored == [validation_images, validation_images]  # with metadata, then the image alone
+    assert candidate.validation_only and not finished.validation_only
+    assert "test" not in candidate.metrics and "test" not in candidate.metrics["image_only"]
+    assert len(candidate.test_split()) == 0 and candidate.extras_info is None
+    assert candidate.metrics["validation"] == finished.metrics["validation"]
+    assert candidate.manifest["image_only"] == finished.manifest["image_only"]
+    assert candidate.threshold == finished.threshold and candidate.calibration == finished.calibration
+    monkeypatch.undo()
+
+    same = compare_bundles(smoke_v2_bundle, candidate.path, data_dir)["candidate_minus_baseline_auc"]
+    assert same["difference"] == 0.0
+
+    monkeypatch.setenv("MELANOMA_MODEL", str(candidate.path))
+    app = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=120)
+    app.run()
+    assert not app.exception
+    assert "validation-only candidate" in "\n".join(str(error.value) for error in app.error)

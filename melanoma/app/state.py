@@ -40,7 +40,11 @@ def _stamp(path: Path) -> int | None:
 
 @st.cache_resource(show_spinner="Checking the model bundle…", max_entries=APP_CACHED_BUNDLES)
 def _bundle(path: str, stamp: int | None) -> Bundle:
-    return load_bundle(path)
+    bundle = load_bundle(path)
+    if bundle.validation_only:
+        raise BundleError(f"{path} is a validation-only candidate (train --without-test): it has no test "
+                          f"metrics to show; finish its run without --without-test to serve it")
+    return bundle
 
 
 @st.cache_resource(show_spinner="Loading the network (the first time takes a few seconds)…",
