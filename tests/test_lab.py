@@ -1,6 +1,8 @@
 """The lab's measuring commands on a small real folder with the shipped bundle (the fast lane's
 look at them; the smoke bundles' runs of the same are in test_model_v2 and test_bench)."""
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -33,6 +35,21 @@ def test_refusal_is_measured_on_non_lesions_lesions_and_shifted_photos(small_fol
     assert 0 < report["test_split"]["images"] < 90
     rendered = table(report)
     assert f"| non-lesion pictures ({non_lesion['pictures']}) | {non_lesion['refused']} " in rendered
+
+
+def test_the_refusal_command_prints_its_table_and_writes_its_report(small_folder, tmp_path):
+    out = tmp_path / "refusal.json"
+    result = subprocess.run([sys.executable, "-m", "melanoma", "refusal", "--data", str(small_folder),
+                             "--shifted-images", "2", "--out", str(out)], cwd=ROOT, capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(out.read_text())
+    assert report["shifted_test_photos"]["photos"] == 2 and report["seed"] == 1
+    assert f"| non-lesion pictures ({report['non_lesion']['pictures']}) |" in result.stdout
+    missing = subprocess.run([sys.executable, "-m", "melanoma", "refusal", "--data", str(tmp_path / "nowhere")],
+                             cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert missing.returncode == 1 and "Traceback" not in missing.stderr
+    assert missing.stderr.strip().splitlines()[-1].startswith("error: no HAM10000_metadata.csv in ")
 
 
 def test_the_bench_table_renders_the_recorded_run():

@@ -1,4 +1,4 @@
-"""The lab's commands: `python -m melanoma robustness | compare | bench | experiments`. They help
+"""The lab's commands: `python -m melanoma robustness | compare | refusal | bench | experiments`. They help
 decide what ships; `__main__` adds them to the product's CLI (`melanoma/cli.py`)."""
 from __future__ import annotations
 
@@ -27,8 +27,18 @@ def add_lab_commands(commands) -> None:
     compare.add_argument("--baseline", required=True, help="bundle folder")
     compare.add_argument("--candidate", required=True, help="bundle folder")
     compare.add_argument("--no-metadata", action="store_true", help="the candidate's image-only mode")
-
     compare.set_defaults(run=run_compare)
+
+    refusal = commands.add_parser("refusal", help="how often the not-a-lesion check refuses non-lesion "
+                                                  "pictures, test lesions and camera-shifted test photos")
+    refusal.add_argument("--model", default=None, help="bundle folder (default: the shipped one in models/)")
+    refusal.add_argument("--data", required=True, help="HAM10000-format folder the bundle was trained on")
+    refusal.add_argument("--shifted-images", type=int, default=400, help="test photos to shift (default %(default)s)")
+    refusal.add_argument("--seed", type=int, default=1,
+                         help="which renders, crops and faces (default %(default)s; seed 0 is the set looked at "
+                              "while choosing the check's layer, so it flatters it)")
+    refusal.add_argument("--out", default="benchmarks/refusal.json", help="JSON report (default %(default)s)")
+    refusal.set_defaults(run=run_refusal)
 
     bench = commands.add_parser("bench", help="latency and throughput, each against its baseline in the same run")
     bench.add_argument("--model", default=None, help="bundle folder (default: the shipped one in models/)")
@@ -88,6 +98,28 @@ def run_compare(args) -> int:
 
     return print_report(lambda: compare_bundles(args.baseline, args.candidate, args.data,
                                                 use_metadata=not args.no_metadata), expected_errors=(ComparisonError,))
+
+
+def run_refusal(args) -> int:
+    from melanoma.bundle import BundleError
+    from melanoma.data import DatasetError
+    from melanoma.inference import Predictor
+    from melanoma.lab.refusal import measure, table
+
+    try:
+        predictor = Predictor.from_bundle(args.model)
+        if predictor.extras is None:
+            raise BundleError(f"{predictor.bundle.path} has no not-a-lesion check to measure (no extras): "
+                              f"run `python -m melanoma extras` on it first")
+        report = measure(predictor, Path(args.data), args.shifted_images, args.seed)
+    except (BundleError, DatasetError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+    print(table(report))
+    print(f"\nwritten to {args.out}")
+    return 0
 
 
 def run_bench(args) -> int:

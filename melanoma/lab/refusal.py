@@ -2,15 +2,13 @@
 not lesions, lesion photos of the test split, and test-split photos under the model issue's synthetic
 camera shifts (`melanoma.lab.robustness.SHIFTS`).
 
-    python -m melanoma.lab.refusal --model models/melanoma-resnet50 --data ../shared/ham10000 \
+    python -m melanoma refusal --model models/melanoma-resnet50 --data ../shared/ham10000 \
         [--shifted-images 400] [--seed 1] [--out benchmarks/refusal.json]
 
 Nothing here fits or tunes anything: the threshold is the bundle's, set on its validation split.
 """
 from __future__ import annotations
 
-import argparse
-import json
 from collections import Counter
 from pathlib import Path
 
@@ -93,30 +91,3 @@ def table(report: dict) -> str:
     lines += ["", "| kind of non-lesion picture | refused |", "|---|---|"]
     lines += [f"| {kind} | {share} |" for kind, share in nl["by_kind"].items()]
     return "\n".join(lines)
-
-
-def main(argv=None) -> int:
-    from melanoma.inference import Predictor
-
-    parser = argparse.ArgumentParser(prog="python -m melanoma.lab.refusal", description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default=None, help="bundle folder (default: the shipped one)")
-    parser.add_argument("--data", required=True, help="the HAM10000 folder the bundle was trained on")
-    parser.add_argument("--shifted-images", type=int, default=400, help="test photos to shift (default %(default)s)")
-    parser.add_argument("--seed", type=int, default=1,
-                        help="which renders, crops and faces (default %(default)s; seed 0 is the set looked at "
-                             "while choosing the check's layer, so it flatters it)")
-    parser.add_argument("--out", default="benchmarks/refusal.json", help="JSON report (default %(default)s)")
-    args = parser.parse_args(argv)
-    predictor = Predictor.from_bundle(args.model)
-    if predictor.extras is None:
-        parser.error("the bundle has no extras: run `python -m melanoma extras` first")
-    report = measure(predictor, Path(args.data), args.shifted_images, args.seed)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
-    print(table(report))
-    print(f"\nwritten to {args.out}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
