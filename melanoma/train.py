@@ -248,6 +248,10 @@ def train(data_dir: str | Path, out_dir: str | Path, config: TrainConfig,
     return bundle
 
 
+# The bundle's test_split.csv: these columns of each test photo, then its probabilities.
+TEST_SPLIT_COLUMNS = ("image_id", "lesion_id", "dx", "label")
+
+
 def operating_mode(forward, dataset, split, metadata, target_sensitivity: float,
                    parts: tuple[str, ...] = ("train", "validation", "test")) -> dict:
     """One way the bundle is used (with patient metadata, or the image alone): a calibration fitted
@@ -303,9 +307,8 @@ def finish(out_dir, run_dir, model, forward, dataset, split, history, best, conf
             "validation": metrics_at(labels[split.val], alone["probabilities"]["validation"], alone["threshold"])}
     if look_at_test:
         extra_files, test_split_csv = look_at_test_split(model, dataset, split, config, mode, alone, metrics)
-    else:
-        metrics["validation_only"] = True
-        extra_files, test_split_csv = {}, "image_id,lesion_id,dx,label,probability\n"
+    else:  # the manifest marks the candidate (write_bundle's validation_only); its test split has no rows
+        extra_files, test_split_csv = {}, pd.DataFrame(columns=[*TEST_SPLIT_COLUMNS, "probability"]).to_csv(index=False)
     summary = data_mod.summarize(dataset, split, total_rows=total_rows, epoch_counts={
         "melanoma": per_epoch // 2, "not melanoma": per_epoch // 2,
         "melanoma_available": int(labels[split.train].sum()),
@@ -365,7 +368,7 @@ def look_at_test_split(model, dataset, split, config, mode, alone, metrics) -> t
     }
     # The refusal, differential and similar cases, fitted on the network as shipped (float16 kernels).
     extra_files = fit_for_bundle(half, dataset, split)
-    test_split = dataset.frame.iloc[split.test][["image_id", "lesion_id", "dx", "label"]].assign(
+    test_split = dataset.frame.iloc[split.test][list(TEST_SPLIT_COLUMNS)].assign(
         probability=np.round(test_probs, 5))
     if alone:
         test_split["probability_image_only"] = np.round(alone["probabilities"]["test"], 5)
