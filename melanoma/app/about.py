@@ -8,7 +8,7 @@ import streamlit as st
 
 from melanoma import calibration
 from melanoma.app import charts, state
-from melanoma.config import DIFFERENTIAL_NAMES, IMAGE_HEIGHT, IMAGE_WIDTH
+from melanoma.config import DIFFERENTIAL_NAMES, IMAGE_WIDTH
 from melanoma.evaluate import predictive_values
 
 RUNTIME_PACKAGES = ("tensorflow", "keras", "numpy", "streamlit", "tf-keras-vis", "plotly")
@@ -21,10 +21,28 @@ def installed(package: str) -> str:
         return "not installed"
 
 
+def input_limitation(bundle) -> str:
+    spec = bundle.image_spec
+    small = spec.width <= IMAGE_WIDTH  # the method's size, a quarter of the photos' pixels
+    alone, patient = ("", ", with the patient's age, sex and body site when given") if bundle.takes_metadata \
+        else (" alone", "")
+    colours = "; colours normalised per photo (Shades of Gray)" if spec.colour_constancy else ""
+    detail = (" Fine structures a dermatologist uses (dots, streaks, network) are barely resolved at this size."
+              if small else "")
+    size = f"{'only ' if small else ''}{spec.width}x{spec.height} pixels"
+    return f"Input: the photo{alone}, at {size}{patient}{colours}.{detail}"
+
+
+def origin(bundle) -> str:
+    parents = [step.get("bundle") for step in bundle.manifest.get("lineage", [])]
+    continued = f", then trained on from this project's own {' and '.join(parents)}" if parents else ""
+    return f"Trained from scratch (no pretrained weights){continued}, on HAM10000 alone."
+
+
 st.title("About this model: a teaching demo")
 st.warning("A research and education demo. **Not a medical device and not a diagnosis**: do not use it "
            "to decide about a patient's care.", icon=":material/warning:")
-st.markdown(f"""
+st.markdown("""
 **What it does.** Given a dermatoscopic photo of one pigmented skin lesion, a ResNet50 gives the
 probability that it is a melanoma, and calls it *suspicious for melanoma - refer* at or above a fixed
 threshold. It also gives the probabilities of HAM10000's seven diagnoses and the most similar training
@@ -39,12 +57,15 @@ triage or self-assessment.
 **Training data.** HAM10000: dermatoscopic images from two centres, the Medical University of Vienna
 and a skin cancer practice in Queensland, mostly of fair-skinned patients. Performance on darker skin,
 on other dermatoscopes, on phone photos or on non-pigmented lesions is unknown and likely worse.
+""")
 
+bundle = state.require_bundle()
+manifest, metrics = bundle.manifest, bundle.metrics
+st.markdown(f"""
 **Known limitations.**
-- Input of only {IMAGE_WIDTH}x{IMAGE_HEIGHT} pixels: fine structures a dermatologist uses (dots,
-  streaks, network) are barely resolved.
-- Trained from scratch, with no pretraining, on HAM10000 alone: the network has seen one kind of
-  camera, two clinics and few examples of rare presentations.
+- {input_limitation(bundle)}
+- {origin(bundle)} The network has seen one kind of camera, two clinics and few examples of rare
+  presentations.
 - Metrics come from a lesion-grouped test split of the same dataset (no lesion is in two splits);
   there is no external validation, so real-world performance will be lower.
 - The not-a-lesion check was measured on photos, renders and other medical images that are clearly
@@ -55,8 +76,6 @@ on other dermatoscopes, on phone photos or on non-pigmented lesions is unknown a
   threshold, which was chosen for sensitivity, not 50%.
 """)
 
-bundle = state.require_bundle()
-manifest, metrics = bundle.manifest, bundle.metrics
 left, right = st.columns(2)
 with left:
     st.subheader("Test metrics")
