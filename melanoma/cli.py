@@ -151,6 +151,8 @@ def run_predict(args) -> int:
     except BundleError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    if not predictor.takes_metadata and (args.metadata or any(v is not None for v in (args.age, args.sex, args.site))):
+        print("note: this model takes no patient information; it was not used", file=sys.stderr)
     results = []
     for start in range(0, len(args.files), PREDICT_FILES_AT_ONCE):  # bounded memory for any number of files
         chunk = [(name, patients[name], read_or_reason(name))

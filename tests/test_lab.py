@@ -62,3 +62,23 @@ def test_the_bench_table_renders_the_recorded_run():
     rendered = table(report)
     p50 = report["inference"]["predict_full_path"]["p50_ms"]
     assert f"predict, full path (decode, validate, resize, model), p50 / p95 | {p50} / " in rendered
+
+
+@pytest.mark.parametrize("flags, default_out", [([], "models/short-runs"), (["--full-length"], "runs/full-length")])
+def test_a_sweep_without_out_never_writes_over_the_committed_short_run_table(flags, default_out, monkeypatch):
+    import pandas as pd
+
+    from melanoma.cli import main
+    from melanoma.lab import experiments
+    from melanoma.lab.cli import add_lab_commands
+
+    written = []
+
+    def record(data, run_root, out, *rest, **settings):
+        written.append(str(out))
+        return pd.DataFrame()
+
+    monkeypatch.setattr(experiments, "run_experiments", record)
+    monkeypatch.setattr(experiments, "run_full_length", record)
+    assert main(["experiments", "--data", "unused", *flags], extensions=(add_lab_commands,)) == 0
+    assert written == [default_out]

@@ -71,7 +71,8 @@ def test_metadata_changes_the_answer_and_the_image_alone_is_shown_beside(smoke_v
     assert not v1.metadata_used and v1.as_dict()["metadata_used"] == []
 
 
-def test_predict_takes_metadata_as_flags_or_csv_and_refuses_bad_values(smoke_v2_bundle, sample_images, tmp_path):
+def test_predict_takes_metadata_as_flags_or_csv_and_refuses_bad_values(smoke_v2_bundle, smoke_bundle, sample_images,
+                                                                       tmp_path):
     mel, nv = sample_images["mel"], sample_images["nv"]
     result = melanoma("predict", "--model", smoke_v2_bundle, "--json", "--age", "64", "--sex", "female",
                       "--site", "back", mel)
@@ -90,6 +91,10 @@ def test_predict_takes_metadata_as_flags_or_csv_and_refuses_bad_values(smoke_v2_
     assert rows[mel.stem]["metadata_used"] == ["age", "sex"]
     assert rows[nv.stem]["error"].startswith("patient information: site 'elbow' is not one of")
     assert "Traceback" not in result.stderr
+
+    ignored = melanoma("predict", "--model", smoke_bundle, "--age", "64", mel)  # a network without that input
+    assert ignored.returncode == 0 and "with age" not in ignored.stdout
+    assert ignored.stderr.strip().splitlines()[-1] == "note: this model takes no patient information; it was not used"
 
 
 def test_evaluate_uses_the_folder_s_metadata_unless_told_not_to(smoke_v2_bundle, data_dir, tmp_path):

@@ -56,7 +56,9 @@ def add_lab_commands(commands) -> None:
                              help="training-split images per variant (default %(default)s)")
     experiments.add_argument("--only", nargs="+", metavar="VARIANT", help="run only these variants")
     experiments.add_argument("--run-root", default="runs/experiments", help="run folders (default %(default)s)")
-    experiments.add_argument("--out", default="models/short-runs", help="results as OUT.csv and OUT.md")
+    experiments.add_argument("--out", default=None,
+                             help="results as OUT.csv and OUT.md (default models/short-runs; with --full-length "
+                                  "runs/full-length, so a sweep never overwrites the committed short-run table)")
     experiments.add_argument("--flip-averaging", action="store_true",
                              help="instead: validation AUC of --model with and without 4-flip averaging")
     experiments.add_argument("--model", default=None, help="bundle for --flip-averaging (default: the shipped one)")
@@ -156,6 +158,7 @@ def run_experiments(args) -> int:
             return 1
         print(json.dumps(result, indent=2))
         return 0
+    args.out = args.out or ("runs/full-length" if args.full_length else "models/short-runs")
     try:
         if args.full_length:
             results = full_length(args.data, Path(args.run_root), Path(args.out), args.deadline_minutes, args.only,
