@@ -139,7 +139,7 @@ def run_predict(args) -> int:
     from melanoma.bundle import BundleError
     from melanoma.config import PREDICT_FILES_AT_ONCE
     from melanoma.inference import Prediction, Predictor
-    from melanoma.patient import PatientInfoError, patients_for_files
+    from melanoma.patient import PatientInfo, PatientInfoError, patients_for_files
 
     try:
         patients = patients_for_files(args.files, args.metadata, age=args.age, sex=args.sex, site=args.site)
@@ -151,7 +151,8 @@ def run_predict(args) -> int:
     except BundleError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    if not predictor.takes_metadata and (args.metadata or any(v is not None for v in (args.age, args.sex, args.site))):
+    if not predictor.takes_metadata and any(isinstance(patient, PatientInfo) and patient.given
+                                            for patient in patients.values()):
         print("note: this model takes no patient information; it was not used", file=sys.stderr)
     results = []
     for start in range(0, len(args.files), PREDICT_FILES_AT_ONCE):  # bounded memory for any number of files

@@ -158,17 +158,17 @@ def run_experiments(args) -> int:
             return 1
         print(json.dumps(result, indent=2))
         return 0
-    args.out = args.out or ("runs/full-length" if args.full_length else "models/short-runs")
+    out = Path(args.out or ("runs/full-length" if args.full_length else "models/short-runs"))
     try:
         if args.full_length:
-            results = full_length(args.data, Path(args.run_root), Path(args.out), args.deadline_minutes, args.only,
+            results = full_length(args.data, Path(args.run_root), out, args.deadline_minutes, args.only,
                                   finish_best_into=Path(args.finish_best) if args.finish_best else None,
                                   repeats=args.repeats, keep_epoch_weights=args.keep_epoch_weights)
         else:
-            results = sweep(args.data, Path(args.run_root), Path(args.out), args.epochs, args.train_subset, args.only)
+            results = sweep(args.data, Path(args.run_root), out, args.epochs, args.train_subset, args.only)
     except RuntimeError as error:  # DatasetError included; a variant's own failure is in its train.log
         print(f"error: {error}", file=sys.stderr)
         return 1
     print(results.to_string(index=False))
-    print(f"\nwritten to {args.out}.csv and {args.out}.md")
+    print(f"\nwritten to {out}.csv and {out}.md")
     return 0
