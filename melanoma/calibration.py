@@ -45,7 +45,9 @@ def calibrate(calibration: dict | None, scores: np.ndarray) -> np.ndarray:
     if not calibration:
         return scores
     z = calibration["slope"] * _logit(scores) + calibration["intercept"]
-    return (1 / (1 + np.exp(-z))).astype(scores.dtype if scores.dtype.kind == "f" else float)
+    # 1 / (1 + exp(-z)) overflows (and warns on stderr) for the steep fits a barely trained model
+    # gets; exp(-log(1 + exp(-z))) is the same sigmoid without the overflow.
+    return np.exp(-np.logaddexp(0, -z)).astype(scores.dtype if scores.dtype.kind == "f" else float)
 
 
 def probability_note(calibration: dict | None) -> str:

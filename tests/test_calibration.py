@@ -1,4 +1,6 @@
 """Calibration: the network's score becomes a probability that matches how often it is right."""
+import warnings
+
 import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
@@ -51,3 +53,13 @@ def test_extreme_scores_stay_finite():
     labels, scores = overconfident(500)
     probabilities = calibrate(fit_platt(labels, scores), np.array([0.0, 1.0, 0.5]))
     assert np.all(np.isfinite(probabilities)) and np.all((probabilities >= 0) & (probabilities <= 1))
+
+
+def test_a_steep_fit_gives_0_and_1_without_overflow_warnings():
+    steep = {"method": "platt", "slope": 400.0, "intercept": -3.0}  # as a barely trained model's fit
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # an overflow warning would land on predict's stderr
+        probabilities = calibrate(steep, np.array([1e-6, 0.2, 0.5, 0.99], np.float32))
+    assert probabilities.dtype == np.float32
+    assert probabilities[0] == 0.0 and probabilities[-1] == 1.0
+    assert np.all(np.diff(probabilities) >= 0)
