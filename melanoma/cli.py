@@ -17,7 +17,10 @@ def add_train_parser(commands) -> None:
     parser = commands.add_parser("train", help="train ResNet50 from scratch and write a model bundle",
                                  description="Train (or resume) and write a bundle. Rerun the same "
                                              "command after an interruption to resume.")
-    parser.add_argument("--data", required=True, help="HAM10000-format folder (metadata CSV + images/)")
+    parser.add_argument("--data", required=True, action="append", metavar="FOLDER",
+                        help="HAM10000-format folder (metadata CSV + images/); repeat it to train on several "
+                             "sources, e.g. --data ../shared/ham10000 --data ../shared/isic2017 (each split by "
+                             "lesion on its own: the first as a single folder is, the others 70/15/15)")
     parser.add_argument("--out", required=True, help="bundle folder to write at the end")
     parser.add_argument("--run-dir", help="checkpoints and history (default: runs/<out name>)")
     defaults = TrainConfig()

@@ -39,6 +39,7 @@ HAM10000_IMAGES = 10_015  # in the published dataset; a copy may hold fewer (the
 DX_TYPE_NAMES = {"histo": "histopathology", "follow_up": "follow-up examination",
                  "consensus": "expert consensus", "confocal": "confocal microscopy"}
 IMAGES_DIR = "images"
+SOURCE_COLUMN = "source"  # which data folder (by its name) a photo came from: ham10000, isic2017
 REQUIRED_COLUMNS = ("lesion_id", "image_id", "dx")
 
 # Input validation: below this an image cannot show a lesion's structure; above it we refuse
@@ -77,6 +78,12 @@ class TrainConfig:
     training_seed: int | None = None
     test_fraction: float = 0.2
     val_fraction: float = 0.15  # of the training side, grouped by lesion like the test split
+    # A second data folder (another clinic's photos) is split on its own, 70/15/15 by lesion and
+    # stratified by diagnosis; the first folder keeps the fractions above (HAM10000: v1's split).
+    added_source_test_fraction: float = 0.15
+    added_source_val_fraction: float = 0.15 / 0.85
+    # The data folders' names (sources), in the order given; None: a run from before sources (one folder).
+    sources: tuple[str, ...] | None = None
     # Balancing per epoch: melanoma images are drawn with replacement (each an augmented copy)
     # up to `melanoma_per_epoch_factor` x their count; as many not-melanoma images are drawn
     # without replacement, so every epoch is 50/50 and sees fresh not-melanoma images.
@@ -133,6 +140,8 @@ class TrainConfig:
         settings = {k: v for k, v in settings.items() if k in known}
         if "image_size" in settings:  # a list once it has been through JSON
             settings["image_size"] = tuple(int(side) for side in settings["image_size"])
+        if settings.get("sources") is not None:
+            settings["sources"] = tuple(settings["sources"])
         return cls(**settings)
 
 # How a call is worded for a clinician: a triage hint, never a diagnosis.

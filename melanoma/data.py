@@ -2,7 +2,9 @@
 balance the training side per epoch, resize to 75x100 — in a tf.data pipeline (or, on Keras'
 other backends, the same batches from `batches.py`).
 
-Any folder in HAM10000's layout works: `HAM10000_metadata.csv` plus `images/<image_id>.jpg`.
+Any folder in HAM10000's layout works: `HAM10000_metadata.csv` plus `images/<image_id>.jpg`. Several
+folders make one dataset of several sources (HAM10000 and ISIC 2017: other clinics, other cameras):
+each photo keeps its source (the folder's name), and each source is split and balanced on its own.
 """
 from __future__ import annotations
 
@@ -14,7 +16,15 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold
 
-from melanoma.config import IMAGES_DIR, KNOWN_DX, MELANOMA_DX, METADATA_FILE, REQUIRED_COLUMNS, TrainConfig
+from melanoma.config import (
+    IMAGES_DIR,
+    KNOWN_DX,
+    MELANOMA_DX,
+    METADATA_FILE,
+    REQUIRED_COLUMNS,
+    SOURCE_COLUMN,
+    TrainConfig,
+)
 from melanoma.images import ImageRejected, ImageSpec, prepare_path
 
 
@@ -26,7 +36,8 @@ class DatasetError(RuntimeError):
 class LoadedDataset:
     frame: pd.DataFrame  # cleansed metadata, one row per usable image, with `label`
     images: np.ndarray  # uint8 (N, height, width, 3) of the ImageSpec it was loaded with, row-aligned with `frame`
-    dropped: list[dict] = field(default_factory=list)  # {image_id, reason} per dropped row
+    dropped: list[dict] = field(default_factory=list)  # {image_id, reason, source} per dropped row
+    folders: dict[str, Path] = field(default_factory=dict)  # source name -> its folder
 
     @property
     def metadata(self) -> np.ndarray:
@@ -38,6 +49,19 @@ class LoadedDataset:
     @property
     def labels(self) -> np.ndarray:
         return self.frame["label"].to_numpy(dtype=np.int32)
+
+    @property
+    def sources(self) -> np.ndarray:
+        """Each image's source: the name of the folder it came from."""
+        return self.frame[SOURCE_COLUMN].to_numpy(dtype=str)
+
+    @property
+    def source_names(self) -> list[str]:
+        """The sources in the order their folders were given."""
+        return list(dict.fromkeys(self.frame[SOURCE_COLUMN]))
+
+    def image_dir(self, source: str) -> Path:
+        return self.folders[source] / IMAGES_DIR
 
     @property
     def diagnoses(self) -> np.ndarray:
@@ -118,24 +142,57 @@ def load_images(frame: pd.DataFrame, data_dir: str | Path, spec: ImageSpec = Ima
     return frame[keep].reset_index(drop=True), images, dropped
 
 
-def load_dataset(data_dir: str | Path, max_images: int | None = None, seed: int = 0,
+def source_name(data_dir: str | Path) -> str:
+    """A source is named after its folder: ../shared/isic2017 -> isic2017."""
+    return Path(data_dir).resolve().name
+
+
+def data_folders(data_dirs) -> list[Path]:
+    """One folder or several, as given (a str or Path is one folder); two sources may not share a name."""
+    folders = [Path(data_dirs)] if isinstance(data_dirs, str | Path) else [Path(d) for d in data_dirs]
+    if not folders:
+        raise DatasetError("no data folder given")
+    names = [source_name(folder) for folder in folders]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise DatasetError(f"two data folders are both named {repeated[0]!r}: a source is named after its "
+                           f"folder, so give each source a folder of its own name")
+    return folders
+
+
+def load_dataset(data_dirs, max_images: int | None = None, seed: int = 0,
                  spec: ImageSpec = ImageSpec()) -> LoadedDataset:
-    frame, dropped = cleanse(read_metadata(data_dir))
+    """One folder, or several as one dataset whose rows keep their source (in the order given). A
+    subset (`max_images`, smoke runs) takes each source's share of it."""
+    folders = data_folders(data_dirs)
+    frames, dropped = [], []
+    for folder in folders:
+        frame, dropped_here = cleanse(read_metadata(folder))
+        frames.append(frame.assign(**{SOURCE_COLUMN: source_name(folder)}))
+        dropped += [{**row, SOURCE_COLUMN: source_name(folder)} for row in dropped_here]
     if max_images:
-        frame = stratified_subset(frame, max_images, seed)
-    frame, images, bad_images = load_images(frame, data_dir, spec)
-    dropped += bad_images
+        total = sum(len(frame) for frame in frames)
+        frames = [stratified_subset(frame, max(1, round(max_images * len(frame) / total)), seed) for frame in frames]
+    loaded = []
+    for folder, frame in zip(folders, frames):
+        frame, images, bad_images = load_images(frame, folder, spec)
+        dropped += [{**row, SOURCE_COLUMN: source_name(folder)} for row in bad_images]
+        loaded.append((frame, images))
+    frame = pd.concat([frame for frame, _ in loaded], ignore_index=True)
     if len(frame) == 0:
-        raise DatasetError(f"no usable images in {data_dir} ({len(dropped)} rows dropped)")
-    return LoadedDataset(frame=frame, images=images, dropped=dropped)
+        raise DatasetError(f"no usable images in {', '.join(map(str, folders))} ({len(dropped)} rows dropped)")
+    images = np.concatenate([images for _, images in loaded])
+    return LoadedDataset(frame=frame, images=images, dropped=dropped,
+                         folders={source_name(folder): folder for folder in folders})
 
 
-def split_by_lesion(frame: pd.DataFrame, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(keep, held_out) row indices: held_out is ~fraction of the rows, stratified by label,
+def split_by_lesion(frame: pd.DataFrame, fraction: float, seed: int, stratify: str = "label"
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """(keep, held_out) row indices: held_out is ~fraction of the rows, stratified by `stratify`,
     and no lesion_id has images on both sides."""
     n_splits = max(2, round(1 / fraction))
     splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
-    keep, held_out = next(splitter.split(frame, frame["label"], groups=frame["lesion_id"]))
+    keep, held_out = next(splitter.split(frame, frame[stratify], groups=frame["lesion_id"]))
     return np.sort(keep), np.sort(held_out)
 
 
@@ -145,31 +202,66 @@ class Split:
     val: np.ndarray
     test: np.ndarray
 
+    def parts(self) -> dict[str, np.ndarray]:
+        return {"train": self.train, "validation": self.val, "test": self.test}
+
+
+def split_one_source(frame: pd.DataFrame, test_fraction: float, val_fraction: float, seed: int,
+                     stratify: str) -> Split:
+    """Test held out by lesion, then validation carved from the rest the same way."""
+    train_val, test = split_by_lesion(frame, test_fraction, seed, stratify)
+    train_part, val_part = split_by_lesion(frame.iloc[train_val], val_fraction, seed + 1, stratify)
+    return Split(train=train_val[train_part], val=train_val[val_part], test=test)
+
 
 def make_split(frame: pd.DataFrame, config: TrainConfig) -> Split:
-    """80/20 train/test by lesion, then validation carved from the training side the same way."""
-    train_val, test = split_by_lesion(frame, config.test_fraction, config.seed)
-    train_part, val_part = split_by_lesion(frame.iloc[train_val], config.val_fraction, config.seed + 1)
-    train = train_val[train_part]
+    """Each source split by lesion on its own. The first source keeps the single-folder split (80/20
+    train/test, validation 15% of the training side, stratified by label): HAM10000's is v1's, so every
+    comparison with v1 stays paired. Every further source is split by its own fractions, stratified by
+    diagnosis (TrainConfig.added_source_*)."""
+    sources = frame[SOURCE_COLUMN] if SOURCE_COLUMN in frame else pd.Series("", index=frame.index)
+    parts = []
+    for position, source in enumerate(dict.fromkeys(sources)):
+        rows = np.flatnonzero((sources == source).to_numpy())
+        if position == 0:
+            split = split_one_source(frame.iloc[rows], config.test_fraction, config.val_fraction, config.seed, "label")
+        else:
+            split = split_one_source(frame.iloc[rows], config.added_source_test_fraction,
+                                     config.added_source_val_fraction, config.seed, "dx")
+        parts.append(Split(train=rows[split.train], val=rows[split.val], test=rows[split.test]))
+    train = np.concatenate([part.train for part in parts])
     if config.train_subset:
         train = train[stratified_subset_rows(frame.iloc[train], config.train_subset, config.seed)]
-    return Split(train=train, val=train_val[val_part], test=test)
+    return Split(train=train, val=np.concatenate([part.val for part in parts]),
+                 test=np.concatenate([part.test for part in parts]))
 
 
-def load_split_dataset(data_dir: str | Path, config: TrainConfig) -> tuple[LoadedDataset, Split]:
+def load_split_dataset(data_dirs, config: TrainConfig) -> tuple[LoadedDataset, Split]:
     """The images a run with these settings trained on, at its input (size, colour constancy),
-    and its lesion-grouped split: a bundle's own, rebuilt from the folder and its train_config."""
-    dataset = load_dataset(data_dir, config.max_images, config.seed, ImageSpec.from_config(config))
+    and its lesion-grouped split: a bundle's own, rebuilt from its folder(s) and its train_config."""
+    dataset = load_dataset(data_dirs, config.max_images, config.seed, ImageSpec.from_config(config))
     return dataset, make_split(dataset.frame, config)
 
 
-def balanced_epoch_indices(labels: np.ndarray, factor: float, rng: np.random.Generator) -> np.ndarray:
-    """One epoch of the training side, 50/50: melanoma drawn with replacement up to factor x
-    its count (each draw is augmented differently), not-melanoma sampled down to match."""
+def balanced_epoch_indices(labels: np.ndarray, factor: float, rng: np.random.Generator,
+                           sources: np.ndarray | None = None) -> np.ndarray:
+    """One epoch of the training side, 50/50 within each source (so neither a source nor its camera
+    can stand in for the label): melanoma drawn with replacement up to factor x its count (each draw
+    is augmented differently), not-melanoma sampled down to match."""
+    if sources is None or len(set(sources)) == 1:
+        return _balanced(labels, factor, rng)
+    chosen = []
+    for source in dict.fromkeys(sources):
+        rows = np.flatnonzero(sources == source)
+        chosen.append(rows[_balanced(labels[rows], factor, rng, f" of {source}")])
+    return rng.permutation(np.concatenate(chosen))
+
+
+def _balanced(labels: np.ndarray, factor: float, rng: np.random.Generator, where: str = "") -> np.ndarray:
     positives = np.flatnonzero(labels == 1)
     negatives = np.flatnonzero(labels == 0)
     if len(positives) == 0 or len(negatives) == 0:
-        raise DatasetError("the training side needs images of both classes")
+        raise DatasetError(f"the training side{where} needs images of both classes")
     per_class = min(int(round(factor * len(positives))), len(negatives))
     extra_draws = rng.choice(positives, max(0, per_class - len(positives)))
     chosen_pos = np.concatenate([rng.permutation(positives), extra_draws])[:per_class]
@@ -243,20 +335,36 @@ def make_train_dataset(images: np.ndarray, labels: np.ndarray, indices: np.ndarr
 
 def summarize(dataset: LoadedDataset, split: Split | None = None, epoch_counts: dict | None = None,
               total_rows: int | None = None) -> dict:
-    """The dataset summary saved with a bundle; the app's Dataset page draws from it."""
-    frame = dataset.frame
+    """The dataset summary saved with a bundle; the app's Dataset page draws from it. With several
+    sources, `sources` holds the same summary for each, under its name."""
+    summary = _summary_of(dataset.frame, dataset.dropped, split,
+                          total_rows if total_rows is not None else len(dataset.frame) + len(dataset.dropped))
+    if epoch_counts is not None:
+        summary["balanced_epoch"] = epoch_counts
+    names = dataset.source_names
+    if len(names) > 1:
+        summary["sources"] = {}
+        for name in names:
+            rows = np.flatnonzero(dataset.sources == name)
+            dropped = [row for row in dataset.dropped if row.get(SOURCE_COLUMN) == name]
+            own_split = split and Split(*(np.flatnonzero(np.isin(rows, part)) for part in
+                                          (split.train, split.val, split.test)))
+            summary["sources"][name] = _summary_of(dataset.frame.iloc[rows].reset_index(drop=True), dropped,
+                                                   own_split, len(rows) + len(dropped))
+    return summary
 
-    def counts(column: str, rows: pd.DataFrame = frame) -> dict:
-        if column not in rows:
+
+def _summary_of(frame: pd.DataFrame, dropped: list[dict], split: Split | None, total_rows: int) -> dict:
+    def counts(column: str) -> dict:
+        if column not in frame:
             return {}
-        return {str(k): int(v) for k, v in rows[column].fillna("unknown").value_counts().items()}
+        return {str(k): int(v) for k, v in frame[column].fillna("unknown").value_counts().items()}
 
     summary = {
-        "rows_in_metadata": int(total_rows if total_rows is not None else len(frame) + len(dataset.dropped)),
+        "rows_in_metadata": int(total_rows),
         "images_used": int(len(frame)),
         "lesions": int(frame["lesion_id"].nunique()),
-        "dropped": {"total": len(dataset.dropped), "by_reason": count_reasons(dataset.dropped),
-                    "examples": dataset.dropped[:20]},
+        "dropped": {"total": len(dropped), "by_reason": count_reasons(dropped), "examples": dropped[:20]},
         "dx": counts("dx"),
         "melanoma_vs_not": {"melanoma": int(frame["label"].sum()), "not melanoma": int((frame["label"] == 0).sum())},
         "sex": counts("sex"),
@@ -266,14 +374,12 @@ def summarize(dataset: LoadedDataset, split: Split | None = None, epoch_counts: 
         if "age" in frame else {},
     }
     if split is not None:
-        labels = dataset.labels
+        labels = frame["label"].to_numpy()
         summary["split"] = {
             part: {"images": int(len(idx)), "melanoma": int(labels[idx].sum()),
                    "lesions": int(frame["lesion_id"].iloc[idx].nunique())}
-            for part, idx in (("train", split.train), ("validation", split.val), ("test", split.test))
+            for part, idx in split.parts().items()
         }
-    if epoch_counts is not None:
-        summary["balanced_epoch"] = epoch_counts
     return summary
 
 

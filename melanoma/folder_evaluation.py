@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from melanoma.config import SOURCE_COLUMN
 from melanoma.evaluate import lesion_bootstrap_intervals, metrics_at
 
 
@@ -13,7 +14,7 @@ def evaluate_folder(model_dir: str | Path | None, data_dir: str | Path, use_meta
     external validation) at the bundle's threshold. A network that takes patient metadata is given
     the folder's age, sex and localization columns (those it has) unless `use_metadata` is False;
     each mode is measured at its own threshold."""
-    from melanoma.data import load_dataset
+    from melanoma.data import load_dataset, source_name
     from melanoma.inference import Predictor
     from melanoma.patient import FIELD_SLICES
 
@@ -40,7 +41,10 @@ def evaluate_folder(model_dir: str | Path | None, data_dir: str | Path, use_meta
     result["data"] = str(data_dir)
     # On the development folder most images were trained on; its held-out part is the bundle's
     # own test split, so report that part on its own.
-    held_out = dataset.frame["image_id"].isin(pd.read_csv(predictor.bundle.test_split_csv)["image_id"]).to_numpy()
+    test_split = pd.read_csv(predictor.bundle.test_split_csv)
+    if SOURCE_COLUMN in test_split:  # a bundle of several sources: this folder's own test photos
+        test_split = test_split[test_split[SOURCE_COLUMN] == source_name(data_dir)]
+    held_out = dataset.frame["image_id"].isin(test_split["image_id"]).to_numpy()
     if held_out.any():
         part = metrics_at(dataset.labels[held_out], probabilities[held_out], threshold)
         part["intervals"] = lesion_bootstrap_intervals(dataset.labels[held_out], probabilities[held_out],

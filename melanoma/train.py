@@ -100,25 +100,47 @@ def log(message: str) -> None:
     print(message, flush=True)
 
 
-def load_and_split(data_dir, config: TrainConfig):
+def load_and_split(data_dirs, config: TrainConfig):
     from melanoma import data as data_mod
 
-    log(f"loading {data_dir} ...")
+    folders = data_mod.data_folders(data_dirs)
+    log(f"loading {', '.join(map(str, folders))} ...")
     started = time.time()
-    total_rows = len(data_mod.read_metadata(data_dir))
-    dataset, split = data_mod.load_split_dataset(data_dir, config)
+    total_rows = sum(len(data_mod.read_metadata(folder)) for folder in folders)
+    dataset, split = data_mod.load_split_dataset(folders, config)
     log(f"{len(dataset.frame)} images ({dataset.labels.sum()} melanoma) of {total_rows} rows in "
         f"{time.time() - started:.0f}s; dropped {len(dataset.dropped)}: "
         f"{data_mod.count_reasons(dataset.dropped) or 'nothing'}")
-    log(f"split by lesion: train {len(split.train)}, validation {len(split.val)}, test {len(split.test)} images")
+    for name in dataset.source_names:
+        counts = {part: int((dataset.sources[rows] == name).sum()) for part, rows in split.parts().items()}
+        log(f"{name}: split by lesion: train {counts['train']}, validation {counts['validation']}, "
+            f"test {counts['test']} images")
     return dataset, split, total_rows
 
 
-def train(data_dir: str | Path, out_dir: str | Path, config: TrainConfig,
+def per_source(values_of, dataset, rows: np.ndarray) -> dict:
+    """{source: values_of(its rows among `rows`)} for each source, or {} with only one source."""
+    names = dataset.source_names
+    if len(names) < 2:
+        return {}
+    sources = dataset.sources[rows]
+    return {name: values_of(rows[sources == name], np.flatnonzero(sources == name)) for name in names}
+
+
+def selection_auc(row: dict, sources: list[str]) -> float | None:
+    """What picks the best epoch: the validation AUC, or with several sources the mean of theirs, so
+    that the larger source does not decide alone and a source's melanoma share does not count."""
+    if len(sources) < 2:
+        return row["val_auc"]
+    values = [row.get(f"val_auc_{name}") for name in sources]
+    return None if any(v is None for v in values) else float(np.mean(values))
+
+
+def train(data_dirs, out_dir: str | Path, config: TrainConfig,
           run_dir: str | Path | None = None, finish_now: bool = False, write_bundle: bool = True,
           keep_epoch_weights: bool = False, look_at_test: bool = True) -> Path | None:
-    """Trains (or resumes) and writes the bundle to out_dir (on the chief; other workers of a
-    multi-worker run return None). finish_now writes the bundle from the last checkpoint without
+    """Trains (or resumes) on one data folder or several (sources) and writes the bundle to out_dir
+    (on the chief; other workers of a multi-worker run return None). finish_now writes the bundle from the last checkpoint without
     training further; rerunning without it resumes the run. write_bundle=False stops after the
     last epoch, before the test split is touched (experiments compare on validation only).
     keep_epoch_weights also saves every epoch's weights in the run folder (for `averaging`).
@@ -138,6 +160,7 @@ def train(data_dir: str | Path, out_dir: str | Path, config: TrainConfig,
         raise SystemExit("error: --precise-bn-images recomputes batch norm on one device; use --distribute none")
     out_dir = Path(out_dir)
     run_dir = Path(run_dir) if run_dir else Path("runs") / out_dir.name
+    config.sources = tuple(data_mod.source_name(folder) for folder in data_mod.data_folders(data_dirs))
     strategy = make_strategy(config.distribute)
     chief = is_chief(strategy)
     if config.distribute == "multiworker":
@@ -147,11 +170,12 @@ def train(data_dir: str | Path, out_dir: str | Path, config: TrainConfig,
         check_resume_config(run_dir, config)
         atomic_write_json(run_dir / RUN_CONFIG, config.to_dict())
     keras_seed(config.effective_training_seed)
-    dataset, split, total_rows = load_and_split(data_dir, config)
+    dataset, split, total_rows = load_and_split(data_dirs, config)
     labels = dataset.labels
     train_labels, val_labels = labels[split.train], labels[split.val]
+    train_sources = dataset.sources[split.train]
     per_epoch = len(data_mod.balanced_epoch_indices(train_labels, config.melanoma_per_epoch_factor,
-                                                    np.random.default_rng(0)))
+                                                    np.random.default_rng(0), train_sources))
     steps_per_epoch = per_epoch // config.batch_size
     if steps_per_epoch == 0:
         raise SystemExit(f"error: {per_epoch} balanced training images is less than one batch of "
@@ -189,7 +213,8 @@ def train(data_dir: str | Path, out_dir: str | Path, config: TrainConfig,
         log(f"finishing now: the bundle gets the best of {start_epoch} of {config.epochs} planned epochs")
     for epoch in range(start_epoch, last_epoch):
         indices = data_mod.balanced_epoch_indices(train_labels, config.melanoma_per_epoch_factor,
-                                                  np.random.default_rng([config.effective_training_seed, epoch]))
+                                                  np.random.default_rng([config.effective_training_seed, epoch]),
+                                                  train_sources)
         epoch_metadata = None if train_metadata is None else hide_at_random(
             train_metadata, config.metadata_hide_probability,
             np.random.default_rng([config.effective_training_seed, epoch, METADATA_HIDING_STREAM]))
@@ -218,6 +243,8 @@ def train(data_dir: str | Path, out_dir: str | Path, config: TrainConfig,
             "val_loss": log_loss(val_labels, val_probs),
             "val_accuracy": float(((val_probs >= 0.5) == val_labels).mean()),
             "val_auc": roc_auc(val_labels, val_probs),
+            **{f"val_auc_{name}": auc for name, auc in per_source(
+                lambda _, own, probs=val_probs: roc_auc(val_labels[own], probs[own]), dataset, split.val).items()},
             **image_only_auc,
             "learning_rate": float(keras.ops.convert_to_numpy(model.optimizer.learning_rate)),
             "train_images_per_s": steps_per_epoch * config.batch_size / train_seconds,
@@ -225,9 +252,10 @@ def train(data_dir: str | Path, out_dir: str | Path, config: TrainConfig,
             **({"diagnosis_loss": logs["diagnosis_loss"]} if "diagnosis_loss" in logs else {}),
         }
         history.append(row)
-        improved = row["val_auc"] is not None and row["val_auc"] > best["val_auc"]
-        if improved:
-            best = {"val_auc": row["val_auc"], "epoch": epoch + 1}
+        chosen_on = selection_auc(row, dataset.source_names)
+        improved = chosen_on is not None and chosen_on > best["val_auc"]
+        if improved:  # with several sources, best["val_auc"] is the mean of theirs (selection_auc)
+            best = {"val_auc": chosen_on, "epoch": epoch + 1}
         if chief:
             if improved:
                 atomic_write_bytes(best_weights_path, weights_to_npz(model, half_precision=False))
@@ -239,7 +267,9 @@ def train(data_dir: str | Path, out_dir: str | Path, config: TrainConfig,
             atomic_write_text(run_dir / RUN_HISTORY, pd.DataFrame(history).to_csv(index=False))
         log(f"epoch {epoch + 1}/{config.epochs}: loss {row['loss']:.4f} acc {row['accuracy']:.3f} "
             f"val_loss {row['val_loss']:.4f} val_acc {row['val_accuracy']:.3f} val_auc {_fmt(row['val_auc'])} "
-            f"({row['train_images_per_s']:.1f} img/s, {row['epoch_seconds']:.0f}s)")
+            + "".join(f"{name} {_fmt(row[f'val_auc_{name}'])} " for name in dataset.source_names
+                      if f"val_auc_{name}" in row)
+            + f"({row['train_images_per_s']:.1f} img/s, {row['epoch_seconds']:.0f}s)")
 
     bundle = finish(out_dir, run_dir, model, forward, dataset, split, history, best, config, total_rows,
                     per_epoch, lineage, look_at_test) if chief and write_bundle else None
@@ -249,7 +279,7 @@ def train(data_dir: str | Path, out_dir: str | Path, config: TrainConfig,
 
 
 # The bundle's test_split.csv: these columns of each test photo, then its probabilities.
-TEST_SPLIT_COLUMNS = ("image_id", "lesion_id", "dx", "label")
+TEST_SPLIT_COLUMNS = ("source", "image_id", "lesion_id", "dx", "label")
 
 
 def operating_mode(forward, dataset, split, metadata, target_sensitivity: float,
@@ -296,9 +326,15 @@ def finish(out_dir, run_dir, model, forward, dataset, split, history, best, conf
         "epochs_planned": config.epochs,
         "metadata_used": bool(config.metadata),
         "validation": metrics_at(labels[split.val], mode["probabilities"]["validation"], threshold),
+        "best_epoch_chosen_on": "validation AUC" if len(dataset.source_names) < 2 else
+        f"mean of the sources' validation AUCs ({', '.join(dataset.source_names)})",
         "last_epoch": history[-1] if history else {},
         "calibration": calibration or {"method": "none"},
     }
+    by_source = per_source(lambda rows, own: metrics_at(labels[rows], mode["probabilities"]["validation"][own],
+                                                        threshold), dataset, split.val)
+    if by_source:  # one threshold for all, chosen on the pooled validation split; each source's rates at it
+        metrics["validation_by_source"] = by_source
     alone = None
     if config.metadata:  # the second operating mode: photos without patient information
         alone = operating_mode(forward, dataset, split, None, config.target_sensitivity, parts)
@@ -335,7 +371,7 @@ def look_at_test_split(model, dataset, split, config, mode, alone, metrics) -> t
     the extras fitted on the network as shipped. Returns the extras' files and the test split CSV."""
     from melanoma.bundle import assign_weights_from_npz, weights_to_npz
     from melanoma.calibration import reliability
-    from melanoma.evaluate import metrics_at, roc_auc, roc_points
+    from melanoma.evaluate import lesion_bootstrap_intervals, metrics_at, roc_auc, roc_points
     from melanoma.extras import fit_for_bundle
     from melanoma.inference import compiled_forward, predict_in_batches
     from melanoma.model import NetworkSpec, build_network
@@ -350,6 +386,13 @@ def look_at_test_split(model, dataset, split, config, mode, alone, metrics) -> t
         # The method's figure: the network's own output at 0.5, before calibration.
         "test_accuracy_at_0.5": float(((test_scores >= 0.5) == test_labels).mean()),
     })
+    lesions = dataset.frame["lesion_id"].to_numpy()
+    by_source = per_source(lambda rows, own: {
+        **metrics_at(labels[rows], test_probs[own], threshold),
+        "intervals": lesion_bootstrap_intervals(labels[rows], test_probs[own], lesions[rows], threshold),
+        "roc": roc_points(labels[rows], test_probs[own])}, dataset, split.test)
+    if by_source:
+        metrics["test_by_source"] = by_source
     metrics["calibration"] = {**metrics["calibration"], "test_before": reliability(test_labels, test_scores),
                               "test_after": reliability(test_labels, test_probs)}
     if alone:

@@ -1,0 +1,178 @@
+"""Several data sources in one run (issue 23): HAM10000 and another clinic's photos (ISIC 2017), each
+keeping its source, split by lesion on its own, balanced on its own, and summarised per source."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from melanoma.config import TrainConfig
+from melanoma.data import (
+    DatasetError,
+    balanced_epoch_indices,
+    cleanse,
+    load_dataset,
+    make_split,
+    read_metadata,
+    source_name,
+    summarize,
+)
+from tests.conftest import ROOT, smoke_config
+
+ISIC_DIR = ROOT.parent / "shared" / "isic2017"
+
+
+@pytest.fixture(scope="session")
+def isic_dir() -> Path:
+    if not (ISIC_DIR / "HAM10000_metadata.csv").is_file():
+        pytest.skip(f"ISIC 2017 folder not found at {ISIC_DIR}")
+    return ISIC_DIR
+
+
+def linked_folder(source: Path, into: Path, name: str, melanoma: int, others: int) -> Path:
+    """A folder named `name` in the data layout, its images linked from `source`, whole lesions."""
+    frame = pd.read_csv(source / "HAM10000_metadata.csv")
+    lesions = frame.drop_duplicates("lesion_id")
+    chosen = pd.concat([lesions[lesions["dx"] == "mel"].head(melanoma), lesions[lesions["dx"] != "mel"].head(others)])
+    rows = frame[frame["lesion_id"].isin(chosen["lesion_id"])]
+    folder = into / name
+    (folder / "images").mkdir(parents=True)
+    rows.to_csv(folder / "HAM10000_metadata.csv", index=False)
+    for image_id in rows["image_id"]:
+        (folder / "images" / f"{image_id}.jpg").symlink_to(source / "images" / f"{image_id}.jpg")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def two_sources(data_dir, isic_dir, tmp_path_factory) -> list[Path]:
+    """Small linked copies of both sources, named as the real folders are (the name is the source)."""
+    root = tmp_path_factory.mktemp("sources")
+    return [linked_folder(data_dir, root, "ham10000", 24, 56), linked_folder(isic_dir, root, "isic2017", 20, 40)]
+
+
+def test_the_two_real_folders_keep_v1s_split_for_ham10000_and_split_isic2017_70_15_15(data_dir, isic_dir):
+    """Split from metadata alone, as training does: HAM10000's test photos are exactly the shipped v1
+    bundle's, so every HAM10000 comparison with v1 stays paired."""
+    frames = [cleanse(read_metadata(folder))[0].assign(source=source_name(folder)) for folder in (data_dir, isic_dir)]
+    frame = pd.concat(frames, ignore_index=True)
+    split = make_split(frame, TrainConfig())
+    v1_test = pd.read_csv(ROOT / "models" / "melanoma-resnet50" / "test_split.csv")
+    ham_test = frame.iloc[split.test].query("source == 'ham10000'")
+    assert set(ham_test["image_id"]) == set(v1_test["image_id"])
+    isic = {part: frame.iloc[rows].query("source == 'isic2017'") for part, rows in split.parts().items()}
+    total = sum(len(rows) for rows in isic.values())
+    assert total == len(frames[1])
+    for part, share in (("train", 0.70), ("validation", 0.15), ("test", 0.15)):
+        assert abs(len(isic[part]) / total - share) < 0.03, part
+        # stratified by diagnosis: each part's mix within 3 points of the whole source's
+        for dx in ("mel", "nv", "bkl"):
+            assert abs((isic[part]["dx"] == dx).mean() - (frames[1]["dx"] == dx).mean()) < 0.03, (part, dx)
+    lesions = {part: set(rows["lesion_id"]) for part, rows in isic.items()}
+    assert not lesions["train"] & lesions["test"] and not lesions["train"] & lesions["validation"]
+    assert not lesions["validation"] & lesions["test"]
+
+
+def test_two_folders_load_as_one_dataset_whose_rows_keep_their_source(two_sources):
+    dataset = load_dataset(two_sources)
+    assert dataset.source_names == ["ham10000", "isic2017"]
+    alone = [load_dataset(folder) for folder in two_sources]
+    assert len(dataset.frame) == sum(len(part.frame) for part in alone)
+    assert (dataset.sources[: len(alone[0].frame)] == "ham10000").all()
+    assert (dataset.sources[len(alone[0].frame):] == "isic2017").all()
+    # images stay aligned with their rows
+    assert np.array_equal(dataset.images[len(alone[0].frame):], alone[1].images)
+    assert dataset.image_dir("isic2017") == two_sources[1] / "images"
+
+
+def test_a_source_that_is_alone_splits_as_it_always_did(two_sources):
+    config = TrainConfig(seed=5)
+    both = load_dataset(two_sources)
+    ham = load_dataset(two_sources[0])
+    split_both, split_ham = make_split(both.frame, config), make_split(ham.frame, config)
+    for part in ("train", "val", "test"):
+        rows = getattr(split_both, part)
+        assert np.array_equal(rows[both.sources[rows] == "ham10000"], getattr(split_ham, part))
+
+
+def test_each_source_is_balanced_fifty_fifty_on_its_own():
+    labels = np.array([1] * 30 + [0] * 300 + [1] * 10 + [0] * 50)
+    sources = np.array(["a"] * 330 + ["b"] * 60)
+    indices = balanced_epoch_indices(labels, factor=2.0, rng=np.random.default_rng(0), sources=sources)
+    for source, per_class in (("a", 60), ("b", 20)):
+        mine = indices[sources[indices] == source]
+        assert len(mine) == 2 * per_class
+        assert labels[mine].sum() == per_class
+
+
+def test_one_source_draws_the_epoch_it_always_drew():
+    labels = np.array([1] * 30 + [0] * 300)
+    alone = balanced_epoch_indices(labels, 2.0, np.random.default_rng(3))
+    named = balanced_epoch_indices(labels, 2.0, np.random.default_rng(3), np.array(["ham10000"] * 330))
+    assert np.array_equal(alone, named)
+
+
+def test_a_source_with_no_melanoma_in_training_says_which(two_sources):
+    labels = np.array([1] * 5 + [0] * 20 + [0] * 10)
+    sources = np.array(["ham10000"] * 25 + ["isic2017"] * 10)
+    with pytest.raises(DatasetError, match="isic2017"):
+        balanced_epoch_indices(labels, 2.0, np.random.default_rng(0), sources)
+
+
+def test_two_folders_with_one_name_are_refused(two_sources, tmp_path):
+    other = tmp_path / "ham10000"
+    other.mkdir()
+    with pytest.raises(DatasetError, match="both named 'ham10000'"):
+        load_dataset([two_sources[0], other])
+
+
+def test_the_summary_has_each_source_with_its_own_split(two_sources):
+    dataset = load_dataset(two_sources)
+    split = make_split(dataset.frame, TrainConfig())
+    summary = summarize(dataset, split)
+    assert set(summary["sources"]) == {"ham10000", "isic2017"}
+    for name, part in summary["sources"].items():
+        own = dataset.frame[dataset.sources == name]
+        assert part["images_used"] == len(own)
+        assert part["melanoma_vs_not"]["melanoma"] == int(own["label"].sum())
+        assert sum(s["images"] for s in part["split"].values()) == len(own)
+        assert set(part["dx"]) == set(own["dx"])
+    assert summary["sources"]["isic2017"]["localization"] == {"unknown": len(dataset.frame[dataset.sources == "isic2017"])}
+    assert summary["split"]["test"]["images"] == sum(p["split"]["test"]["images"] for p in summary["sources"].values())
+
+
+@pytest.mark.slow
+def test_a_run_on_two_sources_records_them_and_evaluate_works_on_each_folder(two_sources, tmp_path):
+    """train --data A --data B end to end (tiny), then the bundle and `evaluate` on each folder."""
+    import subprocess
+    import sys
+
+    from melanoma.train import train
+
+    bundle = train(two_sources, tmp_path / "bundle", smoke_config(max_images=None, epochs=1),
+                   run_dir=tmp_path / "run")
+    config = json.loads((bundle / "train_config.json").read_text())
+    assert config["sources"] == ["ham10000", "isic2017"]
+    summary = json.loads((bundle / "dataset_summary.json").read_text())
+    assert set(summary["sources"]) == {"ham10000", "isic2017"}
+    history = pd.read_csv(bundle / "history.csv")
+    assert {"val_auc_ham10000", "val_auc_isic2017"} <= set(history.columns)
+    metrics = json.loads((bundle / "metrics.json").read_text())
+    test_split = pd.read_csv(bundle / "test_split.csv")
+    for name in ("ham10000", "isic2017"):
+        own = test_split[test_split["source"] == name]
+        assert metrics["test_by_source"][name]["n_images"] == len(own)
+        assert metrics["test_by_source"][name]["n_melanoma"] == int(own["label"].sum())
+        assert "intervals" in metrics["test_by_source"][name]
+        assert metrics["validation_by_source"][name]["threshold"] == metrics["threshold"]
+    for folder in two_sources:
+        out = tmp_path / f"{folder.name}.json"
+        done = subprocess.run([sys.executable, "-m", "melanoma", "evaluate", "--model", str(bundle), "--data",
+                               str(folder), "--json", str(out)], capture_output=True, text=True, cwd=ROOT, timeout=600)
+        assert done.returncode == 0, done.stderr
+        result = json.loads(out.read_text())
+        assert result["n_images"] == len(pd.read_csv(folder / "HAM10000_metadata.csv"))
+        # the folder's own test photos, and only those, are the bundle's test split part
+        assert result["bundle_test_split_part"]["n_images"] == int((test_split["source"] == folder.name).sum())
