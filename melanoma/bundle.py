@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from melanoma.config import CLASS_NAMES, TrainConfig
+from melanoma.config import CLASS_NAMES, DEFAULT_SOURCE, SOURCE_COLUMN, TrainConfig
 from melanoma.fileio import atomic_write_bytes, atomic_write_json, sha256_file
 from melanoma.images import ImageSpec
 
@@ -227,10 +227,20 @@ class Bundle:
 
         return pd.read_csv(self.history_csv)
 
+    @property
+    def sources(self) -> list[str]:
+        """The data sources it was trained on, by folder name, in the order given to `train`."""
+        return list(self.train_config.get("sources") or (DEFAULT_SOURCE,))
+
     def test_split(self):
+        """The test photos with their probabilities, each with its source (the first source's for a
+        bundle of one folder, whose file has no source column)."""
         import pandas as pd
 
-        return pd.read_csv(self.test_split_csv)
+        split = pd.read_csv(self.test_split_csv)
+        if SOURCE_COLUMN not in split:
+            split.insert(0, SOURCE_COLUMN, self.sources[0])
+        return split
 
 
 def load_bundle(path: str | Path | None = None) -> Bundle:

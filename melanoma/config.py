@@ -40,6 +40,17 @@ DX_TYPE_NAMES = {"histo": "histopathology", "follow_up": "follow-up examination"
                  "consensus": "expert consensus", "confocal": "confocal microscopy"}
 IMAGES_DIR = "images"
 SOURCE_COLUMN = "source"  # which data folder (by its name) a photo came from: ham10000, isic2017
+# Bundles from before sources existed were trained on HAM10000 alone.
+DEFAULT_SOURCE = "ham10000"
+# What the app says of each source it knows; another folder is shown by its name.
+SOURCES = {
+    "ham10000": {"title": "HAM10000", "clinics": "two clinics: Vienna and Queensland",
+                 "licence": "CC BY-NC-SA 4.0",
+                 "citation": "Tschandl, Rosendahl & Kittler, Scientific Data 5, 180161 (2018)"},
+    "isic2017": {"title": "ISIC 2017", "clinics": "the ISIC Archive: many clinics and dermatoscopes, led by "
+                                                  "Memorial Sloan Kettering", "licence": "CC BY-NC",
+                 "citation": "Codella et al., ISBI 2018, arXiv:1710.05006"},
+}
 REQUIRED_COLUMNS = ("lesion_id", "image_id", "dx")
 
 # Input validation: below this an image cannot show a lesion's structure; above it we refuse

@@ -1,9 +1,9 @@
 """Similar cases: the training images nearest to a photo in the network's (reduced) feature space.
 
 The index holds each training image's coordinates (float16) and what a clinician checks a case
-against: its id, confirmed diagnosis, how that was confirmed (dx_type), and the patient's age, sex
-and body site. Never the images: the app shows a neighbour's photo only where a HAM10000 folder is
-configured. dx_type is shown, never used to find neighbours.
+against: its source (the data folder it came from), id, confirmed diagnosis, how that was confirmed
+(dx_type), and the patient's age, sex and body site. Never the images: the app shows a neighbour's
+photo only where its source's folder is there. dx_type is shown, never used to find neighbours.
 """
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from melanoma.config import MELANOMA_DX, SIMILAR_CASES
+from melanoma.config import DEFAULT_SOURCE, MELANOMA_DX, SIMILAR_CASES, SOURCE_COLUMN
 
-CASE_COLUMNS = ("image_id", "dx", "dx_type", "age", "sex", "localization")
+CASE_COLUMNS = (SOURCE_COLUMN, "image_id", "dx", "dx_type", "age", "sex", "localization")
 
 
 @dataclass
@@ -52,8 +52,11 @@ class NeighbourIndex:
 
     @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray]) -> NeighbourIndex:
-        return cls(coordinates=np.asarray(arrays["coordinates"]),
-                   cases={column: np.asarray(arrays[column]) for column in CASE_COLUMNS})
+        """An index saved before sources existed holds HAM10000's training photos alone."""
+        coordinates = np.asarray(arrays["coordinates"])
+        return cls(coordinates=coordinates,
+                   cases={column: np.asarray(arrays[column]) if column in arrays
+                          else np.full(len(coordinates), DEFAULT_SOURCE) for column in CASE_COLUMNS})
 
 
 def build_index(coordinates: np.ndarray, frame: pd.DataFrame) -> NeighbourIndex:

@@ -83,7 +83,7 @@ def test_neighbours_are_the_nearest_and_carry_their_facts():
     from melanoma.neighbours import NeighbourIndex, build_index
 
     coordinates = np.arange(20, dtype=np.float32)[:, None] * np.ones((1, 4), np.float32)
-    frame = pd.DataFrame({"image_id": [f"ISIC_{i}" for i in range(20)],
+    frame = pd.DataFrame({"source": ["isic2017"] * 20, "image_id": [f"ISIC_{i}" for i in range(20)],
                           "dx": ["mel" if i < 5 else "nv" for i in range(20)],
                           "dx_type": ["histo"] * 20, "age": [np.nan] + [40.0] * 19,
                           "sex": ["female"] * 20, "localization": ["back"] * 20})
@@ -91,9 +91,18 @@ def test_neighbours_are_the_nearest_and_carry_their_facts():
     rows = index.nearest(np.full((1, 4), 1.2, np.float32), k=4)
     assert rows[0].tolist() == [1, 2, 0, 3]
     cases = index.cases_for(rows[0])
-    assert cases[2] == {"image_id": "ISIC_0", "dx": "mel", "dx_type": "histo", "sex": "female",
+    assert cases[2] == {"source": "isic2017", "image_id": "ISIC_0", "dx": "mel", "dx_type": "histo", "sex": "female",
                         "localization": "back", "age": None}
     assert index.melanoma_share(index.nearest(np.array([[2.0] * 4, [15.0] * 4], np.float32), k=4)).tolist() == [1.0, 0.0]
+
+
+def test_an_index_saved_before_sources_names_ham10000_as_its_cases_source():
+    from melanoma.neighbours import NeighbourIndex, build_index
+
+    frame = pd.DataFrame({"image_id": ["ISIC_1", "ISIC_2"], "dx": ["mel", "nv"]})
+    arrays = build_index(np.zeros((2, 3), np.float32), frame).arrays()
+    del arrays["source"]
+    assert [case["source"] for case in NeighbourIndex.from_arrays(arrays).cases_for(np.arange(2))] == ["ham10000"] * 2
 
 
 # --- In a bundle -----------------------------------------------------------------------------------

@@ -80,6 +80,17 @@ def training_curve(history: pd.DataFrame, metric: str, title: str) -> go.Figure:
                    legend=dict(orientation="h", y=-0.25))
 
 
+def validation_auc_by_source(history: pd.DataFrame, sources: dict[str, str]) -> go.Figure:
+    """Validation ROC AUC per epoch, one line per source (`sources`: column suffix -> legend name)."""
+    figure = go.Figure()
+    for (source, name), colour in zip(sources.items(), GROUP_COLOURS):
+        if f"val_auc_{source}" in history:
+            figure.add_scatter(x=history["epoch"], y=history[f"val_auc_{source}"], mode="lines+markers",
+                               name=name, line_color=colour)
+    return _layout(figure, "Validation ROC AUC by source", xaxis_title="epoch", yaxis_title="ROC AUC",
+                   legend=dict(orientation="h", y=-0.25))
+
+
 def roc_curve(roc: dict, auc: float | None, operating_point: tuple[float, float] | None = None) -> go.Figure:
     """`roc` has lists fpr and tpr; `operating_point` is (specificity, sensitivity) at a threshold."""
     figure = go.Figure()
@@ -156,6 +167,19 @@ def metrics_table(metrics: dict, intervals: dict | None = None) -> pd.DataFrame:
     if not intervals:
         return table.drop(columns="interval")
     return table.rename(columns={"interval": f"{intervals['level']:.0%} interval"})
+
+
+def metrics_by_source_table(parts: dict[str, dict]) -> pd.DataFrame:
+    """One row per source (`parts`: name -> metrics_at's dict, with its `intervals` where known): the
+    photos, and ROC AUC, sensitivity and specificity, each with its interval."""
+    def cell(metrics, key):
+        bound = (metrics.get("intervals") or {}).get(key)
+        value = number(metrics.get(key))
+        return value if bound is None else f"{value} ({bound[0]:.3f} - {bound[1]:.3f})"
+
+    return pd.DataFrame([{"source": name, "images (melanoma)": f"{m['n_images']:,} ({m['n_melanoma']})",
+                          **{METRIC_LABELS[key]: cell(m, key) for key in ("roc_auc", "sensitivity", "specificity")}}
+                         for name, m in parts.items()])
 
 
 def interval_note(intervals: dict) -> str:

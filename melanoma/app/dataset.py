@@ -1,4 +1,5 @@
-"""Dataset: what the model learnt from (the bundle's dataset summary) and a few sample images."""
+"""Dataset: what the model learnt from (the bundle's dataset summary), source by source, and a few
+sample photos of each source whose folder is there."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,7 +8,16 @@ import pandas as pd
 import streamlit as st
 
 from melanoma.app import charts, state
-from melanoma.config import APP_CACHED_DATA_ENTRIES, DX_NAMES, DX_TYPE_NAMES, HAM10000_IMAGES, IMAGES_DIR, MELANOMA_DX
+from melanoma.config import (
+    APP_CACHED_DATA_ENTRIES,
+    DEFAULT_SOURCE,
+    DX_NAMES,
+    DX_TYPE_NAMES,
+    HAM10000_IMAGES,
+    IMAGES_DIR,
+    MELANOMA_DX,
+    SOURCES,
+)
 
 GALLERY_PER_DX = 6
 
@@ -37,27 +47,52 @@ def _caption(row) -> str:
     return f"{age}{getattr(row, 'localization', '')}"
 
 
-st.title("The HAM10000 dataset")
+def title(source: str) -> str:
+    return SOURCES.get(source, {}).get("title", source)
+
+
+def source_table(per_source: dict[str, dict]) -> pd.DataFrame:
+    """One row per source: where its photos come from and what they hold."""
+    rows = []
+    for source, part in per_source.items():
+        images = max(part["images_used"], 1)
+        sexes = part.get("sex", {})
+        rows.append({
+            "source": title(source), "clinics": SOURCES.get(source, {}).get("clinics", "unknown"),
+            "images": part["images_used"], "lesions": part["lesions"],
+            "melanoma": f"{part['melanoma_vs_not']['melanoma'] / images:.1%}",
+            "diagnoses": ", ".join(f"{dx} {count:,}" for dx, count in part["dx"].items()),
+            "age known": f"{sum(part.get('age', {}).values()) / images:.0%}",
+            "female": f"{sexes.get('female', 0) / images:.0%}",
+            "body site known": f"{1 - part.get('localization', {}).get('unknown', 0) / images:.0%}",
+            "rows dropped": part["dropped"]["total"]})
+    return pd.DataFrame(rows)
+
+
 bundle = state.require_bundle()
 summary = bundle.dataset_summary
+per_source = summary.get("sources") or {bundle.sources[0]: summary}
+st.title("The training data" if len(per_source) > 1 else f"The {title(bundle.sources[0])} dataset")
 st.markdown(
-    "Dermatoscopic images of pigmented skin lesions from two centres (Vienna and Queensland), "
-    "labelled with one of seven diagnoses. The model learns one question: **melanoma or not**. "
-    "The figures describe the images this model was trained and tested on.")
-
-st.markdown(f"This copy of HAM10000 holds **{summary['rows_in_metadata']:,} of its {HAM10000_IMAGES:,} images**; "
-            "the rest are not part of this project's data. Cleansing then keeps every usable row.")
-columns = st.columns(4)
-columns[0].metric("Images used", f"{summary['images_used']:,}")
-columns[1].metric("Lesions", f"{summary['lesions']:,}", help="One lesion is often photographed several times.")
-melanoma_share = summary["melanoma_vs_not"]["melanoma"] / max(summary["images_used"], 1)
-columns[2].metric("Melanoma", f"{melanoma_share:.1%}")
-columns[3].metric("Rows dropped by cleansing", summary["dropped"]["total"],
-                  help=f"of {summary['rows_in_metadata']:,} rows in the metadata file")
-
+    "Dermatoscopic photos of pigmented skin lesions, each labelled with its diagnosis. The model learns "
+    "one question: **melanoma or not**. The figures describe the photos this model was trained and "
+    "tested on" + (f", from {len(per_source)} sources:" if len(per_source) > 1 else
+                   f": {title(bundle.sources[0])}, {SOURCES.get(bundle.sources[0], {}).get('clinics', 'one source')}."))
+if len(per_source) > 1:
+    st.dataframe(source_table(per_source), hide_index=True, width="stretch")
+    st.caption("Each source is split by lesion on its own, and every training epoch is balanced 50/50 "
+               "within each source, so neither the source nor its cameras can stand in for the answer.")
+ham = per_source.get(DEFAULT_SOURCE)
+if ham:
+    st.markdown(f"This copy of HAM10000 holds **{ham['rows_in_metadata']:,} of its {HAM10000_IMAGES:,} images**; "
+                "the rest are not part of this project's data. Cleansing then keeps every usable row.")
 left, right = st.columns(2)
-left.plotly_chart(charts.counts_bar(summary["dx"], "Diagnoses", labels=DX_NAMES, highlight=MELANOMA_DX,
-                                    horizontal=True))
+if len(per_source) > 1:
+    left.plotly_chart(charts.grouped_bars({title(s): part["dx"] for s, part in per_source.items()},
+                                          "Diagnoses by source"))
+else:
+    left.plotly_chart(charts.counts_bar(summary["dx"], "Diagnoses", labels=DX_NAMES, highlight=MELANOMA_DX,
+                                        horizontal=True))
 balanced = summary.get("balanced_epoch")
 if balanced:
     per_epoch = {name: balanced[name] for name in ("melanoma", "not melanoma")}
@@ -65,7 +100,8 @@ if balanced:
                                             "one balanced training epoch": per_epoch},
                                            "Melanoma vs not, before and after balancing"))
     right.caption(
-        f"Each training epoch draws {balanced['melanoma']} melanoma images (with replacement, each an "
+        ("Within each source, " if len(per_source) > 1 else "")
+        + f"Each training epoch draws {balanced['melanoma']} melanoma images (with replacement, each an "
         f"augmented copy) from the {balanced['melanoma_available']} in the training split, and as many "
         f"of its {balanced['not_melanoma_available']} other images, so every epoch is 50/50.")
 else:
@@ -73,19 +109,26 @@ else:
 
 left, right = st.columns(2)
 left.plotly_chart(charts.age_histogram(summary.get("age", {})))
-right.plotly_chart(charts.counts_bar(summary.get("sex", {}), "Sex"))
+if len(per_source) > 1:
+    right.plotly_chart(charts.grouped_bars({title(s): part.get("sex", {}) for s, part in per_source.items()},
+                                           "Sex by source"))
+else:
+    right.plotly_chart(charts.counts_bar(summary.get("sex", {}), "Sex"))
 left, right = st.columns(2)
 left.plotly_chart(charts.counts_bar(summary.get("localization", {}), "Body site", horizontal=True))
 right.plotly_chart(charts.counts_bar(summary.get("dx_type", {}), "How the diagnosis was confirmed",
                                      labels=DX_TYPE_NAMES))
 
 st.subheader("Train, validation and test split")
-split = pd.DataFrame.from_dict(summary.get("split", {}), orient="index")
+split = pd.concat({title(s): pd.DataFrame.from_dict(part.get("split", {}), orient="index")
+                   for s, part in per_source.items()}, names=["source", "split"])
 if not split.empty:
     split["melanoma share"] = (split["melanoma"] / split["images"]).map("{:.1%}".format)
-    st.dataframe(split.rename_axis("split").reset_index(), hide_index=True)
+    split = split.reset_index()
+    st.dataframe(split if len(per_source) > 1 else split.drop(columns="source"), hide_index=True, width="stretch")
     st.caption("Split by lesion, not by image: every photo of one lesion falls in the same split, so test "
-               "images are of lesions the model has never seen. The threshold is chosen on validation.")
+               "images are of lesions the model has never seen. The threshold is chosen on validation"
+               + (" (both sources pooled)." if len(per_source) > 1 else "."))
 
 st.subheader("Cleansing")
 dropped = summary["dropped"]
@@ -99,12 +142,15 @@ else:
             st.dataframe(pd.DataFrame(dropped["examples"]), hide_index=True)
 
 
-st.subheader("Sample images")
-samples = gallery(str(state.data_dir()), GALLERY_PER_DX)
-if not samples:
-    st.info(f"Sample images appear here when the HAM10000 folder is available "
-            f"(looked in `{state.data_dir()}`; set `{state.DATA_ENV}` to point elsewhere).")
-for dx in sorted(samples, key=lambda dx: (dx != MELANOMA_DX, dx)):
-    st.markdown(f"**{DX_NAMES.get(dx, dx)}** (`{dx}`)")
-    for column, (path, caption) in zip(st.columns(GALLERY_PER_DX), samples[dx]):
-        column.image(path, caption=caption, width="stretch")
+st.subheader("Sample photos")
+for source, folder in state.source_dirs(list(per_source)).items():
+    samples = gallery(str(folder), GALLERY_PER_DX)
+    if len(per_source) > 1:
+        st.markdown(f"#### {title(source)}")
+    if not samples:
+        st.info(f"{title(source)}'s sample photos appear here when its folder is available "
+                f"(looked in `{folder}`; set `{state.DATA_ENV}` to point elsewhere).")
+    for dx in sorted(samples, key=lambda dx: (dx != MELANOMA_DX, dx)):
+        st.markdown(f"**{DX_NAMES.get(dx, dx)}** (`{dx}`)")
+        for column, (path, caption) in zip(st.columns(GALLERY_PER_DX), samples[dx]):
+            column.image(path, caption=caption, width="stretch")

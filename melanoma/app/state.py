@@ -28,7 +28,22 @@ def bundle_path() -> Path:
 
 
 def data_dir() -> Path:
-    return Path(os.environ.get(DATA_ENV) or DEFAULT_DATA).expanduser()
+    """The first data folder named in MELANOMA_DATA (HAM10000 by default)."""
+    return _given_data_dirs()[0] if _given_data_dirs() else DEFAULT_DATA
+
+
+def source_dirs(sources: list[str]) -> dict[str, Path]:
+    """Where each source's photos are: the MELANOMA_DATA folder of that name (folders separated by
+    the path separator, e.g. ../shared/ham10000:../shared/isic2017), else the first one given for the
+    first source, else ../shared/<source>."""
+    given = _given_data_dirs()
+    by_name = {folder.resolve().name: folder for folder in given}
+    return {source: by_name.get(source) or (given[0] if position == 0 and given else DEFAULT_DATA.parent / source)
+            for position, source in enumerate(sources)}
+
+
+def _given_data_dirs() -> list[Path]:
+    return [Path(part).expanduser() for part in os.environ.get(DATA_ENV, "").split(os.pathsep) if part]
 
 
 def _stamp(path: Path) -> int | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import streamlit as st
 
 from melanoma.app import charts, state
-from melanoma.config import DIFFERENTIAL_NAMES
+from melanoma.config import DIFFERENTIAL_NAMES, SOURCES
 from melanoma.evaluate import metrics_at
 
 THRESHOLD_SLIDER_TOP = 0.3
@@ -30,6 +30,11 @@ history = bundle.history()
 for column, (metric, title) in zip(st.columns(3), (("loss", "Loss"), ("accuracy", "Accuracy"),
                                                     ("auc", "ROC AUC"))):
     column.plotly_chart(charts.training_curve(history, metric, title))
+sources = {source: SOURCES.get(source, {}).get("title", source) for source in bundle.sources}
+if any(f"val_auc_{source}" in history for source in sources):
+    st.plotly_chart(charts.validation_auc_by_source(history, sources))
+    st.caption(f"Each source's validation photos on their own. {metrics.get('best_epoch_chosen_on', '')} picked "
+               f"the epoch whose weights ship (epoch {metrics.get('best_epoch', '?')}).")
 st.caption("Training figures are on balanced, augmented epochs (half melanoma); validation figures on the "
            "validation split at its natural melanoma rate, so the two accuracies are not comparable. "
            "Accuracy is at 0.5, not at the operating threshold.")
@@ -41,6 +46,13 @@ test = metrics["test"]
 st.subheader(f"Test split: {test['n_images']} images, {test['n_melanoma']} melanoma")
 st.markdown(f"Lesions the model never saw in training or in choosing its threshold. Operating threshold "
             f"**{bundle.threshold:.3f}**: {metrics.get('threshold_rule', 'chosen on validation')}.")
+
+by_source = metrics.get("test_by_source")
+if by_source:
+    st.markdown("**Each source's test photos, at the one threshold** (95% lesion-bootstrap intervals)")
+    st.dataframe(charts.metrics_by_source_table({"all sources": {**test, "intervals": state.require_test_intervals()},
+                                                 **{sources[s]: part for s, part in by_source.items()}}),
+                 hide_index=True, width="stretch")
 
 st.subheader("Threshold explorer")
 split = bundle.test_split()
