@@ -243,7 +243,8 @@ def build_parser(extensions=()) -> argparse.ArgumentParser:
                     "train_config), set the refusal threshold on its validation split, measure them on "
                     "its test split, and add them to the bundle. The weights are unchanged.")
     extras.add_argument("--model", default=None, help="bundle folder (default: the shipped one in models/)")
-    extras.add_argument("--data", required=True, help="the HAM10000-format folder the bundle was trained on")
+    extras.add_argument("--data", required=True, action="append", metavar="FOLDER",
+                        help="the folder(s) the bundle was trained on, in the order train was given them")
     extras.set_defaults(run=run_extras)
 
     for add_commands in extensions:

@@ -160,10 +160,10 @@ def data_folders(data_dirs) -> list[Path]:
     return folders
 
 
-def load_dataset(data_dirs, max_images: int | None = None, seed: int = 0,
-                 spec: ImageSpec = ImageSpec()) -> LoadedDataset:
-    """One folder, or several as one dataset whose rows keep their source (in the order given). A
-    subset (`max_images`, smoke runs) takes each source's share of it."""
+def cleansed_sources(data_dirs, max_images: int | None = None, seed: int = 0
+                     ) -> tuple[list[Path], list[pd.DataFrame], list[dict]]:
+    """Each folder's cleansed metadata with its source; a subset (`max_images`, smoke runs) takes
+    each source's share of it. Returns the folders, their frames and the dropped rows."""
     folders = data_folders(data_dirs)
     frames, dropped = [], []
     for folder in folders:
@@ -173,6 +173,13 @@ def load_dataset(data_dirs, max_images: int | None = None, seed: int = 0,
     if max_images:
         total = sum(len(frame) for frame in frames)
         frames = [stratified_subset(frame, max(1, round(max_images * len(frame) / total)), seed) for frame in frames]
+    return folders, frames, dropped
+
+
+def load_dataset(data_dirs, max_images: int | None = None, seed: int = 0,
+                 spec: ImageSpec = ImageSpec()) -> LoadedDataset:
+    """One folder, or several as one dataset whose rows keep their source (in the order given)."""
+    folders, frames, dropped = cleansed_sources(data_dirs, max_images, seed)
     loaded = []
     for folder, frame in zip(folders, frames):
         frame, images, bad_images = load_images(frame, folder, spec)
@@ -234,6 +241,14 @@ def make_split(frame: pd.DataFrame, config: TrainConfig) -> Split:
         train = train[stratified_subset_rows(frame.iloc[train], config.train_subset, config.seed)]
     return Split(train=train, val=np.concatenate([part.val for part in parts]),
                  test=np.concatenate([part.test for part in parts]))
+
+
+def split_metadata(data_dirs, config: TrainConfig) -> tuple[pd.DataFrame, Split]:
+    """The metadata a run with these settings split (each row with its source), and its split,
+    without decoding an image (a folder's unreadable photos are still in it)."""
+    _, frames, _ = cleansed_sources(data_dirs, config.max_images, config.seed)
+    frame = pd.concat(frames, ignore_index=True)
+    return frame, make_split(frame, config)
 
 
 def load_split_dataset(data_dirs, config: TrainConfig) -> tuple[LoadedDataset, Split]:

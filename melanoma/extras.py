@@ -169,15 +169,15 @@ def fit_for_bundle(model, dataset, split, seed: int = 0) -> dict[str, bytes]:
                       split.val, split.test, camera)
 
 
-def add_to_bundle(bundle_dir: str | Path, data_dir: str | Path, log=print) -> Path:
-    """`python -m melanoma extras`: rebuilds the bundle's split from its data folder and its
+def add_to_bundle(bundle_dir: str | Path, data_dirs, log=print) -> Path:
+    """`python -m melanoma extras`: rebuilds the bundle's split from its data folder(s) and its
     train_config, fits the extras and adds them to the bundle (weights and other files unchanged)."""
     from melanoma.bundle import add_files, load_bundle, load_model
     from melanoma.config import TrainConfig
     from melanoma.data import load_split_dataset
 
     bundle = load_bundle(bundle_dir)
-    dataset, split = load_split_dataset(data_dir, TrainConfig.from_dict(bundle.train_config))
+    dataset, split = load_split_dataset(data_dirs, TrainConfig.from_dict(bundle.train_config))
     _check_same_test_split(bundle, dataset.frame["image_id"].iloc[split.test])
     log(f"{len(dataset.frame)} images; split by lesion: train {len(split.train)}, validation {len(split.val)}, "
         f"test {len(split.test)}; extracting features ...")

@@ -143,16 +143,17 @@ def test_the_summary_has_each_source_with_its_own_split(two_sources):
     assert summary["split"]["test"]["images"] == sum(p["split"]["test"]["images"] for p in summary["sources"].values())
 
 
-@pytest.mark.slow
-def test_a_run_on_two_sources_records_them_and_evaluate_works_on_each_folder(two_sources, tmp_path):
-    """train --data A --data B end to end (tiny), then the bundle and `evaluate` on each folder."""
-    import subprocess
-    import sys
-
+@pytest.fixture(scope="session")
+def two_source_bundle(two_sources, tmp_path_factory) -> Path:
+    """`train --data A --data B`, tiny: one epoch on the linked folders, split as v1's settings split."""
     from melanoma.train import train
 
-    bundle = train(two_sources, tmp_path / "bundle", smoke_config(max_images=None, epochs=1),
-                   run_dir=tmp_path / "run")
+    root = tmp_path_factory.mktemp("two-sources")
+    return train(two_sources, root / "bundle", smoke_config(max_images=None, seed=42), run_dir=root / "run")
+
+
+def test_a_two_source_bundle_records_its_sources_splits_and_per_source_figures(two_source_bundle):
+    bundle = two_source_bundle
     config = json.loads((bundle / "train_config.json").read_text())
     assert config["sources"] == ["ham10000", "isic2017"]
     summary = json.loads((bundle / "dataset_summary.json").read_text())
@@ -163,16 +164,67 @@ def test_a_run_on_two_sources_records_them_and_evaluate_works_on_each_folder(two
     test_split = pd.read_csv(bundle / "test_split.csv")
     for name in ("ham10000", "isic2017"):
         own = test_split[test_split["source"] == name]
+        assert summary["sources"][name]["split"]["test"]["images"] == len(own)
         assert metrics["test_by_source"][name]["n_images"] == len(own)
         assert metrics["test_by_source"][name]["n_melanoma"] == int(own["label"].sum())
-        assert "intervals" in metrics["test_by_source"][name]
+        assert metrics["test_by_source"][name]["intervals"]["n_lesions"] == own["lesion_id"].nunique()
         assert metrics["validation_by_source"][name]["threshold"] == metrics["threshold"]
+    assert "mean of the sources' validation AUCs" in metrics["best_epoch_chosen_on"]
+
+
+def test_similar_cases_name_their_source(two_source_bundle, two_sources):
+    from melanoma.inference import Predictor
+
+    predictor = Predictor.from_bundle(two_source_bundle)
+    frame = pd.read_csv(two_sources[1] / "HAM10000_metadata.csv")
+    photo = (two_sources[1] / "images" / f"{frame['image_id'].iloc[0]}.jpg").read_bytes()
+    cases = predictor.classify_bytes("lesion.jpg", photo).assessment.similar_cases
+    assert {case["source"] for case in cases} <= {"ham10000", "isic2017"}
+    training_ids = {name: set(pd.read_csv(folder / "HAM10000_metadata.csv")["image_id"])
+                    for name, folder in zip(("ham10000", "isic2017"), two_sources)}
+    assert all(case["image_id"] in training_ids[case["source"]] for case in cases)
+
+
+def test_evaluate_works_on_each_folder_and_finds_that_folders_test_photos(two_source_bundle, two_sources, tmp_path):
+    import subprocess
+    import sys
+
+    test_split = pd.read_csv(two_source_bundle / "test_split.csv")
     for folder in two_sources:
         out = tmp_path / f"{folder.name}.json"
-        done = subprocess.run([sys.executable, "-m", "melanoma", "evaluate", "--model", str(bundle), "--data",
-                               str(folder), "--json", str(out)], capture_output=True, text=True, cwd=ROOT, timeout=600)
+        done = subprocess.run([sys.executable, "-m", "melanoma", "evaluate", "--model", str(two_source_bundle),
+                               "--data", str(folder), "--json", str(out)], capture_output=True, text=True, cwd=ROOT,
+                              timeout=600)
         assert done.returncode == 0, done.stderr
         result = json.loads(out.read_text())
         assert result["n_images"] == len(pd.read_csv(folder / "HAM10000_metadata.csv"))
-        # the folder's own test photos, and only those, are the bundle's test split part
         assert result["bundle_test_split_part"]["n_images"] == int((test_split["source"] == folder.name).sum())
+
+
+def test_compare_pairs_v1_with_a_two_source_candidate_per_source(two_source_bundle, two_sources):
+    from melanoma.bundle import DEFAULT_BUNDLE
+    from melanoma.lab.compare import ComparisonError, compare_bundles
+
+    result = compare_bundles(DEFAULT_BUNDLE, two_source_bundle, two_sources)
+    parts = result["by_source"]
+    assert set(parts) == {"ham10000", "isic2017"}
+    assert sum(part["candidate"]["n_images"] for part in parts.values()) == result["candidate"]["n_images"]
+    for part in parts.values():
+        assert part["baseline"]["n_images"] == part["candidate"]["n_images"] > 0
+        assert part["candidate_minus_baseline_auc"]["unit"] == "lesion"
+    with pytest.raises(ComparisonError, match="give --data once for each"):
+        compare_bundles(DEFAULT_BUNDLE, two_source_bundle, two_sources[:1])
+    with pytest.raises(ComparisonError, match="not the first of"):
+        compare_bundles(two_source_bundle, DEFAULT_BUNDLE, two_sources[:1])
+
+
+def test_robustness_reports_each_source_and_judges_the_gates_on_each(two_source_bundle, two_sources):
+    from melanoma.lab.robustness import SHIFTS, robustness_report
+
+    report = robustness_report(two_source_bundle, two_sources)
+    assert set(report["by_source"]) == {"ham10000", "isic2017"}
+    assert sum(part["images"] for part in report["by_source"].values()) == report["images"]
+    for part in report["by_source"].values():
+        assert set(part["shifts"]) == set(SHIFTS) and len(part["gates"]) == 3
+    darkened = report["darkening_clear_photos"]["photos"]
+    assert darkened == sum(part["darkening_clear_photos"]["photos"] for part in report["by_source"].values())

@@ -13,7 +13,8 @@ def add_lab_commands(commands) -> None:
     robustness = commands.add_parser(
         "robustness", help="ROC-AUC under synthetic camera shifts, and the dark-corner shortcut measures")
     robustness.add_argument("--model", default=None, help="bundle folder (default: the shipped one in models/)")
-    robustness.add_argument("--data", required=True, help="HAM10000-format folder the bundle was trained on")
+    robustness.add_argument("--data", required=True, action="append", metavar="FOLDER",
+                            help="the folder(s) the bundle was trained on, in the order train was given them")
     robustness.add_argument("--split", choices=("validation", "test"), default="validation",
                             help="which of the bundle's splits (default %(default)s; test once, for what ships)")
     robustness.add_argument("--no-metadata", action="store_true", help="the images alone")
@@ -23,7 +24,8 @@ def add_lab_commands(commands) -> None:
 
     compare = commands.add_parser("compare", help="two bundles on the same validation images: AUC difference "
                                                   "with a lesion-level bootstrap interval")
-    compare.add_argument("--data", required=True, help="HAM10000-format folder both bundles were trained on")
+    compare.add_argument("--data", required=True, action="append", metavar="FOLDER",
+                         help="the folder(s) the candidate was trained on, in the order train was given them")
     compare.add_argument("--baseline", required=True, help="bundle folder")
     compare.add_argument("--candidate", required=True, help="bundle folder")
     compare.add_argument("--no-metadata", action="store_true", help="the candidate's image-only mode")
@@ -32,7 +34,8 @@ def add_lab_commands(commands) -> None:
     refusal = commands.add_parser("refusal", help="how often the not-a-lesion check refuses non-lesion "
                                                   "pictures, test lesions and camera-shifted test photos")
     refusal.add_argument("--model", default=None, help="bundle folder (default: the shipped one in models/)")
-    refusal.add_argument("--data", required=True, help="HAM10000-format folder the bundle was trained on")
+    refusal.add_argument("--data", required=True, action="append", metavar="FOLDER",
+                         help="the folder(s) the bundle was trained on, in the order train was given them")
     refusal.add_argument("--shifted-images", type=int, default=400, help="test photos to shift (default %(default)s)")
     refusal.add_argument("--seed", type=int, default=1,
                          help="which renders, crops and faces (default %(default)s; seed 0 is the set looked at "
@@ -113,7 +116,7 @@ def run_refusal(args) -> int:
         if predictor.extras is None:
             raise BundleError(f"{predictor.bundle.path} has no not-a-lesion check to measure (no extras): "
                               f"run `python -m melanoma extras` on it first")
-        report = measure(predictor, Path(args.data), args.shifted_images, args.seed)
+        report = measure(predictor, args.data, args.shifted_images, args.seed)
     except (BundleError, DatasetError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -76,12 +76,10 @@ def run_variant(data_dir, run_dir: Path, config: TrainConfig) -> pd.DataFrame:
 
 def validation_counts(data_dir, config: TrainConfig) -> tuple[int, int]:
     """(melanoma, not) in the validation split, from the metadata (for the chance-level SE)."""
-    from melanoma.data import cleanse, make_split, read_metadata, stratified_subset
+    from melanoma.data import split_metadata
 
-    frame, _ = cleanse(read_metadata(data_dir))
-    if config.max_images:
-        frame = stratified_subset(frame, config.max_images, config.seed)
-    labels = frame["label"].to_numpy()[make_split(frame, config).val]
+    frame, split = split_metadata(data_dir, config)
+    labels = frame["label"].to_numpy()[split.val]
     return int(labels.sum()), int((labels == 0).sum())
 
 

@@ -2,20 +2,22 @@
 not lesions, lesion photos of the test split, and test-split photos under the model issue's synthetic
 camera shifts (`melanoma.lab.robustness.SHIFTS`).
 
-    python -m melanoma refusal --model models/melanoma-resnet50 --data ../shared/ham10000 \
+    python -m melanoma refusal --model models/melanoma-resnet50 --data ../shared/ham10000 [--data DIR ...] \
         [--shifted-images 400] [--seed 1] [--out benchmarks/refusal.json]
+
+With several sources (the folders the bundle was trained on, in train's order) it also gives each
+source's validation and test photos refused: another clinic's lesion photo is still a lesion.
 
 Nothing here fits or tunes anything: the threshold is the bundle's, set on its validation split.
 """
 from __future__ import annotations
 
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from melanoma.config import IMAGES_DIR, TrainConfig
+from melanoma.config import TrainConfig
 from melanoma.images import ImageRejected, prepare_image
 from melanoma.lab.non_lesions import non_lesion_pictures
 from melanoma.lab.robustness import SHIFTS
@@ -29,11 +31,11 @@ def refused_share(predictor, images: np.ndarray) -> np.ndarray:
     return predictor.extras.refused(predictor.outputs(images), images)
 
 
-def measure(predictor, data_dir: Path, shifted_images: int, seed: int = 0) -> dict:
+def measure(predictor, data_dirs, shifted_images: int, seed: int = 0) -> dict:
     from melanoma.data import load_split_dataset
 
     spec = predictor.image_spec
-    dataset, split = load_split_dataset(data_dir, TrainConfig.from_dict(predictor.bundle.train_config))
+    dataset, split = load_split_dataset(data_dirs, TrainConfig.from_dict(predictor.bundle.train_config))
     test_labels = dataset.labels[split.test]
 
     pictures = [(kind, name, prepare_image(data, spec, display=False).model_input) for kind, name, data in
@@ -50,8 +52,8 @@ def measure(predictor, data_dir: Path, shifted_images: int, seed: int = 0) -> di
     shifted = {}
     for shift in SHIFTS:
         images = []
-        for image_id in dataset.frame["image_id"].iloc[rows]:
-            with Image.open(Path(data_dir) / IMAGES_DIR / f"{image_id}.jpg") as photo:
+        for source, image_id in zip(dataset.sources[rows], dataset.frame["image_id"].iloc[rows]):
+            with Image.open(dataset.image_dir(source) / f"{image_id}.jpg") as photo:
                 upload = SHIFTS[shift](photo.convert("RGB"))  # the bytes a user would upload
             try:
                 images.append(prepare_image(upload, spec, display=False).model_input)
@@ -59,6 +61,14 @@ def measure(predictor, data_dir: Path, shifted_images: int, seed: int = 0) -> di
                 continue
         shifted[shift] = float(refused_share(predictor, np.stack(images)).mean())
     all_shifted = float(np.mean(list(shifted.values())))
+    by_source = {}
+    if len(dataset.source_names) > 1:
+        for name in dataset.source_names:
+            own = {part: dataset.sources[rows] == name for part, rows in (("validation", split.val), ("test", split.test))}
+            refused_in = {"validation": val_refused, "test": test_refused}
+            by_source[name] = {part: {"images": int(mine.sum()), "refused": int(refused_in[part][mine].sum()),
+                                      "share": float(refused_in[part][mine].mean()) if mine.any() else None}
+                               for part, mine in own.items()}
 
     return {
         "model": predictor.bundle.version,
@@ -75,6 +85,7 @@ def measure(predictor, data_dir: Path, shifted_images: int, seed: int = 0) -> di
         "shifted_test_photos": {"photos": int(len(rows)), "shifts": len(SHIFTS), "share": all_shifted,
                                 "by_shift": shifted},
         "targets": TARGETS,
+        **({"by_source": by_source} if by_source else {}),
     }
 
 
@@ -88,6 +99,9 @@ def table(report: dict) -> str:
              f"| test photos under camera shifts ({shifted['photos']} x {shifted['shifts']}) | {shifted['share']:.2%} "
              f"| <= 5% |"]
     lines += [f"| - {shift} | {share:.2%} | |" for shift, share in shifted["by_shift"].items()]
+    for name, parts in report.get("by_source", {}).items():
+        lines += [f"| {name} {part} photos ({own['images']:,}) | {own['refused']} ({own['share']:.2%}) | <= 5% |"
+                  for part, own in parts.items() if own["share"] is not None]
     lines += ["", "| kind of non-lesion picture | refused |", "|---|---|"]
     lines += [f"| {kind} | {share} |" for kind, share in nl["by_kind"].items()]
     return "\n".join(lines)

@@ -1,6 +1,6 @@
 """How a bundle holds up under camera shifts, and whether it reads the dermatoscope's dark corner.
 
-`python -m melanoma robustness --model BUNDLE --data DIR --split validation|test` applies each
+`python -m melanoma robustness --model BUNDLE --data DIR [--data DIR ...] --split validation|test` applies each
 synthetic shift to the source photos of one split, one shift at a time, and reports the ROC-AUC
 beside the clean one. The dark-corner measures compare benign photos with and without a dark
 corner, and darken the corners of clear photos to see how far P(melanoma) moves.
@@ -9,7 +9,7 @@ Decisions use validation; the test split is measured once, for the model that sh
 from __future__ import annotations
 
 import io
-from pathlib import Path
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
@@ -85,30 +85,31 @@ def darkest_corner_mean(image: Image.Image, patch: int = CORNER_PATCH) -> float:
     return float(min(corner.mean() for corner in corners))
 
 
-def split_rows(bundle, data_dir, split_name: str):
-    """The split's rows of the folder's metadata, as the bundle's training drew them."""
+def split_rows(bundle, data_dirs, split_name: str):
+    """The split's rows of the folders' metadata (each with its source), as the bundle's training drew them."""
     from melanoma.config import TrainConfig
-    from melanoma.data import cleanse, make_split, read_metadata, stratified_subset
+    from melanoma.data import split_metadata
 
-    config = TrainConfig.from_dict(bundle.train_config)
-    frame, _ = cleanse(read_metadata(data_dir))
-    if config.max_images:
-        frame = stratified_subset(frame, config.max_images, config.seed)
-    split = make_split(frame, config)
+    frame, split = split_metadata(data_dirs, TrainConfig.from_dict(bundle.train_config))
     rows = {"validation": split.val, "test": split.test}[split_name]
     return frame.iloc[rows].reset_index(drop=True)
 
 
-def robustness_report(model_dir, data_dir, split_name: str = "validation", use_metadata: bool = True) -> dict:
-    from melanoma.evaluate import roc_auc
+def robustness_report(model_dir, data_dirs, split_name: str = "validation", use_metadata: bool = True) -> dict:
+    """The report on the split's photos of every source together and, with several sources, of each
+    on its own (`by_source`); the gates are judged on each."""
+    from melanoma.config import SOURCE_COLUMN
+    from melanoma.data import data_folders, source_name
     from melanoma.images import prepare_image
     from melanoma.inference import Predictor
     from melanoma.patient import encode_frame
 
     predictor = Predictor.from_bundle(model_dir)
-    frame = split_rows(predictor.bundle, data_dir, split_name)
-    labels = frame["label"].to_numpy()
-    photos = [Image.open(Path(data_dir) / IMAGES_DIR / f"{image_id}.jpg").convert("RGB") for image_id in frame["image_id"]]
+    folders = {source_name(folder): folder for folder in data_folders(data_dirs)}
+    frame = split_rows(predictor.bundle, list(folders.values()), split_name)
+    sources = frame[SOURCE_COLUMN].to_numpy()
+    photos = [Image.open(folders[source] / IMAGES_DIR / f"{image_id}.jpg").convert("RGB")
+              for source, image_id in zip(sources, frame["image_id"])]
     metadata = encode_frame(frame) if use_metadata and predictor.takes_metadata else None
 
     def probabilities(uploads: list[bytes], rows=slice(None)) -> np.ndarray:
@@ -116,50 +117,79 @@ def robustness_report(model_dir, data_dir, split_name: str = "validation", use_m
         return predictor.probabilities(images, None if metadata is None else metadata[rows])
 
     clean = probabilities([png_bytes(photo) for photo in photos])
-    clean_auc = roc_auc(labels, clean)
-    shifts = {}
-    for name, shift in SHIFTS.items():
-        auc = roc_auc(labels, probabilities([shift(photo) for photo in photos]))
-        shifts[name] = {"roc_auc": auc, "change": None if auc is None else round(auc - clean_auc, 4)}
-
+    shifted = {name: probabilities([shift(photo) for photo in photos]) for name, shift in SHIFTS.items()}
     dark = np.array([darkest_corner_mean(photo) < DARK_CORNER_LEVEL for photo in photos])
-    benign = labels == 0
-    benign_dark, benign_clear = clean[benign & dark], clean[benign & ~dark]
-    clear_rows = np.flatnonzero(~dark)[:MAX_DARKENED_PHOTOS]
-    darkened = probabilities([png_bytes(darken_corners(photos[i])) for i in clear_rows], clear_rows)
-    threshold = predictor.threshold_for(metadata is not None)
-    called_before = clean[clear_rows] >= threshold
-    report = {
-        "model": str(predictor.bundle.path), "split": split_name, "images": int(len(labels)),
-        "melanoma": int(labels.sum()), "metadata_used": metadata is not None,
-        "clean_roc_auc": clean_auc,
-        "shifts": shifts,
-        "worst_shift_change": min(s["change"] for s in shifts.values() if s["change"] is not None),
-        "dark_corner": {
-            "photos_with_dark_corner": int(dark.sum()),
-            "melanoma_share_dark": float(labels[dark].mean()) if dark.any() else None,
-            "melanoma_share_clear": float(labels[~dark].mean()),
-            "benign_mean_probability_dark": float(benign_dark.mean()) if len(benign_dark) else None,
-            "benign_mean_probability_clear": float(benign_clear.mean()),
-            "benign_ratio_dark_to_clear": float(benign_dark.mean() / benign_clear.mean()) if len(benign_dark) else None,
-            "roc_auc_within_dark": roc_auc(labels[dark], clean[dark]) if dark.any() else None,
-            "roc_auc_within_clear": roc_auc(labels[~dark], clean[~dark]),
-        },
-        "darkening_clear_photos": {
-            "photos": int(len(clear_rows)),
-            "mean_probability_before": float(clean[clear_rows].mean()),
-            "mean_probability_after": float(darkened.mean()),
-            "mean_change": float((darkened - clean[clear_rows]).mean()),
-            "benign_mean_change": float((darkened - clean[clear_rows])[benign[clear_rows]].mean()),
-            "calls_turned_suspicious": int((~called_before & (darkened >= threshold)).sum()),
-        },
-    }
-    ratio = report["dark_corner"]["benign_ratio_dark_to_clear"]
-    report["gates"] = {
-        f"no shift costs more than {MAX_AUC_DROP} AUC": report["worst_shift_change"] >= -MAX_AUC_DROP,
-        f"benign dark-corner photos at most {MAX_DARK_CORNER_RATIO}x clear ones": ratio is not None
-        and ratio <= MAX_DARK_CORNER_RATIO,
-        f"darkening corners moves P(melanoma) by less than {MAX_DARKENING_SHIFT}":
-            abs(report["darkening_clear_photos"]["mean_change"]) < MAX_DARKENING_SHIFT,
-    }
+    clear_rows = np.concatenate([np.flatnonzero(~dark & (sources == source))[:MAX_DARKENED_PHOTOS]
+                                 for source in dict.fromkeys(sources)])
+    darkened = np.full(len(photos), np.nan)
+    darkened[clear_rows] = probabilities([png_bytes(darken_corners(photos[i])) for i in clear_rows], clear_rows)
+    measured = Measured(frame["label"].to_numpy(), clean, shifted, dark, darkened,
+                        predictor.threshold_for(metadata is not None))
+    report = {"model": str(predictor.bundle.path), "split": split_name, "metadata_used": metadata is not None,
+              **measured.report(np.arange(len(photos)))}
+    if len(set(sources)) > 1:
+        report["by_source"] = {source: measured.report(np.flatnonzero(sources == source))
+                               for source in dict.fromkeys(sources)}
     return report
+
+
+@dataclass
+class Measured:
+    """Every photo's P(melanoma), clean and under each shift, and what the gates read of them."""
+
+    labels: np.ndarray
+    clean: np.ndarray
+    shifted: dict[str, np.ndarray]
+    dark: np.ndarray  # has a dark corner
+    darkened: np.ndarray  # after darkening its corners; NaN where not darkened
+    threshold: float
+
+    def report(self, rows: np.ndarray) -> dict:
+        from melanoma.evaluate import roc_auc
+
+        labels, clean, dark = self.labels[rows], self.clean[rows], self.dark[rows]
+        clean_auc = roc_auc(labels, clean)
+        shifts = {}
+        for name, probabilities in self.shifted.items():
+            auc = roc_auc(labels, probabilities[rows])
+            shifts[name] = {"roc_auc": auc, "change": None if auc is None or clean_auc is None
+                            else round(auc - clean_auc, 4)}
+        benign = labels == 0
+        benign_dark, benign_clear = clean[benign & dark], clean[benign & ~dark]
+        was_darkened = ~np.isnan(self.darkened[rows])
+        before, after = clean[was_darkened], self.darkened[rows][was_darkened]
+        changes = [s["change"] for s in shifts.values() if s["change"] is not None]
+        report = {
+            "images": int(len(labels)), "melanoma": int(labels.sum()), "clean_roc_auc": clean_auc,
+            "shifts": shifts,
+            "worst_shift_change": min(changes) if changes else None,
+            "dark_corner": {
+                "photos_with_dark_corner": int(dark.sum()),
+                "melanoma_share_dark": float(labels[dark].mean()) if dark.any() else None,
+                "melanoma_share_clear": float(labels[~dark].mean()),
+                "benign_mean_probability_dark": float(benign_dark.mean()) if len(benign_dark) else None,
+                "benign_mean_probability_clear": float(benign_clear.mean()),
+                "benign_ratio_dark_to_clear": float(benign_dark.mean() / benign_clear.mean())
+                if len(benign_dark) else None,
+                "roc_auc_within_dark": roc_auc(labels[dark], clean[dark]) if dark.any() else None,
+                "roc_auc_within_clear": roc_auc(labels[~dark], clean[~dark]),
+            },
+            "darkening_clear_photos": {
+                "photos": int(was_darkened.sum()),
+                "mean_probability_before": float(before.mean()),
+                "mean_probability_after": float(after.mean()),
+                "mean_change": float((after - before).mean()),
+                "benign_mean_change": float((after - before)[benign[was_darkened]].mean()),
+                "calls_turned_suspicious": int(((before < self.threshold) & (after >= self.threshold)).sum()),
+            },
+        }
+        ratio = report["dark_corner"]["benign_ratio_dark_to_clear"]
+        report["gates"] = {
+            f"no shift costs more than {MAX_AUC_DROP} AUC": report["worst_shift_change"] is not None
+            and report["worst_shift_change"] >= -MAX_AUC_DROP,
+            f"benign dark-corner photos at most {MAX_DARK_CORNER_RATIO}x clear ones": ratio is not None
+            and ratio <= MAX_DARK_CORNER_RATIO,
+            f"darkening corners moves P(melanoma) by less than {MAX_DARKENING_SHIFT}":
+                abs(report["darkening_clear_photos"]["mean_change"]) < MAX_DARKENING_SHIFT,
+        }
+        return report
