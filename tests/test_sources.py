@@ -228,3 +228,46 @@ def test_robustness_reports_each_source_and_judges_the_gates_on_each(two_source_
         assert set(part["shifts"]) == set(SHIFTS) and len(part["gates"]) == 3
     darkened = report["darkening_clear_photos"]["photos"]
     assert darkened == sum(part["darkening_clear_photos"]["photos"] for part in report["by_source"].values())
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_the_dataset_and_training_pages_show_each_source_in_a_real_browser(two_source_bundle, two_sources):
+    """A two-source bundle served by `streamlit run`: the Dataset page has a row, a split and sample
+    photos per source; the Training page plots validation AUC per source and gives each source's test
+    metrics beside the pooled ones."""
+    import os
+
+    from playwright.sync_api import expect, sync_playwright
+
+    from tests.app_server import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, require_browser, running_app
+    from tests.test_browser import PAGE_TIMEOUT_MS, assert_no_exception, open_from_sidebar, screenshot
+
+    require_browser()
+    data = os.pathsep.join(str(folder) for folder in two_sources)
+    with running_app(two_source_bundle, data, ARTIFACTS / "streamlit-sources.log") as (url, _, _), sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(url)
+            open_from_sidebar(page, "Dataset", "The training data")
+            table = page.get_by_test_id("stDataFrame").first
+            expect(table).to_contain_text("HAM10000", timeout=PAGE_TIMEOUT_MS)
+            expect(table).to_contain_text("ISIC 2017")
+            for source in ("HAM10000", "ISIC 2017"):
+                expect(page.get_by_role("heading", name=source, exact=True)).to_be_visible()
+            expect(page.get_by_text("Diagnoses by source")).to_be_visible()
+            # each source's sample photos come from its own folder
+            expect(page.get_by_test_id("stImage")).not_to_have_count(0)
+            assert_no_exception(page)
+            screenshot(page, "sources-dataset")
+
+            open_from_sidebar(page, "Training", "Training and evaluation")
+            expect(page.get_by_text("Validation ROC AUC by source")).to_be_visible(timeout=PAGE_TIMEOUT_MS)
+            expect(page.get_by_text("Each source's test photos, at the one threshold")).to_be_visible()
+            per_source = page.get_by_test_id("stDataFrame").filter(has_text="all sources")
+            expect(per_source).to_contain_text("ISIC 2017")
+            assert_no_exception(page)
+            screenshot(page, "sources-training")
+        finally:
+            browser.close()

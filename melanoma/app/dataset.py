@@ -43,8 +43,10 @@ def gallery(data_dir: str, per_dx: int) -> dict[str, list[tuple[str, str]]]:
 
 
 def _caption(row) -> str:
-    age = "" if pd.isna(getattr(row, "age", None)) else f"{int(row.age)} y, "
-    return f"{age}{getattr(row, 'localization', '')}"
+    age = getattr(row, "age", None)
+    site = getattr(row, "localization", None)
+    known = [f"{int(age)} y" if not pd.isna(age) else None, site if isinstance(site, str) else None]
+    return ", ".join(part for part in known if part) or "age and site not recorded"
 
 
 def title(source: str) -> str:
@@ -79,7 +81,7 @@ st.markdown(
     "tested on" + (f", from {len(per_source)} sources:" if len(per_source) > 1 else
                    f": {title(bundle.sources[0])}, {SOURCES.get(bundle.sources[0], {}).get('clinics', 'one source')}."))
 if len(per_source) > 1:
-    st.dataframe(source_table(per_source), hide_index=True, width="stretch")
+    st.table(source_table(per_source).set_index("source"))
     st.caption("Each source is split by lesion on its own, and every training epoch is balanced 50/50 "
                "within each source, so neither the source nor its cameras can stand in for the answer.")
 ham = per_source.get(DEFAULT_SOURCE)
@@ -100,10 +102,11 @@ if balanced:
                                             "one balanced training epoch": per_epoch},
                                            "Melanoma vs not, before and after balancing"))
     right.caption(
-        ("Within each source, " if len(per_source) > 1 else "")
-        + f"Each training epoch draws {balanced['melanoma']} melanoma images (with replacement, each an "
+        f"Each training epoch draws {balanced['melanoma']} melanoma images (with replacement, each an "
         f"augmented copy) from the {balanced['melanoma_available']} in the training split, and as many "
-        f"of its {balanced['not_melanoma_available']} other images, so every epoch is 50/50.")
+        f"of its {balanced['not_melanoma_available']} other images, so every epoch is 50/50"
+        + (": within each source, melanoma up to twice its count and as many of the rest." if len(per_source) > 1
+           else "."))
 else:
     right.plotly_chart(charts.counts_bar(summary["melanoma_vs_not"], "Melanoma vs not", highlight="melanoma"))
 

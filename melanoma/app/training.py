@@ -33,8 +33,8 @@ for column, (metric, title) in zip(st.columns(3), (("loss", "Loss"), ("accuracy"
 sources = {source: SOURCES.get(source, {}).get("title", source) for source in bundle.sources}
 if any(f"val_auc_{source}" in history for source in sources):
     st.plotly_chart(charts.validation_auc_by_source(history, sources))
-    st.caption(f"Each source's validation photos on their own. {metrics.get('best_epoch_chosen_on', '')} picked "
-               f"the epoch whose weights ship (epoch {metrics.get('best_epoch', '?')}).")
+    st.caption(f"Each source's validation photos on their own. The weights that ship are epoch "
+               f"{metrics.get('best_epoch', '?')}'s, the best by the mean of the sources' validation AUCs.")
 st.caption("Training figures are on balanced, augmented epochs (half melanoma); validation figures on the "
            "validation split at its natural melanoma rate, so the two accuracies are not comparable. "
            "Accuracy is at 0.5, not at the operating threshold.")
