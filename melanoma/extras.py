@@ -26,6 +26,7 @@ from melanoma.config import (
     NOVELTY_MIN_VALIDATION,
     NOVELTY_PERCENTILE,
     SIMILAR_CASES,
+    SOURCE_COLUMN,
 )
 from melanoma.differential import FITTED_SOURCE, NETWORK_SOURCE, FittedHead, as_named, fit_head, report
 from melanoma.features import DIAGNOSIS_OUTPUT, FEATURES, MELANOMA_OUTPUT, NOVELTY_FEATURES
@@ -105,7 +106,9 @@ def fit_extras(outputs: dict[str, np.ndarray], colours: np.ndarray, frame, train
     features, activations = outputs[FEATURES], outputs[NOVELTY_FEATURES]
     diagnoses = frame["dx"].map(KNOWN_DX.index).to_numpy()
     projection, variance_kept = fit_projection(features[train], FEATURE_COMPONENTS)
-    novelty = fit_novelty(np.concatenate([activations[train], camera_activations]), activations[val], colours[val])
+    sources = frame[SOURCE_COLUMN].to_numpy() if SOURCE_COLUMN in frame else None
+    novelty = fit_novelty(np.concatenate([activations[train], camera_activations]), activations[val], colours[val],
+                          val_sources=None if sources is None else sources[val])
     head = None if DIAGNOSIS_OUTPUT in outputs else fit_head(features[train], diagnoses[train])
     index = build_index(projection(features[train]), frame.iloc[train])
 
@@ -124,7 +127,9 @@ def fit_extras(outputs: dict[str, np.ndarray], colours: np.ndarray, frame, train
             "threshold": novelty.threshold if novelty.active else None,
             "colour_floor": novelty.colour_floor if novelty.active else None,
             "rule": (f"score above the {NOVELTY_PERCENTILE}th percentile of the validation split's, or "
-                     f"colourfulness below its {COLOURFULNESS_PERCENTILE}th percentile" if novelty.active else
+                     f"colourfulness below its {COLOURFULNESS_PERCENTILE}th percentile"
+                     + (" (each source's percentiles, the loosest kept)" if sources is not None
+                        and len(set(sources)) > 1 else "") if novelty.active else
                      f"none: {len(val)} validation images cannot set a {NOVELTY_PERCENTILE}th percentile "
                      f"(at least {NOVELTY_MIN_VALIDATION} needed)"),
             "refused": {"validation": _refused_counts(val_refused, diagnoses[val]),

@@ -89,18 +89,24 @@ class NoveltyScore:
 
 def fit_novelty(train_activations: np.ndarray, val_activations: np.ndarray, val_colours: np.ndarray,
                 percentile: float = NOVELTY_PERCENTILE, colour_percentile: float = COLOURFULNESS_PERCENTILE,
-                components: int = NOVELTY_COMPONENTS, min_validation: int = NOVELTY_MIN_VALIDATION) -> NoveltyScore:
+                components: int = NOVELTY_COMPONENTS, min_validation: int = NOVELTY_MIN_VALIDATION,
+                val_sources: np.ndarray | None = None) -> NoveltyScore:
     """With fewer than `min_validation` validation images the thresholds cannot be placed, and the
-    check refuses nothing (`active` is False)."""
+    check refuses nothing (`active` is False). With `val_sources`, each source's validation photos
+    place their own percentiles and the loosest of them is kept, so that no source's lesion photos
+    (another clinic's camera) are refused more often than the percentile says."""
     from sklearn.covariance import LedoitWolf
 
     projection, _ = fit_projection(_log(train_activations), components)
     shrunk = LedoitWolf().fit(projection(_log(train_activations)))
+    groups = [np.arange(len(val_activations))] if val_sources is None else \
+        [np.flatnonzero(val_sources == source) for source in dict.fromkeys(val_sources)]
     score = NoveltyScore(projection=projection, location=shrunk.location_.astype(np.float32),
                          precision=shrunk.precision_.astype(np.float32), threshold=np.inf,
-                         colour_floor=float(np.percentile(val_colours, colour_percentile)))
+                         colour_floor=min(float(np.percentile(val_colours[rows], colour_percentile)) for rows in groups))
     if len(val_activations) < min_validation:
         score.colour_floor = -np.inf
         return score
-    score.threshold = float(np.percentile(score(val_activations), percentile))
+    scores = score(val_activations)
+    score.threshold = max(float(np.percentile(scores[rows], percentile)) for rows in groups)
     return score

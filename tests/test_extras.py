@@ -52,6 +52,27 @@ def test_not_a_lesion_check_refuses_far_or_colourless_pictures_and_the_chosen_sh
     assert not too_few.active and not too_few.refused(too_few(far), np.zeros(20)).any()
 
 
+def test_another_clinics_photos_place_their_own_threshold_so_they_are_not_refused_wholesale():
+    """Validation photos of two sources, the second a shifted camera: one pooled percentile refuses
+    many of the second source's photos; per-source percentiles keep each near its own share."""
+    from melanoma.novelty import fit_novelty
+
+    rng = np.random.default_rng(2)
+    train = np.exp(rng.normal(size=(3000, 30))).astype(np.float32)
+    home, other = np.exp(rng.normal(size=(1500, 30))), np.exp(rng.normal(1.0, 1.0, size=(300, 30)))
+    val = np.concatenate([home, other]).astype(np.float32)
+    sources = np.array(["ham10000"] * 1500 + ["isic2017"] * 300)
+    colours = rng.uniform(20, 80, len(val))
+    pooled = fit_novelty(train, val, colours, components=10)
+    own = fit_novelty(train, val, colours, components=10, val_sources=sources)
+    other_rows = sources == "isic2017"
+    assert pooled.refused(pooled(val), colours)[other_rows].mean() > 0.02
+    for source in ("ham10000", "isic2017"):
+        rows = sources == source
+        assert own.refused(own(val[rows]), colours[rows]).mean() <= 0.01
+    assert own.threshold >= pooled.threshold
+
+
 def test_differential_head_ranks_the_right_diagnosis_first_and_reports_per_class():
     from melanoma.differential import FittedHead, as_named, fit_head, report
 
