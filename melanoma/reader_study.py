@@ -59,6 +59,9 @@ class PhotoPool:
 
     cases: pd.DataFrame
     description: str
+    # The largest difference between the test split's P(melanoma) and the network's on the shipped
+    # photo, measured when the set was written (None: photos read from the data folder itself).
+    probability_check: float | None = None
 
     @property
     def sources(self) -> list[str]:
@@ -219,7 +222,7 @@ def write_set(bundle_path: str | Path | None, data_dirs: Sequence[str | Path], m
         "credits": {source: SOURCE_CREDITS.get(source, {"name": source, "licence": "unknown"})
                     for source in sorted(chosen["source"].unique())},
         "photos": [{"file": row["file"], "image_id": row["image_id"], "source": row["source"],
-                    **{column: _plain(row[column]) for column in (*PATIENT_COLUMNS, *SHOWN_AFTER_COLUMNS)}}
+                    **{column: plain(row[column]) for column in (*PATIENT_COLUMNS, *SHOWN_AFTER_COLUMNS)}}
                    for row in chosen.to_dict("records")],
     }
     files = {f"{READER_STUDY_DIR}/{file}": data for file, data in photos.items()}
@@ -249,7 +252,7 @@ def describe(index: dict) -> str:
             f"of the test split's")
 
 
-def _plain(value):
+def plain(value):
     """A CSV cell as JSON: NaN and blanks become None, numpy numbers Python ones."""
     if value is None or (isinstance(value, float) and np.isnan(value)) or (isinstance(value, str) and not value.strip()):
         return None
@@ -292,7 +295,8 @@ def load_set(bundle: Bundle) -> PhotoPool:
     cases["photo"] = [str(bundle.path / READER_STUDY_DIR / file) for file in cases["file"]]
     return PhotoPool(cases=cases.drop(columns="file"),
                      description=f"the {len(cases)} test photos shipped with the model (one per lesion, "
-                                 f"{int(cases['label'].sum())} melanoma)")
+                                 f"{int(cases['label'].sum())} melanoma)",
+                     probability_check=index.get("probability_check", {}).get("max_abs_difference"))
 
 
 def whole_test_split(bundle: Bundle, data_dir: str | Path) -> PhotoPool | None:
@@ -355,10 +359,10 @@ def answers_table(cases: pd.DataFrame, answers: Sequence[Answer], threshold: flo
     for position, (case, answer) in enumerate(zip(cases.to_dict("records"), answers), start=1):
         rows.append({
             "position": position, "image_id": case["image_id"], "source": case["source"],
-            **{f"shown_{column}": (_plain(case.get(column)) if shown_metadata else None) for column in PATIENT_COLUMNS},
+            **{f"shown_{column}": (plain(case.get(column)) if shown_metadata else None) for column in PATIENT_COLUMNS},
             "your_call": "refer" if answer.refer else "reassure", "your_likelihood": answer.likelihood,
             "your_diagnosis": answer.diagnosis or "", "truth_dx": case["dx"], "melanoma": int(case["label"]),
-            "confirmed_by": _plain(case.get("dx_type")) or "",
+            "confirmed_by": plain(case.get("dx_type")) or "",
             "model_probability": round(float(case["probability"]), 5),
             "model_call": "refer" if case["probability"] >= threshold else "reassure",
             "model_threshold": round(threshold, 5)})
