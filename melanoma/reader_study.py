@@ -71,22 +71,29 @@ class PhotoPool:
 # --- choosing photos ------------------------------------------------------------------------------
 
 def allocate(available: dict[str, int], total: int) -> dict[str, int]:
-    """How many of `total` to take from each group: half shared equally (so rare diagnoses are
-    seen), half in proportion to the group's size; never more than a group has. Deterministic."""
-    counts = {group: 0 for group in sorted(available)}
-    remaining = min(total, sum(available.values()))
+    """How many of `total` to take from each group: one each first where the total allows (so rare
+    diagnoses are seen), then half of the rest shared equally and half in proportion to the groups'
+    sizes, largest remainders first; never more than a group has. Deterministic."""
+    counts = {group: 0 for group in sorted(available) if available[group] > 0}
+    remaining = min(total, sum(available[group] for group in counts))
+    if remaining >= len(counts):
+        counts = {group: 1 for group in counts}
+        remaining -= len(counts)
     while remaining > 0:
         open_groups = [group for group in counts if counts[group] < available[group]]
         size = sum(available[group] for group in open_groups)
         shares = {group: remaining * (0.5 / len(open_groups) + 0.5 * available[group] / size)
                   for group in open_groups}
         given = {group: min(int(share), available[group] - counts[group]) for group, share in shares.items()}
-        if not any(given.values()):  # every share below one: the largest remainder gets the next photo
-            given = {max(open_groups, key=lambda group: (shares[group], available[group])): 1}
+        left = remaining - sum(given.values())
+        for group in sorted(open_groups, key=lambda g: (shares[g] - int(shares[g]), available[g]), reverse=True):
+            if left and given[group] < available[group] - counts[group]:
+                given[group] += 1
+                left -= 1
         for group, count in given.items():
             counts[group] += count
         remaining -= sum(given.values())
-    return counts
+    return {group: counts.get(group, 0) for group in sorted(available)}
 
 
 def stratified_draw(cases: pd.DataFrame, count: int, rng: np.random.Generator) -> pd.DataFrame:
