@@ -341,3 +341,95 @@ def test_the_whole_table_of_a_test_carries_answers_truth_and_the_model(shipped):
     assert result.diagnoses_answered == 1
     outcome = io.StringIO(table.to_csv(index=False))
     assert len(pd.read_csv(outcome)) == 3
+
+
+# --- the page in Chromium, served from a fresh clone ----------------------------------------------
+
+def fresh_clone(folder: Path) -> Path:
+    """The repository's tracked files as they are now, and nothing else (no runs/, no data folder)."""
+    listed = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True).stdout
+    for name in filter(None, listed.decode().split("\0")):
+        source = ROOT / name
+        if source.is_file():
+            (folder / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, folder / name)
+    return folder
+
+
+def take_a_test(page, url: str, label: str, length: int = 10) -> pd.DataFrame:
+    """A visitor's whole test: the setup, every photo answered, the result; screenshots of each
+    stage; the downloaded CSV, checked against what the page shows."""
+    from playwright.sync_api import expect
+
+    from tests.test_browser import PAGE_TIMEOUT_MS, assert_no_exception, screenshot
+
+    heading = page.get_by_role("heading", name="Test yourself against the model")
+    expect(heading).to_be_visible(timeout=PAGE_TIMEOUT_MS)
+    expect(page.get_by_text("CC BY-NC-SA 4.0")).to_be_visible()
+    expect(page.get_by_text("Photos from")).to_have_count(0)  # no data folder on a fresh clone
+    screenshot(page, f"reader-1-setup-{label}")
+    page.get_by_text(f"{length} photos", exact=True).click()
+    page.get_by_role("button", name="Start the test").click()
+    for position in range(length):
+        expect(page.get_by_text(f"Photo {position + 1} of {length}")).to_be_visible(timeout=PAGE_TIMEOUT_MS)
+        photo = page.get_by_test_id("stImage").locator("img").first
+        expect(photo).to_be_visible()
+        assert photo.evaluate("img => img.complete && img.naturalWidth") == 200
+        expect(page.get_by_text("P(melanoma)")).to_have_count(0)  # nothing of the model before the end
+        refer = position % 2 == 0
+        page.get_by_text(REFER if refer else REASSURE).click()
+        slider = page.get_by_role("slider")
+        slider.focus()
+        for _ in range(10 + position):
+            slider.press("ArrowRight" if refer else "ArrowLeft")
+        if position == 0:
+            page.get_by_test_id("stSelectbox").click()
+            page.get_by_role("option", name="melanocytic naevus").click()
+            screenshot(page, f"reader-2-question-{label}")
+        page.get_by_role("button", name="Finish and see my result" if position + 1 == length else "Next photo").click()
+    expect(page.get_by_text(f"Your result: {length} photos")).to_be_visible(timeout=PAGE_TIMEOUT_MS)
+    expect(page.locator(".js-plotly-plot")).to_have_count(1, timeout=PAGE_TIMEOUT_MS)
+    with page.expect_download(timeout=PAGE_TIMEOUT_MS) as download:
+        page.get_by_role("button", name="Download the whole test (CSV)").click()
+    table = pd.read_csv(download.value.path())
+    assert len(table) == length and (table["model"] == "melanoma-resnet50").all()
+    assert table["model_version"].str.startswith("melanoma-resnet50 (").all()
+    assert list(table["your_call"]) == ["refer" if i % 2 == 0 else "reassure" for i in range(length)]
+    assert list(table["your_likelihood"]) == [min(100, 60 + i) if i % 2 == 0 else max(0, 40 - i) for i in range(length)]
+    referred = table["your_call"] == "refer"
+    melanoma = table["melanoma"] == 1
+    shown = page.get_by_test_id("stMetric").filter(has_text="Your sensitivity").get_by_test_id("stMetricValue")
+    expect(shown).to_have_text(re.compile(rf"\({(referred & melanoma).sum()} of {melanoma.sum()}\)$"))
+    shown = page.get_by_test_id("stMetric").filter(has_text="Your specificity").get_by_test_id("stMetricValue")
+    expect(shown).to_have_text(re.compile(rf"\({(~referred & ~melanoma).sum()} of {(~melanoma).sum()}\)$"))
+    disagreeing = (table["your_call"] != table["model_call"]).sum()
+    if disagreeing:
+        expect(page.get_by_text(f"Where you and the model disagreed: {disagreeing} of {length} photos")).to_be_visible(
+            timeout=PAGE_TIMEOUT_MS)
+    assert_no_exception(page)
+    screenshot(page, f"reader-3-result-{label}")
+    return table
+
+
+@pytest.mark.slow
+def test_a_visitor_takes_the_test_in_chromium_on_a_fresh_clone_at_desktop_and_phone_width(tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    from tests.app_server import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, require_browser, running_app
+
+    require_browser()
+    clone = fresh_clone(tmp_path / "clone")
+    with running_app(None, tmp_path / "no-data-folder", ARTIFACTS / "reader-study-server.log", root=clone) as (url, _, _), \
+            sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            desktop = browser.new_page(viewport={"width": 1400, "height": 1000})
+            desktop.goto(url)
+            desktop.get_by_test_id("stSidebarNav").get_by_role("link", name="Test yourself").click()
+            first = take_a_test(desktop, url, "desktop")
+            phone = browser.new_page(viewport={"width": 420, "height": 900}, is_mobile=True, has_touch=True)
+            phone.goto(f"{url}/test_yourself")
+            second = take_a_test(phone, url, "phone")
+            assert list(first["image_id"]) != list(second["image_id"])  # each visitor their own draw
+        finally:
+            browser.close()
