@@ -30,6 +30,9 @@ from melanoma.reporting import percent, provenance, thumbnail_uri
 TEST = "reader_test"  # this session's test: the draw, the answers so far, the settings
 REFER, REASSURE = "Refer: suspicious for melanoma", "Reassure: not suspicious"
 DISAGREEMENT_THUMBNAIL = 150
+DISAGREEMENT_ROW_HEIGHT = 85
+SHARE_IN_WORDS = {1 / 3: "a third", 1 / 4: "a quarter", 1 / 2: "half"}.get(READER_STUDY_MELANOMA_SHARE,
+                                                                        f"{READER_STUDY_MELANOMA_SHARE:.0%}")
 GRAD_CAM_OPACITY = 0.45
 
 
@@ -64,7 +67,7 @@ def setup(pools: dict, problems: list[str]) -> None:
         "- **refer** (suspicious for melanoma) or **reassure**;\n"
         "- **how likely melanoma is**, from 0 to 100;\n"
         "- optionally, the **most likely diagnosis** of seven.\n\n"
-        f"About {READER_STUDY_MELANOMA_SHARE:.0%} of the photos are melanoma, far more than in a clinic. You see "
+        f"About {SHARE_IN_WORDS} of the photos are melanoma, far more than in a clinic. You see "
         "nothing of the truth or of the model until the end; then your sensitivity, specificity and AUC beside "
         "the model's on the same photos, and every photo where you two disagreed.")
     with st.form("reader-setup"):
@@ -145,25 +148,25 @@ def result(test: dict, bundle) -> None:
 
     anchor = ((HAENSSLE_2018["specificity"], HAENSSLE_2018["sensitivity"]),
               f"Haenssle 2018: mean of {HAENSSLE_2018['readers']} dermatologists")
-    left, right = st.columns([3, 2], gap="large")
+    left, right = st.columns(2, gap="large")
     left.plotly_chart(charts.reader_study_roc(
         outcome.model_roc, model["roc_auc"], (model["specificity"], model["sensitivity"]), outcome.your_roc,
         yours["roc_auc"], (yours["specificity"], yours["sensitivity"]), anchor), config={"displayModeBar": False})
     with right:
         st.markdown("**Beside published figures**")
+        # Four short columns: the table fits a phone's width without scrolling sideways.
         st.dataframe(pd.DataFrame([
-            {"who": "you", "photos": len(cases), "sensitivity": rate(yours["sensitivity"]),
-             "specificity": rate(yours["specificity"]), "AUC": charts.number(yours["roc_auc"])},
-            {"who": "this model, same photos", "photos": len(cases), "sensitivity": rate(model["sensitivity"]),
-             "specificity": rate(model["specificity"]), "AUC": charts.number(model["roc_auc"])},
-            {"who": f"{HAENSSLE_2018['readers']} dermatologists (mean)", "photos": HAENSSLE_2018["images"],
-             "sensitivity": rate(HAENSSLE_2018["sensitivity"]), "specificity": rate(HAENSSLE_2018["specificity"]),
-             "AUC": ""},
-            {"who": "Haenssle's CNN", "photos": HAENSSLE_2018["images"], "sensitivity": "", "specificity": "",
-             "AUC": f"{HAENSSLE_2018['cnn_auc']:.2f}"},
+            {"who": "you", "sensitivity": rate(yours["sensitivity"]), "specificity": rate(yours["specificity"]),
+             "AUC": charts.number(yours["roc_auc"])},
+            {"who": "the model", "sensitivity": rate(model["sensitivity"]), "specificity": rate(model["specificity"]),
+             "AUC": charts.number(model["roc_auc"])},
+            {"who": f"{HAENSSLE_2018['readers']} dermatologists*", "sensitivity": rate(HAENSSLE_2018["sensitivity"]),
+             "specificity": rate(HAENSSLE_2018["specificity"]), "AUC": ""},
+            {"who": "Haenssle's CNN*", "sensitivity": "", "specificity": "", "AUC": f"{HAENSSLE_2018['cnn_auc']:.2f}"},
         ]), hide_index=True)
-        st.caption(f"{HAENSSLE_2018['citation']}: dermoscopic photos alone (level I), other photos than these. "
-                   "Published anchors, not the same test.")
+        st.caption(f"You and the model: these {len(cases)} photos. \\* {HAENSSLE_2018['citation']}: the mean of "
+                   f"{HAENSSLE_2018['readers']} dermatologists and a CNN on {HAENSSLE_2018['images']} other dermoscopic "
+                   "photos (level I: the photo alone). Published anchors, not the same test.")
         if outcome.diagnoses_answered:
             st.markdown(f"**Diagnosis:** you named one for {outcome.diagnoses_answered} of {len(cases)} photos, "
                         f"{outcome.diagnoses_correct} correct "
@@ -205,18 +208,23 @@ def show_disagreements(test: dict, positions: list[int], threshold: float) -> No
             confirmed = reader_study.plain(case.get("dx_type"))
             your_dx = f", {DIFFERENTIAL_NAMES[answer.diagnosis]}" if answer.diagnosis else ""
             rows.append({
-                "photo": photo, "model's Grad-CAM": grad_cam,
+                "#": position + 1, "photo": photo, "Grad-CAM": grad_cam,
                 "truth": DIFFERENTIAL_NAMES.get(case["dx"], case["dx"]),
-                "confirmed by": DX_TYPE_NAMES.get(confirmed, confirmed or "not recorded"),
-                "your answer": f"{'refer' if answer.refer else 'reassure'} ({answer.likelihood}/100{your_dx})",
-                "model": f"{'refer' if case['probability'] >= threshold else 'reassure'} "
-                         f"(P(melanoma) {percent(case['probability'])})",
-                "#": position + 1})
-    st.dataframe(pd.DataFrame(rows), hide_index=True, row_height=DISAGREEMENT_THUMBNAIL // 2 + 10,
-                 column_order=["#", "photo", "model's Grad-CAM", "truth", "confirmed by", "your answer", "model"],
-                 column_config={"photo": st.column_config.ImageColumn(width="small"),
-                                "model's Grad-CAM": st.column_config.ImageColumn(width="small")})
-    st.caption("Grad-CAM (stage 3): red regions raised the model's P(melanoma) most. "
+                "you": f"{'refer' if answer.refer else 'reassure'}, {answer.likelihood}/100{your_dx}",
+                "model": f"{'refer' if case['probability'] >= threshold else 'reassure'}, {percent(case['probability'])}",
+                "confirmed by": DX_TYPE_NAMES.get(confirmed, confirmed or "not recorded")})
+    # Tall enough for every row: a clinician should not have to find a scroll bar inside the table.
+    st.dataframe(pd.DataFrame(rows), hide_index=True, row_height=DISAGREEMENT_ROW_HEIGHT,
+                 height=DISAGREEMENT_ROW_HEIGHT * len(rows) + 40,
+                 column_order=["#", "photo", "Grad-CAM", "truth", "you", "model", "confirmed by"],
+                 column_config={"#": st.column_config.NumberColumn(width=40),
+                                "photo": st.column_config.ImageColumn(width="small"),
+                                "Grad-CAM": st.column_config.ImageColumn(width="small", help="Where the model "
+                                                                         "looked: red raised P(melanoma) most")})
+    # Also the table's text alternative, and all of it on a phone, where the table scrolls sideways.
+    st.caption("As text: " + "; ".join(f"#{row['#']} {row['truth']} (confirmed by {row['confirmed by']}): you "
+                                       f"{row['you']}, the model {row['model']}" for row in rows) + ".")
+    st.caption("'model': its call and P(melanoma). Grad-CAM (stage 3): red regions raised the model's P(melanoma) most. "
                "'Confirmed by' is how the diagnosis was established (histopathology, follow-up, expert consensus, "
                "confocal microscopy); the model never sees it.")
 
