@@ -46,6 +46,7 @@ from melanoma.fileio import sha256_file
 PATIENT_COLUMNS = ("age", "sex", "localization")
 SHOWN_AFTER_COLUMNS = ("dx_type",)
 TRUTH_COLUMNS = ("image_id", "lesion_id", "dx", "label", "probability")
+SAFE_IMAGE_ID = r"[A-Za-z0-9_-][A-Za-z0-9_.-]*"
 
 
 class ReaderStudyError(RuntimeError):
@@ -145,6 +146,7 @@ def data_candidates(bundle: Bundle, data_dirs: Sequence[str | Path]) -> pd.DataF
         wanted = [column for column in (*PATIENT_COLUMNS, *SHOWN_AFTER_COLUMNS) if column in metadata.columns]
         rows = split[split["source"] == (source_of(folder) if named else DEFAULT_SOURCE)].merge(
             metadata[["image_id", *wanted]].drop_duplicates("image_id"), on="image_id", how="left")
+        rows = rows[rows["image_id"].str.fullmatch(SAFE_IMAGE_ID)]  # it becomes a file name in the bundle
         rows["photo"] = [str(folder / IMAGES_DIR / f"{image_id}.jpg") for image_id in rows["image_id"]]
         parts.append(rows[[Path(photo).is_file() for photo in rows["photo"]]])
     if not parts:
@@ -208,7 +210,12 @@ def write_set(bundle_path: str | Path | None, data_dirs: Sequence[str | Path], m
     chosen["file"] = chosen["image_id"] + ".jpg"
     if chosen["file"].duplicated().any():
         raise ReaderStudyError("two sources share an image_id; the set cannot tell their photos apart")
-    photos = {file: shipped_photo(path) for file, path in zip(chosen["file"], chosen["photo"])}
+    photos = {}
+    for file, path in zip(chosen["file"], chosen["photo"]):
+        try:
+            photos[file] = shipped_photo(path)
+        except (OSError, ValueError) as error:  # PIL's UnidentifiedImageError is an OSError
+            raise ReaderStudyError(f"the test photo {path} cannot be read ({error})") from None
     shipped = recomputed_probabilities(bundle, photos, chosen)
     difference = float(np.abs(shipped - chosen["probability"].to_numpy(float)).max())
     if difference > READER_STUDY_PROBABILITY_TOLERANCE:
@@ -239,11 +246,12 @@ def write_set(bundle_path: str | Path | None, data_dirs: Sequence[str | Path], m
 
 
 def write_after_training(bundle_path: str | Path | None, data_dirs: str | Path | Sequence[str | Path]) -> None:
-    """`train`'s last step: the set for the bundle it just wrote. Nothing for a worker that wrote no
-    bundle or a validation-only candidate; a set that cannot be made is reported, the bundle kept."""
-    folders = [data_dirs] if isinstance(data_dirs, str | Path) else list(data_dirs)
-    if bundle_path is None or load_bundle(bundle_path).validation_only:
+    """`train`'s last step: the set for the bundle it just wrote (nothing for a worker that wrote
+    none). A set that cannot be made (a validation-only candidate has no test split) is reported
+    in one line, and the bundle kept."""
+    if bundle_path is None:
         return
+    folders = [data_dirs] if isinstance(data_dirs, str | Path) else list(data_dirs)
     try:
         index = write_set(bundle_path, folders)
     except ReaderStudyError as error:

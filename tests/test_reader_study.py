@@ -161,9 +161,20 @@ def test_the_command_writes_a_reproducible_set_into_an_existing_bundle(bundle_co
     assert [photo["image_id"] for photo in again["photos"]] == list(cases["image_id"])
 
 
+@pytest.mark.slow  # five commands, each starting TensorFlow
 def test_the_command_refuses_bad_input_in_one_line(bundle_copy, tmp_path):
+    broken = tmp_path / "ham10000"  # the bundle's test photos by name, but not photos
+    (broken / "images").mkdir(parents=True)
+    rows = pd.read_csv(bundle_copy / "test_split.csv").head(5)
+    rows[["lesion_id", "image_id", "dx"]].to_csv(broken / "HAM10000_metadata.csv", index=False)
+    for image_id in rows["image_id"]:
+        (broken / "images" / f"{image_id}.jpg").write_bytes(b"my notes, not a photo")
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "HAM10000_metadata.csv").write_text("lesion_id,image_id,dx\nL1,NOT_IN_THE_SPLIT,nv\n")
     for args, reason in (
             (("--model", bundle_copy, "--data", tmp_path / "nowhere"), "no HAM10000_metadata.csv in"),
+            (("--model", bundle_copy, "--data", broken), "cannot be read"),
+            (("--model", bundle_copy, "--data", tmp_path / "other"), "none of the bundle's test photos is in"),
             (("--model", bundle_copy, "--data", tmp_path, "--photos", 500), "a set holds 1 to 120 photos"),
             (("--model", tmp_path / "no-bundle", "--data", tmp_path), "no model bundle at")):
         done = run_command(*args)

@@ -133,6 +133,11 @@ def number(value) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
 
+def rate(value) -> str:
+    """A sensitivity, specificity or share as a percentage with one decimal."""
+    return "n/a" if value is None else f"{value:.1%}"
+
+
 def differential_auc_table(report: dict, names: dict[str, str]) -> pd.DataFrame:
     """Per diagnosis: its one-vs-rest test AUC and how many test images had it."""
     counts = [sum(row) for row in report["confusion_matrix"]]

@@ -16,6 +16,7 @@ import streamlit as st
 
 from melanoma import reader_study
 from melanoma.app import charts, state
+from melanoma.app.charts import rate
 from melanoma.config import (
     DEFAULT_GRADCAM_LAYER,
     DIFFERENTIAL_NAMES,
@@ -34,10 +35,6 @@ DISAGREEMENT_ROW_HEIGHT = 85
 SHARE_IN_WORDS = {1 / 3: "a third", 1 / 4: "a quarter", 1 / 2: "half"}.get(READER_STUDY_MELANOMA_SHARE,
                                                                         f"{READER_STUDY_MELANOMA_SHARE:.0%}")
 GRAD_CAM_OPACITY = 0.45
-
-
-def rate(value) -> str:
-    return "n/a" if value is None else f"{value:.1%}"
 
 
 def patient_line(case) -> str:
@@ -188,7 +185,9 @@ def result(test: dict, bundle) -> None:
     check = test["pool"].probability_check
     st.caption("The model's P(melanoma) is the one in its test split (calibrated; the figures behind the Training "
                "page)" + ("" if check is None else f"; on these shipped photos the network as shipped gives the same "
-                                                 f"within {check:.4f}") + ".")
+                                                 f"within {check:.4f}")
+               + (", with the patient's age, sex and site given to it." if bundle.takes_metadata else
+                  ", from the photo alone: this model takes no age, sex or site."))
     st.button("Take another test", on_click=st.session_state.pop, args=(TEST, None), type="primary",
               icon=":material/restart_alt:")
     show_credits(test["pool"].sources)
