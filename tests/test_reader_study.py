@@ -375,7 +375,7 @@ def take_a_test(page, url: str, label: str, length: int = 10, touch: bool = Fals
     def press(element) -> None:
         element.tap() if touch else element.click()
 
-    from tests.test_browser import PAGE_TIMEOUT_MS, assert_no_exception, screenshot
+    from tests.test_browser import MODEL_TIMEOUT_MS, PAGE_TIMEOUT_MS, assert_no_exception, screenshot
 
     heading = page.get_by_role("heading", name="Test yourself against the model")
     expect(heading).to_be_visible(timeout=PAGE_TIMEOUT_MS)
@@ -406,8 +406,10 @@ def take_a_test(page, url: str, label: str, length: int = 10, touch: bool = Fals
             press(page.get_by_role("option", name="melanocytic naevus"))
             screenshot(page, f"reader-2-question-{label}")
         press(form.get_by_role("button", name="Finish and see my result" if position + 1 == length else "Next photo"))
-    expect(page.get_by_text(f"Your result: {length} photos")).to_be_visible(timeout=PAGE_TIMEOUT_MS)
-    expect(page.locator(".js-plotly-plot")).to_have_count(1, timeout=PAGE_TIMEOUT_MS)
+    # The result loads the network and traces Grad-CAM the first time: the model's timeout.
+    expect(page.get_by_text(f"Your result: {length} photos")).to_be_visible(timeout=MODEL_TIMEOUT_MS)
+    expect(page.locator(".js-plotly-plot")).to_have_count(1, timeout=MODEL_TIMEOUT_MS)
+    expect(page.get_by_role("button", name="Download the whole test (CSV)")).to_be_visible(timeout=MODEL_TIMEOUT_MS)
     with page.expect_download(timeout=PAGE_TIMEOUT_MS) as download:
         page.get_by_role("button", name="Download the whole test (CSV)").click()
     table = pd.read_csv(download.value.path())
