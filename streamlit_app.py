@@ -17,6 +17,7 @@ st.set_page_config(page_title="Melanoma triage: a teaching demo", page_icon=":ma
 free_ended_sessions()
 st.navigation([
     st.Page("melanoma/app/classify.py", title="Classify", icon=":material/image_search:", default=True),
+    st.Page("melanoma/app/test_yourself.py", title="Test yourself", icon=":material/quiz:"),
     st.Page("melanoma/app/dataset.py", title="Dataset", icon=":material/dataset:"),
     st.Page("melanoma/app/training.py", title="Training", icon=":material/monitoring:"),
     st.Page("melanoma/app/about.py", title="About", icon=":material/info:"),

@@ -134,15 +134,20 @@ def write_bundle(out_dir: str | Path, model, *, metrics: dict, history_csv: str,
     return out_dir
 
 
-def add_files(bundle_dir: str | Path, files: dict[str, bytes]) -> Path:
+def add_files(bundle_dir: str | Path, files: dict[str, bytes], replacing: str | None = None) -> Path:
     """Adds (or replaces) files in an existing bundle and records their sha256 in its manifest; the
-    other files are copied unchanged. Staged and swapped in like `write_bundle`."""
+    other files are copied unchanged. `replacing` names a folder inside the bundle whose old files
+    and manifest entries go first (a set rewritten whole). Staged and swapped in like `write_bundle`."""
     bundle_dir = Path(bundle_dir)
     load_bundle(bundle_dir)  # never extend a bundle that does not verify
     staging = bundle_dir.with_name(f".{bundle_dir.name}.partial-{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
     shutil.copytree(bundle_dir, staging)
     manifest = json.loads((staging / MANIFEST).read_text())
+    if replacing:
+        shutil.rmtree(staging / replacing, ignore_errors=True)
+        manifest["files"] = {name: digest for name, digest in manifest["files"].items()
+                             if not name.startswith(f"{replacing}/")}
     for name, data in files.items():
         atomic_write_bytes(staging / name, data)
         manifest["files"][name] = sha256_file(staging / name)

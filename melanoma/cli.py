@@ -1,13 +1,22 @@
-"""The product's commands: `python -m melanoma train | evaluate | predict | extras`. The lab adds its
+"""The product's commands: `python -m melanoma train | evaluate | predict | extras | reader-study`. The lab adds its
 own (`melanoma/lab/cli.py`); `__main__` puts the two together."""
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from collections import Counter
 from pathlib import Path
 
-from melanoma.config import IMAGE_ASPECT, MIN_IMAGE_SIDE, SEXES, SITES, TrainConfig
+from melanoma.config import (
+    IMAGE_ASPECT,
+    MIN_IMAGE_SIDE,
+    READER_STUDY_MAX_PHOTOS,
+    READER_STUDY_SEED,
+    SEXES,
+    SITES,
+    TrainConfig,
+)
 from melanoma.quiet import import_tensorflow_quietly
 
 EXIT_REJECTED = 2
@@ -208,6 +217,23 @@ def run_extras(args) -> int:
     return 0
 
 
+def run_reader_study(args) -> int:
+    from melanoma.bundle import BundleError
+    from melanoma.data import DatasetError
+    from melanoma.reader_study import ReaderStudyError, describe, write_set
+
+    try:
+        index = write_set(args.model, args.data, max_photos=args.photos, seed=args.seed)
+    except (BundleError, DatasetError, ReaderStudyError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    counts = Counter(photo["source"] for photo in index["photos"])
+    print(f"reader study of {index['bundle']}: {describe(index)}")
+    for source, credit in index["credits"].items():
+        print(f"  {counts[source]} from {credit['name']} (licence {credit['licence']})")
+    return 0
+
+
 def build_parser(extensions=()) -> argparse.ArgumentParser:
     """The product's commands; each of `extensions` (e.g. the lab's `add_lab_commands`) adds its own
     to the subparsers it is given. Every command's parser names its handler as `run`."""
@@ -246,6 +272,21 @@ def build_parser(extensions=()) -> argparse.ArgumentParser:
     extras.add_argument("--data", required=True, action="append", metavar="FOLDER",
                         help="the folder(s) the bundle was trained on, in the order train was given them")
     extras.set_defaults(run=run_extras)
+
+    reader_study = commands.add_parser(
+        "reader-study", help="choose the test photos a bundle ships for the app's Test yourself page",
+        description=f"Choose at most {READER_STUDY_MAX_PHOTOS} photos of the bundle's test split (one per lesion, "
+                    "about a third melanoma, every other diagnosis represented, a fixed seed), check that the "
+                    "network gives them the test split's P(melanoma), and write them with their metadata into "
+                    "the bundle's reader_study/ folder (replacing an earlier set; the manifest records them).")
+    reader_study.add_argument("--model", default=None, help="bundle folder (default: the shipped one in models/)")
+    reader_study.add_argument("--data", required=True, action="append", metavar="FOLDER",
+                              help="a HAM10000-format folder the bundle's test photos come from; repeat it for "
+                                   "each source (a folder's basename names its source, e.g. isic2017)")
+    reader_study.add_argument("--photos", type=int, default=READER_STUDY_MAX_PHOTOS,
+                              help=f"how many photos (default and most: {READER_STUDY_MAX_PHOTOS})")
+    reader_study.add_argument("--seed", type=int, default=READER_STUDY_SEED, help=f"(default {READER_STUDY_SEED})")
+    reader_study.set_defaults(run=run_reader_study)
 
     for add_commands in extensions:
         add_commands(commands)

@@ -42,13 +42,16 @@ IMAGES_DIR = "images"
 SOURCE_COLUMN = "source"  # which data folder (by its name) a photo came from: ham10000, isic2017
 # Bundles from before sources existed were trained on HAM10000 alone.
 DEFAULT_SOURCE = "ham10000"
-# What the app says of each source it knows; another folder is shown by its name.
+# What the app says of each source it knows, and how its photos are credited wherever they are
+# shown; another folder is shown by its name.
 SOURCES = {
     "ham10000": {"title": "HAM10000", "clinics": "two clinics: Vienna and Queensland",
-                 "licence": "CC BY-NC-SA 4.0",
-                 "citation": "Tschandl, Rosendahl & Kittler, Scientific Data 5, 180161 (2018)"},
+                 "licence": "CC BY-NC-SA 4.0", "licence_url": "https://creativecommons.org/licenses/by-nc-sa/4.0/",
+                 "citation": "Tschandl, Rosendahl & Kittler, Scientific Data 5, 180161 (2018), "
+                             "doi:10.1038/sdata.2018.161"},
     "isic2017": {"title": "ISIC 2017", "clinics": "the ISIC Archive: many clinics and dermatoscopes, led by "
-                                                  "Memorial Sloan Kettering", "licence": "CC BY-NC",
+                                                  "Memorial Sloan Kettering",
+                 "licence": "CC BY-NC", "licence_url": "https://creativecommons.org/licenses/by-nc/4.0/",
                  "citation": "Codella et al., ISBI 2018, arXiv:1710.05006"},
 }
 REQUIRED_COLUMNS = ("lesion_id", "image_id", "dx")
@@ -209,3 +212,20 @@ DIFFERENTIAL_NAMES = {  # in full, for people; KNOWN_DX order is the differentia
     "df": "dermatofibroma",
     "vasc": "vascular lesion",
 }
+
+# The reader study ("Test yourself", melanoma/reader_study.py): test-split photos shipped inside a
+# bundle, so the page works on a fresh clone. The one place where data photos enter the repository.
+READER_STUDY_DIR = "reader_study"
+READER_STUDY_INDEX = "index.json"
+READER_STUDY_MAX_PHOTOS = 120
+READER_STUDY_SEED = 25  # the shipped set is reproducible; each visitor's draw from it is not
+READER_STUDY_MELANOMA_SHARE = 1 / 3  # Haenssle 2018's test set was 20% melanoma; a third gives more to learn from
+READER_STUDY_PHOTO_SIZE = (200, 150)  # width, height: the development copies' size, 4:3
+READER_STUDY_JPEG_QUALITY = 90  # only for photos that must be resized; 200x150 JPEGs are shipped byte for byte
+READER_STUDY_LENGTHS = (10, 20, 40)
+# The page shows the test split's P(melanoma); recomputed on the shipped JPEG by the network as
+# shipped (float16 kernels) it may differ by this much at most, or the set is not written.
+READER_STUDY_PROBABILITY_TOLERANCE = 0.01
+# The published anchor shown beside a visitor's result (level I: dermoscopy alone, 100 images).
+HAENSSLE_2018 = {"readers": 58, "sensitivity": 0.866, "specificity": 0.713, "cnn_auc": 0.86, "images": 100,
+                 "citation": "Haenssle et al., Annals of Oncology 29(8):1836-1842 (2018)"}

@@ -36,10 +36,10 @@ def describe_case(case: dict) -> str:
     return f"{diagnosis}; confirmed by {confirmed}; {age}, {case['localization']}"
 
 
-def thumbnail_uri(image) -> str:
+def thumbnail_uri(image, side: int = THUMBNAIL_SIDE) -> str:
     """A small PNG of a PIL image as a data URI (in memory: uploads are never written anywhere)."""
     small = image.copy()
-    small.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE))
+    small.thumbnail((side, side))
     buffer = io.BytesIO()
     small.save(buffer, format="PNG")
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
@@ -69,7 +69,11 @@ def results_table(predictions) -> pd.DataFrame:
 def results_csv(table: pd.DataFrame, manifest: dict, when: datetime | None = None) -> str:
     """The table as CSV, each row carrying what it was made with: its threshold and the patient
     information used (per row: a metadata network has a threshold per mode), model and date."""
+    return table.drop(columns="photo").assign(**provenance(manifest, when)).to_csv(index=False)
+
+
+def provenance(manifest: dict, when: datetime | None = None) -> dict:
+    """The columns every downloaded row carries: which model (name, version, weights) and when."""
     when = when or datetime.now(UTC)
-    provenance = {"model": manifest.get("name"), "model_created": manifest.get("created"),
-                  "weights_sha256": manifest.get("weights_sha256"), "date": when.isoformat(timespec="seconds")}
-    return table.drop(columns="photo").assign(**provenance).to_csv(index=False)
+    return {"model": manifest.get("name"), "model_created": manifest.get("created"),
+            "weights_sha256": manifest.get("weights_sha256"), "date": when.isoformat(timespec="seconds")}

@@ -152,6 +152,7 @@ def train(data_dirs, out_dir: str | Path, config: TrainConfig,
     from melanoma.bundle import weights_to_npz
     from melanoma.evaluate import roc_auc
     from melanoma.inference import compiled_forward, predict_in_batches
+    from melanoma.reader_study import write_after_training as write_reader_study
 
     if (config.diagnosis_loss_weight or config.metadata) and config.distribute == "multiworker":
         raise SystemExit("error: the diagnosis head (--diagnosis-loss-weight) and --metadata do not train "
@@ -273,6 +274,7 @@ def train(data_dirs, out_dir: str | Path, config: TrainConfig,
 
     bundle = finish(out_dir, run_dir, model, forward, dataset, split, history, best, config, total_rows,
                     per_epoch, lineage, look_at_test) if chief and write_bundle else None
+    write_reader_study(bundle, data_dirs)  # the Test yourself page's photos, from the data folder(s)
     if multiworker:
         multiworker.barrier()  # workers leave together: an early exit reads as a crash to the others
     return bundle

@@ -59,17 +59,21 @@ def wait_until_healthy(url: str, server: subprocess.Popen, log: Path) -> None:
 
 
 @contextlib.contextmanager
-def running_app(model: Path, data: Path, log: Path):
-    """Yields (url, the server process, monotonic time of `streamlit run`); stops the server after."""
+def running_app(model: Path | None, data: Path, log: Path, root: Path = ROOT):
+    """Yields (url, the server process, monotonic time of `streamlit run`); stops the server after.
+    `model` None: the app's default bundle; `root`: the checkout to serve from."""
     port = free_port()
-    env = {**os.environ, "MELANOMA_MODEL": str(model), "MELANOMA_DATA": str(data)}
+    env = {**os.environ, "MELANOMA_DATA": str(data)}
+    env.pop("MELANOMA_MODEL", None)
+    if model is not None:
+        env["MELANOMA_MODEL"] = str(model)
     log.parent.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     with open(log, "w") as log_file:
         server = subprocess.Popen(
             [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port),
              "--server.address", LOOPBACK, "--server.headless", "true"],
-            cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT)
+            cwd=root, env=env, stdout=log_file, stderr=subprocess.STDOUT)
     try:
         url = f"http://{LOOPBACK}:{port}"
         wait_until_healthy(url, server, log)

@@ -144,6 +144,11 @@ def number(value) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
 
+def rate(value) -> str:
+    """A sensitivity, specificity or share as a percentage with one decimal."""
+    return "n/a" if value is None else f"{value:.1%}"
+
+
 def differential_auc_table(report: dict, names: dict[str, str]) -> pd.DataFrame:
     """Per diagnosis: its one-vs-rest test AUC and how many test images had it."""
     counts = [sum(row) for row in report["confusion_matrix"]]
@@ -243,3 +248,30 @@ def diagnosis_confusion_matrix(report: dict, names: dict[str, str]) -> go.Figure
     figure.update_yaxes(title="confirmed diagnosis", autorange="reversed")
     return _layout(figure, "Differential on the test split", height=460)
 
+
+
+def reader_study_roc(model_roc: dict, model_auc: float | None, model_point: tuple, your_roc: dict,
+                     your_auc: float | None, your_point: tuple, anchor: tuple | None = None) -> go.Figure:
+    """The model's ROC curve on the visitor's photos, with the visitor's own (from their likelihoods),
+    both operating points as (specificity, sensitivity), and a published readers' point."""
+    def auc_label(name, auc):
+        return name if auc is None else f"{name} (AUC {auc:.2f})"
+
+    figure = go.Figure()
+    figure.add_scatter(x=[0, 1], y=[0, 1], mode="lines", name="chance", line=dict(dash="dot", color="grey"))
+    figure.add_scatter(x=model_roc.get("fpr", []), y=model_roc.get("tpr", []), mode="lines",
+                       name=auc_label("model", model_auc), line=dict(color=MELANOMA_COLOUR, width=3))
+    figure.add_scatter(x=your_roc.get("fpr", []), y=your_roc.get("tpr", []), mode="lines",
+                       name=auc_label("you, from your likelihoods", your_auc),
+                       line=dict(color=OTHER_COLOUR, width=3, dash="dash"))
+    points = [(model_point, "model's call at its threshold", MELANOMA_COLOUR, "x"),
+              (your_point, "your refer / reassure calls", OTHER_COLOUR, "circle")]
+    if anchor is not None:
+        points.append((anchor[0], anchor[1], "black", "diamond-open"))
+    for (specificity, sensitivity), name, colour, symbol in points:
+        if specificity is not None and sensitivity is not None:
+            figure.add_scatter(x=[1 - specificity], y=[sensitivity], mode="markers", name=name,
+                               marker=dict(size=14, color=colour, symbol=symbol, line=dict(width=2, color=colour)))
+    figure.update_xaxes(range=[0, 1], title="1 - specificity (benign lesions referred)", constrain="domain")
+    figure.update_yaxes(range=[0, 1.02], title="sensitivity (melanomas referred)", scaleanchor="x")
+    return _layout(figure, "You and the model on the same photos", height=520, legend=dict(orientation="h", y=-0.25))

@@ -90,6 +90,22 @@ def _test_intervals(path: str, stamp: int | None) -> dict:
     return lesion_bootstrap_intervals(split["label"], split["probability"], split["lesion_id"], bundle.threshold)
 
 
+@st.cache_resource(show_spinner="Checking the test photos…", max_entries=APP_CACHED_BUNDLES)
+def _reader_study_pools(path: str, stamp: int | None, data: str) -> tuple[dict, list[str]]:
+    from melanoma import reader_study
+
+    bundle = _bundle(path, stamp)
+    pools, problems = {}, []
+    try:
+        pools["shipped"] = reader_study.load_set(bundle)
+    except reader_study.ReaderStudyError as error:
+        problems.append(str(error))
+    whole = reader_study.whole_test_split(bundle, data)
+    if whole is not None:
+        pools["whole"] = whole
+    return pools, problems
+
+
 def _require(loader):
     path = bundle_path()
     try:
@@ -115,6 +131,12 @@ def require_explainer():
 def require_test_intervals() -> dict:
     """Confidence intervals of the bundle's test metrics (a lesion-level bootstrap of its test split)."""
     return _require(_test_intervals)
+
+
+def require_reader_study_pools() -> tuple[dict, list[str]]:
+    """({"shipped": the bundle's verified set, "whole": the test split in the data folder}, each
+    where available; and the one-line reasons why one is not)."""
+    return _require(lambda path, stamp: _reader_study_pools(path, stamp, str(data_dir())))
 
 
 def show_bundle_error(error: BundleError) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import streamlit as st
 
 from melanoma.app import charts, state
+from melanoma.app.charts import rate
 from melanoma.config import DIFFERENTIAL_NAMES, SOURCES
 from melanoma.evaluate import metrics_at
 
@@ -65,10 +66,6 @@ threshold = st.slider("Call suspicious from P(melanoma) ≥", 0.0, slider_top, v
 explored = metrics_at(split["label"].to_numpy(), split["probability"].to_numpy(), threshold)
 at_model = metrics_at(split["label"].to_numpy(), split["probability"].to_numpy(), bundle.threshold)
 (tn, fp), (fn, tp) = explored["confusion_matrix"]
-
-
-def rate(value):
-    return "n/a" if value is None else f"{value:.1%}"
 
 
 def change(key):

@@ -1,0 +1,264 @@
+"""Test yourself: a reader study. The visitor calls 10, 20 or 40 test photos one at a time (refer or
+reassure, a 0-100 likelihood, optionally a diagnosis); only then do they see the truth, their
+sensitivity, specificity and AUC beside the model's on the same photos, and where the two disagreed.
+
+Each visitor's draw and answers live in their own session state and nowhere else: nothing about a
+visitor is written on the server, and reloading the page starts afresh.
+"""
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from melanoma import reader_study
+from melanoma.app import charts, state
+from melanoma.app.charts import rate
+from melanoma.config import (
+    DEFAULT_GRADCAM_LAYER,
+    DIFFERENTIAL_NAMES,
+    DX_TYPE_NAMES,
+    HAENSSLE_2018,
+    KNOWN_DX,
+    READER_STUDY_LENGTHS,
+    READER_STUDY_MELANOMA_SHARE,
+)
+from melanoma.reporting import percent, provenance, thumbnail_uri
+
+TEST = "reader_test"  # this session's test: the draw, the answers so far, the settings
+REFER, REASSURE = "Refer: suspicious for melanoma", "Reassure: not suspicious"
+DISAGREEMENT_THUMBNAIL = 150
+DISAGREEMENT_ROW_HEIGHT = 85
+SHARE_IN_WORDS = {1 / 3: "a third", 1 / 4: "a quarter", 1 / 2: "half"}.get(READER_STUDY_MELANOMA_SHARE,
+                                                                        f"{READER_STUDY_MELANOMA_SHARE:.0%}")
+GRAD_CAM_OPACITY = 0.45
+
+
+def patient_line(case) -> str:
+    age = case.get("age")
+    parts = ["age unknown" if age is None or pd.isna(age) else f"age {age:g}"]
+    for column, unknown in (("sex", "sex unknown"), ("localization", "site unknown")):
+        value = case.get(column)
+        parts.append(unknown if value is None or pd.isna(value) or value == "unknown" else str(value))
+    return ", ".join(parts)
+
+
+def show_credits(sources) -> None:
+    st.caption("Photos: " + "; ".join(reader_study.credit_lines(sources)) + ". Shown for teaching, not for "
+               "commercial use.")
+
+
+def setup(pools: dict, problems: list[str]) -> None:
+    for problem in problems:
+        st.warning(f"The test photos shipped with the model cannot be used: {problem}", icon=":material/warning:")
+    if not pools:
+        st.error("There are no test photos to draw from: the model ships none and no data folder is configured "
+                 f"(`{state.DATA_ENV}`).", icon=":material/error:")
+        st.stop()
+    st.markdown(
+        "Is the model better than you? You see photos of lesions from its **test split**: lesions it never saw "
+        "in training. For each photo, one at a time, you decide:\n"
+        "- **refer** (suspicious for melanoma) or **reassure**;\n"
+        "- **how likely melanoma is**, from 0 to 100;\n"
+        "- optionally, the **most likely diagnosis** of seven.\n\n"
+        f"About {SHARE_IN_WORDS} of the photos are melanoma, far more than in a clinic. You see "
+        "nothing of the truth or of the model until the end; then your sensitivity, specificity and AUC beside "
+        "the model's on the same photos, and every photo where you two disagreed.")
+    with st.form("reader-setup"):
+        length = st.radio("Number of photos", READER_STUDY_LENGTHS, index=0, horizontal=True,
+                          format_func=lambda n: f"{n} photos")
+        show_metadata = st.toggle("Show the patient's age, sex and body site", value=True)
+        if len(pools) > 1:
+            pool = st.radio("Photos from", list(pools), format_func=lambda key: pools[key].description)
+        else:
+            pool = next(iter(pools))
+        started = st.form_submit_button("Start the test", type="primary", icon=":material/play_arrow:")
+    st.caption("Your answers stay in this browser session only: nothing is stored on the server, and reloading "
+               "the page starts over.")
+    show_credits(next(iter(pools.values())).sources)
+    if started:
+        seed = secrets.randbits(32)  # each visitor their own draw; kept for the CSV
+        cases = reader_study.stratified_draw(pools[pool].cases, length, np.random.default_rng(seed))
+        st.session_state[TEST] = {"cases": cases, "answers": [], "show_metadata": show_metadata, "seed": seed,
+                                  "pool": pools[pool], "grad_cam": {}}
+        st.rerun()
+
+
+def question(test: dict) -> None:
+    cases, answers = test["cases"], test["answers"]
+    position, total = len(answers), len(cases)
+    case = cases.iloc[position]
+    st.progress(position / total, text=f"Photo {position + 1} of {total}")
+    try:
+        photo = Path(case["photo"]).read_bytes()
+    except OSError as error:
+        st.warning(f"Photo {position + 1} cannot be read ({error.strerror or error}); it is left out of your test.",
+                   icon=":material/broken_image:")
+        test["cases"] = cases.drop(index=cases.index[position]).reset_index(drop=True)
+        st.button("Go on")
+        st.stop()
+    photo_column, answer_column = st.columns([3, 2], gap="large")
+    photo_column.image(photo, width="stretch", alt=f"Dermatoscopic photo {position + 1} of {total}")
+    if test["show_metadata"]:
+        photo_column.markdown(f"**Patient:** {patient_line(case)}")
+    with answer_column.form(f"reader-answer-{position}"):
+        call = st.radio("Your call", (REFER, REASSURE), index=None)
+        likelihood = st.slider("How likely is melanoma? (0 = surely not, 100 = surely)", 0, 100, 50)
+        diagnosis = st.selectbox("Most likely diagnosis (optional)", KNOWN_DX, index=None, placeholder="not given",
+                                 format_func=DIFFERENTIAL_NAMES.get)
+        last = position + 1 == total
+        submitted = st.form_submit_button("Finish and see my result" if last else "Next photo", type="primary",
+                                          icon=":material/done_all:" if last else ":material/arrow_forward:")
+    if submitted:
+        if call is None:
+            answer_column.warning("Choose refer or reassure to go on.", icon=":material/touch_app:")
+        else:
+            answers.append(reader_study.Answer(refer=call == REFER, likelihood=int(likelihood), diagnosis=diagnosis))
+            st.rerun()
+    st.button("Stop and start again", on_click=st.session_state.pop, args=(TEST, None), icon=":material/restart_alt:")
+
+
+def result(test: dict, bundle) -> None:
+    cases, answers = test["cases"], test["answers"]
+    threshold = bundle.threshold
+    outcome = reader_study.score(cases, answers, threshold)
+    yours, model = outcome.yours, outcome.model
+    st.header(f"Your result: {len(cases)} photos, {yours['n_melanoma']} melanoma", anchor=False)
+
+    def rates_row(who: str, metrics: dict, auc_note: str) -> None:
+        (tn, fp), (fn, tp) = metrics["confusion_matrix"]
+        columns = st.columns(3)
+        columns[0].metric(f"{who} sensitivity", f"{rate(metrics['sensitivity'])} ({tp} of {tp + fn})",
+                          help="Melanomas referred, of all melanomas shown")
+        columns[1].metric(f"{who} specificity", f"{rate(metrics['specificity'])} ({tn} of {tn + fp})",
+                          help="Benign lesions reassured, of all benign lesions shown")
+        columns[2].metric(f"{who} AUC", charts.number(metrics["roc_auc"]), help=auc_note)
+
+    rates_row("Your", yours, "From your 0-100 likelihoods: the chance that a random melanoma got a higher "
+                             "likelihood from you than a random benign lesion (ties count half)")
+    rates_row("Model's", model, f"From its P(melanoma); its calls are at its threshold of {percent(threshold)}")
+    st.caption(f"On {yours['n_melanoma']} melanomas one answer moves sensitivity by "
+               f"{1 / max(yours['n_melanoma'], 1):.0%}: a test this short is a rough guide, not a verdict.")
+
+    anchor = ((HAENSSLE_2018["specificity"], HAENSSLE_2018["sensitivity"]),
+              f"Haenssle 2018: mean of {HAENSSLE_2018['readers']} dermatologists")
+    left, right = st.columns(2, gap="large")
+    left.plotly_chart(charts.reader_study_roc(
+        outcome.model_roc, model["roc_auc"], (model["specificity"], model["sensitivity"]), outcome.your_roc,
+        yours["roc_auc"], (yours["specificity"], yours["sensitivity"]), anchor), config={"displayModeBar": False})
+    with right:
+        st.markdown("**Beside published figures**")
+        # Four short columns: the table fits a phone's width without scrolling sideways.
+        st.dataframe(pd.DataFrame([
+            {"who": "you", "sensitivity": rate(yours["sensitivity"]), "specificity": rate(yours["specificity"]),
+             "AUC": charts.number(yours["roc_auc"])},
+            {"who": "the model", "sensitivity": rate(model["sensitivity"]), "specificity": rate(model["specificity"]),
+             "AUC": charts.number(model["roc_auc"])},
+            {"who": f"{HAENSSLE_2018['readers']} dermatologists*", "sensitivity": rate(HAENSSLE_2018["sensitivity"]),
+             "specificity": rate(HAENSSLE_2018["specificity"]), "AUC": ""},
+            {"who": "Haenssle's CNN*", "sensitivity": "", "specificity": "", "AUC": f"{HAENSSLE_2018['cnn_auc']:.2f}"},
+        ]), hide_index=True)
+        st.caption(f"You and the model: these {len(cases)} photos. \\* {HAENSSLE_2018['citation']}: the mean of "
+                   f"{HAENSSLE_2018['readers']} dermatologists and a CNN on {HAENSSLE_2018['images']} other dermoscopic "
+                   "photos (level I: the photo alone). Published anchors, not the same test.")
+        if outcome.diagnoses_answered:
+            st.markdown(f"**Diagnosis:** you named one for {outcome.diagnoses_answered} of {len(cases)} photos, "
+                        f"{outcome.diagnoses_correct} correct "
+                        f"({outcome.diagnoses_correct / outcome.diagnoses_answered:.0%}).")
+        else:
+            st.markdown("**Diagnosis:** you named none (it was optional).")
+    st.caption("As text: " + "; ".join(
+        f"{who}: sensitivity {rate(m['sensitivity'])}, specificity {rate(m['specificity'])}, AUC {charts.number(m['roc_auc'])}"
+        for who, m in (("you", yours), ("the model", model))) + f"; Haenssle 2018's dermatologists: sensitivity "
+        f"{rate(HAENSSLE_2018['sensitivity'])} at specificity {rate(HAENSSLE_2018['specificity'])}.")
+
+    show_disagreements(test, outcome.disagreements, threshold)
+    table = reader_study.answers_table(cases, answers, threshold, test["show_metadata"])
+    table = table.assign(model_version=bundle.version, photos_from=test["pool"].description, draw_seed=test["seed"],
+                         **provenance(bundle.manifest))
+    st.download_button("Download the whole test (CSV)", table.to_csv(index=False),
+                       file_name=f"test-yourself-{bundle.manifest.get('name', 'model')}.csv", mime="text/csv",
+                       icon=":material/download:", on_click="ignore")
+    check = test["pool"].probability_check
+    st.caption("The model's P(melanoma) is the one in its test split (calibrated; the figures behind the Training "
+               "page)" + ("" if check is None else f"; on these shipped photos the network as shipped gives the same "
+                                                 f"within {check:.4f}")
+               + (", with the patient's age, sex and site given to it." if bundle.takes_metadata else
+                  ", from the photo alone: this model takes no age, sex or site."))
+    st.button("Take another test", on_click=st.session_state.pop, args=(TEST, None), type="primary",
+              icon=":material/restart_alt:")
+    show_credits(test["pool"].sources)
+
+
+def show_disagreements(test: dict, positions: list[int], threshold: float) -> None:
+    cases, answers = test["cases"], test["answers"]
+    if not positions:
+        st.success("You and the model made the same call on every photo.", icon=":material/handshake:")
+        return
+    st.subheader(f"Where you and the model disagreed: {len(positions)} of {len(cases)} photos", anchor=False)
+    rows = []
+    with st.spinner("Drawing where the model looked…"):
+        for position in positions:
+            case, answer = cases.iloc[position], answers[position]
+            photo, grad_cam = disagreement_pictures(test, position)
+            confirmed = reader_study.plain(case.get("dx_type"))
+            your_dx = f", {DIFFERENTIAL_NAMES[answer.diagnosis]}" if answer.diagnosis else ""
+            rows.append({
+                "#": position + 1, "photo": photo, "Grad-CAM": grad_cam,
+                "truth": DIFFERENTIAL_NAMES.get(case["dx"], case["dx"]),
+                "you": f"{'refer' if answer.refer else 'reassure'}, {answer.likelihood}/100{your_dx}",
+                "model": f"{'refer' if case['probability'] >= threshold else 'reassure'}, {percent(case['probability'])}",
+                "confirmed by": DX_TYPE_NAMES.get(confirmed, confirmed or "not recorded")})
+    # Tall enough for every row: a clinician should not have to find a scroll bar inside the table.
+    st.dataframe(pd.DataFrame(rows), hide_index=True, row_height=DISAGREEMENT_ROW_HEIGHT,
+                 height=DISAGREEMENT_ROW_HEIGHT * len(rows) + 40,
+                 column_order=["#", "photo", "Grad-CAM", "truth", "you", "model", "confirmed by"],
+                 column_config={"#": st.column_config.NumberColumn(width=40),
+                                "photo": st.column_config.ImageColumn(width="small"),
+                                "Grad-CAM": st.column_config.ImageColumn(width="small", help="Where the model "
+                                                                         "looked: red raised P(melanoma) most")})
+    # Also the table's text alternative, and all of it on a phone, where the table scrolls sideways.
+    st.caption("As text: " + "; ".join(f"#{row['#']} {row['truth']} (confirmed by {row['confirmed by']}): you "
+                                       f"{row['you']}, the model {row['model']}" for row in rows) + ".")
+    st.caption("'model': its call and P(melanoma). Grad-CAM (stage 3): red regions raised the model's P(melanoma) most. "
+               "'Confirmed by' is how the diagnosis was established (histopathology, follow-up, expert consensus, "
+               "confocal microscopy); the model never sees it.")
+
+
+def disagreement_pictures(test: dict, position: int) -> tuple[str | None, str | None]:
+    """The photo and its Grad-CAM overlay as small data URIs, made once per test."""
+    from melanoma.explain import overlay
+    from melanoma.images import ImageRejected, prepare_image
+    from melanoma.patient import NO_INFORMATION, PatientInfoError, from_row
+
+    if position not in test["grad_cam"]:
+        case = test["cases"].iloc[position]
+        explainer = state.require_explainer()
+        bundle = state.require_bundle()
+        try:
+            prepared = prepare_image(Path(case["photo"]).read_bytes(), bundle.image_spec, display=True)
+            patient = from_row(case) if bundle.takes_metadata else NO_INFORMATION
+        except (OSError, ImageRejected, PatientInfoError):
+            test["grad_cam"][position] = (None, None)
+        else:
+            heat = explainer.heatmap(prepared.model_input, DEFAULT_GRADCAM_LAYER, patient=patient)
+            test["grad_cam"][position] = (thumbnail_uri(prepared.display, DISAGREEMENT_THUMBNAIL),
+                                          thumbnail_uri(overlay(prepared.display, heat, GRAD_CAM_OPACITY),
+                                                        DISAGREEMENT_THUMBNAIL))
+    return test["grad_cam"][position]
+
+
+st.title("Test yourself against the model")
+st.caption("A teaching exercise on photos with a confirmed diagnosis: not a certification, and the model is not "
+           "a medical device.")
+current_bundle = state.require_bundle()
+current = st.session_state.get(TEST)
+if current is None:
+    setup(*state.require_reader_study_pools())
+elif len(current["answers"]) < len(current["cases"]):
+    question(current)
+else:
+    result(current, current_bundle)

@@ -1,0 +1,388 @@
+"""The reader study behind the "Test yourself" page: a visitor against the model on test-split photos.
+
+The set: at most READER_STUDY_MAX_PHOTOS photos of a bundle's test split, one per lesion, about a
+third melanoma and every other diagnosis represented, chosen with a fixed seed and shipped inside the
+bundle (`reader_study/`: the photos as 200x150 JPEG, and index.json with each photo's source, how its
+diagnosis was confirmed and the patient's age, sex and site). The truth and the model's P(melanoma)
+are read from the bundle's own test_split.csv, never from the index. Every file of the set has its
+sha256 in the bundle's manifest and is verified when the set is read, so a damaged set is refused
+with its reason while the rest of the bundle stays usable. `train` writes the set when it finishes a
+bundle; `python -m melanoma reader-study` writes it for an existing one.
+
+A visitor's test is a stratified draw from that set (or, where a data folder is configured, from the
+whole test split), scored here. Nothing in this module records anything about a visitor.
+"""
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image, ImageOps
+
+from melanoma.bundle import Bundle, add_files, load_bundle
+from melanoma.config import (
+    DEFAULT_SOURCE,
+    IMAGES_DIR,
+    READER_STUDY_DIR,
+    READER_STUDY_INDEX,
+    READER_STUDY_JPEG_QUALITY,
+    READER_STUDY_MAX_PHOTOS,
+    READER_STUDY_MELANOMA_SHARE,
+    READER_STUDY_PHOTO_SIZE,
+    READER_STUDY_PROBABILITY_TOLERANCE,
+    READER_STUDY_SEED,
+    SOURCES,
+)
+from melanoma.fileio import sha256_file
+
+# What the index keeps of the data CSV per photo: shown to the visitor (age, sex, site: only if they
+# ask) or after the test (how the diagnosis was confirmed). dx_type is never a model input.
+PATIENT_COLUMNS = ("age", "sex", "localization")
+SHOWN_AFTER_COLUMNS = ("dx_type",)
+TRUTH_COLUMNS = ("image_id", "lesion_id", "dx", "label", "probability")
+SAFE_IMAGE_ID = r"[A-Za-z0-9_-][A-Za-z0-9_.-]*"
+
+
+class ReaderStudyError(RuntimeError):
+    """The set cannot be written or read; str() says why in one line."""
+
+
+@dataclass
+class PhotoPool:
+    """Photos a test can be drawn from: one row each, with `photo` (the file on this server),
+    `source`, the truth and the model's P(melanoma) from the test split, and the patient columns."""
+
+    cases: pd.DataFrame
+    description: str
+    # The largest difference between the test split's P(melanoma) and the network's on the shipped
+    # photo, measured when the set was written (None: photos read from the data folder itself).
+    probability_check: float | None = None
+
+    @property
+    def sources(self) -> list[str]:
+        return sorted(self.cases["source"].unique())
+
+
+# --- choosing photos ------------------------------------------------------------------------------
+
+def allocate(available: dict[str, int], total: int) -> dict[str, int]:
+    """How many of `total` to take from each group: one each first where the total allows (so rare
+    diagnoses are seen), then half of the rest shared equally and half in proportion to the groups'
+    sizes, largest remainders first; never more than a group has. Deterministic."""
+    counts = {group: 0 for group in sorted(available) if available[group] > 0}
+    remaining = min(total, sum(available[group] for group in counts))
+    if remaining >= len(counts):
+        counts = {group: 1 for group in counts}
+        remaining -= len(counts)
+    while remaining > 0:
+        open_groups = [group for group in counts if counts[group] < available[group]]
+        size = sum(available[group] for group in open_groups)
+        shares = {group: remaining * (0.5 / len(open_groups) + 0.5 * available[group] / size)
+                  for group in open_groups}
+        given = {group: min(int(share), available[group] - counts[group]) for group, share in shares.items()}
+        left = remaining - sum(given.values())
+        for group in sorted(open_groups, key=lambda g: (shares[g] - int(shares[g]), available[g]), reverse=True):
+            if left and given[group] < available[group] - counts[group]:
+                given[group] += 1
+                left -= 1
+        for group, count in given.items():
+            counts[group] += count
+        remaining -= sum(given.values())
+    return {group: counts.get(group, 0) for group in sorted(available)}
+
+
+def stratified_draw(cases: pd.DataFrame, count: int, rng: np.random.Generator) -> pd.DataFrame:
+    """`count` photos, at most one per lesion, about READER_STUDY_MELANOMA_SHARE melanoma and the
+    rest spread over the other diagnoses (`allocate`), in random order."""
+    one_per_lesion = cases.sample(frac=1.0, random_state=rng).drop_duplicates(["source", "lesion_id"])
+    melanoma = one_per_lesion[one_per_lesion["label"] == 1]
+    others = one_per_lesion[one_per_lesion["label"] == 0]
+    wanted_melanoma = round(count * READER_STUDY_MELANOMA_SHARE)
+    # Short of one kind, the other makes up the length where it can.
+    n_others = min(len(others), max(count - wanted_melanoma, count - len(melanoma)))
+    n_melanoma = min(len(melanoma), count - n_others)
+    quotas = allocate(others["dx"].value_counts().to_dict(), n_others)
+    chosen = pd.concat([melanoma.head(n_melanoma)] + [others[others["dx"] == dx].head(quota)
+                                                      for dx, quota in quotas.items()])
+    return chosen.sample(frac=1.0, random_state=rng).reset_index(drop=True)
+
+
+# --- writing the set ------------------------------------------------------------------------------
+
+def test_split_with_source(bundle: Bundle) -> pd.DataFrame:
+    return bundle.test_split().astype({"image_id": str, "lesion_id": str})
+
+
+def records_sources(bundle: Bundle) -> bool:
+    return "source" in pd.read_csv(bundle.test_split_csv, nrows=0).columns
+
+
+def data_candidates(bundle: Bundle, data_dirs: Sequence[str | Path]) -> pd.DataFrame:
+    """The test split's photos found in the given data folders, with their metadata columns and
+    `photo` (the file). Rows of a source with no folder given, or whose file is missing, are left out."""
+    from melanoma.data import read_metadata, source_name
+
+    split = test_split_with_source(bundle)
+    # A bundle trained on one folder, before sources were recorded: that folder, whatever its name.
+    named = records_sources(bundle)
+    parts = []
+    for folder in map(Path, data_dirs):
+        metadata = read_metadata(folder).astype({"image_id": str})
+        wanted = [column for column in (*PATIENT_COLUMNS, *SHOWN_AFTER_COLUMNS) if column in metadata.columns]
+        rows = split[split["source"] == (source_name(folder) if named else DEFAULT_SOURCE)].merge(
+            metadata[["image_id", *wanted]].drop_duplicates("image_id"), on="image_id", how="left")
+        rows = rows[rows["image_id"].str.fullmatch(SAFE_IMAGE_ID)]  # it becomes a file name in the bundle
+        rows["photo"] = [str(folder / IMAGES_DIR / f"{image_id}.jpg") for image_id in rows["image_id"]]
+        parts.append(rows[[Path(photo).is_file() for photo in rows["photo"]]])
+    if not parts:
+        return split.iloc[:0].assign(photo=[])
+    frame = pd.concat(parts, ignore_index=True).drop_duplicates(["source", "image_id"])
+    for column in (*PATIENT_COLUMNS, *SHOWN_AFTER_COLUMNS):
+        if column not in frame.columns:
+            frame[column] = None
+    return frame
+
+
+def shipped_photo(path: str | Path) -> bytes:
+    """The photo as it ships: a 200x150 JPEG byte for byte (so the network sees exactly what the
+    test split was scored on), anything else centre-cropped to 4:3 and resized."""
+    data = Path(path).read_bytes()
+    with Image.open(io.BytesIO(data)) as image:
+        if image.format == "JPEG" and image.size == READER_STUDY_PHOTO_SIZE:
+            return data
+        resized = ImageOps.fit(ImageOps.exif_transpose(image).convert("RGB"), READER_STUDY_PHOTO_SIZE,
+                               Image.Resampling.LANCZOS)
+    buffer = io.BytesIO()
+    resized.save(buffer, format="JPEG", quality=READER_STUDY_JPEG_QUALITY)
+    return buffer.getvalue()
+
+
+def recomputed_probabilities(bundle: Bundle, photos: dict[str, bytes], chosen: pd.DataFrame) -> np.ndarray:
+    """P(melanoma) of each shipped photo through the network as shipped (melanoma.inference), with
+    the patient's information where the network takes it, as the test split was scored."""
+    from melanoma.inference import Predictor
+    from melanoma.patient import NO_INFORMATION, PatientInfoError, from_row
+
+    def patient(row):
+        try:
+            return from_row(row)
+        except PatientInfoError:
+            return NO_INFORMATION
+
+    predictor = Predictor(bundle)
+    rows = chosen.to_dict("records")
+    patients = [patient(row) if predictor.takes_metadata else NO_INFORMATION for row in rows]
+    predictions = predictor.classify_many([(row["file"], photos[row["file"]]) for row in rows], patients=patients)
+    # A photo the refusal check would turn away still has the network's score, which is what the test split holds.
+    return np.array([p.probability if p.ok else p.unreliable_probability for p in predictions], dtype=float)
+
+
+def write_set(bundle_path: str | Path | None, data_dirs: Sequence[str | Path], max_photos: int = READER_STUDY_MAX_PHOTOS,
+              seed: int = READER_STUDY_SEED) -> dict:
+    """Chooses the set from the bundle's test split, checks the network gives the shipped photos the
+    test split's P(melanoma), and writes it into the bundle (replacing any earlier set). Returns the index."""
+    if not 1 <= max_photos <= READER_STUDY_MAX_PHOTOS:
+        raise ReaderStudyError(f"a set holds 1 to {READER_STUDY_MAX_PHOTOS} photos, not {max_photos}")
+    bundle = load_bundle(bundle_path)
+    if bundle.validation_only:
+        raise ReaderStudyError(f"{bundle.path} is a validation-only candidate: it has no test split to draw from")
+    candidates = data_candidates(bundle, data_dirs)
+    if candidates.empty:
+        sources = ", ".join(sorted(test_split_with_source(bundle)["source"].unique())) or "none"
+        raise ReaderStudyError(f"none of the bundle's test photos is in {', '.join(map(str, data_dirs))} "
+                               f"(its test split's sources: {sources}; a folder's basename names its source)")
+    chosen = stratified_draw(candidates, max_photos, np.random.default_rng(seed))
+    chosen["file"] = chosen["image_id"] + ".jpg"
+    if chosen["file"].duplicated().any():
+        raise ReaderStudyError("two sources share an image_id; the set cannot tell their photos apart")
+    photos = {}
+    for file, path in zip(chosen["file"], chosen["photo"]):
+        try:
+            photos[file] = shipped_photo(path)
+        except (OSError, ValueError) as error:  # PIL's UnidentifiedImageError is an OSError
+            raise ReaderStudyError(f"the test photo {path} cannot be read ({error})") from None
+    shipped = recomputed_probabilities(bundle, photos, chosen)
+    difference = float(np.abs(shipped - chosen["probability"].to_numpy(float)).max())
+    if difference > READER_STUDY_PROBABILITY_TOLERANCE:
+        raise ReaderStudyError(f"the network as shipped gives a chosen photo a P(melanoma) {difference:.4f} away "
+                               f"from the test split's (more than {READER_STUDY_PROBABILITY_TOLERANCE}); "
+                               "the photos would not be those the bundle was scored on")
+    index = {
+        "bundle": bundle.manifest.get("name"),
+        "weights_sha256": bundle.manifest["weights_sha256"],
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "seed": seed,
+        "chosen_from": {"test_photos": int(len(candidates)),
+                        "lesions": int(candidates.drop_duplicates(["source", "lesion_id"]).shape[0])},
+        "probability_check": {
+            "max_abs_difference": round(difference, 5),
+            "what": "P(melanoma) of each shipped photo recomputed through melanoma.inference (the network as "
+                    "shipped, float16 kernels) against the test split's; the page shows the test split's"},
+        "credits": {source: SOURCES.get(source, {"title": source, "licence": "unknown"})
+                    for source in sorted(chosen["source"].unique())},
+        "photos": [{"file": row["file"], "image_id": row["image_id"], "source": row["source"],
+                    **{column: plain(row[column]) for column in (*PATIENT_COLUMNS, *SHOWN_AFTER_COLUMNS)}}
+                   for row in chosen.to_dict("records")],
+    }
+    files = {f"{READER_STUDY_DIR}/{file}": data for file, data in photos.items()}
+    files[f"{READER_STUDY_DIR}/{READER_STUDY_INDEX}"] = (json.dumps(index, indent=1) + "\n").encode()
+    add_files(bundle.path, files, replacing=READER_STUDY_DIR)
+    return index
+
+
+def write_after_training(bundle_path: str | Path | None, data_dirs: str | Path | Sequence[str | Path]) -> None:
+    """`train`'s last step: the set for the bundle it just wrote (nothing for a worker that wrote
+    none). A set that cannot be made (a validation-only candidate has no test split) is reported
+    in one line, and the bundle kept."""
+    if bundle_path is None:
+        return
+    folders = [data_dirs] if isinstance(data_dirs, str | Path) else list(data_dirs)
+    try:
+        index = write_set(bundle_path, folders)
+    except ReaderStudyError as error:
+        print(f"reader study: not written: {error}", flush=True)
+        return
+    print(f"reader study: {describe(index)}", flush=True)
+
+
+def describe(index: dict) -> str:
+    photos = index["photos"]
+    return (f"{len(photos)} photos from {index['chosen_from']['lesions']:,} test lesions "
+            f"(seed {index['seed']}); shipped P(melanoma) within {index['probability_check']['max_abs_difference']} "
+            f"of the test split's")
+
+
+def plain(value):
+    """A CSV cell as JSON: NaN and blanks become None, numpy numbers Python ones."""
+    if value is None or (isinstance(value, float) and np.isnan(value)) or (isinstance(value, str) and not value.strip()):
+        return None
+    return value.item() if isinstance(value, np.generic) else value
+
+
+# --- reading it -----------------------------------------------------------------------------------
+
+def has_set(bundle: Bundle) -> bool:
+    return f"{READER_STUDY_DIR}/{READER_STUDY_INDEX}" in bundle.manifest.get("files", {})
+
+
+def load_set(bundle: Bundle) -> PhotoPool:
+    """The bundle's shipped set, every file checked against the manifest and every photo against
+    the test split (which gives the truth and P(melanoma))."""
+    listed = {name: digest for name, digest in bundle.manifest.get("files", {}).items()
+              if name.startswith(f"{READER_STUDY_DIR}/")}
+    if f"{READER_STUDY_DIR}/{READER_STUDY_INDEX}" not in listed:
+        raise ReaderStudyError(f"the bundle {bundle.manifest.get('name')} ships no reader-study set; make one with "
+                               "`python -m melanoma reader-study --data <folder>`")
+    for name, digest in listed.items():
+        file = bundle.path / name
+        if not file.is_file():
+            raise ReaderStudyError(f"the reader-study set is incomplete: {name} is missing")
+        if sha256_file(file) != digest:
+            raise ReaderStudyError(f"the reader-study set is damaged: {name} does not match its sha256 in the manifest")
+    try:
+        index = json.loads((bundle.path / READER_STUDY_DIR / READER_STUDY_INDEX).read_text())
+        photos = pd.DataFrame(index["photos"]).astype({"image_id": str})
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise ReaderStudyError(f"the reader-study index is unreadable ({error})") from None
+    if index.get("weights_sha256") != bundle.manifest["weights_sha256"]:
+        raise ReaderStudyError("the reader-study set was made for other weights than this bundle's")
+    if not set(f"{READER_STUDY_DIR}/{file}" for file in photos["file"]) <= set(listed):
+        raise ReaderStudyError("the reader-study index names photos the manifest does not list")
+    split = test_split_with_source(bundle)[["source", *TRUTH_COLUMNS]]
+    cases = photos.merge(split, on=["source", "image_id"], how="inner")
+    if len(cases) != len(photos):
+        raise ReaderStudyError(f"{len(photos) - len(cases)} reader-study photo(s) are not in the bundle's test split")
+    cases["photo"] = [str(bundle.path / READER_STUDY_DIR / file) for file in cases["file"]]
+    return PhotoPool(cases=cases.drop(columns="file"),
+                     description=f"the {len(cases)} test photos shipped with the model (one per lesion, "
+                                 f"{int(cases['label'].sum())} melanoma)",
+                     probability_check=index.get("probability_check", {}).get("max_abs_difference"))
+
+
+def whole_test_split(bundle: Bundle, data_dir: str | Path) -> PhotoPool | None:
+    """Every test photo found in a configured data folder, or None where it holds none of them."""
+    from melanoma.data import DatasetError
+
+    try:
+        cases = data_candidates(bundle, [data_dir])
+    except DatasetError:
+        return None
+    if cases.empty:
+        return None
+    lesions = cases.drop_duplicates(["source", "lesion_id"])
+    return PhotoPool(cases=cases, description=f"the whole test split in the data folder: {len(cases):,} photos of "
+                                              f"{len(lesions):,} lesions, {int(lesions['label'].sum())} of them melanoma")
+
+
+# --- scoring a test -------------------------------------------------------------------------------
+
+@dataclass
+class Answer:
+    refer: bool
+    likelihood: int  # 0-100: how likely the visitor thinks melanoma is
+    diagnosis: str | None = None  # one of KNOWN_DX, or None where not given
+
+
+@dataclass
+class TestResult:
+    yours: dict  # metrics_at of the visitor's calls, with roc_auc from their likelihoods
+    model: dict  # metrics_at of the model's P(melanoma) at its threshold, on the same photos
+    your_roc: dict
+    model_roc: dict
+    diagnoses_answered: int
+    diagnoses_correct: int
+    disagreements: list[int]  # positions where the visitor's call and the model's differ
+
+
+def score(cases: pd.DataFrame, answers: Sequence[Answer], threshold: float) -> TestResult:
+    """The visitor's sensitivity and specificity (from their calls), their AUC (from their
+    likelihoods), and the model's on the same photos at its own threshold."""
+    from melanoma.evaluate import metrics_at, roc_auc, roc_points
+
+    labels = cases["label"].to_numpy(int)
+    calls = np.array([answer.refer for answer in answers], dtype=float)
+    likelihoods = np.array([answer.likelihood for answer in answers], dtype=float) / 100
+    probabilities = cases["probability"].to_numpy(float)
+    yours = {**metrics_at(labels, calls, 0.5), "roc_auc": roc_auc(labels, likelihoods)}
+    named = [(answer.diagnosis, dx) for answer, dx in zip(answers, cases["dx"]) if answer.diagnosis]
+    model_calls = probabilities >= threshold
+    return TestResult(yours=yours, model=metrics_at(labels, probabilities, threshold),
+                      your_roc=roc_points(labels, likelihoods), model_roc=roc_points(labels, probabilities),
+                      diagnoses_answered=len(named), diagnoses_correct=sum(given == dx for given, dx in named),
+                      disagreements=[i for i, answer in enumerate(answers) if answer.refer != model_calls[i]])
+
+
+def answers_table(cases: pd.DataFrame, answers: Sequence[Answer], threshold: float, shown_metadata: bool) -> pd.DataFrame:
+    """The whole test, one row per photo in the order shown: what was shown, the visitor's answers,
+    the truth and how it was confirmed, and the model's P(melanoma) and call."""
+    rows = []
+    for position, (case, answer) in enumerate(zip(cases.to_dict("records"), answers), start=1):
+        rows.append({
+            "position": position, "image_id": case["image_id"], "source": case["source"],
+            **{f"shown_{column}": (plain(case.get(column)) if shown_metadata else None) for column in PATIENT_COLUMNS},
+            "your_call": "refer" if answer.refer else "reassure", "your_likelihood": answer.likelihood,
+            "your_diagnosis": answer.diagnosis or "", "truth_dx": case["dx"], "melanoma": int(case["label"]),
+            "confirmed_by": plain(case.get("dx_type")) or "",
+            "model_probability": round(float(case["probability"]), 5),
+            "model_call": "refer" if case["probability"] >= threshold else "reassure",
+            "model_threshold": round(threshold, 5)})
+    return pd.DataFrame(rows)
+
+
+def credit_lines(sources: Sequence[str]) -> list[str]:
+    """One line per source: name, citation and licence, as every page showing its photos gives them."""
+    lines = []
+    for source in sources:
+        credit = SOURCES.get(source)
+        if credit is None:
+            lines.append(f"{source}: licence unknown")
+        else:
+            lines.append(f"{credit['title']} ({credit['citation']}), licence "
+                         f"[{credit['licence']}]({credit['licence_url']})")
+    return lines

@@ -1,0 +1,456 @@
+"""The reader study ("Test yourself"): the set a bundle ships, the command that makes it, `train`
+making it, and the page as visitors use it (AppTest, two sessions at once, Chromium at desktop and
+phone width on a copy of the repository as a fresh clone has it)."""
+from __future__ import annotations
+
+import io
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from melanoma import reader_study
+from melanoma.bundle import DEFAULT_BUNDLE, add_files, load_bundle
+from melanoma.config import (
+    KNOWN_DX,
+    MELANOMA_DX,
+    READER_STUDY_DIR,
+    READER_STUDY_INDEX,
+    READER_STUDY_MAX_PHOTOS,
+    READER_STUDY_PHOTO_SIZE,
+    READER_STUDY_PROBABILITY_TOLERANCE,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+APP = ROOT / "streamlit_app.py"
+PAGE = "melanoma/app/test_yourself.py"
+RUN_TIMEOUT = 180
+ISIC2017 = ROOT.parent / "shared" / "isic2017"
+REFER, REASSURE = "Refer: suspicious for melanoma", "Reassure: not suspicious"
+
+pytestmark = pytest.mark.timeout(900)
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    return load_bundle(DEFAULT_BUNDLE)
+
+
+@pytest.fixture
+def bundle_copy(tmp_path):
+    """A copy of the shipped bundle that a test may rewrite (49 MB)."""
+    return Path(shutil.copytree(DEFAULT_BUNDLE, tmp_path / "melanoma-resnet50"))
+
+
+# --- choosing photos ------------------------------------------------------------------------------
+
+def test_allocate_shares_out_the_total_covers_every_group_and_never_takes_more_than_a_group_has():
+    available = {"nv": 985, "bkl": 128, "bcc": 48, "akiec": 43, "vasc": 18, "df": 11}
+    for total in (1, 7, 13, 27, 80, 1233, 5000):
+        counts = reader_study.allocate(available, total)
+        assert sum(counts.values()) == min(total, sum(available.values()))
+        assert all(counts[group] <= available[group] for group in available)
+        if total >= len(available):
+            assert all(counts.values()), (total, counts)  # rare diagnoses are seen too
+        assert counts == reader_study.allocate(dict(reversed(available.items())), total)  # order-free
+    eighty = reader_study.allocate(available, 80)
+    assert max(eighty, key=eighty.get) == "nv" and eighty["nv"] < 80 * 985 / 1233  # the majority, but shared out
+
+
+def test_a_draw_is_a_third_melanoma_one_photo_per_lesion_and_differs_between_visitors(shipped):
+    cases = reader_study.load_set(shipped).cases
+    draws = {}
+    for length in (10, 20, 40):
+        for seed in (1, 2):
+            draw = reader_study.stratified_draw(cases, length, np.random.default_rng(seed))
+            assert len(draw) == length
+            assert draw["label"].sum() == round(length / 3)
+            assert not draw.duplicated(["source", "lesion_id"]).any()
+            assert draw["dx"].nunique() >= min(len(KNOWN_DX), length - round(length / 3))
+            draws[length, seed] = list(draw["image_id"])
+    assert draws[20, 1] != draws[20, 2]
+    whole_draw = reader_study.stratified_draw(pd.concat([cases] * 3), 40, np.random.default_rng(0))
+    assert not whole_draw.duplicated(["source", "lesion_id"]).any()  # repeated lesions are drawn once
+
+
+# --- the set the shipped bundle carries -----------------------------------------------------------
+
+def test_the_shipped_bundle_carries_a_verified_set_of_test_photos_with_their_credit(shipped):
+    pool = reader_study.load_set(shipped)
+    cases = pool.cases
+    split = shipped.test_split().set_index("image_id")
+    assert 40 <= len(cases) <= READER_STUDY_MAX_PHOTOS
+    assert cases["image_id"].isin(split.index).all()  # test photos only: the model never trained on them
+    assert not cases.duplicated("lesion_id").any()
+    assert abs(cases["label"].mean() - 1 / 3) < 0.02
+    assert set(cases["dx"]) == set(KNOWN_DX)
+    assert (cases["label"] == (cases["dx"] == MELANOMA_DX)).all()
+    np.testing.assert_allclose(cases["probability"], split.loc[cases["image_id"], "probability"])
+    listed = [name for name in shipped.manifest["files"] if name.startswith(f"{READER_STUDY_DIR}/")]
+    assert len(listed) == len(cases) + 1  # the photos and the index, each with its sha256
+    folder = shipped.path / READER_STUDY_DIR
+    assert sorted(path.name for path in folder.iterdir()) == sorted(name.split("/", 1)[1] for name in listed)
+    total_bytes = sum(path.stat().st_size for path in folder.iterdir())
+    assert total_bytes < 1_000_000, f"the set adds {total_bytes:,} bytes to the repository"
+    for photo in cases["photo"]:
+        with Image.open(photo) as image:
+            assert (image.format, image.size) == ("JPEG", READER_STUDY_PHOTO_SIZE)
+    index = json.loads((folder / READER_STUDY_INDEX).read_text())
+    assert index["weights_sha256"] == shipped.manifest["weights_sha256"]
+    assert index["probability_check"]["max_abs_difference"] <= READER_STUDY_PROBABILITY_TOLERANCE
+    assert not {"dx", "label", "probability"} & set(index["photos"][0])  # the truth comes from the test split
+    assert index["credits"]["ham10000"]["licence"] == "CC BY-NC-SA 4.0"
+    assert "CC BY-NC-SA 4.0" in reader_study.credit_lines(pool.sources)[0]
+
+
+def test_the_shipped_photos_and_metadata_are_the_data_folders(shipped, data_dir):
+    cases = reader_study.load_set(shipped).cases
+    metadata = pd.read_csv(data_dir / "HAM10000_metadata.csv").set_index("image_id").loc[cases["image_id"]]
+    for column in ("lesion_id", "dx", "dx_type", "sex", "localization"):
+        assert list(cases[column]) == list(metadata[column]), column
+    np.testing.assert_allclose(cases["age"].astype(float), metadata["age"].astype(float))
+    for image_id, photo in zip(cases["image_id"], cases["photo"]):
+        assert Path(photo).read_bytes() == (data_dir / "images" / f"{image_id}.jpg").read_bytes()
+
+
+def test_a_damaged_or_incomplete_set_is_refused_with_its_reason_and_the_bundle_still_loads(bundle_copy):
+    photo = next((bundle_copy / READER_STUDY_DIR).glob("*.jpg"))
+    photo.write_bytes(photo.read_bytes()[:-10])
+    with pytest.raises(reader_study.ReaderStudyError, match=f"damaged: {READER_STUDY_DIR}/{photo.name}"):
+        reader_study.load_set(load_bundle(bundle_copy))
+    photo.unlink()
+    with pytest.raises(reader_study.ReaderStudyError, match="incomplete"):
+        reader_study.load_set(load_bundle(bundle_copy))
+    load_bundle(bundle_copy)  # the Classify page is unaffected
+    shutil.rmtree(bundle_copy / READER_STUDY_DIR)
+    manifest = json.loads((bundle_copy / "manifest.json").read_text())
+    manifest["files"] = {k: v for k, v in manifest["files"].items() if not k.startswith(READER_STUDY_DIR)}
+    (bundle_copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(reader_study.ReaderStudyError, match="ships no reader-study set"):
+        reader_study.load_set(load_bundle(bundle_copy))
+
+
+# --- the command ----------------------------------------------------------------------------------
+
+def run_command(*args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "melanoma", "reader-study", *map(str, args)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.slow
+def test_the_command_writes_a_reproducible_set_into_an_existing_bundle(bundle_copy, data_dir):
+    before = load_bundle(bundle_copy).manifest["files"]
+    done = run_command("--model", bundle_copy, "--data", data_dir, "--photos", 30, "--seed", 7)
+    assert done.returncode == 0, done.stderr
+    assert "30 photos from 1,344 test lesions (seed 7)" in done.stdout
+    assert "30 from HAM10000 (licence CC BY-NC-SA 4.0)" in done.stdout
+    bundle = load_bundle(bundle_copy)  # still verifies
+    assert {k: v for k, v in bundle.manifest["files"].items() if not k.startswith(READER_STUDY_DIR)} == \
+        {k: v for k, v in before.items() if not k.startswith(READER_STUDY_DIR)}
+    cases = reader_study.load_set(bundle).cases
+    assert len(cases) == 30 and cases["label"].sum() == 10
+    assert len(list((bundle_copy / READER_STUDY_DIR).iterdir())) == 31  # the earlier 120 photos are gone
+    again = reader_study.write_set(bundle_copy, [data_dir], max_photos=30, seed=7)
+    assert [photo["image_id"] for photo in again["photos"]] == list(cases["image_id"])
+
+
+@pytest.mark.slow  # five commands, each starting TensorFlow
+def test_the_command_refuses_bad_input_in_one_line(bundle_copy, tmp_path):
+    broken = tmp_path / "ham10000"  # the bundle's test photos by name, but not photos
+    (broken / "images").mkdir(parents=True)
+    rows = pd.read_csv(bundle_copy / "test_split.csv").head(5)
+    rows[["lesion_id", "image_id", "dx"]].to_csv(broken / "HAM10000_metadata.csv", index=False)
+    for image_id in rows["image_id"]:
+        (broken / "images" / f"{image_id}.jpg").write_bytes(b"my notes, not a photo")
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "HAM10000_metadata.csv").write_text("lesion_id,image_id,dx\nL1,NOT_IN_THE_SPLIT,nv\n")
+    for args, reason in (
+            (("--model", bundle_copy, "--data", tmp_path / "nowhere"), "no HAM10000_metadata.csv in"),
+            (("--model", bundle_copy, "--data", broken), "cannot be read"),
+            (("--model", bundle_copy, "--data", tmp_path / "other"), "none of the bundle's test photos is in"),
+            (("--model", bundle_copy, "--data", tmp_path, "--photos", 500), "a set holds 1 to 120 photos"),
+            (("--model", tmp_path / "no-bundle", "--data", tmp_path), "no model bundle at")):
+        done = run_command(*args)
+        assert done.returncode == 1
+        assert done.stderr.startswith("error: ") and reason in done.stderr and "Traceback" not in done.stderr
+    load_bundle(bundle_copy)
+
+
+@pytest.mark.slow
+def test_two_sources_are_carried_and_credited_per_photo(bundle_copy, data_dir):
+    """A test split with issue 23's `source` column: photos of each source, from its own folder."""
+    if not (ISIC2017 / "HAM10000_metadata.csv").is_file():
+        pytest.skip(f"ISIC 2017 folder not found at {ISIC2017}")
+    from melanoma.inference import Predictor
+
+    isic = pd.read_csv(ISIC2017 / "HAM10000_metadata.csv").groupby("dx").head(10)
+    files = [(row.image_id, (ISIC2017 / "images" / f"{row.image_id}.jpg").read_bytes()) for row in isic.itertuples()]
+    predictions = Predictor.from_bundle(bundle_copy).classify_many(files)
+    split = pd.read_csv(bundle_copy / "test_split.csv").assign(source="ham10000")
+    extra = isic[["image_id", "lesion_id", "dx"]].assign(
+        label=(isic["dx"] == MELANOMA_DX).astype(int), source="isic2017",
+        probability=[round(p.probability if p.ok else p.unreliable_probability, 5) for p in predictions])
+    add_files(bundle_copy, {"test_split.csv": pd.concat([split, extra]).to_csv(index=False).encode()})
+
+    index = reader_study.write_set(bundle_copy, [data_dir, ISIC2017], max_photos=120, seed=1)
+    sources = {photo["source"] for photo in index["photos"]}
+    assert sources == {"ham10000", "isic2017"}
+    assert index["credits"]["isic2017"]["licence"] == "CC BY-NC"
+    cases = reader_study.load_set(load_bundle(bundle_copy)).cases
+    isic_photos = cases[cases["source"] == "isic2017"]
+    for row in isic_photos.itertuples():
+        assert Path(row.photo).read_bytes() == (ISIC2017 / "images" / f"{row.image_id}.jpg").read_bytes()
+    assert isic_photos["localization"].isna().all()  # ISIC 2017 gives no body site: shown as unknown
+
+
+def test_train_writes_the_set_when_it_finishes_a_bundle(smoke_bundle):
+    bundle = load_bundle(smoke_bundle)
+    cases = reader_study.load_set(bundle).cases
+    split = bundle.test_split()
+    assert 0 < len(cases) <= min(READER_STUDY_MAX_PHOTOS, split["lesion_id"].nunique())
+    assert cases["image_id"].isin(split["image_id"]).all() and not cases.duplicated("lesion_id").any()
+
+
+# --- the page, in-process -------------------------------------------------------------------------
+
+def open_page(monkeypatch, data: Path | None = None):
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("MELANOMA_MODEL", str(DEFAULT_BUNDLE))
+    monkeypatch.setenv("MELANOMA_DATA", str(data or ROOT / "no-data-folder"))
+    app = AppTest.from_file(str(APP), default_timeout=RUN_TIMEOUT)
+    app.switch_page(PAGE)
+    app.run()
+    assert not app.exception, [e.value for e in app.exception]
+    return app
+
+
+def start(app, length: int):
+    next(radio for radio in app.radio if radio.label == "Number of photos").set_value(length)
+    next(button for button in app.button if button.label == "Start the test").click()
+    app.run()
+    assert not app.exception, [e.value for e in app.exception]
+    return app.session_state["reader_test"]["cases"]
+
+
+def answer(app, refer: bool, likelihood: int, diagnosis: str | None = None) -> None:
+    app.radio[0].set_value(REFER if refer else REASSURE)
+    app.slider[0].set_value(likelihood)
+    if diagnosis:
+        app.selectbox[0].set_value(diagnosis)
+    next(button for button in app.button if button.label in ("Next photo", "Finish and see my result")).click()
+    app.run()
+    assert not app.exception, [e.value for e in app.exception]
+
+
+def shown_metrics(app) -> dict[str, str]:
+    return {metric.label: metric.value for metric in app.metric}
+
+
+def rate_and_counts(value: str) -> tuple[float, int, int]:
+    found = re.fullmatch(r"(\d+\.\d)% \((\d+) of (\d+)\)", value)
+    assert found, value
+    return float(found[1]) / 100, int(found[2]), int(found[3])
+
+
+@pytest.mark.slow
+def test_a_whole_test_with_known_answers_shows_the_sensitivity_specificity_and_auc_computed_here(monkeypatch):
+    from sklearn.metrics import roc_auc_score
+
+    app = open_page(monkeypatch)
+    assert "Photos from" not in [radio.label for radio in app.radio]  # no data folder: the shipped set only
+    assert "CC BY-NC-SA 4.0" in "\n".join(caption.value for caption in app.caption)
+    cases = start(app, 20)
+    truth = load_bundle(DEFAULT_BUNDLE).test_split().set_index("image_id").loc[cases["image_id"]]
+    labels = truth["label"].to_numpy()
+    assert len(labels) == 20 and labels.sum() == 7
+
+    # Nothing about the truth or the model before the end; a call is required to go on.
+    page_text = "\n".join(str(element.value) for element in [*app.markdown, *app.caption, *app.metric])
+    assert "P(melanoma)" not in page_text and not app.metric and "Photo 1 of 20" in app.get("progress")[0].proto.text
+    next(button for button in app.button if button.label == "Next photo").click()
+    app.run()
+    assert "Choose refer or reassure" in app.warning[0].value and len(app.session_state["reader_test"]["answers"]) == 0
+
+    # Known answers: refer every melanoma but the first and every fourth benign lesion; likelihoods that
+    # order the photos imperfectly; a diagnosis for the first five photos (the right one for two).
+    melanomas_seen, calls, likelihoods, names = 0, [], [], []
+    for position, (label, dx) in enumerate(zip(labels, truth["dx"])):
+        if label:
+            melanomas_seen += 1
+        refer = bool(label and melanomas_seen > 1) or (not label and position % 4 == 0)
+        likelihood = int((60 if label else 30) + (position * 17) % 41)
+        name = (dx if position < 2 else "nv" if dx != "nv" else "bkl") if position < 5 else None
+        calls.append(refer), likelihoods.append(likelihood), names.append(name)
+        answer(app, refer, likelihood, name)
+    calls, likelihoods = np.array(calls), np.array(likelihoods)
+
+    shown = shown_metrics(app)
+    sensitivity, tp, melanomas = rate_and_counts(shown["Your sensitivity"])
+    specificity, tn, benign = rate_and_counts(shown["Your specificity"])
+    assert (tp, melanomas) == (int((calls & (labels == 1)).sum()), 7) == (6, 7)
+    assert (tn, benign) == (int((~calls & (labels == 0)).sum()), 13)
+    assert sensitivity == pytest.approx(round(100 * tp / 7, 1) / 100)
+    assert specificity == pytest.approx(round(100 * tn / 13, 1) / 100)
+    assert float(shown["Your AUC"]) == pytest.approx(roc_auc_score(labels, likelihoods), abs=5e-4)
+    model_p = truth["probability"].to_numpy()
+    assert float(shown["Model's AUC"]) == pytest.approx(roc_auc_score(labels, model_p), abs=5e-4)
+    model_calls = model_p >= load_bundle(DEFAULT_BUNDLE).threshold
+    assert rate_and_counts(shown["Model's sensitivity"])[1] == int((model_calls & (labels == 1)).sum())
+    assert "2 correct (40%)" in "\n".join(markdown.value for markdown in app.markdown)  # 5 named, 2 right
+
+    disagreements = app.dataframe[-1].value
+    assert list(disagreements["#"]) == [i + 1 for i in np.flatnonzero(calls != model_calls)]
+    assert disagreements["photo"].str.startswith("data:image/png").all()
+    assert disagreements["Grad-CAM"].str.startswith("data:image/png").all()
+    assert set(disagreements["confirmed by"]) <= {"histopathology", "follow-up examination", "expert consensus",
+                                                  "confocal microscopy"}
+    roc = next(json.loads(chart.proto.spec) for chart in app.get("plotly_chart"))
+    names_in_chart = [trace.get("name", "") for trace in roc["data"]]
+    assert any("Haenssle" in name for name in names_in_chart) and any("model (AUC" in name for name in names_in_chart)
+    assert "86.6%" in app.dataframe[0].value.to_string() and "0.86" in app.dataframe[0].value.to_string()
+
+    next(button for button in app.button if button.label == "Take another test").click()
+    app.run()
+    assert "reader_test" not in app.session_state and "Start the test" in [b.label for b in app.button]
+
+
+@pytest.mark.slow
+def test_two_sessions_at_once_get_their_own_draws_and_results(monkeypatch, data_dir):
+    first, second = open_page(monkeypatch, data_dir), open_page(monkeypatch, data_dir)
+    assert "Photos from" in [radio.label for radio in first.radio]  # a data folder: the whole test split too
+    next(radio for radio in second.radio if radio.label == "Photos from").set_value("whole")
+    first_cases, second_cases = start(first, 10), start(second, 10)
+    assert list(first_cases["image_id"]) != list(second_cases["image_id"])
+    assert first.session_state["reader_test"]["seed"] != second.session_state["reader_test"]["seed"]
+    assert first_cases["photo"].str.contains(READER_STUDY_DIR).all()
+    assert not second_cases["photo"].str.contains(READER_STUDY_DIR).any()  # read from the data folder
+    for _ in range(10):  # interleaved: each session answers its own photo in turn
+        answer(first, refer=True, likelihood=90)
+        answer(second, refer=False, likelihood=10)
+    one, two = shown_metrics(first), shown_metrics(second)
+    assert one["Your sensitivity"] == "100.0% (3 of 3)" and one["Your specificity"] == "0.0% (0 of 7)"
+    assert two["Your sensitivity"] == "0.0% (0 of 3)" and two["Your specificity"] == "100.0% (7 of 7)"
+    assert len(first.session_state["reader_test"]["answers"]) == len(second.session_state["reader_test"]["answers"]) == 10
+
+
+def test_the_whole_table_of_a_test_carries_answers_truth_and_the_model(shipped):
+    cases = reader_study.load_set(shipped).cases.head(3)
+    answers = [reader_study.Answer(True, 80, "mel"), reader_study.Answer(False, 5), reader_study.Answer(False, 50)]
+    table = reader_study.answers_table(cases, answers, shipped.threshold, shown_metadata=False)
+    assert list(table["your_call"]) == ["refer", "reassure", "reassure"]
+    assert list(table["truth_dx"]) == list(cases["dx"]) and list(table["your_diagnosis"]) == ["mel", "", ""]
+    assert table["shown_age"].isna().all()  # not shown, so not recorded as shown
+    result = reader_study.score(cases, answers, shipped.threshold)
+    assert result.diagnoses_answered == 1
+    outcome = io.StringIO(table.to_csv(index=False))
+    assert len(pd.read_csv(outcome)) == 3
+
+
+# --- the page in Chromium, served from a fresh clone ----------------------------------------------
+
+def fresh_clone(folder: Path) -> Path:
+    """The repository's tracked files as they are now, and nothing else (no runs/, no data folder)."""
+    listed = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True).stdout
+    for name in filter(None, listed.decode().split("\0")):
+        source = ROOT / name
+        if source.is_file():
+            (folder / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, folder / name)
+    return folder
+
+
+def take_a_test(page, url: str, label: str, length: int = 10, touch: bool = False) -> pd.DataFrame:
+    """A visitor's whole test: the setup, every photo answered (tapped on a phone), the result;
+    screenshots of each stage; the downloaded CSV, checked against what the page shows."""
+    from playwright.sync_api import expect
+
+    def press(element) -> None:
+        element.tap() if touch else element.click()
+
+    from tests.test_browser import MODEL_TIMEOUT_MS, PAGE_TIMEOUT_MS, assert_no_exception, screenshot
+
+    heading = page.get_by_role("heading", name="Test yourself against the model")
+    expect(heading).to_be_visible(timeout=PAGE_TIMEOUT_MS)
+    expect(page.get_by_text("CC BY-NC-SA 4.0")).to_be_visible()
+    expect(page.get_by_text("Photos from")).to_have_count(0)  # no data folder on a fresh clone
+    screenshot(page, f"reader-1-setup-{label}")
+    page.get_by_text(f"{length} photos", exact=True).click()
+    page.get_by_role("button", name="Start the test").click()
+    for position in range(length):
+        expect(page.get_by_text(f"Photo {position + 1} of {length}")).to_be_visible(timeout=PAGE_TIMEOUT_MS)
+        # This photo's form, not the last one's (still on screen while the page reruns): the one whose
+        # submit button Streamlit keys with the form's key.
+        form = page.get_by_test_id("stForm").filter(
+            has=page.locator(f"[class*='st-key-FormSubmitter-reader-answer-{position}-']"))
+        expect(form).to_be_visible(timeout=PAGE_TIMEOUT_MS)
+        photo = page.get_by_test_id("stImage").locator("img").first
+        expect(photo).to_be_visible()
+        assert photo.evaluate("img => img.decode().then(() => img.naturalWidth)") == 200
+        expect(page.get_by_text("P(melanoma)")).to_have_count(0)  # nothing of the model before the end
+        refer = position % 2 == 0
+        press(form.get_by_text(REFER if refer else REASSURE))
+        slider = form.get_by_role("slider")
+        slider.focus()
+        for _ in range(10 + position):
+            slider.press("ArrowRight" if refer else "ArrowLeft")
+        if position == 0:
+            press(form.get_by_role("combobox", name="Most likely diagnosis (optional)"))
+            press(page.get_by_role("option", name="melanocytic naevus"))
+            screenshot(page, f"reader-2-question-{label}")
+        press(form.get_by_role("button", name="Finish and see my result" if position + 1 == length else "Next photo"))
+    # The result loads the network and traces Grad-CAM the first time: the model's timeout.
+    expect(page.get_by_text(f"Your result: {length} photos")).to_be_visible(timeout=MODEL_TIMEOUT_MS)
+    expect(page.locator(".js-plotly-plot")).to_have_count(1, timeout=MODEL_TIMEOUT_MS)
+    expect(page.get_by_role("button", name="Download the whole test (CSV)")).to_be_visible(timeout=MODEL_TIMEOUT_MS)
+    with page.expect_download(timeout=PAGE_TIMEOUT_MS) as download:
+        page.get_by_role("button", name="Download the whole test (CSV)").click()
+    table = pd.read_csv(download.value.path())
+    assert len(table) == length and (table["model"] == "melanoma-resnet50").all()
+    assert table["model_version"].str.startswith("melanoma-resnet50 (").all()
+    assert list(table["your_call"]) == ["refer" if i % 2 == 0 else "reassure" for i in range(length)]
+    assert list(table["your_likelihood"]) == [min(100, 60 + i) if i % 2 == 0 else max(0, 40 - i) for i in range(length)]
+    referred = table["your_call"] == "refer"
+    melanoma = table["melanoma"] == 1
+    shown = page.get_by_test_id("stMetric").filter(has_text="Your sensitivity").get_by_test_id("stMetricValue")
+    expect(shown).to_have_text(re.compile(rf"\({(referred & melanoma).sum()} of {melanoma.sum()}\)$"))
+    shown = page.get_by_test_id("stMetric").filter(has_text="Your specificity").get_by_test_id("stMetricValue")
+    expect(shown).to_have_text(re.compile(rf"\({(~referred & ~melanoma).sum()} of {(~melanoma).sum()}\)$"))
+    disagreeing = (table["your_call"] != table["model_call"]).sum()
+    if disagreeing:
+        expect(page.get_by_text(f"Where you and the model disagreed: {disagreeing} of {length} photos")).to_be_visible(
+            timeout=PAGE_TIMEOUT_MS)
+    assert_no_exception(page)
+    screenshot(page, f"reader-3-result-{label}")
+    return table
+
+
+@pytest.mark.slow
+def test_a_visitor_takes_the_test_in_chromium_on_a_fresh_clone_at_desktop_and_phone_width(tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    from tests.app_server import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, require_browser, running_app
+
+    require_browser()
+    clone = fresh_clone(tmp_path / "clone")
+    with running_app(None, tmp_path / "no-data-folder", ARTIFACTS / "reader-study-server.log", root=clone) as (url, _, _), \
+            sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            desktop = browser.new_page(viewport={"width": 1400, "height": 1000})
+            desktop.goto(url)
+            desktop.get_by_test_id("stSidebarNav").get_by_role("link", name="Test yourself").click()
+            first = take_a_test(desktop, url, "desktop")
+            phone = browser.new_page(viewport={"width": 420, "height": 900}, is_mobile=True, has_touch=True)
+            phone.goto(f"{url}/test_yourself")
+            second = take_a_test(phone, url, "phone", touch=True)
+            assert list(first["image_id"]) != list(second["image_id"])  # each visitor their own draw
+        finally:
+            browser.close()
