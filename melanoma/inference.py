@@ -26,7 +26,7 @@ import numpy as np
 from melanoma.bundle import Bundle, load_bundle, load_model
 from melanoma.calibration import calibrate
 from melanoma.config import (
-    CALL_NOT_SUSPICIOUS,
+    CALL_BELOW_THRESHOLD,
     CALL_SUSPICIOUS,
     EAGER_IMAGES_BEFORE_COMPILING,
     INFERENCE_JIT_COMPILE,
@@ -129,9 +129,12 @@ class Predictor:
         return cls(load_bundle(path))
 
     def warm_up(self) -> None:
-        """Compiles the single-image function now rather than on a user's upload."""
+        """Compiles the single-image function and runs the extras once now, rather than on a user's upload."""
         self._eager_images_left = 0
-        self.probabilities(np.zeros((1, *self.image_spec.shape), np.uint8))
+        blank = np.zeros((1, *self.image_spec.shape), np.uint8)
+        outputs = self.outputs(blank)
+        if self.extras is not None:
+            self.extras.assess(outputs, blank, self.calibrated(outputs))
 
     def outputs(self, images: np.ndarray, metadata: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """The network's outputs and pooled features for uint8 images (N, H, W, 3) with their
@@ -173,7 +176,7 @@ class Predictor:
 
     def call_for(self, probability: float, with_metadata: bool = False) -> tuple[bool, str]:
         suspicious = probability >= self.threshold_for(with_metadata)
-        return suspicious, CALL_SUSPICIOUS if suspicious else CALL_NOT_SUSPICIOUS
+        return suspicious, CALL_SUSPICIOUS if suspicious else CALL_BELOW_THRESHOLD
 
     def classify_bytes(self, name: str, data: bytes, display: bool = False,
                        patient: PatientInfo = NO_INFORMATION) -> Prediction:
@@ -205,7 +208,7 @@ class Predictor:
             image_only = dict(zip(image_only_too, map(float, probabilities[len(good):])))
             if self.extras is not None:
                 first = {name: value[:len(good)] for name, value in outputs.items()}
-                assessment = dict(zip(good, self.extras.assess(first, images[:len(good)])))
+                assessment = dict(zip(good, self.extras.assess(first, images[:len(good)], probabilities[:len(good)])))
         predictions = []
         for i, ((name, _), prepared, patient) in enumerate(zip(files, checked, patients)):
             if i not in probability:
