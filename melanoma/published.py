@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from melanoma.differential import FITTED_SOURCE
 
-SHOWN_DIFFERENTIAL = ("P(melanoma) from the network, as above; the other six diagnoses share the rest in the "
-                      "proportions that {source} gives them")
+SHOWN_DIFFERENTIAL = ("its melanoma share is the network's calibrated P(melanoma), the card's headline figure; the "
+                      "other six diagnoses share the rest in the proportions that {source} gives them")
 
 
 def other_sources(bundle) -> dict[str, dict]:

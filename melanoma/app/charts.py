@@ -158,6 +158,25 @@ def metrics_table(metrics: dict, intervals: dict | None = None) -> pd.DataFrame:
     return table.rename(columns={"interval": f"{intervals['level']:.0%} interval"})
 
 
+def sources_table(rows: list[tuple[str, dict, dict | None]]) -> pd.DataFrame:
+    """One row per data source: (label, its metrics at the threshold, the not-a-lesion counts where
+    measured); each figure with its interval where the metrics carry one (`intervals`)."""
+    def with_interval(metrics: dict, key: str) -> str:
+        bound = (metrics.get("intervals") or {}).get(key)
+        value = number(metrics.get(key))
+        return value if bound is None else f"{value} ({bound[0]:.3f} - {bound[1]:.3f})"
+
+    def refused(counts: dict | None) -> str:
+        return "n/a" if counts is None else f"{counts['would_refuse']:,} ({counts['would_refuse_melanoma']})"
+
+    return pd.DataFrame([{"photos": label, "images (melanoma)": f"{metrics['n_images']:,} ({metrics['n_melanoma']})",
+                          "ROC AUC": with_interval(metrics, "roc_auc"),
+                          "sensitivity": with_interval(metrics, "sensitivity"),
+                          "specificity": with_interval(metrics, "specificity"),
+                          "no call (melanoma)": refused(counts)}
+                         for label, metrics, counts in rows])
+
+
 def interval_note(intervals: dict) -> str:
     return (f"{intervals['level']:.0%} intervals: the test split's {intervals['n_lesions']:,} lesions resampled "
             f"with replacement {intervals['resamples']:,} times, so they show how much the figures could "
