@@ -29,8 +29,7 @@ def differential_test_report(bundle) -> tuple[dict, str] | None:
     if bundle.extras_info is None:
         return None
     return (bundle.extras_info["differential"]["test"],
-            "the diagnosis model on its own, on the test split (its melanoma share, which the app replaces "
-            "by P(melanoma), included)")
+            "measured for the diagnosis model alone, before its melanoma share is replaced, on the test split")
 
 
 def how_the_differential_is_made(bundle) -> str:

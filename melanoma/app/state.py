@@ -87,7 +87,7 @@ class ModelLoader:
             from melanoma.inference import Predictor
 
             loaded = Predictor(open_bundle(path))
-            loaded.warm_up()  # compiles the network and runs the extras once, not on the first upload
+            loaded.warm_up(compiled=False)  # ready for a first upload (eager calls) ~2 s before compiling
             predictor.set_result(loaded)
         except BaseException as error:  # noqa: BLE001 - handed to the page that waits for it
             predictor.set_exception(error)
@@ -101,6 +101,7 @@ class ModelLoader:
             explainer.set_result(grad_cam)
         except BaseException as error:  # noqa: BLE001
             explainer.set_exception(error)
+        loaded.warm_up()  # the compiled function, for every upload after the first few
 
 
 LOADER = ModelLoader()
