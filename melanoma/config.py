@@ -64,8 +64,8 @@ DEFAULT_GRADCAM_LAYER = "conv3_block4_out"
 APP_CACHED_BUNDLES = 1
 APP_CACHED_DATA_ENTRIES = 4
 # What the app tells a visitor who uploads before the network has loaded: about how long loading
-# and warming it takes on the 2-core development machine (benchmarks/first-visit.json).
-MODEL_LOAD_SECONDS = 10
+# it takes on the quiet 2-core development machine (the bench's cold start, 7.4 s, rounded up).
+MODEL_LOAD_SECONDS = 8
 
 
 @dataclass

@@ -56,8 +56,9 @@ if not uploads:
     st.info("Upload one or more images to classify them. Tip: the Dataset page shows what the training "
             "images look like (dermatoscope, lesion centred).", icon=":material/upload:")
     if not loader.predictor.done():
-        st.caption(f"The network is still loading in the background (about {MODEL_LOAD_SECONDS} s after the "
-                   "server starts): you can upload now, and your photos are classified as soon as it is ready.")
+        st.caption(f"The network is still loading in the background (about {MODEL_LOAD_SECONDS} s after the server "
+                   "starts on a quiet 2-core machine): you can upload now; your photos are classified as soon as it "
+                   "is ready.")
     st.stop()
 
 # Patient information, per photo, where the network takes it; blank means unknown.

@@ -59,9 +59,9 @@ def _bundle(path: str, stamp: int | None) -> Bundle:
 
 
 class ModelLoader:
-    """The predictor (network and extras, compiled) and the explainer (Grad-CAM, traced) of one
-    bundle, loaded on a background thread; each is a Future, the predictor's set first. A new
-    (path, stamp), or a load that failed, starts over; the objects of an older bundle are dropped."""
+    """The predictor (network and extras, warmed, then compiled) and the explainer (Grad-CAM, traced)
+    of one bundle, loaded on a background thread; each is a Future, the predictor's set first. A
+    new (path, stamp), or a load that failed, starts over; the objects of an older bundle are dropped."""
 
     def __init__(self):
         self._lock = threading.Lock()
@@ -94,6 +94,7 @@ class ModelLoader:
             explainer.set_exception(error)
             return
         try:
+            loaded.warm_up()  # the compiled function, for every upload after the first few
             from melanoma.explain import Explainer
 
             grad_cam = Explainer(loaded.model)
@@ -101,7 +102,6 @@ class ModelLoader:
             explainer.set_result(grad_cam)
         except BaseException as error:  # noqa: BLE001
             explainer.set_exception(error)
-        loaded.warm_up()  # the compiled function, for every upload after the first few
 
 
 LOADER = ModelLoader()
@@ -157,8 +157,9 @@ def _wait_for(name: str, what: str):
     future = getattr(loader, name)
     if not future.done():
         waited = time.monotonic() - loader.started
-        with st.spinner(f"{what}: started {waited:.0f} s ago, it takes about {MODEL_LOAD_SECONDS} s on a "
-                        "2-core server. Your photos are classified as soon as it is ready.", show_time=True):
+        with st.spinner(f"{what}: started {waited:.0f} s ago; it takes about {MODEL_LOAD_SECONDS} s on a quiet "
+                        "2-core server, longer on a busy one. Your photos are classified as soon as it is ready.",
+                        show_time=True):
             wait([future])
     try:
         return future.result()
