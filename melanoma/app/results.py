@@ -130,11 +130,12 @@ def show_differential_and_cases(assessment, bundle, position: int = 0) -> None:
         with st.container(horizontal=True, wrap=True, gap="small"):
             for case in cases:
                 photo = images / f"{case['image_id']}.jpg"
-                if photo.is_file():
-                    st.image(str(photo), caption=describe_case(case), width=CASE_WIDTH,
-                             alt=f"Similar training case {case['image_id']}: {describe_case(case)}")
-                else:
-                    with st.container(width=CASE_WIDTH):
+                # The box sets the width: an image given a pixel width is resized on the server on every rerun.
+                with st.container(width=CASE_WIDTH):
+                    if photo.is_file():
+                        st.image(str(photo), caption=describe_case(case), width="stretch",
+                                 alt=f"Similar training case {case['image_id']}: {describe_case(case)}")
+                    else:
                         st.markdown(f"`{case['image_id']}`  \n{describe_case(case)}")
         st.caption(f"The {SIMILAR_CASES} training photos nearest to this one in the network's feature space, "
                    "with their confirmed diagnoses.")
