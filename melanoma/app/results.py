@@ -164,7 +164,7 @@ def show_batch(table: pd.DataFrame, threshold: float) -> None:
                  column_config={
                      "photo": st.column_config.ImageColumn("photo", width="small"),
                      "P(melanoma)": st.column_config.TextColumn(width=95),
-                     "call": st.column_config.TextColumn(width=205, pinned=True),
+                     "call": st.column_config.TextColumn(width=290, pinned=True),
                      "reason not assessed": st.column_config.TextColumn(
                          width="large", help="In short; the full reason is on the photo's card below and in the CSV")})
     st.caption("Photos with no call come first: someone has to look at them. A *refer* can sit beside a more "
