@@ -400,6 +400,27 @@ def test_about_page_is_a_model_card(smoke_app_env):
     assert "Trained from scratch (no pretrained weights), on HAM10000 alone." in prose
 
 
+def test_about_page_publishes_the_measured_figures_on_other_clinics_photos(shipped_app_env):
+    """The shipped bundle's `evaluate --record` figures, read from its evaluations.json, never typed in:
+    ISIC 2017 beside HAM10000's test split, with intervals, and the differential's own accuracy."""
+    from melanoma.bundle import load_bundle
+
+    bundle = load_bundle(shipped_app_env)
+    isic = bundle.evaluations["isic2017"]
+    assert not isic["trained_on_source"]
+    app = open_page("about")
+    table = table_with(app, "photos")
+    row = table[table["photos"].str.startswith("isic2017")].iloc[0]
+    low, high = isic["intervals"]["sensitivity"]
+    assert row["sensitivity"] == f"{isic['sensitivity']:.3f} ({low:.3f} - {high:.3f})"
+    assert row["images (melanoma)"] == f"{isic['n_images']:,} ({isic['n_melanoma']})"
+    prose = texts(app.markdown)
+    assert f"finds **{isic['sensitivity']:.0%}** of the {isic['n_melanoma']} melanomas" in prose
+    shown = bundle.evaluations["ham10000"]["bundle_test_split_part"]["differential"]
+    assert f"confirmed one for **{shown['accuracy']:.1%}**" in prose
+    assert "On other clinics'\ndermatoscopes it was measured and does far worse" in prose
+
+
 def test_the_model_card_describes_the_bundle_it_loaded(smoke_v2_bundle, data_dir, monkeypatch):
     """Another size, patient information, colour constancy and a lineage: the card takes them from the bundle."""
     from melanoma.bundle import load_bundle
