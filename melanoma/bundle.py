@@ -34,6 +34,8 @@ REQUIRED_FILES = (WEIGHTS, METRICS, HISTORY, DATASET_SUMMARY, TEST_SPLIT, CONFIG
 EXTRAS_ARRAYS = "extras.npz"
 EXTRAS_INFO = "extras.json"
 EXTRAS_FILES = (EXTRAS_ARRAYS, EXTRAS_INFO)
+# `evaluate --record`'s figures per data source (folder name), e.g. on another clinic's photos. Optional.
+EVALUATIONS = "evaluations.json"
 FORMAT_VERSION = 1
 
 
@@ -174,6 +176,7 @@ class Bundle:
     history_csv: Path = field(repr=False, default=None)
     test_split_csv: Path = field(repr=False, default=None)
     extras_info: dict | None = None  # extras.json; None for a bundle made before the extras
+    evaluations: dict | None = None  # evaluations.json by source; None where nothing was recorded
 
     @property
     def version(self) -> str:
@@ -267,7 +270,7 @@ def load_bundle(path: str | Path | None = None) -> Bundle:
         raise BundleError(f"{path}: the network takes patient metadata but {MANIFEST} has no image-only "
                           f"threshold")
     listed = manifest.get("files", {})
-    for name in (*REQUIRED_FILES, *(name for name in EXTRAS_FILES if name in listed)):
+    for name in (*REQUIRED_FILES, *(name for name in (*EXTRAS_FILES, EVALUATIONS) if name in listed)):
         file = path / name
         if not file.is_file():
             raise BundleError(f"bundle {path} is incomplete: {name} is missing")
@@ -280,7 +283,8 @@ def load_bundle(path: str | Path | None = None) -> Bundle:
     return Bundle(path=path, manifest=manifest, metrics=_read_json(path, METRICS),
                   dataset_summary=_read_json(path, DATASET_SUMMARY), train_config=_read_json(path, CONFIG),
                   history_csv=path / HISTORY, test_split_csv=path / TEST_SPLIT,
-                  extras_info=_read_json(path, EXTRAS_INFO) if has_extras else None)
+                  extras_info=_read_json(path, EXTRAS_INFO) if has_extras else None,
+                  evaluations=_read_json(path, EVALUATIONS) if EVALUATIONS in listed else None)
 
 
 def _read_json(folder: Path, name: str) -> dict:

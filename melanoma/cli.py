@@ -135,9 +135,15 @@ def print_report(make_report, json_path: str | None = None, expected_errors: tup
 
 
 def run_evaluate(args) -> int:
-    from melanoma.folder_evaluation import evaluate_folder
+    from melanoma.folder_evaluation import evaluate_folder, record
 
-    return print_report(lambda: evaluate_folder(args.model, args.data, use_metadata=not args.no_metadata), args.json)
+    def evaluated() -> dict:
+        report = evaluate_folder(args.model, args.data, use_metadata=not args.no_metadata)
+        if args.record:
+            record(report)
+        return report
+
+    return print_report(evaluated, args.json)
 
 
 def read_or_reason(name: str) -> bytes | str:
@@ -247,6 +253,9 @@ def build_parser(extensions=()) -> argparse.ArgumentParser:
     evaluate.add_argument("--json", help="also write the metrics to this file")
     evaluate.add_argument("--no-metadata", action="store_true",
                           help="classify from the images alone, even where the bundle takes patient metadata")
+    evaluate.add_argument("--record", action="store_true",
+                          help="also keep the figures in the bundle (evaluations.json, under the folder's name): "
+                               "the About page shows those of sources the model was not trained on")
 
     evaluate.set_defaults(run=run_evaluate)
 

@@ -24,7 +24,7 @@ DX_NAMES = {
     "bkl": "Benign keratosis",
     "df": "Dermatofibroma",
     "mel": "Melanoma",
-    "nv": "Melanocytic nevus",
+    "nv": "Melanocytic naevus",
     "vasc": "Vascular lesion",
 }
 METADATA_FILE = "HAM10000_metadata.csv"
@@ -78,6 +78,9 @@ DEFAULT_GRADCAM_LAYER = "conv3_block4_out"
 # (a bundle rewritten in place replaces them), and a few entries of the derived data.
 APP_CACHED_BUNDLES = 1
 APP_CACHED_DATA_ENTRIES = 4
+# What the app tells a visitor who uploads before the network has loaded: about how long loading
+# it takes on the quiet 2-core development machine (the bench's cold start, 7.4 s, rounded up).
+MODEL_LOAD_SECONDS = 8
 
 
 @dataclass
@@ -158,9 +161,10 @@ class TrainConfig:
             settings["sources"] = tuple(settings["sources"])
         return cls(**settings)
 
-# How a call is worded for a clinician: a triage hint, never a diagnosis.
+# How a call is worded for a clinician: a triage hint, never a diagnosis. Below the threshold is
+# no rule-out (the model misses melanomas, more so from other cameras), so that call is neutral.
 CALL_SUSPICIOUS = "suspicious for melanoma - refer"
-CALL_NOT_SUSPICIOUS = "not suspicious for melanoma"
+CALL_BELOW_THRESHOLD = "below the referral threshold — not a rule-out"
 PREDICT_BATCH = 32  # fixed batch shape for the compiled predict function (padded), see inference
 # A rest of fewer images than this goes one image at a time rather than padded to PREDICT_BATCH:
 # batched, an image costs ~28 ms here, alone ~37 ms, so padding pays from about 24 (the bench).
@@ -202,7 +206,11 @@ NOVELTY_CAMERA_COPIES = 2000
 NOVELTY_CHANNEL_GAINS = (0.8, 1.25)
 NOVELTY_GAMMAS = (0.7, 1.4)
 SIMILAR_CASES = 8
-NOT_A_LESION_REASON = "does not look like a dermatoscopic photo of a single skin lesion"
+# A refused picture may be no lesion at all, or a lesion photo from a camera unlike the training ones
+# (other clinics' photos are refused far more often than HAM10000's): the wording fits both.
+NOT_A_LESION_REASON = ("outside what the model was trained on (not a lesion photo, or an unfamiliar camera or "
+                       "lighting): no call; assess clinically")
+CALL_REFUSED = "no call - assess clinically"
 DIFFERENTIAL_NAMES = {  # in full, for people; KNOWN_DX order is the differential's class order
     "mel": "melanoma",
     "nv": "melanocytic naevus",

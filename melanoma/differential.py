@@ -4,6 +4,9 @@ A network with its own `diagnosis` output (model v2) gives them directly. For a 
 one (v1 learnt melanoma-vs-not only), a multinomial logistic regression on its frozen pooled
 features, fitted on the training split, gives them. Either way the result is keyed by KNOWN_DX.
 
+What a user sees (`with_melanoma`) has one melanoma figure: the calibrated P(melanoma) of the
+melanoma output, and the other six diagnoses share the rest in the proportions the head gives them.
+
 Applying the fitted head needs numpy alone; scikit-learn is imported only to fit and to report.
 """
 from __future__ import annotations
@@ -12,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from melanoma.config import DIFFERENTIAL_NAMES, KNOWN_DX
+from melanoma.config import DIFFERENTIAL_NAMES, KNOWN_DX, MELANOMA_DX
 
 NETWORK_SOURCE = "the network's own diagnosis output"
 FITTED_SOURCE = "a logistic regression on the network's frozen pooled features, fitted on the training split"
@@ -62,6 +65,22 @@ def fit_head(features: np.ndarray, diagnoses: np.ndarray) -> FittedHead:
     scale = np.where(scaler.scale_ > 0, scaler.scale_, 1.0)
     return FittedHead(mean=scaler.mean_.astype(np.float32), scale=scale.astype(np.float32), coef=coef,
                       intercept=intercept)
+
+
+def with_melanoma(probabilities: np.ndarray, melanoma: np.ndarray) -> np.ndarray:
+    """The differential (N x 7) with `melanoma` (N,), the headline P(melanoma), as its melanoma share;
+    the other diagnoses keep their proportions among themselves (evenly, where the head gives them none)."""
+    column = KNOWN_DX.index(MELANOMA_DX)
+    others = np.asarray(probabilities, np.float64).copy()
+    others[:, column] = 0.0
+    total = others.sum(axis=1, keepdims=True)
+    even = np.full_like(others, 1 / (len(KNOWN_DX) - 1))
+    even[:, column] = 0.0
+    shares = np.where(total > 0, others / np.where(total > 0, total, 1.0), even)
+    melanoma = np.clip(np.asarray(melanoma, np.float64), 0.0, 1.0)
+    combined = shares * (1.0 - melanoma)[:, None]
+    combined[:, column] = melanoma
+    return combined
 
 
 def as_named(probabilities: np.ndarray) -> dict[str, float]:

@@ -28,7 +28,15 @@ from melanoma.config import (
     SIMILAR_CASES,
     SOURCE_COLUMN,
 )
-from melanoma.differential import FITTED_SOURCE, NETWORK_SOURCE, FittedHead, as_named, fit_head, report
+from melanoma.differential import (
+    FITTED_SOURCE,
+    NETWORK_SOURCE,
+    FittedHead,
+    as_named,
+    fit_head,
+    report,
+    with_melanoma,
+)
 from melanoma.features import DIAGNOSIS_OUTPUT, FEATURES, MELANOMA_OUTPUT, NOVELTY_FEATURES
 from melanoma.neighbours import NeighbourIndex, build_index
 from melanoma.novelty import NoveltyScore, camera_variations, colourfulness, fit_novelty
@@ -79,19 +87,23 @@ class Extras:
     def threshold(self) -> float:
         return self.novelty.threshold
 
-    def assess(self, outputs: dict[str, np.ndarray], images: np.ndarray) -> list[Assessment]:
+    def assess(self, outputs: dict[str, np.ndarray], images: np.ndarray, melanoma: np.ndarray) -> list[Assessment]:
         """One Assessment per image (uint8, N x H x W x 3), from the network's outputs for them
-        (`features.compiled_outputs`)."""
+        (`features.compiled_outputs`) and their calibrated P(melanoma), the differential's melanoma share."""
         features = outputs[FEATURES]
         scores = self.novelty(outputs[NOVELTY_FEATURES])
         refused = self.novelty.refused(scores, colourfulness(images))
-        diagnosis = outputs[DIAGNOSIS_OUTPUT] if DIAGNOSIS_OUTPUT in outputs else self.head.probabilities(features)
+        diagnosis = with_melanoma(self.diagnoses(outputs), melanoma)
         nearest = self.index.nearest(self.projection(features))
         shares = self.index.melanoma_share(nearest)
         return [Assessment(not_a_lesion_score=float(score), not_a_lesion_threshold=self.novelty.threshold,
                            not_a_lesion=bool(no), differential=as_named(probabilities),
                            similar_cases=self.index.cases_for(rows), similar_melanoma_share=float(share))
                 for score, no, probabilities, rows, share in zip(scores, refused, diagnosis, nearest, shares)]
+
+    def diagnoses(self, outputs: dict[str, np.ndarray]) -> np.ndarray:
+        """The 7 diagnoses' probabilities (N x 7) as the network's output or the fitted head gives them."""
+        return outputs[DIAGNOSIS_OUTPUT] if DIAGNOSIS_OUTPUT in outputs else self.head.probabilities(outputs[FEATURES])
 
     def refused(self, outputs: dict[str, np.ndarray], images: np.ndarray) -> np.ndarray:
         """Per image, whether it would be refused as not a lesion."""

@@ -8,7 +8,8 @@ The compiled function sees only two input shapes (1 image, or a padded batch of 
 so it is traced at most twice per process and never again. Tracing costs ~1.7 s here, and a
 compiled call is ~10x faster than an eager one (0.03 s vs 0.3 s), so the first few images of a
 process go through eager calls (a command classifying one file answers sooner) and the function is
-compiled once more images come; the app compiles it up front with `warm_up()`.
+compiled once more images come; the app runs it once eagerly, then compiles it, before any upload
+(`warm_up`).
 
 Many files (`classify_many`) are decoded and checked in a small thread pool and classified in
 batches of PREDICT_BATCH. One Predictor serves all of the app's sessions, each on its own thread.
@@ -26,7 +27,7 @@ import numpy as np
 from melanoma.bundle import Bundle, load_bundle, load_model
 from melanoma.calibration import calibrate
 from melanoma.config import (
-    CALL_NOT_SUSPICIOUS,
+    CALL_BELOW_THRESHOLD,
     CALL_SUSPICIOUS,
     EAGER_IMAGES_BEFORE_COMPILING,
     INFERENCE_JIT_COMPILE,
@@ -128,10 +129,19 @@ class Predictor:
     def from_bundle(cls, path: str | Path | None = None) -> Predictor:
         return cls(load_bundle(path))
 
-    def warm_up(self) -> None:
-        """Compiles the single-image function now rather than on a user's upload."""
-        self._eager_images_left = 0
-        self.probabilities(np.zeros((1, *self.image_spec.shape), np.uint8))
+    def warm_up(self, compiled: bool = True) -> None:
+        """Runs the network and the extras once on a blank image now, rather than on a user's upload:
+        through the compiled single-image function (traced here, ~1.7 s), or with `compiled=False`
+        eagerly, the first images then going eager until a later `warm_up()` has compiled it."""
+        blank = np.zeros((1, *self.image_spec.shape), np.uint8)
+        if compiled:
+            outputs = in_fixed_batches(self._forward, blank)  # the trace; calls meanwhile stay eager
+            with self._eager_lock:
+                self._eager_images_left = 0
+        else:
+            outputs = eager_outputs(self._network, blank, unknown_metadata(1))
+        if self.extras is not None:
+            self.extras.assess(outputs, blank, self.calibrated(outputs))
 
     def outputs(self, images: np.ndarray, metadata: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """The network's outputs and pooled features for uint8 images (N, H, W, 3) with their
@@ -173,7 +183,7 @@ class Predictor:
 
     def call_for(self, probability: float, with_metadata: bool = False) -> tuple[bool, str]:
         suspicious = probability >= self.threshold_for(with_metadata)
-        return suspicious, CALL_SUSPICIOUS if suspicious else CALL_NOT_SUSPICIOUS
+        return suspicious, CALL_SUSPICIOUS if suspicious else CALL_BELOW_THRESHOLD
 
     def classify_bytes(self, name: str, data: bytes, display: bool = False,
                        patient: PatientInfo = NO_INFORMATION) -> Prediction:
@@ -205,7 +215,7 @@ class Predictor:
             image_only = dict(zip(image_only_too, map(float, probabilities[len(good):])))
             if self.extras is not None:
                 first = {name: value[:len(good)] for name, value in outputs.items()}
-                assessment = dict(zip(good, self.extras.assess(first, images[:len(good)])))
+                assessment = dict(zip(good, self.extras.assess(first, images[:len(good)], probabilities[:len(good)])))
         predictions = []
         for i, ((name, _), prepared, patient) in enumerate(zip(files, checked, patients)):
             if i not in probability:

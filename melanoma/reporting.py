@@ -8,10 +8,11 @@ from datetime import UTC, datetime
 
 import pandas as pd
 
-from melanoma.config import DIFFERENTIAL_NAMES, DX_TYPE_NAMES
+from melanoma.config import CALL_REFUSED, DIFFERENTIAL_NAMES, DX_TYPE_NAMES, SOURCES
 
 THUMBNAIL_SIDE = 64
 METADATA_USED = "none (the image alone)"
+CALL_NOT_READ = "not assessed"  # a file that is no usable image
 
 
 def percent(probability: float) -> str:
@@ -28,12 +29,33 @@ def against_threshold(probability: float, threshold: float) -> str:
     return f"{percent(probability)}: {side} the referral threshold of {percent(threshold)}"
 
 
+def call_and_diagnosis_note(prediction) -> str | None:
+    """Why the call and the differential's most likely diagnosis seem to disagree, where they do."""
+    if not prediction.ok or prediction.assessment is None:
+        return None
+    likeliest = next(iter(prediction.assessment.differential))
+    melanoma_likeliest = likeliest == DIFFERENTIAL_NAMES["mel"]
+    probability, threshold = percent(prediction.probability), percent(prediction.threshold)
+    if prediction.suspicious and not melanoma_likeliest:
+        return (f"Refer, although {likeliest} is more likely than melanoma: P(melanoma) {probability} is at or above "
+                f"the referral threshold of {threshold}, which is set low so that most melanomas are referred.")
+    if not prediction.suspicious and melanoma_likeliest:
+        return (f"Melanoma is the likeliest of the seven diagnoses, yet P(melanoma) {probability} is below the "
+                f"referral threshold of {threshold}: no referral call, and no rule-out either.")
+    return None
+
+
 def describe_case(case: dict) -> str:
-    """One similar training case in a line: diagnosis in full, how it was confirmed, age, site."""
+    """One similar training case in a line: diagnosis in full, how it was confirmed, age, site, and
+    the source it came from (what the source does not record is left out)."""
     diagnosis = DIFFERENTIAL_NAMES.get(case["dx"], case["dx"])
-    confirmed = DX_TYPE_NAMES.get(case["dx_type"], case["dx_type"])
-    age = "age unknown" if case.get("age") is None else f"{case['age']} y"
-    return f"{diagnosis}; confirmed by {confirmed}; {age}, {case['localization']}"
+    source = SOURCES.get(case.get("source"), {}).get("title", case.get("source") or "unknown source")
+    parts = [diagnosis]
+    if case.get("dx_type", "unknown") != "unknown":
+        parts.append(f"confirmed by {DX_TYPE_NAMES.get(case['dx_type'], case['dx_type'])}")
+    known = [f"{case['age']} y" if case.get("age") is not None else "age unknown",
+             *([case["localization"]] if case.get("localization", "unknown") != "unknown" else [])]
+    return "; ".join([*parts, ", ".join(known), source])
 
 
 def thumbnail_uri(image, side: int = THUMBNAIL_SIDE) -> str:
@@ -45,16 +67,36 @@ def thumbnail_uri(image, side: int = THUMBNAIL_SIDE) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
+def triage_order(predictions) -> list[int]:
+    """Positions of `predictions`, most in need of a clinician first: photos refused as outside what
+    the model knows (no call: someone has to look), then assessed photos by P(melanoma), highest
+    first, then files that are no usable image; upload order within each."""
+    def rank(position: int) -> tuple[int, float]:
+        prediction = predictions[position]
+        if prediction.not_a_lesion:
+            return 0, 0.0
+        return (1, -prediction.probability) if prediction.ok else (2, 0.0)
+
+    return sorted(range(len(predictions)), key=rank)
+
+
+def call_of(prediction) -> str:
+    if prediction.ok:
+        return prediction.call
+    return CALL_REFUSED if prediction.not_a_lesion else CALL_NOT_READ
+
+
 def results_table(predictions) -> pd.DataFrame:
-    """One row per file, highest P(melanoma) first; files not assessed last, with their reason."""
+    """One row per file in `triage_order`, with its reason where it was not assessed."""
     rows = []
-    for prediction in predictions:
+    for position in triage_order(predictions):
+        prediction = predictions[position]
         assessed = prediction.ok
         rows.append({
             "photo": thumbnail_uri(prediction.prepared.display) if prediction.prepared and prediction.prepared.display
             else None,
             "file": prediction.name,
-            "call": prediction.call if assessed else "not assessed",
+            "call": call_of(prediction),
             "P(melanoma)": prediction.probability if assessed else None,
             "most likely diagnosis": (next(iter(prediction.assessment.differential)) if assessed and
                                       prediction.assessment else ""),
@@ -62,8 +104,12 @@ def results_table(predictions) -> pd.DataFrame:
             "metadata used": prediction.patient.describe() if assessed and prediction.metadata_used else METADATA_USED,
             "threshold": round(prediction.threshold, 4) if assessed else None,  # of the mode used
         })
-    table = pd.DataFrame(rows)
-    return table.sort_values("P(melanoma)", ascending=False, na_position="last", kind="stable").reset_index(drop=True)
+    return pd.DataFrame(rows)
+
+
+def short_reason(reason: str) -> str:
+    """A reason's first clause, for a table cell; the full reason is on the file's card and in the CSV."""
+    return reason.split(" (")[0].split(": ")[0] if reason else reason
 
 
 def results_csv(table: pd.DataFrame, manifest: dict, when: datetime | None = None) -> str:

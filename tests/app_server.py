@@ -61,7 +61,8 @@ def wait_until_healthy(url: str, server: subprocess.Popen, log: Path) -> None:
 @contextlib.contextmanager
 def running_app(model: Path | None, data: Path, log: Path, root: Path = ROOT):
     """Yields (url, the server process, monotonic time of `streamlit run`); stops the server after.
-    `model` None: the app's default bundle; `root`: the checkout to serve from."""
+    `model` None: the app's default bundle; `root`: the checkout to serve from (another one: a fresh
+    clone, or a baseline for a benchmark)."""
     port = free_port()
     env = {**os.environ, "MELANOMA_DATA": str(data)}
     env.pop("MELANOMA_MODEL", None)
@@ -101,3 +102,34 @@ SHOWN_RESULTS_JS = """() => [...document.querySelectorAll('[data-testid=stMetric
     while (box && !box.querySelector('h3')) box = box.parentElement;
     return [box ? box.querySelector('h3').innerText.trim() : null, metric.innerText.trim()];
 })"""
+
+
+def first_visit(browser, url: str, started: float, first: Path, second: Path, timeout_ms: int = 300_000) -> dict:
+    """A visitor who opens the page as soon as the server answers and uploads `first` the moment the
+    uploader shows, then adds `second` once the first result is in. Seconds: `streamlit run` -> uploader
+    shown, -> first photo's P(melanoma) shown (the call), -> its Grad-CAM drawn; and the warm upload
+    -> call of the second photo. Measured, never asserted against a wall-clock limit (machines differ)."""
+    from playwright.sync_api import expect
+
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    try:
+        page.goto(url)
+        uploader = page.locator("input[type=file]")
+        uploader.wait_for(state="attached", timeout=timeout_ms)
+        uploader_shown = time.monotonic()
+        uploader.set_input_files(str(first))
+        metrics = page.get_by_test_id("stMetricValue")
+        expect(metrics).to_have_count(1, timeout=timeout_ms)
+        first_call = time.monotonic()
+        page.get_by_test_id("stImage").filter(has_text="Grad-CAM").locator("img").first.wait_for(timeout=timeout_ms)
+        first_map = time.monotonic()
+        expect(page.get_by_test_id("stSpinner")).to_have_count(0, timeout=timeout_ms)
+        page.wait_for_timeout(1000)  # the page at rest before the warm upload
+        warm_upload = time.monotonic()
+        uploader.set_input_files(str(second))
+        expect(metrics).to_have_count(2, timeout=timeout_ms)  # the uploader adds it beside the first
+        warm_call = time.monotonic()
+    finally:
+        page.close()
+    return {"uploader_shown_s": round(uploader_shown - started, 2), "first_call_s": round(first_call - started, 2),
+            "first_grad_cam_s": round(first_map - started, 2), "warm_upload_to_call_s": round(warm_call - warm_upload, 2)}

@@ -100,6 +100,22 @@ def test_differential_head_without_some_diagnoses_never_predicts_them():
     assert np.allclose(probabilities.sum(axis=1), 1, atol=1e-5)
 
 
+def test_the_differential_shown_has_the_headline_melanoma_figure_and_keeps_the_others_proportions():
+    from melanoma.differential import with_melanoma
+
+    mel, nv, bkl = (KNOWN_DX.index(dx) for dx in ("mel", "nv", "bkl"))
+    head = np.zeros((3, 7))
+    head[0, [mel, nv, bkl]] = 0.44, 0.36, 0.20  # the head's own melanoma share disagrees with the network's
+    head[1, mel] = 1.0  # a head that gives the others nothing (a smoke run)
+    head[2, [nv, bkl]] = 0.5, 0.5
+    shown = with_melanoma(head, np.array([0.354, 0.2, 0.0]))
+    assert shown[:, mel] == pytest.approx([0.354, 0.2, 0.0])
+    assert np.allclose(shown.sum(axis=1), 1)
+    assert shown[0, nv] / shown[0, bkl] == pytest.approx(0.36 / 0.20)
+    assert np.delete(shown[1], mel) == pytest.approx(np.full(6, 0.8 / 6))
+    assert shown[2, nv] == pytest.approx(0.5)
+
+
 def test_neighbours_are_the_nearest_and_carry_their_facts():
     from melanoma.neighbours import NeighbourIndex, build_index
 

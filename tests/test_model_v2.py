@@ -159,7 +159,7 @@ def test_a_validation_only_candidate_is_scored_on_validation_alone_and_the_app_r
     assert same["difference"] == 0.0
 
     monkeypatch.setenv("MELANOMA_MODEL", str(candidate.path))
-    app = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=120)
+    app = AppTest.from_file(str(ROOT / "melanoma" / "app" / "pages.py"), default_timeout=120)
     app.run()
     assert not app.exception
     assert "validation-only candidate" in "\n".join(str(error.value) for error in app.error)

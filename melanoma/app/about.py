@@ -8,8 +8,9 @@ import streamlit as st
 
 from melanoma import calibration
 from melanoma.app import charts, state
-from melanoma.config import DIFFERENTIAL_NAMES, IMAGE_WIDTH
+from melanoma.config import DIFFERENTIAL_NAMES, IMAGE_WIDTH, SOURCES
 from melanoma.evaluate import predictive_values
+from melanoma.published import differential_test_report, how_the_differential_is_made, other_sources
 
 RUNTIME_PACKAGES = ("tensorflow", "keras", "numpy", "streamlit", "tf-keras-vis", "plotly")
 
@@ -29,14 +30,32 @@ def input_limitation(bundle) -> str:
     colours = "; colours normalised per photo (Shades of Gray)" if spec.colour_constancy else ""
     detail = (" Fine structures a dermatologist uses (dots, streaks, network) are barely resolved at this size."
               if small else "")
-    size = f"{'only ' if small else ''}{spec.width}x{spec.height} pixels"
-    return f"Input: the photo{alone}, at {size}{patient}{colours}.{detail}"
+    return f"Input: the photo{alone}, at {'only ' if small else ''}{input_size(bundle)}{patient}{colours}.{detail}"
+
+
+def input_size(bundle) -> str:
+    """The one way the card gives the input size: width x height, as photos are described."""
+    return f"{bundle.image_spec.width}x{bundle.image_spec.height} pixels"
+
+
+def title(source: str) -> str:
+    return SOURCES.get(source, {}).get("title", source)
 
 
 def origin(bundle) -> str:
     parents = [step.get("bundle") for step in bundle.manifest.get("lineage", [])]
     continued = f", then trained on from this project's own {' and '.join(parents)}" if parents else ""
-    return f"Trained from scratch (no pretrained weights){continued}, on HAM10000 alone."
+    sources = " and ".join(title(source) for source in bundle.sources)
+    return (f"Trained from scratch (no pretrained weights){continued}, on {sources}"
+            f"{' alone' if len(bundle.sources) == 1 else ''}.")
+
+
+def training_data(bundle) -> str:
+    seen = "; ".join(f"{title(source)}, from {SOURCES.get(source, {}).get('clinics', 'clinics not recorded')}"
+                     for source in bundle.sources)
+    return (f"**Training data.** Dermatoscopic photos of pigmented lesions: {seen}; mostly of fair-skinned "
+            "patients. On other clinics' dermatoscopes it was measured where we could (below); on darker skin, "
+            "phone photos or non-pigmented lesions it is unknown and likely worse.")
 
 
 st.title("About this model: a teaching demo")
@@ -45,29 +64,28 @@ st.warning("A research and education demo. **Not a medical device and not a diag
 st.markdown("""
 **What it does.** Given a dermatoscopic photo of one pigmented skin lesion, a ResNet50 gives the
 probability that it is a melanoma, and calls it *suspicious for melanoma - refer* at or above a fixed
-threshold. It also gives the probabilities of HAM10000's seven diagnoses and the most similar training
-cases. Grad-CAM maps show which regions raised the probability. A picture that does not look like a
-dermatoscopic photo of a lesion gets no call.
+threshold; below it, the call is *below the referral threshold — not a rule-out*. It also gives the
+probabilities of seven diagnoses and the most similar training cases. Grad-CAM maps show
+which regions raised the probability. A picture outside what it was trained on (not a lesion photo,
+or a lesion photo from an unfamiliar camera or lighting) gets no call.
 
 **Intended use.** A *demonstration* of how a triage aid for dermatoscopic photos could work, for
-teaching and research on skin-lesion classification and its pitfalls. Its "refer" and "not
-suspicious" calls show what such an aid would say; they are not for real patients: not for screening,
-triage or self-assessment.
-
-**Training data.** HAM10000: dermatoscopic images from two centres, the Medical University of Vienna
-and a skin cancer practice in Queensland, mostly of fair-skinned patients. Performance on darker skin,
-on other dermatoscopes, on phone photos or on non-pigmented lesions is unknown and likely worse.
+teaching and research on skin-lesion classification and its pitfalls. Its calls show what such an
+aid would say; they are not for real patients: not for screening, triage or self-assessment.
 """)
 
 bundle = state.require_bundle()
 manifest, metrics = bundle.manifest, bundle.metrics
+seen = ("one kind of camera, two clinics" if bundle.sources == ["ham10000"] else
+        f"the clinics and cameras of {len(bundle.sources)} sources")
+st.markdown(training_data(bundle))
 st.markdown(f"""
 **Known limitations.**
 - {input_limitation(bundle)}
-- {origin(bundle)} The network has seen one kind of camera, two clinics and few examples of rare
-  presentations.
-- Metrics come from a lesion-grouped test split of the same dataset (no lesion is in two splits);
-  there is no external validation, so real-world performance will be lower.
+- {origin(bundle)} The network has seen {seen}, and few examples of rare presentations.
+- The test metrics come from lesion-grouped test splits of the sources it was trained on (no lesion
+  is in two splits): the same clinics and cameras as training. On other clinics' photos it does
+  worse (*Photos from clinics it was not trained on*, below).
 - The not-a-lesion check was measured on photos, renders and other medical images that are clearly
   not dermatoscopic; a clinical (non-dermatoscopic) close-up of skin is in no set we have, so how it
   treats one is unknown.
@@ -80,8 +98,9 @@ left, right = st.columns(2)
 with left:
     st.subheader("Test metrics")
     intervals = state.require_test_intervals()
-    st.dataframe(charts.metrics_table(metrics["test"], intervals), hide_index=True)
+    st.dataframe(charts.metrics_table(metrics["test"], intervals), hide_index=True, width="stretch")
     st.caption(charts.interval_note(intervals))
+with right:
     st.markdown(f"**Threshold rule:** {metrics.get('threshold_rule', 'chosen on validation')} "
                 f"(threshold {bundle.threshold:.4f}).")
     st.markdown(f"**Probability:** {calibration.probability_note(bundle.calibration)}")
@@ -89,32 +108,63 @@ with left:
     values = predictive_values(test.get("sensitivity"), test.get("specificity"),
                                test["n_melanoma"] / max(test["n_images"], 1))
     if values["ppv"] is not None:
-        st.markdown(f"**What a call means** at HAM10000's melanoma rate ({values['prevalence']:.1%}): of lesions "
-                    f"called *refer*, **{values['ppv']:.0%}** are melanoma (PPV); of those called *not "
-                    f"suspicious*, **{values['npv']:.1%}** are not (NPV). In primary care, where melanoma is "
-                    "rarer, a *refer* is less often a melanoma; in a referral clinic, where it is more common, "
-                    "more often, and a *not suspicious* less safe.")
-with right:
-    st.subheader("Model bundle")
-    trained = manifest.get("versions", {})
-    # Bundles written before the JAX backend could train name no backend: they are TensorFlow's.
-    backend = trained.get("backend", "tensorflow" if "tensorflow" in trained else "unknown")
-    st.dataframe(pd.DataFrame([
-        ("name", manifest.get("name")),
-        ("created", manifest.get("created")),
-        ("architecture", manifest.get("architecture")),
-        ("input", " x ".join(str(side) for side in manifest.get("input_shape", []))),
-        ("seed of the lesion-grouped splits", str(manifest.get("seed"))),
-        # Bundles from before --training-seed existed trained with the split seed.
-        ("training seed", str(manifest.get("training_seed", manifest.get("seed")))),
-        ("trained on Keras backend", f"{backend} {trained.get(backend, '')}".strip()),
-        ("version", bundle.version),
-    ], columns=["property", "value"]), hide_index=True)
-    with st.expander("Developer details: package versions"):
-        st.dataframe(pd.DataFrame([(package, trained.get(package, ""), installed(package))
-                                   for package in RUNTIME_PACKAGES],
-                                  columns=["package", "trained with", "running"]), hide_index=True)
+        st.markdown(f"**What a call means** at the test split's melanoma rate ({values['prevalence']:.1%}), on "
+                    f"its clinics' photos: of lesions called *refer*, **{values['ppv']:.0%}** are melanoma (PPV); of "
+                    f"those below the threshold, **{values['npv']:.1%}** are not (NPV). In primary care, where "
+                    "melanoma is rarer, a *refer* is less often a melanoma; in a referral clinic, where it is more "
+                    "common, more often, and a call below the threshold less safe.")
+
+st.subheader("Model bundle")
+trained = manifest.get("versions", {})
+# Bundles written before the JAX backend could train name no backend: they are TensorFlow's.
+backend = trained.get("backend", "tensorflow" if "tensorflow" in trained else "unknown")
+st.dataframe(pd.DataFrame([
+    ("name", manifest.get("name")),
+    ("created", manifest.get("created")),
+    ("architecture", manifest.get("architecture")),
+    ("input", f"{input_size(bundle)}, colour"),
+    ("seed of the lesion-grouped splits", str(manifest.get("seed"))),
+    # Bundles from before --training-seed existed trained with the split seed.
+    ("training seed", str(manifest.get("training_seed", manifest.get("seed")))),
+    ("trained on Keras backend", f"{backend} {trained.get(backend, '')}".strip()),
+    ("version", bundle.version),
+], columns=["property", "value"]), hide_index=True, width="stretch",
+    column_config={"value": st.column_config.TextColumn(width="large")})
+with st.expander("Developer details: package versions"):
+    st.dataframe(pd.DataFrame([(package, trained.get(package, ""), installed(package))
+                               for package in RUNTIME_PACKAGES],
+                              columns=["package", "trained with", "running"]), hide_index=True)
 st.markdown(f"**Weights sha256** `{manifest.get('weights_sha256')}` (checked on every load)")
+
+st.subheader("Photos from clinics it was not trained on")
+other = other_sources(bundle)
+test_refused = ((bundle.extras_info or {}).get("not_a_lesion", {}).get("refused", {}).get("test"))
+by_source = metrics.get("test_by_source")
+if by_source:  # several sources: each one's test split, at the one threshold (no per-source refusal counts)
+    rows = [(f"{title(source)} test split (trained on its clinics)", part, None) for source, part in by_source.items()]
+else:
+    rows = [(f"{title(bundle.sources[0])} test split (its own clinics)", {**metrics["test"], "intervals": intervals},
+             test_refused and {"would_refuse": test_refused["refused"],
+                               "would_refuse_melanoma": test_refused["melanoma_refused"]})]
+rows += [(f"{source} (other clinics, never trained on)", report, report.get("not_a_lesion"))
+         for source, report in other.items()]
+if other:
+    st.dataframe(charts.sources_table(rows), hide_index=True, width="stretch")
+    found_at_home = (intervals or {}).get("sensitivity") or [metrics["test"]["sensitivity"]] * 2
+    for source, report in other.items():
+        far_worse = report["intervals"]["sensitivity"][1] < found_at_home[0]
+        st.markdown(f"On **{source}**'s {report['n_images']:,} photos the model finds **{report['sensitivity']:.0%}** of "
+                    f"the {report['n_melanoma']} melanomas at its threshold, against {metrics['test']['sensitivity']:.0%} "
+                    f"on its own test split; its ROC AUC is {report['roc_auc']:.2f} (chance: 0.50)."
+                    + (" **It finds far fewer melanomas on other clinics' photos than on its own: there, a call "
+                       "below the threshold says even less.**" if far_worse else ""))
+    st.caption("Measured with `python -m melanoma evaluate --record` (each source's date: "
+               + ", ".join(f"{source} {report.get('date', 'unknown')}" for source, report in other.items())
+               + "). Every photo is scored, including those the app would not assess; in brackets, 95% intervals "
+               "from resampling lesions with replacement.")
+else:
+    st.info("This model has not been measured on photos from other clinics: how it does on them is unknown, "
+            "and likely much worse than on its test split.", icon=":material/info:")
 
 extras = bundle.extras_info
 if extras:
@@ -124,28 +174,35 @@ if extras:
     similar = extras["similar_cases"]["test_roc_auc"]
     not_a_lesion = (f"a picture with a {refusal['rule']} gets no call. On the test split that refuses "
                     f"{refused['refused']} of {refused['images']:,} lesion photos ({refused['melanoma_refused']} of "
-                    f"{refused['melanoma']} melanomas)." if refusal.get("active", True) else
+                    f"{refused['melanoma']} melanomas); other clinics' lesion photos are refused more often "
+                    "(table above)." if refusal.get("active", True) else
                     f"this bundle has no such check ({refusal['rule']}).")
+    measured = differential_test_report(bundle)
+    accuracy = (f" The most likely diagnosis is the confirmed one for **{measured[0]['accuracy']:.1%}** of "
+                f"{measured[0]['n_images']:,} test photos ({measured[1]}); per-diagnosis AUC below."
+                if measured and measured[0].get("accuracy") is not None else "")
     st.markdown(
         f"- **Not a lesion:** {not_a_lesion}\n"
-        f"- **Differential:** from {extras['differential']['source']}; per-diagnosis test AUC below.\n"
+        f"- **Differential:** {how_the_differential_is_made(bundle)}.{accuracy}\n"
         f"- **Similar cases:** the {extras['similar_cases']['k']} nearest of {extras['similar_cases']['index_images']:,} "
         f"training photos; as a vote (share of melanoma) their test AUC is {charts.number(similar['neighbours_vote'])} "
         f"against the network's {charts.number(similar['network'])}.")
-    auc_column, matrix_column = st.columns([1, 2])
-    auc_column.dataframe(charts.differential_auc_table(extras["differential"]["test"], DIFFERENTIAL_NAMES),
-                         hide_index=True)
-    matrix_column.plotly_chart(charts.diagnosis_confusion_matrix(extras["differential"]["test"], DIFFERENTIAL_NAMES))
+    if measured:
+        st.dataframe(charts.differential_auc_table(measured[0], DIFFERENTIAL_NAMES), hide_index=True, width="stretch")
+        st.plotly_chart(charts.diagnosis_confusion_matrix(measured[0], DIFFERENTIAL_NAMES))
 
 st.subheader("Licence")
-st.markdown("The code is under the MIT licence. **The model weights are trained on HAM10000 and come under "
-            "its licence, CC BY-NC-SA 4.0:** non-commercial use only, with attribution, and anything "
-            "derived from them under the same terms.")
+licences = ", ".join(f"{title(source)}'s {SOURCES.get(source, {}).get('licence', 'unknown licence')}"
+                     for source in bundle.sources)
+st.markdown(f"The code is under the MIT licence. **The model weights are trained on "
+            f"{' and '.join(title(source) for source in bundle.sources)} and come under their licences "
+            f"({licences}):** non-commercial use only, with attribution"
+            + (", and anything derived from them under the same terms (share-alike)."
+               if "ham10000" in bundle.sources else "."))
 
 st.subheader("Data citation")
-st.markdown("""
-Tschandl P, Rosendahl C, Kittler H. *The HAM10000 dataset, a large collection of multi-source
-dermatoscopic images of common pigmented skin lesions.* Scientific Data 5, 180161 (2018).
-[doi:10.1038/sdata.2018.161](https://doi.org/10.1038/sdata.2018.161). Licensed CC BY-NC-SA 4.0:
-non-commercial use, with attribution, sharing alike.
-""")
+for source in bundle.sources:
+    credit = SOURCES.get(source)
+    if credit:
+        st.markdown(f"{credit['title']}: {credit['citation']}. Licensed "
+                    f"[{credit['licence']}]({credit['licence_url']}).")

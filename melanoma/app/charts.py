@@ -174,17 +174,25 @@ def metrics_table(metrics: dict, intervals: dict | None = None) -> pd.DataFrame:
     return table.rename(columns={"interval": f"{intervals['level']:.0%} interval"})
 
 
-def metrics_by_source_table(parts: dict[str, dict]) -> pd.DataFrame:
-    """One row per source (`parts`: name -> metrics_at's dict, with its `intervals` where known): the
-    photos, and ROC AUC, sensitivity and specificity, each with its interval."""
-    def cell(metrics, key):
+def sources_table(rows: list[tuple[str, dict, dict | None]]) -> pd.DataFrame:
+    """One row per data source: (label, its metrics at the threshold, the not-a-lesion counts where
+    measured, else None); each figure with its interval where the metrics carry one (`intervals`).
+    The no-call column appears where any row has counts."""
+    def with_interval(metrics: dict, key: str) -> str:
         bound = (metrics.get("intervals") or {}).get(key)
         value = number(metrics.get(key))
         return value if bound is None else f"{value} ({bound[0]:.3f} - {bound[1]:.3f})"
 
-    return pd.DataFrame([{"source": name, "images (melanoma)": f"{m['n_images']:,} ({m['n_melanoma']})",
-                          **{METRIC_LABELS[key]: cell(m, key) for key in ("roc_auc", "sensitivity", "specificity")}}
-                         for name, m in parts.items()])
+    def refused(counts: dict | None) -> str:
+        return "n/a" if counts is None else f"{counts['would_refuse']:,} ({counts['would_refuse_melanoma']})"
+
+    table = pd.DataFrame([{"photos": label, "images (melanoma)": f"{metrics['n_images']:,} ({metrics['n_melanoma']})",
+                           "ROC AUC": with_interval(metrics, "roc_auc"),
+                           "sensitivity": with_interval(metrics, "sensitivity"),
+                           "specificity": with_interval(metrics, "specificity"),
+                           "no call (melanoma)": refused(counts)}
+                          for label, metrics, counts in rows])
+    return table if any(counts is not None for _, _, counts in rows) else table.drop(columns="no call (melanoma)")
 
 
 def interval_note(intervals: dict) -> str:

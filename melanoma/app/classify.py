@@ -1,5 +1,7 @@
 """Classify: upload lesion photos; per photo the call, P(melanoma), the differential, similar
-training cases and where the network looked; a photo that is not a lesion gets a warning, no call.
+training cases and where the network looked; a photo outside what the model knows gets a warning,
+no call. The uploader shows at once; a photo uploaded while the network is still loading waits
+for it, under a message that says so.
 
 Uploads stay in memory: their bytes go straight to the predictor and are never written anywhere.
 Results are kept in the session, keyed by the model and a hash of the bytes, so moving a slider
@@ -14,27 +16,34 @@ import streamlit as st
 from melanoma import calibration
 from melanoma.app import results, state
 from melanoma.app.patient_inputs import patient_inputs
-from melanoma.config import DEFAULT_GRADCAM_LAYER, GRADCAM_LAYERS, MAX_UPLOAD_MB, UPLOAD_EXTENSIONS
+from melanoma.config import (
+    DEFAULT_GRADCAM_LAYER,
+    GRADCAM_LAYERS,
+    MAX_UPLOAD_MB,
+    MODEL_LOAD_SECONDS,
+    UPLOAD_EXTENSIONS,
+)
 from melanoma.explain import METHODS
 from melanoma.patient import NO_INFORMATION
-from melanoma.reporting import results_csv, results_table
+from melanoma.reporting import results_csv, results_table, triage_order
 
 DISCLAIMER = ("Research and education demo: **not a diagnosis and not a medical device.** The model has "
               "not been clinically validated; any lesion of concern needs examination by a clinician.")
 
 st.title("Classify a skin lesion")
 st.caption(DISCLAIMER)
-predictor = state.require_predictor()
-explainer = state.require_explainer()
-model_id = predictor.bundle.manifest["weights_sha256"]
+bundle = state.require_bundle()
+loader = state.start_loading()  # already under way where the server started it
+model_id = bundle.manifest["weights_sha256"]
 
 with st.sidebar:
     st.header("Grad-CAM")
     layer_label = st.selectbox("Layer", list(GRADCAM_LAYERS),
                                index=list(GRADCAM_LAYERS.values()).index(DEFAULT_GRADCAM_LAYER),
                                help="Earlier stages have finer grids but see less context; stage 5 has "
-                                    "only 3x4 cells at this input size. At stages 4 and 5 the maps of this "
-                                    "network often sit on the dermatoscope's dark corner, not on the lesion.")
+                                    "only 3x4 cells at this input size.")
+    if GRADCAM_LAYERS[layer_label] != DEFAULT_GRADCAM_LAYER:
+        st.warning(results.LATE_STAGE_WARNING, icon=":material/warning:")
     method = st.radio("Method", METHODS, horizontal=True)
     opacity = st.slider("Overlay opacity", 0.0, 1.0, 0.45, 0.05)
     show_raw = st.toggle("Show the raw heat map")
@@ -46,11 +55,15 @@ uploads = st.file_uploader(
 if not uploads:
     st.info("Upload one or more images to classify them. Tip: the Dataset page shows what the training "
             "images look like (dermatoscope, lesion centred).", icon=":material/upload:")
+    if not loader.predictor.done():
+        st.caption(f"The network is still loading in the background (about {MODEL_LOAD_SECONDS} s after the server "
+                   "starts on a quiet 2-core machine): you can upload now; your photos are classified as soon as it "
+                   "is ready.")
     st.stop()
 
 # Patient information, per photo, where the network takes it; blank means unknown.
 patients = {}
-if predictor.takes_metadata:
+if bundle.takes_metadata:
     with st.expander("Patient information (optional): age, sex and body site of each photo", expanded=True):
         st.caption("Blank means unknown: the network is told so, never given a guess. Each result shows "
                    "P(melanoma) from the image alone beside the one with this information.")
@@ -58,6 +71,7 @@ if predictor.takes_metadata:
             st.markdown(f"**{upload.name}**")
             patients[upload.file_id] = patient_inputs(f"patient-{upload.file_id}")
 
+predictor = state.require_predictor()
 # Only the current uploads are remembered: removing a file from the uploader forgets its result.
 predictions = st.session_state.get("classify_predictions", {})
 heatmaps = st.session_state.get("classify_heatmaps", {})
@@ -76,7 +90,8 @@ st.session_state["classify_predictions"] = {key: predictions[key] for key in kep
 # A map's key is the result's key plus (layer, method).
 st.session_state["classify_heatmaps"] = {key: value for key, value in heatmaps.items() if key[:-2] in kept}
 
-
+# The table and the cards below come in one order: photos with no call first, then highest risk first.
+current = [current[position] for position in triage_order([prediction for _, _, prediction in current])]
 if len(current) > 1:
     table = results_table([prediction for _, _, prediction in current])
     st.subheader(f"{len(current)} images, highest risk first")
@@ -86,13 +101,14 @@ if len(current) > 1:
                        on_click="ignore")
 
 st.caption(f"{calibration.probability_note(predictor.bundle.calibration)} Called suspicious from P(melanoma) ≥ "
-           f"{predictor.threshold:.1%}: {predictor.bundle.metrics.get('threshold_rule', '')}. Not a diagnosis.")
-grad_cam = results.GradCamView(explainer, layer, layer_label, method, opacity, show_raw)
+           f"{predictor.threshold:.1%}: {predictor.bundle.metrics.get('threshold_rule', '')}. Below it, the call "
+           "is not a rule-out. Not a diagnosis.")
+grad_cam = results.GradCamView(layer, layer_label, method, opacity, show_raw)
 for position, (name, key, prediction) in enumerate(current):
     if prediction.not_a_lesion:
         results.show_not_a_lesion(name, prediction)
     elif not prediction.ok:
         st.warning(f"**{name}** was not assessed: {prediction.error}", icon=":material/block:")
     else:
-        results.show_result(name, key, prediction, prediction.threshold, grad_cam, predictor.takes_metadata,
-                            position)
+        results.show_result(name, key, prediction, prediction.threshold, grad_cam, predictor.bundle,
+                            predictor.takes_metadata, position)

@@ -1,42 +1,55 @@
 """The Classify page's pieces: one result card, a refused photo, the batch table, the Grad-CAM view.
 
 Each result leads with the verdict (on a phone the columns stack, so it comes first), then the
-photo and the map, then the differential and the similar training cases. Every chart and picture
+photo and the map, then the differential and the similar training cases. A card has one melanoma
+figure: the differential's melanoma share is the P(melanoma) above it. Every chart and picture
 carries a text alternative.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import pandas as pd
 import streamlit as st
 
 from melanoma.app import charts, state
 from melanoma.app.patient_inputs import metadata_caption
-from melanoma.config import IMAGES_DIR, SIMILAR_CASES
+from melanoma.config import CALL_REFUSED, CALL_SUSPICIOUS, DEFAULT_GRADCAM_LAYER, IMAGES_DIR, SIMILAR_CASES
 from melanoma.explain import colour_scale, heatmap_image, overlay
 from melanoma.patient import NO_INFORMATION
-from melanoma.reporting import against_threshold, describe_case, percent
+from melanoma.published import differential_test_report, how_the_differential_is_made
+from melanoma.reporting import against_threshold, call_and_diagnosis_note, describe_case, percent, short_reason
 
-CASE_COLUMNS = 4
+# Similar cases side by side at this width: four in a row on a desktop, two on a phone (~420 px).
+CASE_WIDTH = 165
 GRAD_CAM_LIMITS = ("A map shows where the features that raised P(melanoma) sit, not why; it is coarse "
                    "(one cell per block of pixels) and can light up artefacts such as a dark corner.")
+LATE_STAGE_WARNING = ("At this stage the maps of this network often sit on the dermatoscope's dark corner or on "
+                      "plain skin, not on the lesion: read them as where the network looked, not as the lesion's "
+                      "suspicious parts. Stage 3 is the default for that reason.")
+CALL_STYLES = {CALL_SUSPICIOUS: "background-color: #f6d5d1; color: #7b1f15; font-weight: 600",
+               CALL_REFUSED: "background-color: #fbe7c6; color: #6b4500; font-weight: 600"}
 
 
 @dataclass
 class GradCamView:
-    """The sidebar's Grad-CAM settings, and the session's cache of maps per (photo, layer, method)."""
+    """The sidebar's Grad-CAM settings, and the session's cache of maps per (photo, layer, method).
+    The explainer is fetched when a map is first drawn, so a card's call shows before Grad-CAM is ready."""
 
-    explainer: object
     layer: str
     layer_label: str
     method: str
     opacity: float
     show_raw: bool
 
+    @property
+    def late_stage(self) -> bool:
+        return self.layer != DEFAULT_GRADCAM_LAYER
+
     def heatmap(self, key, prediction):
         cache = st.session_state.setdefault("classify_heatmaps", {})
         if (*key, self.layer, self.method) not in cache:
-            cache[(*key, self.layer, self.method)] = self.explainer.heatmap(
+            cache[(*key, self.layer, self.method)] = state.require_explainer().heatmap(
                 prediction.prepared.model_input, self.layer, self.method,
                 patient=prediction.patient if prediction.metadata_used else NO_INFORMATION)
         return cache[(*key, self.layer, self.method)]
@@ -47,6 +60,9 @@ class GradCamView:
         shown = heatmap_image(heat, photo.size) if self.show_raw else overlay(photo, heat, self.opacity)
         if not heat.any():
             caption = f"{self.method}, {self.layer_label}: the map is flat, no region stands out."
+        elif self.late_stage:
+            caption = (f"{self.method}, {self.layer_label}: red regions raised P(melanoma) most, but at this stage "
+                       "they are often plain skin or the dark corner, not the lesion.")
         elif suspicious:
             caption = f"{self.method}, {self.layer_label}: red regions raised P(melanoma) most."
         else:
@@ -54,14 +70,17 @@ class GradCamView:
                        "stayed below the threshold: they raised it only a little.")
         st.image(shown, caption=caption, width="stretch",
                  alt=f"Grad-CAM heat map over the photo ({self.layer_label}); {caption}")
+        if self.late_stage and heat.any():
+            st.warning(LATE_STAGE_WARNING, icon=":material/warning:")
         st.image(colour_scale(), width="stretch", alt="Colour scale from blue (raised P(melanoma) least) "
                  "to red (raised it most)")
-        st.caption(f"Colour scale: blue = least, red = most. {GRAD_CAM_LIMITS}")
+        st.caption(f"Colour scale: blue = least, red = most. {GRAD_CAM_LIMITS} Layer and method: in the sidebar "
+                   "(on a phone, the » at the top left).")
 
 
-def show_result(name: str, key, prediction, threshold: float, grad_cam: GradCamView,
+def show_result(name: str, key, prediction, threshold: float, grad_cam: GradCamView, bundle,
                 asks_for_metadata: bool = False, position: int = 0) -> None:
-    """`position` (the file's place among the uploads) keeps the charts of two identical uploads apart."""
+    """`position` (the file's place on the page) keeps the charts of two identical uploads apart."""
     probability = prediction.probability
     with st.container(border=True):
         st.subheader(name, anchor=False)
@@ -70,12 +89,17 @@ def show_result(name: str, key, prediction, threshold: float, grad_cam: GradCamV
             call = prediction.call[0].upper() + prediction.call[1:]
             if prediction.suspicious:
                 st.error(f"**{call}**", icon=":material/priority_high:")
-            else:
-                st.success(f"**{call}**", icon=":material/check:")
+            else:  # no tick: below the threshold is not a rule-out
+                st.info(f"**{call}**", icon=":material/remove:")
             st.metric("P(melanoma)", percent(probability))
             st.plotly_chart(charts.probability_bar(probability, threshold), config={"displayModeBar": False},
                             key=f"probability-{position}")
-            st.caption(f"P(melanoma) {against_threshold(probability, threshold)}.")
+            st.caption(f"P(melanoma) {against_threshold(probability, threshold)}. The model misses melanomas, "
+                       "more so on photos from other clinics (About): a lesion of concern needs a clinician "
+                       "whatever the call.")
+            note = call_and_diagnosis_note(prediction)
+            if note:
+                st.caption(note)
             if asks_for_metadata:
                 st.caption(metadata_caption(prediction))
         photo_column.image(prediction.prepared.display, caption="Cropped as the network sees it (centre, 4:3)",
@@ -83,54 +107,69 @@ def show_result(name: str, key, prediction, threshold: float, grad_cam: GradCamV
         with map_column:
             grad_cam.show(key, prediction, prediction.suspicious)
         if prediction.assessment is not None:
-            show_differential_and_cases(prediction.assessment, position)
+            show_differential_and_cases(prediction.assessment, bundle, position)
 
 
-def show_differential_and_cases(assessment, position: int = 0) -> None:
+def show_differential_and_cases(assessment, bundle, position: int = 0) -> None:
     differential_column, cases_column = st.columns([1, 2], gap="medium")
     with differential_column:
         st.plotly_chart(charts.differential_bar(assessment.differential), config={"displayModeBar": False},
                         key=f"differential-{position}")
+        measured = differential_test_report(bundle)
+        accuracy = (f" The most likely diagnosis was the confirmed one for {measured[0]['accuracy']:.1%} of "
+                    f"{measured[0]['n_images']:,} test photos ({measured[1]})." if measured and
+                    measured[0].get("accuracy") is not None else "")
         st.caption("As text: " + ", ".join(f"{name} {percent(p)}" for name, p in assessment.differential.items())
-                   + ". From the image alone; the diagnoses' rates are those of HAM10000.")
+                   + f". How: {how_the_differential_is_made(bundle)}; from the image alone, at the training data's "
+                   f"rates of the diagnoses.{accuracy}")
     with cases_column:
         cases = assessment.similar_cases
         melanomas = round(assessment.similar_melanoma_share * len(cases))
         st.markdown(f"**{len(cases)} most similar training cases** ({melanomas} of {len(cases)} melanoma)")
-        images = state.data_dir() / IMAGES_DIR
-        for start in range(0, len(cases), CASE_COLUMNS):
-            for column, case in zip(st.columns(CASE_COLUMNS), cases[start:start + CASE_COLUMNS]):
-                photo = images / f"{case['image_id']}.jpg"
-                if photo.is_file():
-                    column.image(str(photo), caption=describe_case(case), width="stretch",
+        folders = state.source_dirs(list(dict.fromkeys([*bundle.sources, *(case["source"] for case in cases)])))
+        with st.container(horizontal=True, wrap=True, gap="small"):
+            for case in cases:
+                photo = folders[case["source"]] / IMAGES_DIR / f"{case['image_id']}.jpg"
+                # The box sets the width: an image given a pixel width is resized on the server on every rerun.
+                with st.container(width=CASE_WIDTH):
+                    if photo.is_file():
+                        st.image(str(photo), caption=describe_case(case), width="stretch",
                                  alt=f"Similar training case {case['image_id']}: {describe_case(case)}")
-                else:
-                    column.markdown(f"`{case['image_id']}`  \n{describe_case(case)}")
+                    else:
+                        st.markdown(f"`{case['image_id']}`  \n{describe_case(case)}")
         st.caption(f"The {SIMILAR_CASES} training photos nearest to this one in the network's feature space, "
-                   "with their confirmed diagnoses. Their photos appear where a HAM10000 folder is configured "
-                   f"(`{state.DATA_ENV}`).")
+                   "with their confirmed diagnoses.")
 
 
 def show_not_a_lesion(name: str, prediction) -> None:
     assessment = prediction.assessment
-    st.warning(f"**{name}** was not assessed: it {prediction.error}. The model only knows dermatoscopic photos "
-               "of single skin lesions, so it gives no call for this picture.", icon=":material/hide_image:")
-    with st.expander(f"Scores for {name} (unreliable: not a lesion photo)"):
+    st.warning(f"**{name}** was not assessed: {prediction.error}. The model knows only dermatoscopic photos of "
+               "single lesions from the clinics it was trained on; a lesion photo from another dermatoscope, "
+               "camera or lighting can land here as well as a picture that is no lesion.",
+               icon=":material/hide_image:")
+    with st.expander(f"Scores for {name} (unreliable: outside what the model knows)"):
         st.markdown(f"- P(melanoma) the network would have given: {percent(prediction.unreliable_probability)} "
-                    "— **unreliable**, the network has never seen pictures like this one\n"
+                    "— **unreliable**, the network has not seen photos like this one\n"
                     f"- not-a-lesion score {assessment.not_a_lesion_score:.1f}; photos scoring above "
                     f"{assessment.not_a_lesion_threshold:.1f} are not assessed")
 
 
-def show_batch(table, threshold: float) -> None:
-    assessed = table[table["P(melanoma)"].notna()]
-    st.dataframe(table, hide_index=True, column_order=["call", "file", "P(melanoma)", "photo",
-                                                       "most likely diagnosis", "reason not assessed"],
+def show_batch(table: pd.DataFrame, threshold: float) -> None:
+    """The table in triage order, P(melanoma) rounded as on the cards, the call coloured by the call."""
+    shown = table.assign(**{"P(melanoma)": [None if pd.isna(p) else percent(p) for p in table["P(melanoma)"]],
+                            "reason not assessed": table["reason not assessed"].map(short_reason)})
+    styled = shown.style.map(lambda call: CALL_STYLES.get(call, ""), subset=["call"])
+    st.dataframe(styled, hide_index=True, width="stretch", placeholder="—",
+                 column_order=["call", "file", "P(melanoma)", "photo", "most likely diagnosis", "reason not assessed"],
                  column_config={
                      "photo": st.column_config.ImageColumn("photo", width="small"),
-                     "P(melanoma)": st.column_config.ProgressColumn(min_value=0.0, max_value=1.0, format="percent",
-                                                                    color=charts.OTHER_COLOUR),
-                     "call": st.column_config.TextColumn(width="medium", pinned=True)})
+                     "P(melanoma)": st.column_config.TextColumn(width=95),
+                     "call": st.column_config.TextColumn(width=290, pinned=True),
+                     "reason not assessed": st.column_config.TextColumn(
+                         width="large", help="In short; the full reason is on the photo's card below and in the CSV")})
+    st.caption("Photos with no call come first: someone has to look at them. A *refer* can sit beside a more "
+               "likely benign diagnosis: the referral threshold is set low, so that most melanomas are referred.")
+    assessed = table[table["P(melanoma)"].notna()]
     if len(assessed):
         rows = list(zip(assessed["file"], assessed["P(melanoma)"], assessed["P(melanoma)"] >= assessed["threshold"]))
         st.plotly_chart(charts.batch_risk_bars(rows, threshold), config={"displayModeBar": False})

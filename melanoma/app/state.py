@@ -1,20 +1,27 @@
 """Where the app finds its model and data, and the heavy objects every session shares.
 
-The cached objects are keyed by the bundle's path and its manifest's modification time, so a
-bundle rewritten in place (a finished training run) is picked up without restarting the server.
-A bundle that cannot be loaded becomes an error page, never a traceback: `BundleError` is not
-cached, so the next rerun tries again.
+The network, Grad-CAM and the extras are loaded and warmed once per process on a background thread
+(`LOADER`), started when the server starts (`streamlit_app.py`'s lifespan) or else on the first
+page run: a visitor gets the uploader at once, and waits, with a message that says so, only if
+the model is not ready by the time a photo is uploaded. Everything is keyed by the bundle's path
+and its manifest's modification time, so a bundle rewritten in place (a finished training run) is
+picked up without restarting the server. A bundle that cannot be loaded becomes an error page,
+never a traceback, and is tried again on the next rerun.
 """
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
+import time
+from concurrent.futures import Future, wait
 from pathlib import Path
 
 import numpy as np
 import streamlit as st
 
 from melanoma.bundle import DEFAULT_BUNDLE, MANIFEST, Bundle, BundleError, load_bundle
-from melanoma.config import APP_CACHED_BUNDLES, APP_CACHED_DATA_ENTRIES, DEFAULT_GRADCAM_LAYER
+from melanoma.config import APP_CACHED_BUNDLES, APP_CACHED_DATA_ENTRIES, DEFAULT_GRADCAM_LAYER, MODEL_LOAD_SECONDS
 
 MODEL_ENV = "MELANOMA_MODEL"
 DATA_ENV = "MELANOMA_DATA"
@@ -53,8 +60,7 @@ def _stamp(path: Path) -> int | None:
         return None
 
 
-@st.cache_resource(show_spinner="Checking the model bundle…", max_entries=APP_CACHED_BUNDLES)
-def _bundle(path: str, stamp: int | None) -> Bundle:
+def open_bundle(path: str) -> Bundle:
     bundle = load_bundle(path)
     if bundle.validation_only:
         raise BundleError(f"{path} is a validation-only candidate (train --without-test): it has no test "
@@ -62,23 +68,71 @@ def _bundle(path: str, stamp: int | None) -> Bundle:
     return bundle
 
 
-@st.cache_resource(show_spinner="Loading the network (the first time takes a few seconds)…",
-                   max_entries=APP_CACHED_BUNDLES)
-def _predictor(path: str, stamp: int | None):
-    from melanoma.inference import Predictor
-
-    predictor = Predictor(_bundle(path, stamp))
-    predictor.warm_up()  # compile now, not on the first upload
-    return predictor
+@st.cache_resource(show_spinner="Checking the model bundle…", max_entries=APP_CACHED_BUNDLES)
+def _bundle(path: str, stamp: int | None) -> Bundle:
+    return open_bundle(path)
 
 
-@st.cache_resource(show_spinner="Preparing Grad-CAM…", max_entries=APP_CACHED_BUNDLES)
-def _explainer(path: str, stamp: int | None):
-    from melanoma.explain import Explainer
+class ModelLoader:
+    """The predictor (network and extras, warmed, then compiled) and the explainer (Grad-CAM, traced)
+    of one bundle, loaded on a background thread; each is a Future, the predictor's set first. A
+    new (path, stamp), or a load that failed, starts over; the objects of an older bundle are dropped."""
 
-    explainer = Explainer(_predictor(path, stamp).model)
-    explainer.heatmap(np.zeros(explainer.image_shape, np.uint8), DEFAULT_GRADCAM_LAYER)  # trace the default map
-    return explainer
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._key = None
+        self.started = 0.0  # monotonic time of the current load
+        self.predictor: Future = Future()
+        self.explainer: Future = Future()
+
+    def start(self, path: str, stamp: int | None) -> ModelLoader:
+        with self._lock:
+            failed = self.predictor.done() and self.predictor.exception() is not None
+            if self._key == (path, stamp) and not failed:
+                return self
+            self._key, self.started = (path, stamp), time.monotonic()
+            self.predictor, self.explainer = Future(), Future()
+            threading.Thread(target=self._load, args=(path, self.predictor, self.explainer), daemon=True,
+                             name="melanoma-model-loader").start()
+            return self
+
+    @staticmethod
+    def _load(path: str, predictor: Future, explainer: Future) -> None:
+        try:
+            from melanoma.inference import Predictor
+
+            loaded = Predictor(open_bundle(path))
+            loaded.warm_up(compiled=False)  # ready for a first upload (eager calls) ~2 s before compiling
+            predictor.set_result(loaded)
+        except BaseException as error:  # noqa: BLE001 - handed to the page that waits for it
+            predictor.set_exception(error)
+            explainer.set_exception(error)
+            return
+        try:
+            loaded.warm_up()  # the compiled function, for every upload after the first few
+            from melanoma.explain import Explainer
+
+            grad_cam = Explainer(loaded.model)
+            grad_cam.heatmap(np.zeros(grad_cam.image_shape, np.uint8), DEFAULT_GRADCAM_LAYER)  # trace the default
+            explainer.set_result(grad_cam)
+        except BaseException as error:  # noqa: BLE001
+            explainer.set_exception(error)
+
+
+LOADER = ModelLoader()
+
+
+def start_loading() -> ModelLoader:
+    """Starts loading the configured bundle's network unless it is loaded or loading; returns at once."""
+    path = bundle_path()
+    return LOADER.start(str(path), _stamp(path))
+
+
+@contextlib.asynccontextmanager
+async def load_at_server_start(app):
+    """`st.App`'s lifespan: the network loads while the server starts, before anyone opens a page."""
+    start_loading()
+    yield
 
 
 @st.cache_data(show_spinner=False, max_entries=APP_CACHED_DATA_ENTRIES)
@@ -121,11 +175,28 @@ def require_bundle() -> Bundle:
 
 
 def require_predictor():
-    return _require(_predictor)
+    """The loaded predictor; while it is still loading, a message that says so, and the wait."""
+    return _wait_for("predictor", "The network is still loading")
 
 
 def require_explainer():
-    return _require(_explainer)
+    return _wait_for("explainer", "Grad-CAM is still being prepared")
+
+
+def _wait_for(name: str, what: str):
+    loader = start_loading()
+    future = getattr(loader, name)
+    if not future.done():
+        waited = time.monotonic() - loader.started
+        with st.spinner(f"{what}: started {waited:.0f} s ago; it takes about {MODEL_LOAD_SECONDS} s on a quiet "
+                        "2-core server, longer on a busy one. Your photos are classified as soon as it is ready.",
+                        show_time=True):
+            wait([future])
+    try:
+        return future.result()
+    except BundleError as error:
+        show_bundle_error(error)
+        st.stop()
 
 
 def require_test_intervals() -> dict:

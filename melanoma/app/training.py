@@ -1,12 +1,14 @@
 """Training: learning curves, test metrics, ROC, and a threshold explorer on the test split."""
 from __future__ import annotations
 
+import pandas as pd
 import streamlit as st
 
 from melanoma.app import charts, state
 from melanoma.app.charts import rate
 from melanoma.config import DIFFERENTIAL_NAMES, SOURCES
 from melanoma.evaluate import metrics_at
+from melanoma.published import differential_test_report, how_the_differential_is_made
 
 THRESHOLD_SLIDER_TOP = 0.3
 
@@ -40,8 +42,9 @@ st.caption("Training figures are on balanced, augmented epochs (half melanoma); 
            "validation split at its natural melanoma rate, so the two accuracies are not comparable. "
            "Accuracy is at 0.5, not at the operating threshold.")
 with st.expander("Training settings and per-epoch history"):
-    st.json(config, expanded=False)
-    st.dataframe(history, hide_index=True)
+    st.dataframe(history, hide_index=True, width="stretch")
+    st.dataframe(pd.DataFrame([(name, str(value)) for name, value in config.items()], columns=["setting", "value"]),
+                 hide_index=True, width="stretch")
 
 test = metrics["test"]
 st.subheader(f"Test split: {test['n_images']} images, {test['n_melanoma']} melanoma")
@@ -51,8 +54,8 @@ st.markdown(f"Lesions the model never saw in training or in choosing its thresho
 by_source = metrics.get("test_by_source")
 if by_source:
     st.markdown("**Each source's test photos, at the one threshold** (95% lesion-bootstrap intervals)")
-    st.dataframe(charts.metrics_by_source_table({"all sources": {**test, "intervals": state.require_test_intervals()},
-                                                 **{sources[s]: part for s, part in by_source.items()}}),
+    st.dataframe(charts.sources_table([("all sources", {**test, "intervals": state.require_test_intervals()}, None),
+                                       *((sources[s], part, None) for s, part in by_source.items())]),
                  hide_index=True, width="stretch")
 
 st.subheader("Threshold explorer")
@@ -108,14 +111,12 @@ with calibration_column:
 extras = bundle.extras_info
 if extras:
     st.subheader("Differential and similar cases")
-    differential = extras["differential"]["test"]
+    differential, measured = differential_test_report(bundle)
     similar = extras["similar_cases"]["test_roc_auc"]
-    auc_column, matrix_column = st.columns([1, 2])
-    with auc_column:
-        st.dataframe(charts.differential_auc_table(differential, DIFFERENTIAL_NAMES), hide_index=True)
-        st.caption(f"One-vs-rest ROC AUC per diagnosis on the test split ({differential['n_images']:,} images); "
-                   f"the differential comes from {extras['differential']['source']}.")
-        st.markdown(f"**Melanoma AUC** of the {extras['similar_cases']['k']} similar cases' vote (share of "
-                    f"melanoma among them): **{charts.number(similar['neighbours_vote'])}**, against the "
-                    f"network's **{charts.number(similar['network'])}**.")
-    matrix_column.plotly_chart(charts.diagnosis_confusion_matrix(differential, DIFFERENTIAL_NAMES))
+    st.dataframe(charts.differential_auc_table(differential, DIFFERENTIAL_NAMES), hide_index=True, width="stretch")
+    st.caption(f"One-vs-rest ROC AUC per diagnosis: {measured} ({differential['n_images']:,} images). The "
+               f"differential: {how_the_differential_is_made(bundle)}.")
+    st.markdown(f"**Melanoma AUC** of the {extras['similar_cases']['k']} similar cases' vote (share of "
+                f"melanoma among them): **{charts.number(similar['neighbours_vote'])}**, against the "
+                f"network's **{charts.number(similar['network'])}**.")
+    st.plotly_chart(charts.diagnosis_confusion_matrix(differential, DIFFERENTIAL_NAMES))

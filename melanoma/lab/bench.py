@@ -84,7 +84,11 @@ def bench_inference(predictor, explainer, image_files: list[Path], runs: int) ->
     if predictor.extras is not None:
         # Classifying alone is the plain network's P(melanoma) ("model_no_xla"); with the extras it is
         # the same pass with the pooled features out too, then refusal, differential and neighbours.
-        candidates["with_extras"] = lambda: predictor.extras.assess(predictor.outputs(prepared), prepared)
+        def with_extras():
+            outputs = predictor.outputs(prepared)
+            return predictor.extras.assess(outputs, prepared, predictor.calibrated(outputs))
+
+        candidates["with_extras"] = with_extras
     samples = interleaved_runs(candidates, runs)
 
     batch = [(f.name, f.read_bytes()) for f in image_files]
