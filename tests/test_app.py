@@ -418,7 +418,7 @@ def test_about_page_publishes_the_measured_figures_on_other_clinics_photos(shipp
     assert f"finds **{isic['sensitivity']:.0%}** of the {isic['n_melanoma']} melanomas" in prose
     shown = bundle.evaluations["ham10000"]["bundle_test_split_part"]["differential"]
     assert f"confirmed one for **{shown['accuracy']:.1%}**" in prose
-    assert "On other clinics'\ndermatoscopes it was measured and does far worse" in prose
+    assert "On other clinics' dermatoscopes it was measured and does far worse" in prose
 
 
 def test_the_model_card_describes_the_bundle_it_loaded(smoke_v2_bundle, data_dir, monkeypatch):

@@ -51,11 +51,18 @@ def origin(bundle) -> str:
 
 
 def training_data(bundle) -> str:
+    """Where its photos came from, and what was measured elsewhere: "far worse" only where another
+    source's whole AUC interval lies below the test AUC."""
     seen = "; ".join(f"{title(source)}, from {SOURCES.get(source, {}).get('clinics', 'clinics not recorded')}"
                      for source in bundle.sources)
+    test_auc = bundle.metrics["test"].get("roc_auc") or 0.0
+    elsewhere = other_sources(bundle)
+    measured = ("it was measured and does far worse" if any(
+        report["intervals"]["roc_auc"][1] < test_auc for report in elsewhere.values()) else
+        "it was measured" if elsewhere else "it was not measured")
     return (f"**Training data.** Dermatoscopic photos of pigmented lesions: {seen}; mostly of fair-skinned "
-            "patients. On other clinics' dermatoscopes it was measured where we could (below); on darker skin, "
-            "phone photos or non-pigmented lesions it is unknown and likely worse.")
+            f"patients. On other clinics' dermatoscopes {measured} (below); on darker skin, phone photos or "
+            "non-pigmented lesions it is unknown and likely worse.")
 
 
 st.title("About this model: a teaching demo")
