@@ -236,7 +236,7 @@ def run_reader_study(args) -> int:
     counts = Counter(photo["source"] for photo in index["photos"])
     print(f"reader study of {index['bundle']}: {describe(index)}")
     for source, credit in index["credits"].items():
-        print(f"  {counts[source]} from {credit['name']} (licence {credit['licence']})")
+        print(f"  {counts[source]} from {credit['title']} (licence {credit['licence']})")
     return 0
 
 

@@ -57,7 +57,7 @@ def evaluate_folder(model_dir: str | Path | None, data_dir: str | Path, use_meta
     # On the development folder most images were trained on; its held-out part is the bundle's
     # own test split, so report that part on its own.
     test_split = pd.read_csv(predictor.bundle.test_split_csv)
-    if SOURCE_COLUMN in test_split:  # a bundle of several sources: this folder's own test photos
+    if SOURCE_COLUMN in test_split and len(predictor.bundle.sources) > 1:  # this folder's own test photos
         test_split = test_split[test_split[SOURCE_COLUMN] == source_name(data_dir)]
     held_out = dataset.frame["image_id"].isin(test_split["image_id"]).to_numpy()
     result["trained_on_source"] = bool(held_out.any())

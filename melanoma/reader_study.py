@@ -120,7 +120,9 @@ def test_split_with_source(bundle: Bundle) -> pd.DataFrame:
 
 
 def records_sources(bundle: Bundle) -> bool:
-    return "source" in pd.read_csv(bundle.test_split_csv, nrows=0).columns
+    """Whether folders are matched to the test split by name: only for a bundle of several sources
+    (one trained on one folder takes that folder, whatever its name)."""
+    return len(bundle.sources) > 1
 
 
 def data_candidates(bundle: Bundle, data_dirs: Sequence[str | Path]) -> pd.DataFrame:

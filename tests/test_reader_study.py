@@ -29,8 +29,8 @@ from melanoma.config import (
 )
 
 ROOT = Path(__file__).resolve().parent.parent
-APP = ROOT / "streamlit_app.py"
-PAGE = "melanoma/app/test_yourself.py"
+APP = ROOT / "melanoma" / "app" / "pages.py"  # the pages streamlit_app.py serves
+PAGE = "test_yourself.py"
 RUN_TIMEOUT = 180
 ISIC2017 = ROOT.parent / "shared" / "isic2017"
 REFER, REASSURE = "Refer: suspicious for melanoma", "Reassure: not suspicious"

@@ -201,9 +201,12 @@ if extras:
 st.subheader("Licence")
 licences = ", ".join(f"{title(source)}'s {SOURCES.get(source, {}).get('licence', 'unknown licence')}"
                      for source in bundle.sources)
+single = len(bundle.sources) == 1
 st.markdown(f"The code is under the MIT licence. **The model weights are trained on "
-            f"{' and '.join(title(source) for source in bundle.sources)} and come under their licences "
-            f"({licences}):** non-commercial use only, with attribution"
+            f"{' and '.join(title(source) for source in bundle.sources)} and come under "
+            + (f"its licence, {SOURCES.get(bundle.sources[0], {}).get('licence', 'unknown')}" if single
+               else f"their licences ({licences})")
+            + ":** non-commercial use only, with attribution"
             + (", and anything derived from them under the same terms (share-alike)."
                if "ham10000" in bundle.sources else "."))
 

@@ -88,6 +88,13 @@ ham = per_source.get(DEFAULT_SOURCE)
 if ham:
     st.markdown(f"This copy of HAM10000 holds **{ham['rows_in_metadata']:,} of its {HAM10000_IMAGES:,} images**; "
                 "the rest are not part of this project's data. Cleansing then keeps every usable row.")
+columns = st.columns(4)
+columns[0].metric("Images used", f"{summary['images_used']:,}")
+columns[1].metric("Lesions", f"{summary['lesions']:,}", help="One lesion is often photographed several times.")
+melanoma_share = summary["melanoma_vs_not"]["melanoma"] / max(summary["images_used"], 1)
+columns[2].metric("Melanoma", f"{melanoma_share:.1%}")
+columns[3].metric("Rows dropped by cleansing", summary["dropped"]["total"],
+                  help=f"of {summary['rows_in_metadata']:,} rows in the metadata file")
 left, right = st.columns(2)
 if len(per_source) > 1:
     left.plotly_chart(charts.grouped_bars({title(s): part["dx"] for s, part in per_source.items()},
