@@ -120,9 +120,9 @@ def test_split_with_source(bundle: Bundle) -> pd.DataFrame:
 
 
 def records_sources(bundle: Bundle) -> bool:
-    """Whether folders are matched to the test split by name: only for a bundle of several sources
-    (one trained on one folder takes that folder, whatever its name)."""
-    return len(bundle.sources) > 1
+    """Whether folders are matched to the test split by name: only where the test split holds several
+    sources (a bundle trained on one folder takes that folder, whatever its name)."""
+    return test_split_with_source(bundle)["source"].nunique() > 1
 
 
 def data_candidates(bundle: Bundle, data_dirs: Sequence[str | Path]) -> pd.DataFrame:
