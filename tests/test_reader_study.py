@@ -397,7 +397,9 @@ def take_a_test(page, url: str, label: str, length: int = 10, touch: bool = Fals
         assert photo.evaluate("img => img.decode().then(() => img.naturalWidth)") == 200
         expect(page.get_by_text("P(melanoma)")).to_have_count(0)  # nothing of the model before the end
         refer = position % 2 == 0
-        press(form.get_by_text(REFER if refer else REASSURE))
+        choice = form.get_by_text(REFER if refer else REASSURE)
+        expect(choice).to_have_count(1, timeout=PAGE_TIMEOUT_MS)  # a rerun may briefly show the stale one beside it
+        press(choice)
         slider = form.get_by_role("slider")
         slider.focus()
         for _ in range(10 + position):
