@@ -27,7 +27,6 @@ from PIL import Image, ImageOps
 
 from melanoma.bundle import Bundle, add_files, load_bundle
 from melanoma.config import (
-    DEFAULT_SOURCE,
     IMAGES_DIR,
     READER_STUDY_DIR,
     READER_STUDY_INDEX,
@@ -119,25 +118,20 @@ def test_split_with_source(bundle: Bundle) -> pd.DataFrame:
     return bundle.test_split().astype({"image_id": str, "lesion_id": str})
 
 
-def records_sources(bundle: Bundle) -> bool:
-    """Whether folders are matched to the test split by name: only where the test split holds several
-    sources (a bundle trained on one folder takes that folder, whatever its name)."""
-    return test_split_with_source(bundle)["source"].nunique() > 1
-
-
 def data_candidates(bundle: Bundle, data_dirs: Sequence[str | Path]) -> pd.DataFrame:
     """The test split's photos found in the given data folders, with their metadata columns and
     `photo` (the file). Rows of a source with no folder given, or whose file is missing, are left out."""
     from melanoma.data import read_metadata, source_name
 
     split = test_split_with_source(bundle)
-    # A bundle trained on one folder, before sources were recorded: that folder, whatever its name.
-    named = records_sources(bundle)
+    # A test split of one source takes the folder given, whatever its name; of several, each folder
+    # its own source's photos, by name.
+    named = split["source"].nunique() > 1
     parts = []
     for folder in map(Path, data_dirs):
         metadata = read_metadata(folder).astype({"image_id": str})
         wanted = [column for column in (*PATIENT_COLUMNS, *SHOWN_AFTER_COLUMNS) if column in metadata.columns]
-        rows = split[split["source"] == (source_name(folder) if named else DEFAULT_SOURCE)].merge(
+        rows = (split[split["source"] == source_name(folder)] if named else split).merge(
             metadata[["image_id", *wanted]].drop_duplicates("image_id"), on="image_id", how="left")
         rows = rows[rows["image_id"].str.fullmatch(SAFE_IMAGE_ID)]  # it becomes a file name in the bundle
         rows["photo"] = [str(folder / IMAGES_DIR / f"{image_id}.jpg") for image_id in rows["image_id"]]

@@ -45,11 +45,16 @@ def call_and_diagnosis_note(prediction) -> str | None:
     return None
 
 
+def source_title(source: str) -> str:
+    """A source as people know it (HAM10000, ISIC 2017); a folder the project does not know, by its name."""
+    return SOURCES.get(source, {}).get("title", source)
+
+
 def describe_case(case: dict) -> str:
     """One similar training case in a line: diagnosis in full, how it was confirmed, age, site, and
     the source it came from (what the source does not record is left out)."""
     diagnosis = DIFFERENTIAL_NAMES.get(case["dx"], case["dx"])
-    source = SOURCES.get(case.get("source"), {}).get("title", case.get("source") or "unknown source")
+    source = source_title(case["source"]) if case.get("source") else "unknown source"
     parts = [diagnosis]
     if case.get("dx_type", "unknown") != "unknown":
         parts.append(f"confirmed by {DX_TYPE_NAMES.get(case['dx_type'], case['dx_type'])}")

@@ -11,6 +11,7 @@ from melanoma.app import charts, state
 from melanoma.config import DIFFERENTIAL_NAMES, IMAGE_WIDTH, SOURCES
 from melanoma.evaluate import predictive_values
 from melanoma.published import differential_test_report, how_the_differential_is_made, other_sources
+from melanoma.reporting import source_title
 
 RUNTIME_PACKAGES = ("tensorflow", "keras", "numpy", "streamlit", "tf-keras-vis", "plotly")
 
@@ -38,14 +39,10 @@ def input_size(bundle) -> str:
     return f"{bundle.image_spec.width}x{bundle.image_spec.height} pixels"
 
 
-def title(source: str) -> str:
-    return SOURCES.get(source, {}).get("title", source)
-
-
 def origin(bundle) -> str:
     parents = [step.get("bundle") for step in bundle.manifest.get("lineage", [])]
     continued = f", then trained on from this project's own {' and '.join(parents)}" if parents else ""
-    sources = " and ".join(title(source) for source in bundle.sources)
+    sources = " and ".join(source_title(source) for source in bundle.sources)
     return (f"Trained from scratch (no pretrained weights){continued}, on {sources}"
             f"{' alone' if len(bundle.sources) == 1 else ''}.")
 
@@ -53,7 +50,7 @@ def origin(bundle) -> str:
 def training_data(bundle) -> str:
     """Where its photos came from, and what was measured elsewhere: "far worse" only where another
     source's whole AUC interval lies below the test AUC."""
-    seen = "; ".join(f"{title(source)}, from {SOURCES.get(source, {}).get('clinics', 'clinics not recorded')}"
+    seen = "; ".join(f"{source_title(source)}, from {SOURCES.get(source, {}).get('clinics', 'clinics not recorded')}"
                      for source in bundle.sources)
     test_auc = bundle.metrics["test"].get("roc_auc") or 0.0
     elsewhere = other_sources(bundle)
@@ -148,9 +145,9 @@ other = other_sources(bundle)
 test_refused = ((bundle.extras_info or {}).get("not_a_lesion", {}).get("refused", {}).get("test"))
 by_source = metrics.get("test_by_source")
 if by_source:  # several sources: each one's test split, at the one threshold (no per-source refusal counts)
-    rows = [(f"{title(source)} test split (trained on its clinics)", part, None) for source, part in by_source.items()]
+    rows = [(f"{source_title(source)} test split (trained on its clinics)", part, None) for source, part in by_source.items()]
 else:
-    rows = [(f"{title(bundle.sources[0])} test split (its own clinics)", {**metrics["test"], "intervals": intervals},
+    rows = [(f"{source_title(bundle.sources[0])} test split (its own clinics)", {**metrics["test"], "intervals": intervals},
              test_refused and {"would_refuse": test_refused["refused"],
                                "would_refuse_melanoma": test_refused["melanoma_refused"]})]
 rows += [(f"{source} (other clinics, never trained on)", report, report.get("not_a_lesion"))
@@ -199,11 +196,11 @@ if extras:
         st.plotly_chart(charts.diagnosis_confusion_matrix(measured[0], DIFFERENTIAL_NAMES))
 
 st.subheader("Licence")
-licences = ", ".join(f"{title(source)}'s {SOURCES.get(source, {}).get('licence', 'unknown licence')}"
+licences = ", ".join(f"{source_title(source)}'s {SOURCES.get(source, {}).get('licence', 'unknown licence')}"
                      for source in bundle.sources)
 single = len(bundle.sources) == 1
 st.markdown(f"The code is under the MIT licence. **The model weights are trained on "
-            f"{' and '.join(title(source) for source in bundle.sources)} and come under "
+            f"{' and '.join(source_title(source) for source in bundle.sources)} and come under "
             + (f"its licence, {SOURCES.get(bundle.sources[0], {}).get('licence', 'unknown')}" if single
                else f"their licences ({licences})")
             + ":** non-commercial use only, with attribution"

@@ -18,6 +18,7 @@ from melanoma.config import (
     MELANOMA_DX,
     SOURCES,
 )
+from melanoma.reporting import source_title
 
 GALLERY_PER_DX = 6
 
@@ -49,10 +50,6 @@ def _caption(row) -> str:
     return ", ".join(part for part in known if part) or "age and site not recorded"
 
 
-def title(source: str) -> str:
-    return SOURCES.get(source, {}).get("title", source)
-
-
 def source_table(per_source: dict[str, dict]) -> pd.DataFrame:
     """One row per source: where its photos come from and what they hold."""
     rows = []
@@ -60,7 +57,7 @@ def source_table(per_source: dict[str, dict]) -> pd.DataFrame:
         images = max(part["images_used"], 1)
         sexes = part.get("sex", {})
         rows.append({
-            "source": title(source), "clinics": SOURCES.get(source, {}).get("clinics", "unknown"),
+            "source": source_title(source), "clinics": SOURCES.get(source, {}).get("clinics", "unknown"),
             "images": part["images_used"], "lesions": part["lesions"],
             "melanoma": f"{part['melanoma_vs_not']['melanoma'] / images:.1%}",
             "diagnoses": ", ".join(f"{dx} {count:,}" for dx, count in part["dx"].items()),
@@ -74,12 +71,12 @@ def source_table(per_source: dict[str, dict]) -> pd.DataFrame:
 bundle = state.require_bundle()
 summary = bundle.dataset_summary
 per_source = summary.get("sources") or {bundle.sources[0]: summary}
-st.title("The training data" if len(per_source) > 1 else f"The {title(bundle.sources[0])} dataset")
+st.title("The training data" if len(per_source) > 1 else f"The {source_title(bundle.sources[0])} dataset")
 st.markdown(
     "Dermatoscopic photos of pigmented skin lesions, each labelled with its diagnosis. The model learns "
     "one question: **melanoma or not**. The figures describe the photos this model was trained and "
     "tested on" + (f", from {len(per_source)} sources:" if len(per_source) > 1 else
-                   f": {title(bundle.sources[0])}, {SOURCES.get(bundle.sources[0], {}).get('clinics', 'one source')}."))
+                   f": {source_title(bundle.sources[0])}, {SOURCES.get(bundle.sources[0], {}).get('clinics', 'one source')}."))
 if len(per_source) > 1:
     st.table(source_table(per_source).set_index("source"))
     st.caption("Each source is split by lesion on its own, and every training epoch is balanced 50/50 "
@@ -97,7 +94,7 @@ columns[3].metric("Rows dropped by cleansing", summary["dropped"]["total"],
                   help=f"of {summary['rows_in_metadata']:,} rows in the metadata file")
 left, right = st.columns(2)
 if len(per_source) > 1:
-    left.plotly_chart(charts.grouped_bars({title(s): part["dx"] for s, part in per_source.items()},
+    left.plotly_chart(charts.grouped_bars({source_title(s): part["dx"] for s, part in per_source.items()},
                                           "Diagnoses by source"))
 else:
     left.plotly_chart(charts.counts_bar(summary["dx"], "Diagnoses", labels=DX_NAMES, highlight=MELANOMA_DX,
@@ -120,7 +117,7 @@ else:
 left, right = st.columns(2)
 left.plotly_chart(charts.age_histogram(summary.get("age", {})))
 if len(per_source) > 1:
-    right.plotly_chart(charts.grouped_bars({title(s): part.get("sex", {}) for s, part in per_source.items()},
+    right.plotly_chart(charts.grouped_bars({source_title(s): part.get("sex", {}) for s, part in per_source.items()},
                                            "Sex by source"))
 else:
     right.plotly_chart(charts.counts_bar(summary.get("sex", {}), "Sex"))
@@ -130,7 +127,7 @@ right.plotly_chart(charts.counts_bar(summary.get("dx_type", {}), "How the diagno
                                      labels=DX_TYPE_NAMES))
 
 st.subheader("Train, validation and test split")
-split = pd.concat({title(s): pd.DataFrame.from_dict(part.get("split", {}), orient="index")
+split = pd.concat({source_title(s): pd.DataFrame.from_dict(part.get("split", {}), orient="index")
                    for s, part in per_source.items()}, names=["source", "split"])
 if not split.empty:
     split["melanoma share"] = (split["melanoma"] / split["images"]).map("{:.1%}".format)
@@ -156,9 +153,9 @@ st.subheader("Sample photos")
 for source, folder in state.source_dirs(list(per_source)).items():
     samples = gallery(str(folder), GALLERY_PER_DX)
     if len(per_source) > 1:
-        st.markdown(f"#### {title(source)}")
+        st.markdown(f"#### {source_title(source)}")
     if not samples:
-        st.info(f"{title(source)}'s sample photos appear here when its folder is available "
+        st.info(f"{source_title(source)}'s sample photos appear here when its folder is available "
                 f"(looked in `{folder}`; set `{state.DATA_ENV}` to point elsewhere).")
     for dx in sorted(samples, key=lambda dx: (dx != MELANOMA_DX, dx)):
         st.markdown(f"**{DX_NAMES.get(dx, dx)}** (`{dx}`)")

@@ -43,8 +43,10 @@ def source_dirs(sources: list[str]) -> dict[str, Path]:
     """Where each source's photos are: the MELANOMA_DATA folder of that name (folders separated by
     the path separator, e.g. ../shared/ham10000:../shared/isic2017), else the first one given for the
     first source, else ../shared/<source>."""
+    from melanoma.data import source_name
+
     given = _given_data_dirs()
-    by_name = {folder.resolve().name: folder for folder in given}
+    by_name = {source_name(folder): folder for folder in given}
     return {source: by_name.get(source) or (given[0] if position == 0 and given else DEFAULT_DATA.parent / source)
             for position, source in enumerate(sources)}
 

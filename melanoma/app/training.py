@@ -6,9 +6,10 @@ import streamlit as st
 
 from melanoma.app import charts, state
 from melanoma.app.charts import rate
-from melanoma.config import DIFFERENTIAL_NAMES, SOURCES
+from melanoma.config import DIFFERENTIAL_NAMES
 from melanoma.evaluate import metrics_at
 from melanoma.published import differential_test_report, how_the_differential_is_made
+from melanoma.reporting import source_title
 
 THRESHOLD_SLIDER_TOP = 0.3
 
@@ -33,7 +34,7 @@ history = bundle.history()
 for column, (metric, title) in zip(st.columns(3), (("loss", "Loss"), ("accuracy", "Accuracy"),
                                                     ("auc", "ROC AUC"))):
     column.plotly_chart(charts.training_curve(history, metric, title))
-sources = {source: SOURCES.get(source, {}).get("title", source) for source in bundle.sources}
+sources = {source: source_title(source) for source in bundle.sources}
 if any(f"val_auc_{source}" in history for source in sources):
     st.plotly_chart(charts.validation_auc_by_source(history, sources))
     st.caption(f"Each source's validation photos on their own. The weights that ship are epoch "
