@@ -301,18 +301,22 @@ def load_set(bundle: Bundle) -> PhotoPool:
                      probability_check=index.get("probability_check", {}).get("max_abs_difference"))
 
 
-def whole_test_split(bundle: Bundle, data_dir: str | Path) -> PhotoPool | None:
-    """Every test photo found in a configured data folder, or None where it holds none of them."""
+def whole_test_split(bundle: Bundle, data_dirs: Sequence[str | Path]) -> PhotoPool | None:
+    """Every test photo found in the configured data folders (a folder that is missing or unreadable
+    is passed over), or None where they hold none of them."""
     from melanoma.data import DatasetError
 
-    try:
-        cases = data_candidates(bundle, [data_dir])
-    except DatasetError:
-        return None
+    parts = []
+    for folder in data_dirs:
+        try:
+            parts.append(data_candidates(bundle, [folder]))
+        except DatasetError:
+            continue
+    cases = pd.concat(parts, ignore_index=True).drop_duplicates(["source", "image_id"]) if parts else pd.DataFrame()
     if cases.empty:
         return None
     lesions = cases.drop_duplicates(["source", "lesion_id"])
-    return PhotoPool(cases=cases, description=f"the whole test split in the data folder: {len(cases):,} photos of "
+    return PhotoPool(cases=cases, description=f"the whole test split in the data folders: {len(cases):,} photos of "
                                               f"{len(lesions):,} lesions, {int(lesions['label'].sum())} of them melanoma")
 
 

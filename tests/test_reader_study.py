@@ -184,8 +184,9 @@ def test_the_command_refuses_bad_input_in_one_line(bundle_copy, tmp_path):
 
 
 @pytest.mark.slow
-def test_two_sources_are_carried_and_credited_per_photo(bundle_copy, data_dir):
-    """A test split with issue 23's `source` column: photos of each source, from its own folder."""
+def test_two_sources_are_carried_and_credited_per_photo(bundle_copy, data_dir, tmp_path):
+    """A test split with issue 23's `source` column: photos of each source, from its own folder, in
+    the shipped set and in the whole test split (a missing folder passed over)."""
     if not (ISIC2017 / "HAM10000_metadata.csv").is_file():
         pytest.skip(f"ISIC 2017 folder not found at {ISIC2017}")
     from melanoma.inference import Predictor
@@ -208,6 +209,13 @@ def test_two_sources_are_carried_and_credited_per_photo(bundle_copy, data_dir):
     for row in isic_photos.itertuples():
         assert Path(row.photo).read_bytes() == (ISIC2017 / "images" / f"{row.image_id}.jpg").read_bytes()
     assert isic_photos["localization"].isna().all()  # ISIC 2017 gives no body site: shown as unknown
+
+    whole = reader_study.whole_test_split(load_bundle(bundle_copy), [data_dir, tmp_path / "missing", ISIC2017])
+    assert whole.cases.groupby("source").size().to_dict() == {"ham10000": len(split), "isic2017": len(extra)}
+    assert "in the data folders" in whole.description
+    ham_only = reader_study.whole_test_split(load_bundle(bundle_copy), [data_dir])
+    assert set(ham_only.cases["source"]) == {"ham10000"}
+    assert reader_study.whole_test_split(load_bundle(bundle_copy), [tmp_path / "missing"]) is None
 
 
 def test_train_writes_the_set_when_it_finishes_a_bundle(smoke_bundle):

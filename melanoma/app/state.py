@@ -34,11 +34,6 @@ def bundle_path() -> Path:
     return Path(os.environ.get(MODEL_ENV) or DEFAULT_BUNDLE).expanduser()
 
 
-def data_dir() -> Path:
-    """The first data folder named in MELANOMA_DATA (HAM10000 by default)."""
-    return _given_data_dirs()[0] if _given_data_dirs() else DEFAULT_DATA
-
-
 def source_dirs(sources: list[str]) -> dict[str, Path]:
     """Where each source's photos are: the MELANOMA_DATA folder of that name (folders separated by
     the path separator, e.g. ../shared/ham10000:../shared/isic2017), else the first one given for the
@@ -147,7 +142,7 @@ def _test_intervals(path: str, stamp: int | None) -> dict:
 
 
 @st.cache_resource(show_spinner="Checking the test photos…", max_entries=APP_CACHED_BUNDLES)
-def _reader_study_pools(path: str, stamp: int | None, data: str) -> tuple[dict, list[str]]:
+def _reader_study_pools(path: str, stamp: int | None, data: tuple[str, ...]) -> tuple[dict, list[str]]:
     from melanoma import reader_study
 
     bundle = _bundle(path, stamp)
@@ -207,9 +202,13 @@ def require_test_intervals() -> dict:
 
 
 def require_reader_study_pools() -> tuple[dict, list[str]]:
-    """({"shipped": the bundle's verified set, "whole": the test split in the data folder}, each
+    """({"shipped": the bundle's verified set, "whole": the test split in the data folders}, each
     where available; and the one-line reasons why one is not)."""
-    return _require(lambda path, stamp: _reader_study_pools(path, stamp, str(data_dir())))
+    def pools(path, stamp):
+        folders = tuple(str(folder) for folder in source_dirs(_bundle(path, stamp).sources).values())
+        return _reader_study_pools(path, stamp, folders)
+
+    return _require(pools)
 
 
 def show_bundle_error(error: BundleError) -> None:
