@@ -20,8 +20,14 @@ SERVER_START_TIMEOUT = 90
 LOOPBACK = "127.0.0.1"
 
 
+# Playwright's `expect` waits 5 s by default; a page that renders behind a busy CPU (CI runs two
+# workers, each with its own server and network) can take longer for its lower parts.
+EXPECT_TIMEOUT_MS = 30_000
+
+
 def require_browser() -> None:
-    """Skips the test (with the reason) where Chromium or Playwright is missing; under CI, fails it."""
+    """Skips the test (with the reason) where Chromium or Playwright is missing; under CI, fails it.
+    Then sets `expect`'s default wait to EXPECT_TIMEOUT_MS."""
     import pytest
 
     missing = []
@@ -36,6 +42,9 @@ def require_browser() -> None:
         if os.environ.get("CI"):
             pytest.fail(f"{reason}, and CI is set: the browser test must run there")
         pytest.skip(reason)
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=EXPECT_TIMEOUT_MS)
 
 
 def free_port() -> int:

@@ -253,20 +253,26 @@ def test_the_dataset_and_training_pages_show_each_source_in_a_real_browser(two_s
             open_from_sidebar(page, "Dataset", "The training data")
             table = page.get_by_test_id("stDataFrame").first
             expect(table).to_contain_text("HAM10000", timeout=PAGE_TIMEOUT_MS)
-            expect(table).to_contain_text("ISIC 2017")
+            expect(table).to_contain_text("ISIC 2017", timeout=PAGE_TIMEOUT_MS)
+            # The page renders top to bottom; on a loaded machine the sample photos (read from each
+            # source's folder) come well after the first table, so every check waits as long.
             for source in ("HAM10000", "ISIC 2017"):
-                expect(page.get_by_role("heading", name=source, exact=True)).to_be_visible()
-            expect(page.get_by_text("Diagnoses by source")).to_be_visible()
+                expect(page.get_by_role("heading", name=source, exact=True)).to_be_visible(timeout=PAGE_TIMEOUT_MS)
+            expect(page.get_by_text("Diagnoses by source")).to_be_visible(timeout=PAGE_TIMEOUT_MS)
             # each source's sample photos come from its own folder
-            expect(page.get_by_test_id("stImage")).not_to_have_count(0)
+            expect(page.get_by_test_id("stImage")).not_to_have_count(0, timeout=PAGE_TIMEOUT_MS)
+            page.wait_for_function("() => [...document.querySelectorAll('[data-testid=stImage] img')]"
+                                   ".every(image => image.complete && image.naturalWidth > 0)",
+                                   timeout=PAGE_TIMEOUT_MS)  # the photos themselves arrived, not only captions
             assert_no_exception(page)
             screenshot(page, "sources-dataset")
 
             open_from_sidebar(page, "Training", "Training and evaluation")
             expect(page.get_by_text("Validation ROC AUC by source")).to_be_visible(timeout=PAGE_TIMEOUT_MS)
-            expect(page.get_by_text("Each source's test photos, at the one threshold")).to_be_visible()
+            expect(page.get_by_text("Each source's test photos, at the one threshold")).to_be_visible(
+                timeout=PAGE_TIMEOUT_MS)
             per_source = page.get_by_test_id("stDataFrame").filter(has_text="all sources")
-            expect(per_source).to_contain_text("ISIC 2017")
+            expect(per_source).to_contain_text("ISIC 2017", timeout=PAGE_TIMEOUT_MS)
             assert_no_exception(page)
             screenshot(page, "sources-training")
         finally:
