@@ -122,7 +122,8 @@ st.subheader("Model bundle")
 trained = manifest.get("versions", {})
 # Bundles written before the JAX backend could train name no backend: they are TensorFlow's.
 backend = trained.get("backend", "tensorflow" if "tensorflow" in trained else "unknown")
-st.dataframe(pd.DataFrame([
+# A static table: its values wrap on a phone, where a data grid's cells clip them.
+st.table(pd.DataFrame([
     ("name", manifest.get("name")),
     ("created", manifest.get("created")),
     ("architecture", manifest.get("architecture")),
@@ -132,8 +133,7 @@ st.dataframe(pd.DataFrame([
     ("training seed", str(manifest.get("training_seed", manifest.get("seed")))),
     ("trained on Keras backend", f"{backend} {trained.get(backend, '')}".strip()),
     ("version", bundle.version),
-], columns=["property", "value"]), hide_index=True, width="stretch",
-    column_config={"value": st.column_config.TextColumn(width="large")})
+], columns=["property", "value"]).set_index("property"))
 with st.expander("Developer details: package versions"):
     st.dataframe(pd.DataFrame([(package, trained.get(package, ""), installed(package))
                                for package in RUNTIME_PACKAGES],
