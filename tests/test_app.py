@@ -391,7 +391,7 @@ def test_about_page_is_a_model_card(smoke_app_env):
 
     manifest = load_bundle(smoke_app_env).manifest
     app = open_page("about")
-    shown = "\n".join(frame.value.to_string() for frame in app.dataframe)
+    shown = "\n".join(frame.value.to_string() for frame in [*app.dataframe, *app.table])
     prose = texts(app.markdown)
     assert manifest["created"] in shown and manifest["weights_sha256"] in prose
     assert "95% interval" in app.dataframe[0].value.columns
@@ -399,7 +399,7 @@ def test_about_page_is_a_model_card(smoke_app_env):
 
     assert probability_note(load_bundle(smoke_app_env).calibration) in prose
     assert f"tensorflow {manifest['versions']['tensorflow']}" in shown  # the backend it was trained on
-    properties = dict(app.dataframe[1].value.itertuples(index=False))
+    properties = app.table[0].value["value"].to_dict()  # the model bundle table, indexed by property
     assert properties["seed of the lesion-grouped splits"] == properties["training seed"] == "7"
     assert "doi:10.1038/sdata.2018.161" in prose and "CC BY-NC-SA 4.0" in prose
     assert "The model weights are trained on HAM10000 and come under its licence, CC BY-NC-SA 4.0" in prose
