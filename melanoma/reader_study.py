@@ -118,10 +118,11 @@ def test_split_with_source(bundle: Bundle) -> pd.DataFrame:
     return bundle.test_split().astype({"image_id": str, "lesion_id": str})
 
 
-def data_candidates(bundle: Bundle, data_dirs: Sequence[str | Path]) -> pd.DataFrame:
+def data_candidates(bundle: Bundle, data_dirs: Sequence[str | Path], *, skip_unreadable: bool = False) -> pd.DataFrame:
     """The test split's photos found in the given data folders, with their metadata columns and
-    `photo` (the file). Rows of a source with no folder given, or whose file is missing, are left out."""
-    from melanoma.data import read_metadata, source_name
+    `photo` (the file). Rows of a source with no folder given, or whose file is missing, are left out.
+    A folder whose metadata cannot be read raises DatasetError, or is passed over with skip_unreadable."""
+    from melanoma.data import DatasetError, read_metadata, source_name
 
     split = test_split_with_source(bundle)
     # A test split of one source takes the folder given, whatever its name; of several, each folder
@@ -129,7 +130,12 @@ def data_candidates(bundle: Bundle, data_dirs: Sequence[str | Path]) -> pd.DataF
     named = split["source"].nunique() > 1
     parts = []
     for folder in map(Path, data_dirs):
-        metadata = read_metadata(folder).astype({"image_id": str})
+        try:
+            metadata = read_metadata(folder).astype({"image_id": str})
+        except DatasetError:
+            if skip_unreadable:
+                continue
+            raise
         wanted = [column for column in (*PATIENT_COLUMNS, *SHOWN_AFTER_COLUMNS) if column in metadata.columns]
         rows = (split[split["source"] == source_name(folder)] if named else split).merge(
             metadata[["image_id", *wanted]].drop_duplicates("image_id"), on="image_id", how="left")
@@ -304,15 +310,7 @@ def load_set(bundle: Bundle) -> PhotoPool:
 def whole_test_split(bundle: Bundle, data_dirs: Sequence[str | Path]) -> PhotoPool | None:
     """Every test photo found in the configured data folders (a folder that is missing or unreadable
     is passed over), or None where they hold none of them."""
-    from melanoma.data import DatasetError
-
-    parts = []
-    for folder in data_dirs:
-        try:
-            parts.append(data_candidates(bundle, [folder]))
-        except DatasetError:
-            continue
-    cases = pd.concat(parts, ignore_index=True).drop_duplicates(["source", "image_id"]) if parts else pd.DataFrame()
+    cases = data_candidates(bundle, data_dirs, skip_unreadable=True)
     if cases.empty:
         return None
     lesions = cases.drop_duplicates(["source", "lesion_id"])
