@@ -371,16 +371,3 @@ def answers_table(cases: pd.DataFrame, answers: Sequence[Answer], threshold: flo
             "model_call": "refer" if case["probability"] >= threshold else "reassure",
             "model_threshold": round(threshold, 5)})
     return pd.DataFrame(rows)
-
-
-def credit_lines(sources: Sequence[str]) -> list[str]:
-    """One line per source: name, citation and licence, as every page showing its photos gives them."""
-    lines = []
-    for source in sources:
-        credit = SOURCES.get(source)
-        if credit is None:
-            lines.append(f"{source}: licence unknown")
-        else:
-            lines.append(f"{credit['title']} ({credit['citation']}), licence "
-                         f"[{credit['licence']}]({credit['licence_url']})")
-    return lines

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import pandas as pd
@@ -48,6 +49,29 @@ def call_and_diagnosis_note(prediction) -> str | None:
 def source_title(source: str) -> str:
     """A source as people know it (HAM10000, ISIC 2017); a folder the project does not know, by its name."""
     return SOURCES.get(source, {}).get("title", source)
+
+
+def source_clinics(source: str) -> str | None:
+    """Which clinics a source's photos come from; None for a folder the project does not know."""
+    return SOURCES.get(source, {}).get("clinics")
+
+
+def source_licence(source: str) -> str | None:
+    """A source's licence (CC BY-NC-SA 4.0); None for a folder the project does not know."""
+    return SOURCES.get(source, {}).get("licence")
+
+
+def credit_lines(sources: Sequence[str]) -> list[str]:
+    """One line per source: name, citation and licence, as every page showing its photos gives them."""
+    lines = []
+    for source in sources:
+        credit = SOURCES.get(source)
+        if credit is None:
+            lines.append(f"{source}: licence unknown")
+        else:
+            lines.append(f"{credit['title']} ({credit['citation']}), licence "
+                         f"[{credit['licence']}]({credit['licence_url']})")
+    return lines
 
 
 def describe_case(case: dict) -> str:

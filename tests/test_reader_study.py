@@ -27,6 +27,7 @@ from melanoma.config import (
     READER_STUDY_PHOTO_SIZE,
     READER_STUDY_PROBABILITY_TOLERANCE,
 )
+from melanoma.reporting import credit_lines
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = ROOT / "melanoma" / "app" / "pages.py"  # the pages streamlit_app.py serves
@@ -107,7 +108,7 @@ def test_the_shipped_bundle_carries_a_verified_set_of_test_photos_with_their_cre
     assert index["probability_check"]["max_abs_difference"] <= READER_STUDY_PROBABILITY_TOLERANCE
     assert not {"dx", "label", "probability"} & set(index["photos"][0])  # the truth comes from the test split
     assert index["credits"]["ham10000"]["licence"] == "CC BY-NC-SA 4.0"
-    assert "CC BY-NC-SA 4.0" in reader_study.credit_lines(pool.sources)[0]
+    assert "CC BY-NC-SA 4.0" in credit_lines(pool.sources)[0]
 
 
 def test_the_shipped_photos_and_metadata_are_the_data_folders(shipped, data_dir):

@@ -8,10 +8,10 @@ import streamlit as st
 
 from melanoma import calibration
 from melanoma.app import charts, state
-from melanoma.config import DIFFERENTIAL_NAMES, IMAGE_WIDTH, SOURCES
+from melanoma.config import DIFFERENTIAL_NAMES, IMAGE_WIDTH
 from melanoma.evaluate import predictive_values
 from melanoma.published import differential_test_report, how_the_differential_is_made, other_sources
-from melanoma.reporting import source_title
+from melanoma.reporting import credit_lines, source_clinics, source_licence, source_title
 
 RUNTIME_PACKAGES = ("tensorflow", "keras", "numpy", "streamlit", "tf-keras-vis", "plotly")
 
@@ -50,7 +50,7 @@ def origin(bundle) -> str:
 def training_data(bundle) -> str:
     """Where its photos came from, and what was measured elsewhere: "far worse" only where another
     source's whole AUC interval lies below the test AUC."""
-    seen = "; ".join(f"{source_title(source)}, from {SOURCES.get(source, {}).get('clinics', 'clinics not recorded')}"
+    seen = "; ".join(f"{source_title(source)}, from {source_clinics(source) or 'clinics not recorded'}"
                      for source in bundle.sources)
     test_auc = bundle.metrics["test"].get("roc_auc") or 0.0
     elsewhere = other_sources(bundle)
@@ -196,20 +196,17 @@ if extras:
         st.plotly_chart(charts.diagnosis_confusion_matrix(measured[0], DIFFERENTIAL_NAMES))
 
 st.subheader("Licence")
-licences = ", ".join(f"{source_title(source)}'s {SOURCES.get(source, {}).get('licence', 'unknown licence')}"
+licences = ", ".join(f"{source_title(source)}'s {source_licence(source) or 'unknown licence'}"
                      for source in bundle.sources)
 single = len(bundle.sources) == 1
 st.markdown(f"The code is under the MIT licence. **The model weights are trained on "
             f"{' and '.join(source_title(source) for source in bundle.sources)} and come under "
-            + (f"its licence, {SOURCES.get(bundle.sources[0], {}).get('licence', 'unknown')}" if single
+            + (f"its licence, {source_licence(bundle.sources[0]) or 'unknown'}" if single
                else f"their licences ({licences})")
             + ":** non-commercial use only, with attribution"
             + (", and anything derived from them under the same terms (share-alike)."
                if "ham10000" in bundle.sources else "."))
 
 st.subheader("Data citation")
-for source in bundle.sources:
-    credit = SOURCES.get(source)
-    if credit:
-        st.markdown(f"{credit['title']}: {credit['citation']}. Licensed "
-                    f"[{credit['licence']}]({credit['licence_url']}).")
+for line in credit_lines(bundle.sources):
+    st.markdown(line + ".")

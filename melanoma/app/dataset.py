@@ -16,9 +16,8 @@ from melanoma.config import (
     HAM10000_IMAGES,
     IMAGES_DIR,
     MELANOMA_DX,
-    SOURCES,
 )
-from melanoma.reporting import source_title
+from melanoma.reporting import source_clinics, source_title
 
 GALLERY_PER_DX = 6
 
@@ -57,7 +56,7 @@ def source_table(per_source: dict[str, dict]) -> pd.DataFrame:
         images = max(part["images_used"], 1)
         sexes = part.get("sex", {})
         rows.append({
-            "source": source_title(source), "clinics": SOURCES.get(source, {}).get("clinics", "unknown"),
+            "source": source_title(source), "clinics": source_clinics(source) or "unknown",
             "images": part["images_used"], "lesions": part["lesions"],
             "melanoma": f"{part['melanoma_vs_not']['melanoma'] / images:.1%}",
             "diagnoses": ", ".join(f"{dx} {count:,}" for dx, count in part["dx"].items()),
@@ -76,7 +75,7 @@ st.markdown(
     "Dermatoscopic photos of pigmented skin lesions, each labelled with its diagnosis. The model learns "
     "one question: **melanoma or not**. The figures describe the photos this model was trained and "
     "tested on" + (f", from {len(per_source)} sources:" if len(per_source) > 1 else
-                   f": {source_title(bundle.sources[0])}, {SOURCES.get(bundle.sources[0], {}).get('clinics', 'one source')}."))
+                   f": {source_title(bundle.sources[0])}, {source_clinics(bundle.sources[0]) or 'one source'}."))
 if len(per_source) > 1:
     st.table(source_table(per_source).set_index("source"))
     st.caption("Each source is split by lesion on its own, and every training epoch is balanced 50/50 "

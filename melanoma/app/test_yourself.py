@@ -26,7 +26,7 @@ from melanoma.config import (
     READER_STUDY_LENGTHS,
     READER_STUDY_MELANOMA_SHARE,
 )
-from melanoma.reporting import percent, provenance, thumbnail_uri
+from melanoma.reporting import credit_lines, percent, provenance, thumbnail_uri
 
 TEST = "reader_test"  # this session's test: the draw, the answers so far, the settings
 REFER, REASSURE = "Refer: suspicious for melanoma", "Reassure: not suspicious"
@@ -47,7 +47,7 @@ def patient_line(case) -> str:
 
 
 def show_credits(sources) -> None:
-    st.caption("Photos: " + "; ".join(reader_study.credit_lines(sources)) + ". Shown for teaching, not for "
+    st.caption("Photos: " + "; ".join(credit_lines(sources)) + ". Shown for teaching, not for "
                "commercial use.")
 
 
