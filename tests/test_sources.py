@@ -271,7 +271,7 @@ def test_the_dataset_and_training_pages_show_each_source_in_a_real_browser(two_s
             expect(page.get_by_text("Validation ROC AUC by source")).to_be_visible(timeout=PAGE_TIMEOUT_MS)
             expect(page.get_by_text("Each source's test photos, at the one threshold")).to_be_visible(
                 timeout=PAGE_TIMEOUT_MS)
-            per_source = page.get_by_test_id("stDataFrame").filter(has_text="all sources")
+            per_source = page.get_by_test_id("stTable").filter(has_text="all sources")
             expect(per_source).to_contain_text("ISIC 2017", timeout=PAGE_TIMEOUT_MS)
             assert_no_exception(page)
             screenshot(page, "sources-training")

@@ -153,7 +153,7 @@ else:
 rows += [(f"{source} (other clinics, never trained on)", report, report.get("not_a_lesion"))
          for source, report in other.items()]
 if other:
-    st.dataframe(charts.sources_table(rows), hide_index=True, width="stretch")
+    st.table(charts.sources_table(rows))
     found_at_home = (intervals or {}).get("sensitivity") or [metrics["test"]["sensitivity"]] * 2
     for source, report in other.items():
         far_worse = report["intervals"]["sensitivity"][1] < found_at_home[0]

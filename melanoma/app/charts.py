@@ -175,9 +175,9 @@ def metrics_table(metrics: dict, intervals: dict | None = None) -> pd.DataFrame:
 
 
 def sources_table(rows: list[tuple[str, dict, dict | None]]) -> pd.DataFrame:
-    """One row per data source: (label, its metrics at the threshold, the not-a-lesion counts where
-    measured, else None); each figure with its interval where the metrics carry one (`intervals`).
-    The no-call column appears where any row has counts."""
+    """One column per data source, so that a phone shows it whole: (label, its metrics at the
+    threshold, the not-a-lesion counts where measured, else None); each figure with its interval
+    where the metrics carry one (`intervals`). The no-call row appears where any source has counts."""
     def with_interval(metrics: dict, key: str) -> str:
         bound = (metrics.get("intervals") or {}).get(key)
         value = number(metrics.get(key))
@@ -192,7 +192,9 @@ def sources_table(rows: list[tuple[str, dict, dict | None]]) -> pd.DataFrame:
                            "specificity": with_interval(metrics, "specificity"),
                            "no call (melanoma)": refused(counts)}
                           for label, metrics, counts in rows])
-    return table if any(counts is not None for _, _, counts in rows) else table.drop(columns="no call (melanoma)")
+    if all(counts is None for _, _, counts in rows):
+        table = table.drop(columns="no call (melanoma)")
+    return table.set_index("photos").T
 
 
 def interval_note(intervals: dict) -> str:

@@ -55,9 +55,8 @@ st.markdown(f"Lesions the model never saw in training or in choosing its thresho
 by_source = metrics.get("test_by_source")
 if by_source:
     st.markdown("**Each source's test photos, at the one threshold** (95% lesion-bootstrap intervals)")
-    st.dataframe(charts.sources_table([("all sources", {**test, "intervals": state.require_test_intervals()}, None),
-                                       *((sources[s], part, None) for s, part in by_source.items())]),
-                 hide_index=True, width="stretch")
+    st.table(charts.sources_table([("all sources", {**test, "intervals": state.require_test_intervals()}, None),
+                                   *((sources[s], part, None) for s, part in by_source.items())]))
 
 st.subheader("Threshold explorer")
 split = bundle.test_split()
