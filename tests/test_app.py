@@ -418,12 +418,13 @@ def test_about_page_publishes_the_measured_figures_on_other_clinics_photos(shipp
     assert not isic["trained_on_source"]
     app = open_page("about")
     table = next(frame.value for frame in app.table if "ROC AUC" in frame.value.index)  # a source per column
-    row = table[next(column for column in table.columns if column.startswith("isic2017"))]
+    row = table[next(column for column in table.columns if column.startswith("ISIC 2017 (other clinics"))]
     low, high = isic["intervals"]["sensitivity"]
     assert row["sensitivity"] == f"{isic['sensitivity']:.3f} ({low:.3f} - {high:.3f})"
     assert row["images (melanoma)"] == f"{isic['n_images']:,} ({isic['n_melanoma']})"
     prose = texts(app.markdown)
-    assert f"finds **{isic['sensitivity']:.0%}** of the {isic['n_melanoma']} melanomas" in prose
+    assert (f"On **ISIC 2017**'s {isic['n_images']:,} photos the model finds **{isic['sensitivity']:.0%}** of the "
+            f"{isic['n_melanoma']} melanomas") in prose
     shown = bundle.evaluations["ham10000"]["bundle_test_split_part"]["differential"]
     assert f"confirmed one for **{shown['accuracy']:.1%}**" in prose
     assert "On other clinics' dermatoscopes it was measured and does far worse" in prose

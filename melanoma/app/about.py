@@ -150,14 +150,15 @@ else:
     rows = [(f"{source_title(bundle.sources[0])} test split (its own clinics)", {**metrics["test"], "intervals": intervals},
              test_refused and {"would_refuse": test_refused["refused"],
                                "would_refuse_melanoma": test_refused["melanoma_refused"]})]
-rows += [(f"{source} (other clinics, never trained on)", report, report.get("not_a_lesion"))
+rows += [(f"{source_title(source)} (other clinics, never trained on)", report, report.get("not_a_lesion"))
          for source, report in other.items()]
 if other:
     st.table(charts.sources_table(rows))
     found_at_home = (intervals or {}).get("sensitivity") or [metrics["test"]["sensitivity"]] * 2
     for source, report in other.items():
         far_worse = report["intervals"]["sensitivity"][1] < found_at_home[0]
-        st.markdown(f"On **{source}**'s {report['n_images']:,} photos the model finds **{report['sensitivity']:.0%}** of "
+        st.markdown(f"On **{source_title(source)}**'s {report['n_images']:,} photos the model finds "
+                    f"**{report['sensitivity']:.0%}** of "
                     f"the {report['n_melanoma']} melanomas at its threshold, against {metrics['test']['sensitivity']:.0%} "
                     f"on its own test split; its ROC AUC is {report['roc_auc']:.2f} (chance: 0.50)."
                     + (" **It finds far fewer melanomas on other clinics' photos than on its own: there, a call "
