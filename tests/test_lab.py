@@ -21,6 +21,10 @@ def test_a_bundle_compared_with_itself_differs_by_exactly_nothing(small_folder):
     difference = result["candidate_minus_baseline_auc"]
     assert difference["difference"] == 0.0 and difference["interval"] == [0.0, 0.0]
     assert difference["share_of_draws_above_zero"] == 0.0 and difference["unit"] == "lesion"
+    worst = result["worst_source"]  # one source: the worst is that source, and nothing changes on it
+    assert worst["baseline"] == worst["candidate"] == {"source": small_folder.name,
+                                                       "roc_auc": result["candidate"]["roc_auc"]}
+    assert worst["candidate_minus_baseline_auc"]["interval"] == [0.0, 0.0]
 
 
 def test_refusal_is_measured_on_non_lesions_lesions_and_shifted_photos(small_folder):

@@ -116,14 +116,30 @@ def test_evaluate_uses_the_folder_s_metadata_unless_told_not_to(smoke_v2_bundle,
     assert with_metadata["n_images"] == alone["n_images"] == len(subset)
 
 
-def test_compare_pairs_two_bundles_on_the_same_validation_images(smoke_bundle, smoke_v2_bundle, data_dir):
-    result = melanoma("compare", "--data", data_dir, "--baseline", smoke_bundle, "--candidate", smoke_v2_bundle)
+def test_compare_pairs_two_bundles_on_the_same_validation_images_and_prints_the_rules_verdict(
+        smoke_bundle, smoke_v2_bundle, data_dir, tmp_path):
+    out = tmp_path / "compare.json"
+    result = melanoma("compare", "--data", data_dir, "--baseline", smoke_bundle, "--candidate", smoke_v2_bundle,
+                      "--json", out)
     assert result.returncode == 0, result.stderr[-2000:]
-    report = json.loads(result.stdout)
+    [judged] = json.loads(out.read_text())
+    report = judged["comparison"]
     assert report["baseline"]["n_images"] == report["candidate"]["n_images"] > 0
     assert report["candidate"]["metadata_used"] and not report["baseline"]["metadata_used"]
     difference = report["candidate_minus_baseline_auc"]
     assert difference["unit"] == "lesion" and len(difference["interval"]) == 2
+    assert judged["robustness"]["split"] == "validation"  # measured by the command, as none was given
+    # The rule's three checks are printed with their figures, and the verdict matches them.
+    assert len(judged["checks"]) == 3
+    for check in judged["checks"]:
+        assert f"[{'pass' if check['passed'] else 'FAIL'}] {check['name']}" in result.stdout
+        assert check["figure"] in result.stdout
+    verdict = "ships: " + (str(smoke_v2_bundle) if judged["passes"] else "none of the candidates")
+    assert verdict in result.stdout
+    mismatched = melanoma("compare", "--data", data_dir, "--baseline", smoke_bundle, "--candidate", smoke_v2_bundle,
+                          "--robustness", out, "--robustness", out)
+    assert mismatched.returncode == 1 and "Traceback" not in mismatched.stderr
+    assert "2 --robustness report(s) for 1 --candidate(s)" in mismatched.stderr
 
 
 def test_a_validation_only_candidate_is_scored_on_validation_alone_and_the_app_refuses_it(

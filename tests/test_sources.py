@@ -212,6 +212,10 @@ def test_compare_pairs_v1_with_a_two_source_candidate_per_source(two_source_bund
     for part in parts.values():
         assert part["baseline"]["n_images"] == part["candidate"]["n_images"] > 0
         assert part["candidate_minus_baseline_auc"]["unit"] == "lesion"
+    worst = result["worst_source"]  # each model's own lowest per-source AUC, as the ship rule reads it
+    for model in ("baseline", "candidate"):
+        assert worst[model]["roc_auc"] == min(part[model]["roc_auc"] for part in parts.values())
+        assert parts[worst[model]["source"]][model]["roc_auc"] == worst[model]["roc_auc"]
     with pytest.raises(ComparisonError, match="give --data once for each"):
         compare_bundles(DEFAULT_BUNDLE, two_source_bundle, two_sources[:1])
     with pytest.raises(ComparisonError, match="not the first of"):

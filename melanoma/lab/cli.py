@@ -22,13 +22,18 @@ def add_lab_commands(commands) -> None:
 
     robustness.set_defaults(run=run_robustness)
 
-    compare = commands.add_parser("compare", help="two bundles on the same validation images: AUC difference "
-                                                  "with a lesion-level bootstrap interval")
+    compare = commands.add_parser("compare", help="candidates against the baseline on the same validation images "
+                                                  "(AUC differences with lesion-level bootstrap intervals), "
+                                                  "judged by the ship rule")
     compare.add_argument("--data", required=True, action="append", metavar="FOLDER",
                          help="the folder(s) the candidate was trained on, in the order train was given them")
-    compare.add_argument("--baseline", required=True, help="bundle folder")
-    compare.add_argument("--candidate", required=True, help="bundle folder")
+    compare.add_argument("--baseline", required=True, help="bundle folder (the shipped one)")
+    compare.add_argument("--candidate", required=True, action="append", help="bundle folder (repeat for several)")
+    compare.add_argument("--robustness", action="append", metavar="JSON",
+                         help="each candidate's `robustness --json` report on validation, in --candidate's order "
+                              "(without it, robustness is measured now)")
     compare.add_argument("--no-metadata", action="store_true", help="the candidate's image-only mode")
+    compare.add_argument("--json", help="also write the comparisons and the verdicts to this file")
     compare.set_defaults(run=run_compare)
 
     refusal = commands.add_parser("refusal", help="how often the not-a-lesion check refuses non-lesion "
@@ -99,10 +104,58 @@ def run_robustness(args) -> int:
 
 
 def run_compare(args) -> int:
+    """Each candidate paired with the baseline, its robustness read or measured, then the ship rule's
+    checks and verdicts (melanoma/lab/decision.py) as text; the figures behind them in --json."""
+    from melanoma.bundle import BundleError
+    from melanoma.data import DatasetError
     from melanoma.lab.compare import ComparisonError, compare_bundles
+    from melanoma.lab.decision import DecisionError, Evidence, decide, render
+    from melanoma.lab.robustness import robustness_report
 
-    return print_report(lambda: compare_bundles(args.baseline, args.candidate, args.data,
-                                                use_metadata=not args.no_metadata), expected_errors=(ComparisonError,))
+    reports = args.robustness or []
+    if reports and len(reports) != len(args.candidate):
+        print(f"error: {len(reports)} --robustness report(s) for {len(args.candidate)} --candidate(s): give one "
+              f"for each candidate, in the same order, or none", file=sys.stderr)
+        return 1
+    use_metadata = not args.no_metadata
+    results, decisions = [], []
+    try:
+        for number, candidate in enumerate(args.candidate):
+            comparison = compare_bundles(args.baseline, candidate, args.data, use_metadata=use_metadata)
+            robustness = (json.loads(Path(reports[number]).read_text()) if reports
+                          else robustness_report(candidate, args.data, "validation", use_metadata=use_metadata))
+            decision = decide(Evidence.from_reports(comparison, robustness))
+            decisions.append(decision)
+            results.append({"comparison": comparison, "robustness": robustness, "passes": decision.passes,
+                            "checks": [vars(check) for check in decision.checks]})
+    except (BundleError, DatasetError, ComparisonError, DecisionError, OSError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+    for result in results:
+        print(_comparison_table(result["comparison"]))
+    print(render(decisions))
+    return 0
+
+
+def _comparison_table(comparison: dict) -> str:
+    """Per source and pooled: both AUCs and the paired difference, as Markdown."""
+    rows = [f"\n{comparison['candidate']['model']} against {comparison['baseline']['model']} (validation)",
+            "| photos | n (melanoma) | baseline AUC | candidate AUC | candidate minus baseline [95%] |",
+            "|---|---|---|---|---|"]
+    parts = {**comparison["by_source"], "pooled": comparison}
+    for name, part in parts.items():
+        difference = part["candidate_minus_baseline_auc"]
+        low, high = difference["interval"]
+        rows.append(f"| {name} | {part['candidate']['n_images']} ({part['candidate']['n_melanoma']}) | "
+                    f"{_auc(part['baseline']['roc_auc'])} | {_auc(part['candidate']['roc_auc'])} | "
+                    f"{difference['difference']:+.3f} [{low:+.3f}, {high:+.3f}] |")
+    return "\n".join(rows)
+
+
+def _auc(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
 
 
 def run_refusal(args) -> int:

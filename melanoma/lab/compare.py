@@ -4,7 +4,8 @@
 both on the validation split the candidate's training drew from those folders (given in the order
 its `train` was given them), each with its own input size and, where it takes it, the patient
 metadata; then reports each one's AUC and the candidate's AUC minus the baseline's with a
-lesion-level bootstrap interval of that difference: pooled, and for each source on its own.
+lesion-level bootstrap interval of that difference: pooled, for each source on its own, and for
+the worst source (each model's lowest per-source AUC), which the ship rule (`decision.py`) judges.
 
 The baseline may have been trained on fewer sources (v1: HAM10000 alone). It must share the split
 settings, so that its training photos are none of the compared ones: on the sources it never saw,
@@ -53,7 +54,7 @@ def check_comparable(baseline, candidate, data_dirs) -> None:
 
 def compare_bundles(baseline_dir, candidate_dir, data_dirs, use_metadata: bool = True) -> dict:
     from melanoma.config import SOURCE_COLUMN
-    from melanoma.evaluate import metrics_at, paired_auc_difference
+    from melanoma.evaluate import metrics_at, paired_auc_difference, paired_worst_source_difference
     from melanoma.inference import Predictor
 
     predictors = {"baseline": Predictor.from_bundle(baseline_dir), "candidate": Predictor.from_bundle(candidate_dir)}
@@ -74,6 +75,8 @@ def compare_bundles(baseline_dir, candidate_dir, data_dirs, use_metadata: bool =
 
     result = report(np.arange(len(frame)))
     sources = frame[SOURCE_COLUMN].to_numpy()
-    if len(set(sources)) > 1:
-        result["by_source"] = {source: report(np.flatnonzero(sources == source)) for source in dict.fromkeys(sources)}
+    result["by_source"] = {source: report(np.flatnonzero(sources == source)) for source in dict.fromkeys(sources)}
+    worst = paired_worst_source_difference(labels, scored["baseline"], scored["candidate"], lesions, sources)
+    result["worst_source"] = {"baseline": worst.pop("a"), "candidate": worst.pop("b"),
+                              "candidate_minus_baseline_auc": worst}
     return result
