@@ -404,6 +404,10 @@ def test_about_page_is_a_model_card(smoke_app_env):
     assert "doi:10.1038/sdata.2018.161" in prose and "CC BY-NC-SA 4.0" in prose
     assert "The model weights are trained on HAM10000 and come under its licence, CC BY-NC-SA 4.0" in prose
     assert "Not a medical device" in texts(app.warning)
+    from melanoma.ship_rule import RULE_IN_WORDS
+
+    assert f"**Which model ships:** {RULE_IN_WORDS}" in prose  # the rule in words, from where compare reads it
+    assert "because a clinician with their own dermatoscope stands where the model is weakest" in prose
     assert "Input: the photo alone, at only 100x75 pixels. Fine structures a dermatologist uses" in prose
     assert "Trained from scratch (no pretrained weights), on HAM10000 alone." in prose
 

@@ -12,6 +12,7 @@ from melanoma.config import DIFFERENTIAL_NAMES, IMAGE_WIDTH
 from melanoma.evaluate import predictive_values
 from melanoma.published import differential_test_report, how_the_differential_is_made, other_sources
 from melanoma.reporting import credit_lines, source_clinics, source_licence, source_title
+from melanoma.ship_rule import RULE_IN_WORDS
 
 RUNTIME_PACKAGES = ("tensorflow", "keras", "numpy", "streamlit", "tf-keras-vis", "plotly")
 
@@ -108,6 +109,7 @@ with right:
     st.markdown(f"**Threshold rule:** {metrics.get('threshold_rule', 'chosen on validation')} "
                 f"(threshold {bundle.threshold:.4f}).")
     st.markdown(f"**Probability:** {calibration.probability_note(bundle.calibration)}")
+    st.markdown(f"**Which model ships:** {RULE_IN_WORDS}")
     test = metrics["test"]
     values = predictive_values(test.get("sensitivity"), test.get("specificity"),
                                test["n_melanoma"] / max(test["n_images"], 1))

@@ -11,17 +11,13 @@ when all three checks hold on validation:
 3. A floor on HAM10000: its AUC is no more than 0.04 below the baseline's (point estimate).
 
 Among the candidates that pass, the one with the highest worst-source AUC ships; where two are
-within 0.005 of each other, the higher pooled AUC decides.
+within 0.005 of each other, the higher pooled AUC decides. The numbers live in melanoma/ship_rule.py.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from melanoma.lab.robustness import MAX_AUC_DROP, MAX_DARKENING_SHIFT
-
-FLOOR_SOURCE = "ham10000"
-FLOOR_MAX_DROP = 0.04  # HAM10000 validation AUC may fall at most this far below the baseline's
-TIE_MARGIN = 0.005  # worst-source AUCs this close count as a tie, and the pooled AUC decides
+from melanoma.ship_rule import FLOOR_MAX_DROP, FLOOR_SOURCE, MAX_DARKENING_SHIFT, MAX_SHIFT_COST, TIE_MARGIN
 
 
 class DecisionError(ValueError):
@@ -105,12 +101,12 @@ def causal_gates(evidence: Evidence) -> Check:
     for part in evidence.sources:
         shift = part.worst_shift_change
         figures.append(f"{part.source}: worst shift {_signed(shift, 4)}, darkening {_signed(part.darkening_change, 4)}")
-        if shift is None or shift < -MAX_AUC_DROP:
+        if shift is None or shift < -MAX_SHIFT_COST:
             failures.append(f"{part.source}'s worst camera shift")
         if abs(part.darkening_change) >= MAX_DARKENING_SHIFT:
             failures.append(f"{part.source}'s darkened corners")
     figure = "; ".join(figures) + (f" (fails: {', '.join(failures)})" if failures else "")
-    return Check(f"causal gates: on every source no camera shift costs more than {MAX_AUC_DROP} AUC and "
+    return Check(f"causal gates: on every source no camera shift costs more than {MAX_SHIFT_COST} AUC and "
                  f"darkening corners moves P(melanoma) by less than {MAX_DARKENING_SHIFT}", figure, not failures)
 
 
