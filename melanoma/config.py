@@ -165,6 +165,9 @@ class TrainConfig:
 # no rule-out (the model misses melanomas, more so from other cameras), so that call is neutral.
 CALL_SUSPICIOUS = "suspicious for melanoma - refer"
 CALL_BELOW_THRESHOLD = "below the referral threshold — not a rule-out"
+# The malignancies other than melanoma among the seven diagnoses: the call is about melanoma only,
+# so referring one of these is clinically sensible even where it counts as a false alarm.
+OTHER_MALIGNANT_DX = ("bcc", "akiec")
 PREDICT_BATCH = 32  # fixed batch shape for the compiled predict function (padded), see inference
 # A rest of fewer images than this goes one image at a time rather than padded to PREDICT_BATCH:
 # batched, an image costs ~28 ms here, alone ~37 ms, so padding pays from about 24 (the bench).

@@ -26,9 +26,8 @@ import numpy as np
 
 from melanoma.bundle import Bundle, load_bundle, load_model
 from melanoma.calibration import calibrate
+from melanoma.call import Call
 from melanoma.config import (
-    CALL_BELOW_THRESHOLD,
-    CALL_SUSPICIOUS,
     EAGER_IMAGES_BEFORE_COMPILING,
     INFERENCE_JIT_COMPILE,
     NOT_A_LESION_REASON,
@@ -182,8 +181,8 @@ class Predictor:
         return self.bundle.operating_point(with_metadata and self.takes_metadata)[0]
 
     def call_for(self, probability: float, with_metadata: bool = False) -> tuple[bool, str]:
-        suspicious = probability >= self.threshold_for(with_metadata)
-        return suspicious, CALL_SUSPICIOUS if suspicious else CALL_BELOW_THRESHOLD
+        call = Call.at(probability, self.threshold_for(with_metadata))
+        return call.suspicious, call.words
 
     def classify_bytes(self, name: str, data: bytes, display: bool = False,
                        patient: PatientInfo = NO_INFORMATION) -> Prediction:

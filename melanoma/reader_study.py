@@ -26,8 +26,12 @@ import pandas as pd
 from PIL import Image, ImageOps
 
 from melanoma.bundle import Bundle, add_files, load_bundle
+from melanoma.call import Call, suspicious
 from melanoma.config import (
+    DIFFERENTIAL_NAMES,
+    DX_TYPE_NAMES,
     IMAGES_DIR,
+    OTHER_MALIGNANT_DX,
     READER_STUDY_DIR,
     READER_STUDY_INDEX,
     READER_STUDY_JPEG_QUALITY,
@@ -315,7 +319,9 @@ def whole_test_split(bundle: Bundle, data_dirs: Sequence[str | Path]) -> PhotoPo
         return None
     lesions = cases.drop_duplicates(["source", "lesion_id"])
     return PhotoPool(cases=cases, description=f"the whole test split in the data folders: {len(cases):,} photos of "
-                                              f"{len(lesions):,} lesions, {int(lesions['label'].sum())} of them melanoma")
+                                              f"{len(lesions):,} lesions ({int(cases['label'].sum()):,} photos of "
+                                              f"{int(lesions['label'].sum()):,} melanomas); a test takes one photo "
+                                              "per lesion")
 
 
 # --- scoring a test -------------------------------------------------------------------------------
@@ -349,25 +355,56 @@ def score(cases: pd.DataFrame, answers: Sequence[Answer], threshold: float) -> T
     probabilities = cases["probability"].to_numpy(float)
     yours = {**metrics_at(labels, calls, 0.5), "roc_auc": roc_auc(labels, likelihoods)}
     named = [(answer.diagnosis, dx) for answer, dx in zip(answers, cases["dx"]) if answer.diagnosis]
-    model_calls = probabilities >= threshold
+    model_calls = suspicious(probabilities, threshold)
     return TestResult(yours=yours, model=metrics_at(labels, probabilities, threshold),
                       your_roc=roc_points(labels, likelihoods), model_roc=roc_points(labels, probabilities),
                       diagnoses_answered=len(named), diagnoses_correct=sum(given == dx for given, dx in named),
                       disagreements=[i for i, answer in enumerate(answers) if answer.refer != model_calls[i]])
 
 
+def who_was_right(case, answer: Answer, threshold: float) -> str:
+    """Where the visitor and the model disagree, who made the right call and why, in words. Another
+    malignancy (basal cell carcinoma, actinic keratosis / intraepithelial carcinoma) counts as a false
+    alarm for melanoma, but referring it is what a clinician would do."""
+    model_refers = Call.at(case["probability"], threshold).suspicious
+    referrer, other = ("you", "the model") if answer.refer else ("the model", "you")
+    if answer.refer == model_refers:
+        return "you agreed"
+    name = DIFFERENTIAL_NAMES.get(case["dx"], case["dx"])
+    if case["label"]:
+        return f"{referrer}: a melanoma should be referred"
+    if case["dx"] in OTHER_MALIGNANT_DX:
+        return (f"{other} on melanoma, but {referrer} sensibly: {name} is not melanoma (so the referral counts as a "
+                f"false alarm here), yet it is malignant and needs a clinician too")
+    return f"{other}: {name} is benign, no referral needed"
+
+
+def confirmed_by(case) -> str:
+    """How the diagnosis was established, in words (dx_type is shown after a test, never a model input)."""
+    code = plain(case.get("dx_type"))
+    return DX_TYPE_NAMES.get(code, code or "not recorded")
+
+
 def answers_table(cases: pd.DataFrame, answers: Sequence[Answer], threshold: float, shown_metadata: bool) -> pd.DataFrame:
     """The whole test, one row per photo in the order shown: what was shown, the visitor's answers,
-    the truth and how it was confirmed, and the model's P(melanoma) and call."""
+    the truth and how it was confirmed, and the model's P(melanoma) and call in the app's words."""
     rows = []
     for position, (case, answer) in enumerate(zip(cases.to_dict("records"), answers), start=1):
         rows.append({
             "position": position, "image_id": case["image_id"], "source": case["source"],
-            **{f"shown_{column}": (plain(case.get(column)) if shown_metadata else None) for column in PATIENT_COLUMNS},
+            **{f"shown_{column}": (shown_value(case.get(column)) if shown_metadata else None)
+               for column in PATIENT_COLUMNS},
             "your_call": "refer" if answer.refer else "reassure", "your_likelihood": answer.likelihood,
             "your_diagnosis": answer.diagnosis or "", "truth_dx": case["dx"], "melanoma": int(case["label"]),
-            "confirmed_by": plain(case.get("dx_type")) or "",
+            "confirmed_by": confirmed_by(case),
             "model_probability": round(float(case["probability"]), 5),
-            "model_call": "refer" if case["probability"] >= threshold else "reassure",
-            "model_threshold": round(threshold, 5)})
+            "model_call": Call.at(case["probability"], threshold).words,
+            "model_threshold": round(threshold, 5),
+            "who_was_right": who_was_right(case, answer, threshold)})
     return pd.DataFrame(rows)
+
+
+def shown_value(value):
+    """A patient cell as a person reads it: an age of 45.0 as 45."""
+    value = plain(value)
+    return int(value) if isinstance(value, float) and value.is_integer() else value

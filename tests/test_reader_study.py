@@ -19,6 +19,9 @@ from PIL import Image
 from melanoma import reader_study
 from melanoma.bundle import DEFAULT_BUNDLE, add_files, load_bundle
 from melanoma.config import (
+    CALL_BELOW_THRESHOLD,
+    CALL_SUSPICIOUS,
+    DX_TYPE_NAMES,
     KNOWN_DX,
     MELANOMA_DX,
     READER_STUDY_DIR,
@@ -264,7 +267,7 @@ def shown_metrics(app) -> dict[str, str]:
 
 
 def rate_and_counts(value: str) -> tuple[float, int, int]:
-    found = re.fullmatch(r"(\d+\.\d)% \((\d+) of (\d+)\)", value)
+    found = re.fullmatch(r"(\d+)% \((\d+) of (\d+)\)", value)  # whole percentages: a short test
     assert found, value
     return float(found[1]) / 100, int(found[2]), int(found[3])
 
@@ -306,11 +309,12 @@ def test_a_whole_test_with_known_answers_shows_the_sensitivity_specificity_and_a
     specificity, tn, benign = rate_and_counts(shown["Your specificity"])
     assert (tp, melanomas) == (int((calls & (labels == 1)).sum()), 7) == (6, 7)
     assert (tn, benign) == (int((~calls & (labels == 0)).sum()), 13)
-    assert sensitivity == pytest.approx(round(100 * tp / 7, 1) / 100)
-    assert specificity == pytest.approx(round(100 * tn / 13, 1) / 100)
-    assert float(shown["Your AUC"]) == pytest.approx(roc_auc_score(labels, likelihoods), abs=5e-4)
+    assert sensitivity == pytest.approx(round(100 * tp / 7) / 100)
+    assert specificity == pytest.approx(round(100 * tn / 13) / 100)
+    assert re.fullmatch(r"\d\.\d\d", shown["Your AUC"])  # two decimals: 20 photos support no third
+    assert float(shown["Your AUC"]) == pytest.approx(roc_auc_score(labels, likelihoods), abs=5e-3)
     model_p = truth["probability"].to_numpy()
-    assert float(shown["Model's AUC"]) == pytest.approx(roc_auc_score(labels, model_p), abs=5e-4)
+    assert float(shown["Model's AUC"]) == pytest.approx(roc_auc_score(labels, model_p), abs=5e-3)
     model_calls = model_p >= load_bundle(DEFAULT_BUNDLE).threshold
     assert rate_and_counts(shown["Model's sensitivity"])[1] == int((model_calls & (labels == 1)).sum())
     assert "2 correct (40%)" in "\n".join(markdown.value for markdown in app.markdown)  # 5 named, 2 right
@@ -321,7 +325,18 @@ def test_a_whole_test_with_known_answers_shows_the_sensitivity_specificity_and_a
     assert disagreements["Grad-CAM"].str.startswith("data:image/png").all()
     assert set(disagreements["confirmed by"]) <= {"histopathology", "follow-up examination", "expert consensus",
                                                   "confocal microscopy"}
+    # The model's calls in the app's words (never "reassure"), and who was right on each photo.
+    assert {model.split(",")[0] for model in disagreements["model"]} <= {"refer", "below threshold"}
+    for number, right in zip(disagreements["#"], disagreements["who was right"]):
+        referred_by_you = calls[number - 1]
+        if labels[number - 1]:
+            assert right == f"{'you' if referred_by_you else 'the model'}: a melanoma should be referred"
+        else:  # the one who did not refer, unless another malignancy makes the referral sensible
+            assert right.startswith("the model" if referred_by_you else "you")
     roc = next(json.loads(chart.proto.spec) for chart in app.get("plotly_chart"))
+    assert roc["layout"]["title"]["text"].startswith("ROC curve")
+    assert roc["layout"]["yaxis"]["range"][1] > 1 and roc["layout"]["xaxis"]["range"][0] < 0  # markers at 0 or 1 whole
+    assert "How to read this ROC curve" in "\n".join(caption.value for caption in app.caption)
     names_in_chart = [trace.get("name", "") for trace in roc["data"]]
     assert any("Haenssle" in name for name in names_in_chart) and any("model (AUC" in name for name in names_in_chart)
     assert "86.6%" in app.dataframe[0].value.to_string() and "0.86" in app.dataframe[0].value.to_string()
@@ -345,8 +360,8 @@ def test_two_sessions_at_once_get_their_own_draws_and_results(monkeypatch, data_
         answer(first, refer=True, likelihood=90)
         answer(second, refer=False, likelihood=10)
     one, two = shown_metrics(first), shown_metrics(second)
-    assert one["Your sensitivity"] == "100.0% (3 of 3)" and one["Your specificity"] == "0.0% (0 of 7)"
-    assert two["Your sensitivity"] == "0.0% (0 of 3)" and two["Your specificity"] == "100.0% (7 of 7)"
+    assert one["Your sensitivity"] == "100% (3 of 3)" and one["Your specificity"] == "0% (0 of 7)"
+    assert two["Your sensitivity"] == "0% (0 of 3)" and two["Your specificity"] == "100% (7 of 7)"
     assert len(first.session_state["reader_test"]["answers"]) == len(second.session_state["reader_test"]["answers"]) == 10
 
 
@@ -357,6 +372,12 @@ def test_the_whole_table_of_a_test_carries_answers_truth_and_the_model(shipped):
     assert list(table["your_call"]) == ["refer", "reassure", "reassure"]
     assert list(table["truth_dx"]) == list(cases["dx"]) and list(table["your_diagnosis"]) == ["mel", "", ""]
     assert table["shown_age"].isna().all()  # not shown, so not recorded as shown
+    assert set(table["model_call"]) <= {CALL_SUSPICIOUS, CALL_BELOW_THRESHOLD}  # the app's words, never "reassure"
+    assert set(table["confirmed_by"]) <= set(DX_TYPE_NAMES.values()) | {"not recorded"}
+    shown = reader_study.answers_table(cases, answers, shipped.threshold, shown_metadata=True)
+    ages = [age for age in shown["shown_age"] if age is not None]
+    assert ages and all(isinstance(age, int) for age in ages)  # 45, not 45.0
+    assert ",45.0," not in shown.to_csv(index=False)
     result = reader_study.score(cases, answers, shipped.threshold)
     assert result.diagnoses_answered == 1
     outcome = io.StringIO(table.to_csv(index=False))
@@ -435,7 +456,7 @@ def take_a_test(page, url: str, label: str, length: int = 10, touch: bool = Fals
     expect(shown).to_have_text(re.compile(rf"\({(referred & melanoma).sum()} of {melanoma.sum()}\)$"))
     shown = page.get_by_test_id("stMetric").filter(has_text="Your specificity").get_by_test_id("stMetricValue")
     expect(shown).to_have_text(re.compile(rf"\({(~referred & ~melanoma).sum()} of {(~melanoma).sum()}\)$"))
-    disagreeing = (table["your_call"] != table["model_call"]).sum()
+    disagreeing = ((table["your_call"] == "refer") != (table["model_call"] == CALL_SUSPICIOUS)).sum()
     if disagreeing:
         expect(page.get_by_text(f"Where you and the model disagreed: {disagreeing} of {length} photos")).to_be_visible(
             timeout=PAGE_TIMEOUT_MS)
@@ -466,3 +487,26 @@ def test_a_visitor_takes_the_test_in_chromium_on_a_fresh_clone_at_desktop_and_ph
             assert list(first["image_id"]) != list(second["image_id"])  # each visitor their own draw
         finally:
             browser.close()
+
+
+@pytest.mark.parametrize(("dx", "you_refer", "model_refers", "expected"), [
+    ("mel", True, False, "you: a melanoma should be referred"),
+    ("mel", False, True, "the model: a melanoma should be referred"),
+    ("nv", True, False, "the model: melanocytic naevus is benign, no referral needed"),
+    ("bcc", False, True, "you on melanoma, but the model sensibly: basal cell carcinoma is not melanoma (so the "
+                         "referral counts as a false alarm here), yet it is malignant and needs a clinician too"),
+    ("akiec", True, True, "you agreed"),
+])
+def test_who_was_right_is_said_in_words_and_a_referred_other_malignancy_is_sensible(dx, you_refer, model_refers,
+                                                                                      expected):
+    threshold = 0.2
+    case = {"dx": dx, "label": int(dx == "mel"), "probability": 0.5 if model_refers else 0.1}
+    assert reader_study.who_was_right(case, reader_study.Answer(you_refer, 50), threshold) == expected
+
+
+def test_the_whole_test_split_counts_photos_and_lesions_apart(data_dir):
+    pool = reader_study.whole_test_split(load_bundle(DEFAULT_BUNDLE), [data_dir])
+    split = pd.read_csv(DEFAULT_BUNDLE / "test_split.csv")
+    melanoma_lesions = split[split["label"] == 1]["lesion_id"].nunique()
+    assert (f"{len(split):,} photos of {split['lesion_id'].nunique():,} lesions ({int(split['label'].sum()):,} photos "
+            f"of {melanoma_lesions:,} melanomas); a test takes one photo per lesion") in pool.description

@@ -260,6 +260,9 @@ def diagnosis_confusion_matrix(report: dict, names: dict[str, str]) -> go.Figure
 
 
 
+ROC_MARGIN = 0.04
+
+
 def reader_study_roc(model_roc: dict, model_auc: float | None, model_point: tuple, your_roc: dict,
                      your_auc: float | None, your_point: tuple, anchor: tuple | None = None) -> go.Figure:
     """The model's ROC curve on the visitor's photos, with the visitor's own (from their likelihoods),
@@ -282,6 +285,9 @@ def reader_study_roc(model_roc: dict, model_auc: float | None, model_point: tupl
         if specificity is not None and sensitivity is not None:
             figure.add_scatter(x=[1 - specificity], y=[sensitivity], mode="markers", name=name,
                                marker=dict(size=14, color=colour, symbol=symbol, line=dict(width=2, color=colour)))
-    figure.update_xaxes(range=[0, 1], title="1 - specificity (benign lesions referred)", constrain="domain")
-    figure.update_yaxes(range=[0, 1.02], title="sensitivity (melanomas referred)", scaleanchor="x")
-    return _layout(figure, "You and the model on the same photos", height=520, legend=dict(orientation="h", y=-0.25))
+    # A little room past 0 and 1, so that a marker at sensitivity 1 or specificity 1 shows whole.
+    figure.update_xaxes(range=[-ROC_MARGIN, 1 + ROC_MARGIN], title="1 - specificity (other lesions referred)",
+                        constrain="domain")
+    figure.update_yaxes(range=[-ROC_MARGIN, 1 + ROC_MARGIN], title="sensitivity (melanomas referred)", scaleanchor="x")
+    return _layout(figure, "ROC curve: you and the model on the same photos", height=520,
+                   legend=dict(orientation="h", y=-0.25))

@@ -17,14 +17,15 @@ import streamlit as st
 from melanoma import reader_study
 from melanoma.app import charts, state
 from melanoma.app.charts import rate
+from melanoma.call import Call
 from melanoma.config import (
     DEFAULT_GRADCAM_LAYER,
     DIFFERENTIAL_NAMES,
-    DX_TYPE_NAMES,
     HAENSSLE_2018,
     KNOWN_DX,
     READER_STUDY_LENGTHS,
     READER_STUDY_MELANOMA_SHARE,
+    READER_STUDY_PHOTO_SIZE,
 )
 from melanoma.reporting import credit_lines, percent, provenance, thumbnail_uri
 
@@ -35,6 +36,25 @@ DISAGREEMENT_ROW_HEIGHT = 85
 SHARE_IN_WORDS = {1 / 3: "a third", 1 / 4: "a quarter", 1 / 2: "half"}.get(READER_STUDY_MELANOMA_SHARE,
                                                                         f"{READER_STUDY_MELANOMA_SHARE:.0%}")
 GRAD_CAM_OPACITY = 0.45
+PHOTO_ZOOM = 2  # photos shown at twice their stored size: larger blurs a 200x150 photo further
+
+
+def whole(value) -> str:
+    """A rate on a short test as a whole percentage: one answer moves it by several points."""
+    return "n/a" if value is None else f"{value:.0%}"
+
+
+def auc_text(value) -> str:
+    """An AUC on a few dozen photos to two decimals: a third would claim precision the test lacks."""
+    return "n/a" if value is None else f"{value:.2f}"
+
+
+def photo_sizes(bundle) -> str:
+    spec = bundle.image_spec
+    return (f"You see each photo at its stored size of {READER_STUDY_PHOTO_SIZE[0]}x{READER_STUDY_PHOTO_SIZE[1]} "
+            f"pixels, shown at {PHOTO_ZOOM}x; the model is given it at {spec.width}x{spec.height}. Haenssle's "
+            "dermatologists saw full-resolution dermoscopic photos, so their figures below come from sharper "
+            "pictures than yours.")
 
 
 def patient_line(case) -> str:
@@ -66,7 +86,8 @@ def setup(pools: dict, problems: list[str]) -> None:
         "- optionally, the **most likely diagnosis** of seven.\n\n"
         f"About {SHARE_IN_WORDS} of the photos are melanoma, far more than in a clinic. You see "
         "nothing of the truth or of the model until the end; then your sensitivity, specificity and AUC beside "
-        "the model's on the same photos, and every photo where you two disagreed.")
+        "the model's on the same photos, and every photo where you two disagreed.\n\n"
+        + photo_sizes(state.require_bundle()))
     with st.form("reader-setup"):
         length = st.radio("Number of photos", READER_STUDY_LENGTHS, index=0, horizontal=True,
                           format_func=lambda n: f"{n} photos")
@@ -101,7 +122,8 @@ def question(test: dict) -> None:
         st.button("Go on")
         st.stop()
     photo_column, answer_column = st.columns([3, 2], gap="large")
-    photo_column.image(photo, width="stretch", alt=f"Dermatoscopic photo {position + 1} of {total}")
+    photo_column.image(photo, width=PHOTO_ZOOM * READER_STUDY_PHOTO_SIZE[0],
+                       alt=f"Dermatoscopic photo {position + 1} of {total}")
     if test["show_metadata"]:
         photo_column.markdown(f"**Patient:** {patient_line(case)}")
     with answer_column.form(f"reader-answer-{position}"):
@@ -131,17 +153,19 @@ def result(test: dict, bundle) -> None:
     def rates_row(who: str, metrics: dict, auc_note: str) -> None:
         (tn, fp), (fn, tp) = metrics["confusion_matrix"]
         columns = st.columns(3)
-        columns[0].metric(f"{who} sensitivity", f"{rate(metrics['sensitivity'])} ({tp} of {tp + fn})",
+        columns[0].metric(f"{who} sensitivity", f"{whole(metrics['sensitivity'])} ({tp} of {tp + fn})",
                           help="Melanomas referred, of all melanomas shown")
-        columns[1].metric(f"{who} specificity", f"{rate(metrics['specificity'])} ({tn} of {tn + fp})",
-                          help="Benign lesions reassured, of all benign lesions shown")
-        columns[2].metric(f"{who} AUC", charts.number(metrics["roc_auc"]), help=auc_note)
+        columns[1].metric(f"{who} specificity", f"{whole(metrics['specificity'])} ({tn} of {tn + fp})",
+                          help="Lesions that were not melanoma and were not referred, of all shown")
+        columns[2].metric(f"{who} AUC", auc_text(metrics["roc_auc"]), help=auc_note)
 
     rates_row("Your", yours, "From your 0-100 likelihoods: the chance that a random melanoma got a higher "
                              "likelihood from you than a random benign lesion (ties count half)")
-    rates_row("Model's", model, f"From its P(melanoma); its calls are at its threshold of {percent(threshold)}")
+    rates_row("Model's", model, f"From its P(melanoma); it refers at its threshold of {percent(threshold)} and "
+                                "otherwise says 'below the referral threshold — not a rule-out'")
     st.caption(f"On {yours['n_melanoma']} melanomas one answer moves sensitivity by "
-               f"{1 / max(yours['n_melanoma'], 1):.0%}: a test this short is a rough guide, not a verdict.")
+               f"{1 / max(yours['n_melanoma'], 1):.0%}: a test this short is a rough guide, not a verdict, and its "
+               "figures are shown no more precisely than that.")
 
     anchor = ((HAENSSLE_2018["specificity"], HAENSSLE_2018["sensitivity"]),
               f"Haenssle 2018: mean of {HAENSSLE_2018['readers']} dermatologists")
@@ -153,10 +177,10 @@ def result(test: dict, bundle) -> None:
         st.markdown("**Beside published figures**")
         # Four short columns: the table fits a phone's width without scrolling sideways.
         st.dataframe(pd.DataFrame([
-            {"who": "you", "sensitivity": rate(yours["sensitivity"]), "specificity": rate(yours["specificity"]),
-             "AUC": charts.number(yours["roc_auc"])},
-            {"who": "the model", "sensitivity": rate(model["sensitivity"]), "specificity": rate(model["specificity"]),
-             "AUC": charts.number(model["roc_auc"])},
+            {"who": "you", "sensitivity": whole(yours["sensitivity"]), "specificity": whole(yours["specificity"]),
+             "AUC": auc_text(yours["roc_auc"])},
+            {"who": "the model", "sensitivity": whole(model["sensitivity"]), "specificity": whole(model["specificity"]),
+             "AUC": auc_text(model["roc_auc"])},
             {"who": f"{HAENSSLE_2018['readers']} dermatologists*", "sensitivity": rate(HAENSSLE_2018["sensitivity"]),
              "specificity": rate(HAENSSLE_2018["specificity"]), "AUC": ""},
             {"who": "Haenssle's CNN*", "sensitivity": "", "specificity": "", "AUC": f"{HAENSSLE_2018['cnn_auc']:.2f}"},
@@ -170,8 +194,12 @@ def result(test: dict, bundle) -> None:
                         f"({outcome.diagnoses_correct / outcome.diagnoses_answered:.0%}).")
         else:
             st.markdown("**Diagnosis:** you named none (it was optional).")
+    left.caption("**How to read this ROC curve:** each curve shows the share of melanomas referred (up) against the "
+                 "share of other lesions referred (right) as the cut-off on P(melanoma), or on your 0-100 "
+                 "likelihood, moves; up and to the left is better. Each marker is one set of refer calls: a marker "
+                 "above the model's curve beats the model's trade-off at that point, one below it does worse.")
     st.caption("As text: " + "; ".join(
-        f"{who}: sensitivity {rate(m['sensitivity'])}, specificity {rate(m['specificity'])}, AUC {charts.number(m['roc_auc'])}"
+        f"{who}: sensitivity {whole(m['sensitivity'])}, specificity {whole(m['specificity'])}, AUC {auc_text(m['roc_auc'])}"
         for who, m in (("you", yours), ("the model", model))) + f"; Haenssle 2018's dermatologists: sensitivity "
         f"{rate(HAENSSLE_2018['sensitivity'])} at specificity {rate(HAENSSLE_2018['specificity'])}.")
 
@@ -204,26 +232,30 @@ def show_disagreements(test: dict, positions: list[int], threshold: float) -> No
         for position in positions:
             case, answer = cases.iloc[position], answers[position]
             photo, grad_cam = disagreement_pictures(test, position)
-            confirmed = reader_study.plain(case.get("dx_type"))
             your_dx = f", {DIFFERENTIAL_NAMES[answer.diagnosis]}" if answer.diagnosis else ""
             rows.append({
                 "#": position + 1, "photo": photo, "Grad-CAM": grad_cam,
                 "truth": DIFFERENTIAL_NAMES.get(case["dx"], case["dx"]),
                 "you": f"{'refer' if answer.refer else 'reassure'}, {answer.likelihood}/100{your_dx}",
-                "model": f"{'refer' if case['probability'] >= threshold else 'reassure'}, {percent(case['probability'])}",
-                "confirmed by": DX_TYPE_NAMES.get(confirmed, confirmed or "not recorded")})
+                "model": f"{Call.at(case['probability'], threshold).short}, {percent(case['probability'])}",
+                "who was right": reader_study.who_was_right(case, answer, threshold),
+                "confirmed by": reader_study.confirmed_by(case)})
     # Tall enough for every row: a clinician should not have to find a scroll bar inside the table.
     st.dataframe(pd.DataFrame(rows), hide_index=True, row_height=DISAGREEMENT_ROW_HEIGHT,
                  height=DISAGREEMENT_ROW_HEIGHT * len(rows) + 40,
-                 column_order=["#", "photo", "Grad-CAM", "truth", "you", "model", "confirmed by"],
+                 column_order=["#", "photo", "Grad-CAM", "truth", "you", "model", "who was right", "confirmed by"],
                  column_config={"#": st.column_config.NumberColumn(width=40),
                                 "photo": st.column_config.ImageColumn(width="small"),
                                 "Grad-CAM": st.column_config.ImageColumn(width="small", help="Where the model "
                                                                          "looked: red raised P(melanoma) most")})
     # Also the table's text alternative, and all of it on a phone, where the table scrolls sideways.
     st.caption("As text: " + "; ".join(f"#{row['#']} {row['truth']} (confirmed by {row['confirmed by']}): you "
-                                       f"{row['you']}, the model {row['model']}" for row in rows) + ".")
-    st.caption("'model': its call and P(melanoma). Grad-CAM (stage 3): red regions raised the model's P(melanoma) most. "
+                                       f"{row['you']}, the model {row['model']} ({row['who was right']})"
+                                       for row in rows) + ".")
+    st.caption("'model': its call (*refer*, or *below threshold*: below the referral threshold, which is not a "
+               "rule-out) and P(melanoma). The test scores melanoma only: a referred basal cell carcinoma counts as a "
+               "false alarm, though referring it is what a clinician would do. "
+               "Grad-CAM (stage 3): red regions raised the model's P(melanoma) most. "
                "'Confirmed by' is how the diagnosis was established (histopathology, follow-up, expert consensus, "
                "confocal microscopy); the model never sees it.")
 
