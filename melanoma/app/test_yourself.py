@@ -246,6 +246,7 @@ def show_disagreements(test: dict, positions: list[int], threshold: float) -> No
                  column_order=["#", "photo", "Grad-CAM", "truth", "you", "model", "who was right", "confirmed by"],
                  column_config={"#": st.column_config.NumberColumn(width=40),
                                 "photo": st.column_config.ImageColumn(width="small"),
+                                "who was right": st.column_config.TextColumn(width="large"),
                                 "Grad-CAM": st.column_config.ImageColumn(width="small", help="Where the model "
                                                                          "looked: red raised P(melanoma) most")})
     # Also the table's text alternative, and all of it on a phone, where the table scrolls sideways.
