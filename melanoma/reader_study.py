@@ -362,21 +362,28 @@ def score(cases: pd.DataFrame, answers: Sequence[Answer], threshold: float) -> T
                       disagreements=[i for i, answer in enumerate(answers) if answer.refer != model_calls[i]])
 
 
-def who_was_right(case, answer: Answer, threshold: float) -> str:
-    """Where the visitor and the model disagree, who made the right call and why, in words. Another
-    malignancy (basal cell carcinoma, actinic keratosis / intraepithelial carcinoma) counts as a false
-    alarm for melanoma, but referring it is what a clinician would do."""
+@dataclass(frozen=True)
+class Verdict:
+    short: str  # for a table cell
+    sentence: str  # for the CSV and the text alternative
+
+
+def who_was_right(case, answer: Answer, threshold: float) -> Verdict:
+    """Where the visitor and the model disagree, who made the right call and why. Another malignancy
+    (basal cell carcinoma, actinic keratosis / intraepithelial carcinoma) counts as a false alarm for
+    melanoma, but referring it is what a clinician would do."""
     model_refers = Call.at(case["probability"], threshold).suspicious
     referrer, other = ("you", "the model") if answer.refer else ("the model", "you")
     if answer.refer == model_refers:
-        return "you agreed"
+        return Verdict("you agreed", "you agreed")
     name = DIFFERENTIAL_NAMES.get(case["dx"], case["dx"])
     if case["label"]:
-        return f"{referrer}: a melanoma should be referred"
+        return Verdict(f"{referrer}: melanoma", f"{referrer}: a melanoma should be referred")
     if case["dx"] in OTHER_MALIGNANT_DX:
-        return (f"{other} on melanoma, but {referrer} sensibly: {name} is not melanoma (so the referral counts as a "
-                f"false alarm here), yet it is malignant and needs a clinician too")
-    return f"{other}: {name} is benign, no referral needed"
+        return Verdict(f"{referrer}, sensibly: malignant",
+                       f"{other} on melanoma, but {referrer} sensibly: {name} is not melanoma (so the referral counts "
+                       f"as a false alarm here), yet it is malignant and needs a clinician too")
+    return Verdict(f"{other}: benign", f"{other}: {name} is benign, no referral needed")
 
 
 def confirmed_by(case) -> str:
@@ -400,7 +407,7 @@ def answers_table(cases: pd.DataFrame, answers: Sequence[Answer], threshold: flo
             "model_probability": round(float(case["probability"]), 5),
             "model_call": Call.at(case["probability"], threshold).words,
             "model_threshold": round(threshold, 5),
-            "who_was_right": who_was_right(case, answer, threshold)})
+            "who_was_right": who_was_right(case, answer, threshold).sentence})
     return pd.DataFrame(rows)
 
 

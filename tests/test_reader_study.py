@@ -24,6 +24,7 @@ from melanoma.config import (
     DX_TYPE_NAMES,
     KNOWN_DX,
     MELANOMA_DX,
+    OTHER_MALIGNANT_DX,
     READER_STUDY_DIR,
     READER_STUDY_INDEX,
     READER_STUDY_MAX_PHOTOS,
@@ -330,9 +331,11 @@ def test_a_whole_test_with_known_answers_shows_the_sensitivity_specificity_and_a
     for number, right in zip(disagreements["#"], disagreements["who was right"]):
         referred_by_you = calls[number - 1]
         if labels[number - 1]:
-            assert right == f"{'you' if referred_by_you else 'the model'}: a melanoma should be referred"
-        else:  # the one who did not refer, unless another malignancy makes the referral sensible
-            assert right.startswith("the model" if referred_by_you else "you")
+            assert right == f"{'you' if referred_by_you else 'the model'}: melanoma"
+        elif truth["dx"].iloc[number - 1] in OTHER_MALIGNANT_DX:  # referring it was sensible
+            assert right == f"{'you' if referred_by_you else 'the model'}, sensibly: malignant"
+        else:  # benign: the one who did not refer
+            assert right == f"{'the model' if referred_by_you else 'you'}: benign"
     roc = next(json.loads(chart.proto.spec) for chart in app.get("plotly_chart"))
     assert roc["layout"]["title"]["text"].startswith("ROC curve")
     assert roc["layout"]["yaxis"]["range"][1] > 1 and roc["layout"]["xaxis"]["range"][0] < 0  # markers at 0 or 1 whole
@@ -501,7 +504,8 @@ def test_who_was_right_is_said_in_words_and_a_referred_other_malignancy_is_sensi
                                                                                       expected):
     threshold = 0.2
     case = {"dx": dx, "label": int(dx == "mel"), "probability": 0.5 if model_refers else 0.1}
-    assert reader_study.who_was_right(case, reader_study.Answer(you_refer, 50), threshold) == expected
+    verdict = reader_study.who_was_right(case, reader_study.Answer(you_refer, 50), threshold)
+    assert verdict.sentence == expected and len(verdict.short) <= 30  # the table's cell, whole
 
 
 def test_the_whole_test_split_counts_photos_and_lesions_apart(data_dir):

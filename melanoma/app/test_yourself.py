@@ -238,7 +238,8 @@ def show_disagreements(test: dict, positions: list[int], threshold: float) -> No
                 "truth": DIFFERENTIAL_NAMES.get(case["dx"], case["dx"]),
                 "you": f"{'refer' if answer.refer else 'reassure'}, {answer.likelihood}/100{your_dx}",
                 "model": f"{Call.at(case['probability'], threshold).short}, {percent(case['probability'])}",
-                "who was right": reader_study.who_was_right(case, answer, threshold),
+                "who was right": (verdict := reader_study.who_was_right(case, answer, threshold)).short,
+                "why": verdict.sentence,
                 "confirmed by": reader_study.confirmed_by(case)})
     # Tall enough for every row: a clinician should not have to find a scroll bar inside the table.
     st.dataframe(pd.DataFrame(rows), hide_index=True, row_height=DISAGREEMENT_ROW_HEIGHT,
@@ -246,12 +247,13 @@ def show_disagreements(test: dict, positions: list[int], threshold: float) -> No
                  column_order=["#", "photo", "Grad-CAM", "truth", "you", "model", "who was right", "confirmed by"],
                  column_config={"#": st.column_config.NumberColumn(width=40),
                                 "photo": st.column_config.ImageColumn(width="small"),
-                                "who was right": st.column_config.TextColumn(width="large"),
+                                "who was right": st.column_config.TextColumn(
+                                    help="Who made the right call on melanoma; the text below says why"),
                                 "Grad-CAM": st.column_config.ImageColumn(width="small", help="Where the model "
                                                                          "looked: red raised P(melanoma) most")})
     # Also the table's text alternative, and all of it on a phone, where the table scrolls sideways.
     st.caption("As text: " + "; ".join(f"#{row['#']} {row['truth']} (confirmed by {row['confirmed by']}): you "
-                                       f"{row['you']}, the model {row['model']} ({row['who was right']})"
+                                       f"{row['you']}, the model {row['model']} ({row['why']})"
                                        for row in rows) + ".")
     st.caption("'model': its call (*refer*, or *below threshold*: below the referral threshold, which is not a "
                "rule-out) and P(melanoma). The test scores melanoma only: a referred basal cell carcinoma counts as a "
