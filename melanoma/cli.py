@@ -156,7 +156,7 @@ def read_or_reason(name: str) -> bytes | str:
 def run_predict(args) -> int:
     from melanoma.bundle import BundleError
     from melanoma.config import PREDICT_FILES_AT_ONCE
-    from melanoma.inference import Predictor, classify_files, predictions_report
+    from melanoma.inference import PATIENT_INFO_UNUSED, Predictor, classify_files, predictions_report
     from melanoma.patient import PatientInfo, PatientInfoError, patients_for_files
 
     try:
@@ -171,7 +171,7 @@ def run_predict(args) -> int:
         return 1
     if not predictor.takes_metadata and any(isinstance(patient, PatientInfo) and patient.given
                                             for patient in patients.values()):
-        print("note: this model takes no patient information; it was not used", file=sys.stderr)
+        print(f"note: {PATIENT_INFO_UNUSED}", file=sys.stderr)
     results = []
     for start in range(0, len(args.files), PREDICT_FILES_AT_ONCE):  # bounded memory for any number of files
         results += classify_files(predictor, [(name, patients[name], read_or_reason(name))

@@ -244,6 +244,8 @@ class Predictor:
         with ThreadPoolExecutor(min(PREPARE_THREADS, len(contents))) as pool:
             return list(pool.map(prepared_or_reason, contents))
 
+PATIENT_INFO_UNUSED = "this model takes no patient information; it was not used"
+
 
 def classify_files(predictor: Predictor, files: Sequence[tuple[str, PatientInfo | PatientInfoError, bytes | str]],
                    display: bool = False) -> list[Prediction]:
