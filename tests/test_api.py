@@ -138,6 +138,30 @@ def test_a_body_without_length_is_cut_off_at_the_request_limit():
         asyncio.run(read([REQUEST_LIMIT // 2, REQUEST_LIMIT // 2 + 1, 1]))
 
 
+def test_the_queue_runs_work_off_the_event_loop_and_says_when_it_is_full():
+    import threading
+
+    from melanoma.api import PredictionQueue
+
+    queue, release = PredictionQueue(workers=1, waiting=2), threading.Event()
+
+    def work(value):
+        release.wait(timeout=30)
+        return value, threading.current_thread().name
+
+    async def scenario():
+        first = asyncio.ensure_future(queue.run(work, 1))
+        second = asyncio.ensure_future(queue.run(work, 2))
+        await asyncio.sleep(0.05)  # the loop is free meanwhile: this coroutine runs
+        full_while_busy = queue.full
+        release.set()
+        return full_while_busy, await first, await second, queue.full
+
+    full_while_busy, (one, thread), (two, _), full_after = asyncio.run(scenario())
+    assert full_while_busy and not full_after and (one, two) == (1, 2)
+    assert thread.startswith("melanoma-api")
+
+
 # ---- the real server ---------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
