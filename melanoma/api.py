@@ -332,7 +332,9 @@ api = FastAPI(
     summary="P(melanoma), the call, differential and similar cases for dermatoscopic photos; the model card.",
     description=f"{plain_text(DISCLAIMER)}\n\nOff the loopback interface, send `Authorization: Bearer <token>`, "
                 f"the token being the server's environment variable `{API_TOKEN_ENV}`.",
-    docs_url="/docs", openapi_url="/openapi.json", redoc_url=None)
+    docs_url="/docs", openapi_url="/openapi.json", redoc_url=None,
+    responses={401: {"model": Refused, "description": f"off the loopback interface without the bearer token "
+                                                      f"({API_TOKEN_ENV})"}})
 api.add_middleware(TokenOffLoopback)
 
 

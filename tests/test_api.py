@@ -350,11 +350,11 @@ def test_the_served_openapi_document_describes_the_api_as_it_answers(server):
     assert set(served["paths"]) == {"/predict", "/model", "/health"}
     assert served["paths"] == api.openapi()["paths"]
     predict_doc = served["paths"]["/predict"]["post"]
-    assert {"200", "413", "415", "422", "503"} <= set(predict_doc["responses"])
+    assert {"200", "401", "413", "415", "422", "503"} <= set(predict_doc["responses"])
     body = predict_doc["requestBody"]["content"]["multipart/form-data"]["schema"]
     assert body["required"] == ["files"] and {"age", "sex", "site"} <= set(body["properties"])
     assert [parameter["name"] for parameter in predict_doc["parameters"]] == ["gradcam"]
-    assert {"200", "503"} <= set(served["paths"]["/health"]["get"]["responses"])
+    assert {"200", "401", "503"} <= set(served["paths"]["/health"]["get"]["responses"])
 
 
 @slow
@@ -371,6 +371,23 @@ def test_off_loopback_the_api_needs_the_token(server):
     assert predict(remote, [("x.png", encode(lesion_like(), "PNG"))]).status == 401
     assert call(remote, "/health", token=TOKEN).status == 200
     assert call(remote, "/model", token=TOKEN).status == 200
+
+
+@slow
+def test_behind_a_local_proxy_the_forwarded_caller_needs_the_token(server):
+    """A reverse proxy on this machine passes the remote caller in X-Forwarded-For; the server trusts
+    that header from loopback only, so the caller is not taken for a local one."""
+    import urllib.error
+    import urllib.request
+
+    url, _ = server
+    request = urllib.request.Request(f"{url}/api/v1/health", headers={"X-Forwarded-For": "203.0.113.9"})
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=60)
+    assert refused.value.code == 401
+    request.add_header("Authorization", f"Bearer {TOKEN}")
+    with urllib.request.urlopen(request, timeout=60) as answer:
+        assert answer.status == 200
 
 
 @slow
