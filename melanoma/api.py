@@ -201,7 +201,11 @@ def predict_answer(loader, predictor, files, patients, gradcam: bool) -> dict:
     if not predictor.takes_metadata and any(isinstance(p, PatientInfo) and p.given for p in patients):
         answer["notes"].append(PATIENT_INFO_UNUSED)
     if gradcam:
-        explainer = loader.explainer.result()  # ready soon after the predictor; this is a worker thread
+        try:
+            explainer = loader.explainer.result()  # ready soon after the predictor; this is a worker thread
+        except Exception as error:  # noqa: BLE001 - the calls stand without their maps
+            answer["notes"].append(f"Grad-CAM could not be prepared: {error}")
+            return answer
         for result, record in zip(results, answer["results"]):
             if result.ok:
                 heat = explainer.heatmap(result.prepared.model_input, DEFAULT_GRADCAM_LAYER, GRADCAM_METHOD,
@@ -249,13 +253,15 @@ async def read_form(request: Request) -> tuple[list[tuple[str, bytes]], list[Pat
     if not uploads:
         raise ValueError(f"no photo: send one or more image files as the multipart field '{FILES_FIELD}'")
     files = []
-    for position, upload in enumerate(uploads):
-        data = await upload.read()
-        name = upload.filename or f"photo {position + 1}"
-        if len(data) > MAX_UPLOAD_MB * MB:
-            raise TooLarge(f"{name}: {len(data) / MB:.1f} MB, over the {MAX_UPLOAD_MB} MB limit of a photo")
-        files.append((name, data))
-    await form.close()
+    try:
+        for position, upload in enumerate(uploads):
+            data = await upload.read()
+            name = upload.filename or f"photo {position + 1}"
+            if len(data) > MAX_UPLOAD_MB * MB:
+                raise TooLarge(f"{name}: {len(data) / MB:.1f} MB, over the {MAX_UPLOAD_MB} MB limit of a photo")
+            files.append((name, data))
+    finally:
+        await form.close()
     return files, patients_of(form, len(files))
 
 
