@@ -111,6 +111,24 @@ class Health(BaseModel):
     grad_cam: str | None = Field(None, description="ready | loading | error (needed only for ?gradcam=1)")
 
 
+class ModelCard(BaseModel):
+    model: ModelIdentity
+    architecture: str | None
+    input: dict[str, Any] = Field(description="width, height (pixels), colour_constancy, patient_information")
+    intended_use: str
+    disclaimer: str
+    sources: list[dict[str, Any]] = Field(description="what it was trained on: source, title, clinics, licence, "
+                                                      "citation")
+    threshold: float = Field(description="the referral threshold of P(melanoma)")
+    threshold_rule: str | None
+    probability: str = Field(description="what the calibrated P(melanoma) means")
+    test: dict[str, Any] = Field(description="figures on the test split of the training sources (same clinics)")
+    test_by_source: dict[str, dict[str, Any]]
+    other_clinics: dict[str, dict[str, Any]] = Field(
+        description="figures measured on sources it was never trained on, with 95% intervals (lesion bootstrap)")
+    not_a_lesion: dict[str, Any] | None = Field(description="the refusal rule, where the bundle has one")
+
+
 class PredictForm(BaseModel):
     """The request body of POST /predict (multipart/form-data); read by hand so that nothing spools to disk."""
 
@@ -358,8 +376,8 @@ def health() -> JSONResponse:
                                grad_cam=grad_cam).model_dump())
 
 
-@api.get("/model", responses={503: {"model": Refused}})
-def model() -> dict:
+@api.get("/model", response_model=ModelCard, responses={503: {"model": Refused}})
+def model():
     """The model card: sources, test figures per source, other clinics' figures, threshold, intended use."""
     try:
         return model_card(state.current_bundle())

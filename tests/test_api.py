@@ -320,6 +320,7 @@ def test_too_large_too_many_and_not_multipart_are_refused(server, sample_images)
 
 @slow
 def test_model_card_gives_the_bundles_own_figures(server):
+    from melanoma.api import ModelCard
     from melanoma.bundle import DEFAULT_BUNDLE, load_bundle
     from melanoma.published import other_sources
     from melanoma.reporting import DISCLAIMER, plain_text
@@ -329,6 +330,7 @@ def test_model_card_gives_the_bundles_own_figures(server):
     card = call(url, "/model")
     assert card.status == 200
     card = card.body
+    assert set(card) == set(ModelCard.model_fields)  # all of it described in the OpenAPI document
     assert card["threshold"] == bundle.threshold and card["disclaimer"] == plain_text(DISCLAIMER)
     assert [source["source"] for source in card["sources"]] == bundle.sources
     assert card["test"]["roc_auc"] == bundle.metrics["test"]["roc_auc"]
@@ -355,6 +357,9 @@ def test_the_served_openapi_document_describes_the_api_as_it_answers(server):
     assert body["required"] == ["files"] and {"age", "sex", "site"} <= set(body["properties"])
     assert [parameter["name"] for parameter in predict_doc["parameters"]] == ["gradcam"]
     assert {"200", "401", "503"} <= set(served["paths"]["/health"]["get"]["responses"])
+    for path, schema in (("/model", "ModelCard"), ("/health", "Health")):
+        answer = served["paths"][path]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+        assert answer == {"$ref": f"#/components/schemas/{schema}"}
 
 
 @slow
