@@ -5,7 +5,9 @@
 network, Grad-CAM and the extras while the server starts, so the first visitor does not pay for it.
 MELANOMA_MODEL names the model bundle (default models/melanoma-resnet50); MELANOMA_DATA the data
 folder(s), separated like PATH (default ../shared/<source>), used for the sample photos, the similar
-cases' photos and the Test yourself page's whole test split.
+cases' photos and the Test yourself page's whole test split. The HTTP API for other programs is
+under /api/v1/ (docs/api.md); MELANOMA_API_TOKEN is the bearer token it asks of callers off the
+loopback interface.
 """
 import os
 
@@ -15,6 +17,11 @@ import streamlit as st
 # Python errors are unaffected. Set before the loader imports TensorFlow.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from melanoma.app.state import load_at_server_start  # noqa: E402
+from starlette.routing import Mount  # noqa: E402
 
-app = st.App("melanoma/app/pages.py", lifespan=load_at_server_start)
+from melanoma.api import api  # noqa: E402
+from melanoma.app.state import load_at_server_start  # noqa: E402
+from melanoma.config import API_PREFIX  # noqa: E402
+
+# The HTTP API (melanoma/api.py) is served beside the pages, sharing their loaded network.
+app = st.App("melanoma/app/pages.py", lifespan=load_at_server_start, routes=[Mount(API_PREFIX, app=api)])

@@ -156,7 +156,7 @@ def read_or_reason(name: str) -> bytes | str:
 def run_predict(args) -> int:
     from melanoma.bundle import BundleError
     from melanoma.config import PREDICT_FILES_AT_ONCE
-    from melanoma.inference import Prediction, Predictor
+    from melanoma.inference import PATIENT_INFO_UNUSED, Predictor, classify_files, predictions_report
     from melanoma.patient import PatientInfo, PatientInfoError, patients_for_files
 
     try:
@@ -171,24 +171,13 @@ def run_predict(args) -> int:
         return 1
     if not predictor.takes_metadata and any(isinstance(patient, PatientInfo) and patient.given
                                             for patient in patients.values()):
-        print("note: this model takes no patient information; it was not used", file=sys.stderr)
+        print(f"note: {PATIENT_INFO_UNUSED}", file=sys.stderr)
     results = []
     for start in range(0, len(args.files), PREDICT_FILES_AT_ONCE):  # bounded memory for any number of files
-        chunk = [(name, patients[name], read_or_reason(name))
-                 for name in args.files[start:start + PREDICT_FILES_AT_ONCE]]
-        usable = [(name, patient, content) for name, patient, content in chunk
-                  if not isinstance(patient, PatientInfoError) and isinstance(content, bytes)]
-        classified = iter(predictor.classify_many([(name, content) for name, _, content in usable],
-                                                  patients=[patient for _, patient, _ in usable]))
-        for name, patient, content in chunk:
-            if isinstance(patient, PatientInfoError):
-                results.append(Prediction(name=name, error=f"patient information: {patient}"))
-            elif isinstance(content, str):
-                results.append(Prediction(name=name, error=content))
-            else:
-                results.append(next(classified))
+        results += classify_files(predictor, [(name, patients[name], read_or_reason(name))
+                                              for name in args.files[start:start + PREDICT_FILES_AT_ONCE]])
     if args.json:
-        print(json.dumps({"threshold": predictor.threshold, "results": [r.as_dict() for r in results]}, indent=2))
+        print(json.dumps(predictions_report(predictor, results), indent=2))
     else:
         for r in results:
             if r.ok:

@@ -64,6 +64,18 @@ MAX_UPLOAD_MB = 20
 ACCEPTED_FORMATS = ("JPEG", "PNG", "BMP", "TIFF", "WEBP")
 UPLOAD_EXTENSIONS = ("jpg", "jpeg", "png", "bmp", "tif", "tiff", "webp")  # the app's uploader filter
 
+# The HTTP API beside the app (melanoma/api.py), served by `streamlit run` under API_PREFIX. Off the
+# loopback interface it answers only requests carrying the bearer token in API_TOKEN_ENV.
+API_PREFIX = "/api/v1"
+API_TOKEN_ENV = "MELANOMA_API_TOKEN"
+API_MAX_FILES = 8  # photos per request; each at most MAX_UPLOAD_MB, like the page's uploader
+API_MAX_REQUEST_MB = 2 * MAX_UPLOAD_MB  # a whole request body; every upload is held in memory
+# Predictions run on this many worker threads, never on the server's event loop, so the pages stay
+# responsive; at most API_MAX_WAITING requests are queued or running, the next gets 503 (busy).
+API_PREDICT_WORKERS = 2
+API_MAX_WAITING = 16
+API_RETRY_AFTER_SECONDS = 5  # told to a caller who finds the network still loading, or the queue full
+
 # Grad-CAM: at 75x100 the last stage is 3x4 cells; earlier stages have finer grids.
 GRADCAM_LAYERS = {
     "stage 3 (10x13)": "conv3_block4_out",
@@ -73,6 +85,7 @@ GRADCAM_LAYERS = {
 # Stage 3 by default: at stages 4-5 the maps of this network often sit on the dermatoscope's dark
 # corner instead of the lesion (issue 15 traces that to a shortcut the network learnt).
 DEFAULT_GRADCAM_LAYER = "conv3_block4_out"
+GRADCAM_OPACITY = 0.45  # the overlay's default opacity, on the page and in the API
 
 # The app's caches are shared by every session and bounded: one bundle's network and Grad-CAM
 # (a bundle rewritten in place replaces them), and a few entries of the derived data.

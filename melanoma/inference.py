@@ -45,7 +45,7 @@ from melanoma.features import (
     unknown_metadata,
 )
 from melanoma.images import ImageRejected, PreparedImage, prepare_image
-from melanoma.patient import NO_INFORMATION, PatientInfo
+from melanoma.patient import NO_INFORMATION, PatientInfo, PatientInfoError
 
 
 def compiled_forward(model, jit_compile: bool = INFERENCE_JIT_COMPILE):
@@ -242,3 +242,30 @@ class Predictor:
             return [prepared_or_reason(data) for data in contents]
         with ThreadPoolExecutor(min(PREPARE_THREADS, len(contents))) as pool:
             return list(pool.map(prepared_or_reason, contents))
+
+PATIENT_INFO_UNUSED = "this model takes no patient information; it was not used"
+
+
+def classify_files(predictor: Predictor, files: Sequence[tuple[str, PatientInfo | PatientInfoError, bytes | str]],
+                   display: bool = False) -> list[Prediction]:
+    """One Prediction per (name, patient information or why it is unusable, bytes or why they could not
+    be read), in order: the usable files are classified together, the others get their one-line reason.
+    `predict` and the HTTP API both answer through here."""
+    usable = [(name, patient, content) for name, patient, content in files
+              if not isinstance(patient, PatientInfoError) and isinstance(content, bytes)]
+    classified = iter(predictor.classify_many([(name, content) for name, _, content in usable], display=display,
+                                              patients=[patient for _, patient, _ in usable]))
+    results = []
+    for name, patient, content in files:
+        if isinstance(patient, PatientInfoError):
+            results.append(Prediction(name=name, error=f"patient information: {patient}"))
+        elif isinstance(content, str):
+            results.append(Prediction(name=name, error=content))
+        else:
+            results.append(next(classified))
+    return results
+
+
+def predictions_report(predictor: Predictor, results: Sequence[Prediction]) -> dict:
+    """`predict --json`'s answer, and the HTTP API's: the threshold and one record per file."""
+    return {"threshold": predictor.threshold, "results": [result.as_dict() for result in results]}

@@ -14,6 +14,17 @@ from melanoma.config import CALL_REFUSED, DIFFERENTIAL_NAMES, DX_TYPE_NAMES, SOU
 THUMBNAIL_SIDE = 64
 METADATA_USED = "none (the image alone)"
 CALL_NOT_READ = "not assessed"  # a file that is no usable image
+# The model card's words, in Markdown; the Classify and About pages show them, the API gives them as text.
+DISCLAIMER = ("Research and education demo: **not a diagnosis and not a medical device.** The model has "
+              "not been clinically validated; any lesion of concern needs examination by a clinician.")
+INTENDED_USE = ("A *demonstration* of how a triage aid for dermatoscopic photos could work, for teaching and "
+                "research on skin-lesion classification and its pitfalls. Its calls show what such an aid would "
+                "say; they are not for real patients: not for screening, triage or self-assessment.")
+
+
+def plain_text(markdown: str) -> str:
+    """The card's Markdown (bold and italics only) as plain text, for a program to show."""
+    return markdown.replace("**", "").replace("*", "")
 
 
 def percent(probability: float) -> str:
@@ -91,9 +102,14 @@ def thumbnail_uri(image, side: int = THUMBNAIL_SIDE) -> str:
     """A small PNG of a PIL image as a data URI (in memory: uploads are never written anywhere)."""
     small = image.copy()
     small.thumbnail((side, side))
+    return "data:image/png;base64," + png_base64(small)
+
+
+def png_base64(image) -> str:
+    """A PIL image as base64 PNG, encoded in memory."""
     buffer = io.BytesIO()
-    small.save(buffer, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+    image.save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode()
 
 
 def triage_order(predictions) -> list[int]:

@@ -68,12 +68,14 @@ def wait_until_healthy(url: str, server: subprocess.Popen, log: Path) -> None:
 
 
 @contextlib.contextmanager
-def running_app(model: Path | None, data: Path, log: Path, root: Path = ROOT):
+def running_app(model: Path | None, data: Path, log: Path, root: Path = ROOT, address: str = LOOPBACK,
+                extra_env: dict | None = None):
     """Yields (url, the server process, monotonic time of `streamlit run`); stops the server after.
     `model` None: the app's default bundle; `root`: the checkout to serve from (another one: a fresh
-    clone, or a baseline for a benchmark)."""
+    clone, or a baseline for a benchmark); `address`: where the server listens (the url is always
+    the loopback one); `extra_env`: more environment for the server."""
     port = free_port()
-    env = {**os.environ, "MELANOMA_DATA": str(data)}
+    env = {**os.environ, "MELANOMA_DATA": str(data), **(extra_env or {})}
     env.pop("MELANOMA_MODEL", None)
     if model is not None:
         env["MELANOMA_MODEL"] = str(model)
@@ -82,7 +84,7 @@ def running_app(model: Path | None, data: Path, log: Path, root: Path = ROOT):
     with open(log, "w") as log_file:
         server = subprocess.Popen(
             [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port),
-             "--server.address", LOOPBACK, "--server.headless", "true"],
+             "--server.address", address, "--server.headless", "true"],
             cwd=root, env=env, stdout=log_file, stderr=subprocess.STDOUT)
     try:
         url = f"http://{LOOPBACK}:{port}"

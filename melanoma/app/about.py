@@ -11,7 +11,7 @@ from melanoma.app import charts, state
 from melanoma.config import DIFFERENTIAL_NAMES, IMAGE_WIDTH
 from melanoma.evaluate import predictive_values
 from melanoma.published import differential_test_report, how_the_differential_is_made, other_sources
-from melanoma.reporting import credit_lines, source_clinics, source_licence, source_title
+from melanoma.reporting import INTENDED_USE, credit_lines, source_clinics, source_licence, source_title
 from melanoma.ship_rule import RULE_IN_WORDS
 
 RUNTIME_PACKAGES = ("tensorflow", "keras", "numpy", "streamlit", "tf-keras-vis", "plotly")
@@ -66,7 +66,7 @@ def training_data(bundle) -> str:
 st.title("About this model: a teaching demo")
 st.warning("A research and education demo. **Not a medical device and not a diagnosis**: do not use it "
            "to decide about a patient's care.", icon=":material/warning:")
-st.markdown("""
+st.markdown(f"""
 **What it does.** Given a dermatoscopic photo of one pigmented skin lesion, a ResNet50 gives the
 probability that it is a melanoma, and calls it *suspicious for melanoma - refer* at or above a fixed
 threshold; below it, the call is *below the referral threshold — not a rule-out*. It also gives the
@@ -74,9 +74,7 @@ probabilities of seven diagnoses and the most similar training cases. Grad-CAM m
 which regions raised the probability. A picture outside what it was trained on (not a lesion photo,
 or a lesion photo from an unfamiliar camera or lighting) gets no call.
 
-**Intended use.** A *demonstration* of how a triage aid for dermatoscopic photos could work, for
-teaching and research on skin-lesion classification and its pitfalls. Its calls show what such an
-aid would say; they are not for real patients: not for screening, triage or self-assessment.
+**Intended use.** {INTENDED_USE}
 """)
 
 bundle = state.require_bundle()

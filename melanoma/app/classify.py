@@ -19,16 +19,14 @@ from melanoma.app.patient_inputs import patient_inputs
 from melanoma.config import (
     DEFAULT_GRADCAM_LAYER,
     GRADCAM_LAYERS,
+    GRADCAM_OPACITY,
     MAX_UPLOAD_MB,
     MODEL_LOAD_SECONDS,
     UPLOAD_EXTENSIONS,
 )
 from melanoma.explain import METHODS
 from melanoma.patient import NO_INFORMATION
-from melanoma.reporting import results_csv, results_table, triage_order
-
-DISCLAIMER = ("Research and education demo: **not a diagnosis and not a medical device.** The model has "
-              "not been clinically validated; any lesion of concern needs examination by a clinician.")
+from melanoma.reporting import DISCLAIMER, results_csv, results_table, triage_order
 
 st.title("Classify a skin lesion")
 st.caption(DISCLAIMER)
@@ -45,7 +43,7 @@ with st.sidebar:
     if GRADCAM_LAYERS[layer_label] != DEFAULT_GRADCAM_LAYER:
         st.warning(results.LATE_STAGE_WARNING, icon=":material/warning:")
     method = st.radio("Method", METHODS, horizontal=True)
-    opacity = st.slider("Overlay opacity", 0.0, 1.0, 0.45, 0.05)
+    opacity = st.slider("Overlay opacity", 0.0, 1.0, GRADCAM_OPACITY, 0.05)
     show_raw = st.toggle("Show the raw heat map")
 layer = GRADCAM_LAYERS[layer_label]
 

@@ -166,6 +166,12 @@ def _require(loader):
         st.stop()
 
 
+def current_bundle() -> Bundle:
+    """The configured bundle, verified (cached as the pages have it); raises BundleError."""
+    path = bundle_path()
+    return _bundle(str(path), _stamp(path))
+
+
 def require_bundle() -> Bundle:
     """The verified bundle, or an error page and the end of this run."""
     return _require(_bundle)

@@ -21,6 +21,7 @@ from melanoma.call import Call
 from melanoma.config import (
     DEFAULT_GRADCAM_LAYER,
     DIFFERENTIAL_NAMES,
+    GRADCAM_OPACITY,
     HAENSSLE_2018,
     KNOWN_DX,
     READER_STUDY_LENGTHS,
@@ -35,7 +36,6 @@ DISAGREEMENT_THUMBNAIL = 150
 DISAGREEMENT_ROW_HEIGHT = 85
 SHARE_IN_WORDS = {1 / 3: "a third", 1 / 4: "a quarter", 1 / 2: "half"}.get(READER_STUDY_MELANOMA_SHARE,
                                                                         f"{READER_STUDY_MELANOMA_SHARE:.0%}")
-GRAD_CAM_OPACITY = 0.45
 PHOTO_ZOOM = 2  # photos shown at twice their stored size: larger blurs a 200x150 photo further
 
 
@@ -281,7 +281,7 @@ def disagreement_pictures(test: dict, position: int) -> tuple[str | None, str | 
         else:
             heat = explainer.heatmap(prepared.model_input, DEFAULT_GRADCAM_LAYER, patient=patient)
             test["grad_cam"][position] = (thumbnail_uri(prepared.display, DISAGREEMENT_THUMBNAIL),
-                                          thumbnail_uri(overlay(prepared.display, heat, GRAD_CAM_OPACITY),
+                                          thumbnail_uri(overlay(prepared.display, heat, GRADCAM_OPACITY),
                                                         DISAGREEMENT_THUMBNAIL))
     return test["grad_cam"][position]
 

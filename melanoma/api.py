@@ -1,0 +1,421 @@
+"""The HTTP API beside the app, for a clinic's own software: `streamlit run streamlit_app.py` serves
+it under /api/v1/ (config.API_PREFIX), with its OpenAPI description at /api/v1/openapi.json.
+
+    POST /api/v1/predict   photos as multipart `files` (+ optional `age`, `sex`, `site`, one per photo)
+    GET  /api/v1/model     the model card as data
+    GET  /api/v1/health    ready, or still loading (503 with Retry-After)
+
+It shares the page's network: the predictor that `melanoma.app.state` loads at server start, in the
+same process. Answers are `predict --json`'s records (`inference.classify_files` and
+`predictions_report`), with the model's name, version and weights hash. Predictions run on a small
+pool of worker threads, never on the event loop that serves the pages, behind a bounded queue.
+
+Uploads are read into memory and never written (the multipart parser's spool is larger than any
+accepted request); nothing logs their bytes. Off the loopback interface every endpoint needs
+`Authorization: Bearer <token>`, the token being the environment variable MELANOMA_API_TOKEN
+(config.API_TOKEN_ENV); without it set, the API answers only on 127.0.0.1 / ::1.
+"""
+from __future__ import annotations
+
+import asyncio
+import hmac
+import ipaddress
+import os
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+from fastapi import FastAPI, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from starlette.datastructures import UploadFile
+from starlette.formparsers import MultiPartException, MultiPartParser
+
+from melanoma import calibration
+from melanoma.app import state
+from melanoma.bundle import BundleError
+from melanoma.config import (
+    API_MAX_FILES,
+    API_MAX_REQUEST_MB,
+    API_MAX_WAITING,
+    API_PREDICT_WORKERS,
+    API_RETRY_AFTER_SECONDS,
+    API_TOKEN_ENV,
+    DEFAULT_GRADCAM_LAYER,
+    GRADCAM_OPACITY,
+    MAX_UPLOAD_MB,
+    SEXES,
+    SITES,
+    SOURCES,
+)
+from melanoma.explain import METHODS, overlay
+from melanoma.inference import PATIENT_INFO_UNUSED, classify_files, predictions_report
+from melanoma.patient import NO_INFORMATION, PatientInfo, PatientInfoError
+from melanoma.published import other_sources
+from melanoma.reporting import (
+    DISCLAIMER,
+    INTENDED_USE,
+    plain_text,
+    png_base64,
+    source_clinics,
+    source_licence,
+    source_title,
+)
+
+MB = 1024 * 1024
+FILES_FIELD = "files"
+PATIENT_FIELDS = ("age", "sex", "site")
+GRADCAM_METHOD = METHODS[0]  # the page's default
+# The figures of a test split the card gives (each source's evaluation has more: curves, counts).
+FIGURES = ("n_images", "n_melanoma", "roc_auc", "sensitivity", "specificity", "precision", "balanced_accuracy",
+           "threshold")
+
+
+class TooLarge(Exception):
+    """A request or file over its limit; str() is the one-line reason."""
+
+
+# ---- answers, as the OpenAPI description gives them ------------------------------------------------
+
+class ModelIdentity(BaseModel):
+    name: str | None = Field(description="the bundle's name")
+    version: str = Field(description="name and creation date, as the About page shows it")
+    created: str | None
+    weights_sha256: str | None = Field(description="hash of the weights, checked on every load")
+
+
+class PredictAnswer(BaseModel):
+    threshold: float = Field(description="the referral threshold of P(melanoma) (image-only mode)")
+    results: list[dict[str, Any]] = Field(
+        description="one record per photo, in upload order, exactly as `python -m melanoma predict --json` "
+                    "gives it: file, probability_melanoma, suspicious, call, threshold, metadata_used, "
+                    "differential, similar_cases (image_id, dx, source, ...), not_a_lesion_score; or file and "
+                    "error (the one-line reason), with not_a_lesion where the photo was refused. With "
+                    "?gradcam=1 an assessed record also has gradcam_png_base64 and gradcam_layer.")
+    model: ModelIdentity
+    notes: list[str] = Field(default_factory=list, description="e.g. patient information the model does not take")
+
+
+class Refused(BaseModel):
+    detail: str = Field(description="the one-line reason")
+
+
+class Unreadable(PredictAnswer):
+    detail: str
+
+
+class Health(BaseModel):
+    status: str = Field(description="ready | loading | error")
+    detail: str
+    model: ModelIdentity | None = None
+    grad_cam: str | None = Field(None, description="ready | loading | error (needed only for ?gradcam=1)")
+
+
+class ModelCard(BaseModel):
+    model: ModelIdentity
+    architecture: str | None
+    input: dict[str, Any] = Field(description="width, height (pixels), colour_constancy, patient_information")
+    intended_use: str
+    disclaimer: str
+    sources: list[dict[str, Any]] = Field(description="what it was trained on: source, title, clinics, licence, "
+                                                      "citation")
+    threshold: float = Field(description="the referral threshold of P(melanoma)")
+    threshold_rule: str | None
+    probability: str = Field(description="what the calibrated P(melanoma) means")
+    test: dict[str, Any] = Field(description="figures on the test split of the training sources (same clinics)")
+    test_by_source: dict[str, dict[str, Any]]
+    other_clinics: dict[str, dict[str, Any]] = Field(
+        description="figures measured on sources it was never trained on, with 95% intervals (lesion bootstrap)")
+    not_a_lesion: dict[str, Any] | None = Field(description="the refusal rule, where the bundle has one")
+
+
+class PredictForm(BaseModel):
+    """The request body of POST /predict (multipart/form-data); read by hand so that nothing spools to disk."""
+
+    files: list[bytes] = Field(description=f"1 to {API_MAX_FILES} photos (JPEG, PNG, BMP, TIFF, WebP), each at "
+                                           f"most {MAX_UPLOAD_MB} MB, {API_MAX_REQUEST_MB} MB in all")
+    age: list[str] | None = Field(None, description="years, one per photo in order; blank = unknown")
+    sex: list[str] | None = Field(None, description=f"one per photo: {', '.join(SEXES)}; blank = unknown")
+    site: list[str] | None = Field(None, description=f"one per photo: {', '.join(SITES)}; blank = unknown")
+
+
+# ---- access ------------------------------------------------------------------------------------------
+
+def is_loopback(client: tuple[str, int] | None) -> bool:
+    if not client:
+        return False
+    try:
+        address = ipaddress.ip_address(client[0])
+    except ValueError:
+        return False
+    mapped = getattr(address, "ipv4_mapped", None)
+    return (mapped or address).is_loopback
+
+
+class TokenOffLoopback:
+    """ASGI middleware: a request from another machine needs `Authorization: Bearer $MELANOMA_API_TOKEN`
+    (compared in constant time); with no token set, only loopback callers are answered. 401 otherwise."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and not is_loopback(scope.get("client")):
+            reason = self._refusal(dict(scope.get("headers") or ()).get(b"authorization", b"").decode("latin-1"))
+            if reason:
+                await JSONResponse({"detail": reason}, status_code=401,
+                                   headers={"WWW-Authenticate": "Bearer"})(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+    @staticmethod
+    def _refusal(authorization: str) -> str | None:
+        token = os.environ.get(API_TOKEN_ENV, "")
+        if not token:
+            return f"the API answers other machines only when the server sets {API_TOKEN_ENV}"
+        scheme, _, given = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
+            return "missing or wrong bearer token (Authorization: Bearer <token>)"
+        return None
+
+
+# ---- the work, off the event loop -----------------------------------------------------------------------
+
+class PredictionQueue:
+    """Predictions on API_PREDICT_WORKERS threads; at most API_MAX_WAITING requests queued or running.
+    Counted on the event loop's one thread, so no lock is needed."""
+
+    def __init__(self, workers: int = API_PREDICT_WORKERS, waiting: int = API_MAX_WAITING):
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="melanoma-api")
+        self._limit = waiting
+        self.waiting = 0
+
+    @property
+    def full(self) -> bool:
+        return self.waiting >= self._limit
+
+    async def run(self, function, *args):
+        self.waiting += 1
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._pool, function, *args)
+        finally:
+            self.waiting -= 1
+
+
+QUEUE = PredictionQueue()
+
+
+def model_identity(bundle) -> dict:
+    manifest = bundle.manifest
+    return {"name": manifest.get("name"), "version": bundle.version, "created": manifest.get("created"),
+            "weights_sha256": manifest.get("weights_sha256")}
+
+
+def predict_answer(loader, predictor, files, patients, gradcam: bool) -> dict:
+    """`predict --json`'s answer for uploaded (name, bytes), plus the model and, if asked, Grad-CAM."""
+    results = classify_files(predictor, [(name, patient, data) for (name, data), patient in zip(files, patients)],
+                             display=gradcam)
+    answer = {**predictions_report(predictor, results), "model": model_identity(predictor.bundle), "notes": []}
+    if not predictor.takes_metadata and any(isinstance(p, PatientInfo) and p.given for p in patients):
+        answer["notes"].append(PATIENT_INFO_UNUSED)
+    if gradcam:
+        try:
+            explainer = loader.explainer.result()  # ready soon after the predictor; this is a worker thread
+        except Exception as error:  # noqa: BLE001 - the calls stand without their maps
+            answer["notes"].append(f"Grad-CAM could not be prepared: {error}")
+            return answer
+        for result, record in zip(results, answer["results"]):
+            if result.ok:
+                heat = explainer.heatmap(result.prepared.model_input, DEFAULT_GRADCAM_LAYER, GRADCAM_METHOD,
+                                         patient=result.patient if result.metadata_used else NO_INFORMATION)
+                record["gradcam_png_base64"] = png_base64(overlay(result.prepared.display, heat, GRADCAM_OPACITY))
+                record["gradcam_layer"] = f"{GRADCAM_METHOD}, {DEFAULT_GRADCAM_LAYER}"
+    return answer
+
+
+# ---- reading a request ------------------------------------------------------------------------------------
+
+REQUEST_LIMIT = API_MAX_REQUEST_MB * MB
+REQUEST_TOO_LARGE = (f"request over {API_MAX_REQUEST_MB} MB in all: send fewer photos at a time (each at most "
+                     f"{MAX_UPLOAD_MB} MB, at most {API_MAX_FILES} a request)")
+
+
+class InMemoryMultiPartParser(MultiPartParser):
+    # Starlette spools a file part to a temporary file past this size; no accepted request reaches it.
+    spool_max_size = REQUEST_LIMIT + 1
+
+
+async def limited(stream):
+    """The request body, stopped with TooLarge as soon as it passes REQUEST_LIMIT."""
+    received = 0
+    async for chunk in stream:
+        received += len(chunk)
+        if received > REQUEST_LIMIT:
+            raise TooLarge(REQUEST_TOO_LARGE)
+        yield chunk
+
+
+async def read_form(request: Request) -> tuple[list[tuple[str, bytes]], list[PatientInfo | PatientInfoError]]:
+    """The photos (name, bytes) and each one's patient information; raises TooLarge, or ValueError with
+    the reason the request as a whole cannot be used."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > REQUEST_LIMIT:  # refused before reading it
+        raise TooLarge(REQUEST_TOO_LARGE)
+    parser = InMemoryMultiPartParser(request.headers, limited(request.stream()), max_files=API_MAX_FILES,
+                                     max_fields=API_MAX_FILES * len(PATIENT_FIELDS))
+    try:
+        form = await parser.parse()
+    except MultiPartException as error:
+        raise ValueError(f"form refused: {error.message}") from None
+    uploads = [item for item in form.getlist(FILES_FIELD) if isinstance(item, UploadFile)]
+    if not uploads:
+        raise ValueError(f"no photo: send one or more image files as the multipart field '{FILES_FIELD}'")
+    files = []
+    try:
+        for position, upload in enumerate(uploads):
+            data = await upload.read()
+            name = upload.filename or f"photo {position + 1}"
+            if len(data) > MAX_UPLOAD_MB * MB:
+                raise TooLarge(f"{name}: {len(data) / MB:.1f} MB, over the {MAX_UPLOAD_MB} MB limit of a photo")
+            files.append((name, data))
+    finally:
+        await form.close()
+    return files, patients_of(form, len(files))
+
+
+def patients_of(form, count: int) -> list[PatientInfo | PatientInfoError]:
+    """Each photo's age, sex and site: every field given is given once per photo (blank = unknown)."""
+    columns = {}
+    for field in PATIENT_FIELDS:
+        values = [value for value in form.getlist(field) if isinstance(value, str)]
+        if values and len(values) != count:
+            raise ValueError(f"'{field}' given {len(values)} times for {count} photo(s): give it once per photo, "
+                             "in the photos' order (blank = unknown), or not at all")
+        columns[field] = values or [None] * count
+    patients = []
+    for age, sex, site in zip(*columns.values()):
+        try:
+            patients.append(PatientInfo.parse(age=age, sex=sex, site=site))
+        except PatientInfoError as error:
+            patients.append(error)
+    return patients
+
+
+# ---- the model card -------------------------------------------------------------------------------------
+
+def figures(report: dict) -> dict:
+    return {name: report[name] for name in FIGURES if name in report}
+
+
+def model_card(bundle) -> dict:
+    """The About page's model card as data, read from the bundle's records."""
+    metrics, spec = bundle.metrics, bundle.image_spec
+    by_source = metrics.get("test_by_source") or {bundle.sources[0]: metrics["test"]}
+    refusal = (bundle.extras_info or {}).get("not_a_lesion")
+    return {
+        "model": model_identity(bundle),
+        "architecture": bundle.manifest.get("architecture"),
+        "input": {"width": spec.width, "height": spec.height, "colour_constancy": spec.colour_constancy,
+                  "patient_information": bundle.takes_metadata},
+        "intended_use": plain_text(INTENDED_USE),
+        "disclaimer": plain_text(DISCLAIMER),
+        "sources": [{"source": source, "title": source_title(source), "clinics": source_clinics(source),
+                     "licence": source_licence(source), "citation": SOURCES.get(source, {}).get("citation")}
+                    for source in bundle.sources],
+        "threshold": bundle.threshold,
+        "threshold_rule": metrics.get("threshold_rule"),
+        "probability": calibration.probability_note(bundle.calibration),
+        "test": figures(metrics["test"]),
+        "test_by_source": {source: figures(report) for source, report in by_source.items()},
+        "other_clinics": {source: {"title": source_title(source), **figures(report),
+                                   "intervals_95": report.get("intervals"), "measured": report.get("date")}
+                          for source, report in other_sources(bundle).items()},
+        "not_a_lesion": refusal and {"rule": refusal.get("rule"), "active": refusal.get("active", True)},
+    }
+
+
+# ---- the endpoints ---------------------------------------------------------------------------------------
+
+def retry_later(detail: str) -> JSONResponse:
+    return JSONResponse({"detail": detail}, status_code=503, headers={"Retry-After": str(API_RETRY_AFTER_SECONDS)})
+
+
+def loading_state(loader) -> tuple[str, str]:
+    """(status, detail) of the network: ready, loading or error."""
+    future: Future = loader.predictor
+    if not future.done():
+        return "loading", f"the network is loading (started {time.monotonic() - loader.started:.0f} s ago)"
+    if future.exception() is not None:
+        return "error", f"the model cannot be loaded: {future.exception()}"
+    return "ready", "the network is loaded"
+
+
+api = FastAPI(
+    title="Melanoma triage demo API",
+    version="1",
+    summary="P(melanoma), the call, differential and similar cases for dermatoscopic photos; the model card.",
+    description=f"{plain_text(DISCLAIMER)}\n\nOff the loopback interface, send `Authorization: Bearer <token>`, "
+                f"the token being the server's environment variable `{API_TOKEN_ENV}`.",
+    docs_url="/docs", openapi_url="/openapi.json", redoc_url=None,
+    responses={401: {"model": Refused, "description": f"off the loopback interface without the bearer token "
+                                                      f"({API_TOKEN_ENV})"}})
+api.add_middleware(TokenOffLoopback)
+
+
+@api.get("/health", response_model=Health, responses={503: {"model": Health, "description": "loading or failed"}})
+def health() -> JSONResponse:
+    """Whether the network is ready; while it loads, 503 with Retry-After."""
+    loader = state.start_loading()
+    status, detail = loading_state(loader)
+    if status != "ready":
+        return JSONResponse(Health(status=status, detail=detail).model_dump(), status_code=503,
+                            headers={"Retry-After": str(API_RETRY_AFTER_SECONDS)})
+    explainer = loader.explainer
+    grad_cam = "loading" if not explainer.done() else "error" if explainer.exception() else "ready"
+    return JSONResponse(Health(status=status, detail=detail, model=model_identity(loader.predictor.result().bundle),
+                               grad_cam=grad_cam).model_dump())
+
+
+@api.get("/model", response_model=ModelCard, responses={503: {"model": Refused}})
+def model():
+    """The model card: sources, test figures per source, other clinics' figures, threshold, intended use."""
+    try:
+        return model_card(state.current_bundle())
+    except BundleError as error:
+        return retry_later(f"the model cannot be loaded: {error}")
+
+
+@api.post(
+    "/predict", response_model=PredictAnswer,
+    responses={413: {"model": Refused, "description": "a photo or the request over its limit"},
+               415: {"model": Refused, "description": "not multipart/form-data"},
+               422: {"model": Unreadable | Refused,
+                     "description": "no photo could be read (each record gives its reason), or a bad form"},
+               503: {"model": Refused, "description": "the network is still loading, or the queue is full"}},
+    openapi_extra={"requestBody": {"required": True, "content": {
+        "multipart/form-data": {"schema": PredictForm.model_json_schema()}}}})
+async def predict(request: Request, gradcam: bool = Query(False, description="add each assessed photo's "
+                                                                             "Grad-CAM overlay (base64 PNG)")):
+    """Classify 1 to API_MAX_FILES photos. A file that is no usable image gets its one-line reason in its
+    place and the others still run; only when none could be read is the answer 422."""
+    loader = state.start_loading()
+    status, detail = loading_state(loader)
+    if status != "ready":
+        return retry_later(detail)
+    if request.headers.get("content-type", "").split(";")[0].strip().lower() != "multipart/form-data":
+        return JSONResponse({"detail": f"send the photos as multipart/form-data (field '{FILES_FIELD}')"},
+                            status_code=415)
+    try:
+        files, patients = await read_form(request)
+    except TooLarge as error:
+        return JSONResponse({"detail": str(error)}, status_code=413)
+    except ValueError as error:
+        return JSONResponse({"detail": str(error)}, status_code=422)
+    if QUEUE.full:
+        return retry_later(f"busy: {API_MAX_WAITING} requests are already queued or running")
+    answer = await QUEUE.run(predict_answer, loader, loader.predictor.result(), files, patients, gradcam)
+    unread = [record for record in answer["results"] if "error" in record and "not_a_lesion" not in record]
+    if len(unread) == len(answer["results"]):
+        return JSONResponse({"detail": "no photo could be read: " + "; ".join(
+            f"{record['file']}: {record['error']}" for record in unread), **answer}, status_code=422)
+    return answer
