@@ -1,4 +1,4 @@
-"""The lab's commands: `python -m melanoma robustness | compare | refusal | bench | experiments`. They help
+"""The lab's commands: `python -m melanoma robustness | compare | familiarity | refusal | bench | experiments`. They help
 decide what ships; `__main__` adds them to the product's CLI (`melanoma/cli.py`)."""
 from __future__ import annotations
 
@@ -35,6 +35,16 @@ def add_lab_commands(commands) -> None:
     compare.add_argument("--no-metadata", action="store_true", help="the candidate's image-only mode")
     compare.add_argument("--json", help="also write the comparisons and the verdicts to this file")
     compare.set_defaults(run=run_compare)
+
+    familiarity = commands.add_parser(
+        "familiarity", help="photos banded by how unlike the training photos they are: each band's share of "
+                            "every source, and the AUC and sensitivity inside it")
+    familiarity.add_argument("--model", default=None, help="bundle folder (default: the shipped one in models/)")
+    familiarity.add_argument("--data", required=True, action="append", metavar="FOLDER",
+                             help="the bundle's own folder(s) first, in training order; then any other clinic's")
+    familiarity.add_argument("--no-metadata", action="store_true", help="the images alone")
+    familiarity.add_argument("--json", help="also write the report to this file")
+    familiarity.set_defaults(run=run_familiarity)
 
     refusal = commands.add_parser("refusal", help="how often the not-a-lesion check refuses non-lesion "
                                                   "pictures, test lesions and camera-shifted test photos")
@@ -156,6 +166,23 @@ def _comparison_table(comparison: dict) -> str:
 
 def _auc(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
+
+
+def run_familiarity(args) -> int:
+    from melanoma.bundle import BundleError
+    from melanoma.data import DatasetError
+    from melanoma.lab.familiarity import familiarity_report, table
+
+    try:
+        report = familiarity_report(args.model, args.data, use_metadata=not args.no_metadata)
+    except (BundleError, DatasetError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+    print(f"bands: {report['edges_from']}: cut at {report['edges']}")
+    print(table(report))
+    return 0
 
 
 def run_refusal(args) -> int:

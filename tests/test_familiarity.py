@@ -1,0 +1,60 @@
+"""The familiarity bands (issue 33): photos cut into thirds by how unlike the training photos they are,
+each band's share of every source and the AUC inside it, measured before anything is claimed."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from melanoma.bundle import DEFAULT_BUNDLE
+from melanoma.lab.familiarity import BANDS, band_edges, band_table, bands_of
+from tests.conftest import ROOT
+from tests.test_sources import ISIC_DIR, linked_folder
+
+
+def test_terciles_cut_the_validation_scores_into_three_equal_bands():
+    scores = np.arange(300, dtype=float)
+    edges = band_edges(scores)
+    assert np.bincount(bands_of(scores, edges)).tolist() == [100, 100, 100]
+    assert bands_of([-1.0, 1e9], edges).tolist() == [0, 2]  # beyond the validation range: the end bands
+
+
+def test_a_band_reports_its_share_and_its_own_auc_and_a_band_with_too_few_melanomas_reports_none():
+    rng = np.random.default_rng(0)
+    scores = np.r_[rng.uniform(0, 1, 200), rng.uniform(2, 3, 200)]  # two bands used, the third empty
+    labels = np.r_[rng.integers(0, 2, 200), np.zeros(200, int)]
+    labels[200:203] = 1  # 3 melanomas in the far band: no AUC
+    probabilities = np.r_[labels[:200] * 0.6 + rng.uniform(0, 0.4, 200), rng.uniform(0, 1, 200)]
+    refused = np.zeros(400, bool)
+    refused[-10:] = True
+    table = band_table(labels, probabilities, np.arange(400), scores, refused, np.array([1.0, 1.5]), 0.5)
+    assert table["refused"] == 10 and table["photos"] == 400
+    near, middle, far = (table["bands"][name] for name in BANDS)
+    assert near["photos"] == 200 and middle["photos"] == 0 and far["photos"] == 190
+    assert near["share_of_accepted"] == pytest.approx(200 / 390)
+    assert near["roc_auc"] == 1.0 and near["sensitivity"] == 1.0 and len(near["intervals"]["roc_auc"]) == 2
+    assert "roc_auc" not in far and far["melanoma"] == 3
+
+
+def test_the_command_bands_the_shipped_bundles_photos_and_another_clinics(data_dir, tmp_path):
+    if not (ISIC_DIR / "HAM10000_metadata.csv").is_file():
+        pytest.skip(f"ISIC 2017 folder not found at {ISIC_DIR}")
+    ham = linked_folder(data_dir, tmp_path, "ham10000", 30, 90)
+    isic = linked_folder(ISIC_DIR, tmp_path, "isic2017", 10, 20)
+    out = tmp_path / "familiarity.json"
+    done = subprocess.run([sys.executable, "-m", "melanoma", "familiarity", "--model", str(DEFAULT_BUNDLE),
+                           "--data", str(ham), "--data", str(isic), "--json", str(out)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(out.read_text())
+    assert set(report["sets"]) == {"ham10000 validation", "ham10000 test", "isic2017 (every photo; not trained on)"}
+    isic_set = report["sets"]["isic2017 (every photo; not trained on)"]
+    assert isic_set["photos"] == 30
+    accepted = sum(band["photos"] for band in isic_set["bands"].values())
+    assert accepted == 30 - isic_set["refused"]
+    assert "| isic2017 (every photo; not trained on) (30, " in done.stdout
+    wrong_order = subprocess.run([sys.executable, "-m", "melanoma", "familiarity", "--data", str(isic)],
+                                 cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert wrong_order.returncode == 1 and "Traceback" not in wrong_order.stderr
+    assert "give the bundle's own folders (ham10000) first" in wrong_order.stderr
