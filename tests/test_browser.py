@@ -145,7 +145,7 @@ def test_the_app_in_a_real_browser(app_server, smoke_bundle, sample_images, tmp_
 
             uploader.set_input_files(str(not_an_image))
             rejection = page.get_by_test_id("stAlert").filter(has_text="notes.jpg was not assessed")
-            expect(rejection).to_contain_text("not a supported image", timeout=PAGE_TIMEOUT_MS)
+            expect(rejection).to_contain_text("damaged or unreadable file", timeout=PAGE_TIMEOUT_MS)
             expect(page.get_by_test_id("stMetricValue")).to_have_count(1)  # the first result still shows
 
             uploader.set_input_files(str(sample_images["nv"]))
