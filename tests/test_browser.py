@@ -228,7 +228,7 @@ def test_a_portrait_and_another_clinics_photo_get_no_call_and_a_melanoma_its_dif
     the differential and its 8 similar training cases, two per row on a phone."""
     from playwright.sync_api import expect, sync_playwright
 
-    from melanoma.config import NOT_A_LESION_REASON, SIMILAR_CASES
+    from melanoma.config import NOT_A_LESION_PLAIN, SIMILAR_CASES
     from melanoma.lab.non_lesions import skimage_photo
 
     other_clinic = ISIC2017 / "images" / "ISIC_0000002.jpg"  # a melanoma from another clinic's dermatoscope
@@ -244,8 +244,8 @@ def test_a_portrait_and_another_clinics_photo_get_no_call_and_a_melanoma_its_dif
                                 (420, "8-portrait-other-clinic-and-melanoma-phone")):
                 page, uploader = open_classify_page(browser, url, width)
                 uploader.set_input_files([str(portrait), str(sample_images["mel"]), str(other_clinic)])
-                warning = page.get_by_test_id("stAlert").filter(has_text="portrait.jpg was not assessed")
-                expect(warning).to_contain_text(NOT_A_LESION_REASON, timeout=MODEL_TIMEOUT_MS)
+                warning = page.get_by_test_id("stAlert").filter(has_text="portrait.jpg: no call")
+                expect(warning).to_contain_text(NOT_A_LESION_PLAIN, timeout=MODEL_TIMEOUT_MS)
                 expect(page.get_by_test_id("stMetricValue").first).to_be_visible(timeout=MODEL_TIMEOUT_MS)
                 expect(page.get_by_test_id("stSpinner")).to_have_count(0, timeout=MODEL_TIMEOUT_MS)
                 melanoma_card = page.locator("h3", has_text=sample_images["mel"].name).first

@@ -10,6 +10,7 @@ redraws the page without running the network again.
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 
 import streamlit as st
 
@@ -23,9 +24,9 @@ from melanoma.config import (
     MODEL_LOAD_SECONDS,
     UPLOAD_EXTENSIONS,
 )
-from melanoma.explain import METHODS
+from melanoma.explain import DEFAULT_METHOD, METHODS
 from melanoma.patient import NO_INFORMATION
-from melanoma.reporting import results_csv, results_table, triage_order
+from melanoma.reporting import distinct_labels, results_csv, results_table, triage_order
 
 DISCLAIMER = ("Research and education demo: **not a diagnosis and not a medical device.** The model has "
               "not been clinically validated; any lesion of concern needs examination by a clinician.")
@@ -44,9 +45,15 @@ with st.sidebar:
                                     "only 3x4 cells at this input size.")
     if GRADCAM_LAYERS[layer_label] != DEFAULT_GRADCAM_LAYER:
         st.warning(results.LATE_STAGE_WARNING, icon=":material/warning:")
-    method = st.radio("Method", METHODS, horizontal=True)
+    method = st.radio("Method", METHODS, index=METHODS.index(DEFAULT_METHOD), horizontal=True,
+                      help="Grad-CAM++ by default: its values follow P(melanoma), so it can be drawn on one "
+                           "scale for every photo. Plain Grad-CAM is shown relative to each photo only.")
+    relative = st.radio("Colour scale", ["Fixed: the same for every photo", "Relative: stretched per photo"],
+                        help="Fixed: red means the region raised P(melanoma) as much as in a typical referred "
+                             "photo, and a photo where nothing raised it shows no red. Relative: each photo's "
+                             "strongest region is red, however weak it is.") != "Fixed: the same for every photo"
     opacity = st.slider("Overlay opacity", 0.0, 1.0, 0.45, 0.05)
-    show_raw = st.toggle("Show the raw heat map")
+    show_raw = st.toggle("Show the map alone (no photo)")
 layer = GRADCAM_LAYERS[layer_label]
 
 uploads = st.file_uploader(
@@ -61,6 +68,19 @@ if not uploads:
                    "is ready.")
     st.stop()
 
+# The same bytes uploaded twice are one photo: shown once, with a note. Different photos that share
+# a file name are kept apart by their place among those of that name.
+digests = [hashlib.sha256(upload.getvalue()).hexdigest() for upload in uploads]
+first_of = {}
+for upload, digest in zip(uploads, digests):
+    first_of.setdefault(digest, upload)
+repeats = [(upload, first_of[digest]) for upload, digest in zip(uploads, digests) if first_of[digest] is not upload]
+uploads = list(first_of.values())
+labels = dict(zip((upload.file_id for upload in uploads), distinct_labels([upload.name for upload in uploads])))
+if repeats:
+    st.info(" ".join(f"**{repeat.name}** is the same photo as **{labels[original.file_id]}** (identical bytes): "
+                     "shown once." for repeat, original in repeats), icon=":material/content_copy:")
+
 # Patient information, per photo, where the network takes it; blank means unknown.
 patients = {}
 if bundle.takes_metadata:
@@ -68,7 +88,7 @@ if bundle.takes_metadata:
         st.caption("Blank means unknown: the network is told so, never given a guess. Each result shows "
                    "P(melanoma) from the image alone beside the one with this information.")
         for upload in uploads:
-            st.markdown(f"**{upload.name}**")
+            st.markdown(f"**{labels[upload.file_id]}**")
             patients[upload.file_id] = patient_inputs(f"patient-{upload.file_id}")
 
 predictor = state.require_predictor()
@@ -76,13 +96,15 @@ predictor = state.require_predictor()
 predictions = st.session_state.get("classify_predictions", {})
 heatmaps = st.session_state.get("classify_heatmaps", {})
 with st.spinner(f"Classifying {len(uploads)} image(s)…"):
-    keyed = [(upload, (model_id, hashlib.sha256(upload.getvalue()).hexdigest(),
-                       patients.get(upload.file_id, NO_INFORMATION))) for upload in uploads]
+    keyed = [(upload, (model_id, digest, patients.get(upload.file_id, NO_INFORMATION)))
+             for digest, upload in first_of.items()]
     new = {key: upload for upload, key in keyed if key not in predictions}
     if new:
         predictions.update(zip(new, predictor.classify_many([(u.name, u.getvalue()) for u in new.values()],
                                                             display=True, patients=[key[2] for key in new])))
-    current = [(upload.name, key, predictions[key]) for upload, key in keyed]
+    # Each under its label (the cached result keeps the name it was classified under).
+    current = [(labels[upload.file_id], key, replace(predictions[key], name=labels[upload.file_id]))
+               for upload, key in keyed]
 if not predictor.takes_metadata:
     st.caption("This model reads the image alone: it takes no age, sex or body site.")
 kept = {key for _, key, _ in current}
@@ -95,7 +117,7 @@ current = [current[position] for position in triage_order([prediction for _, _, 
 if len(current) > 1:
     table = results_table([prediction for _, _, prediction in current])
     st.subheader(f"{len(current)} images, highest risk first")
-    results.show_batch(table, predictor.threshold)
+    results.show_batch(table)
     st.download_button("Download results (CSV)", results_csv(table, predictor.bundle.manifest),
                        file_name="melanoma-triage.csv", mime="text/csv", icon=":material/download:",
                        on_click="ignore")
@@ -103,7 +125,9 @@ if len(current) > 1:
 st.caption(f"{calibration.probability_note(predictor.bundle.calibration)} Called suspicious from P(melanoma) ≥ "
            f"{predictor.threshold:.1%}: {predictor.bundle.metrics.get('threshold_rule', '')}. Below it, the call "
            "is not a rule-out. Not a diagnosis.")
-grad_cam = results.GradCamView(layer, layer_label, method, opacity, show_raw)
+grad_cam = results.GradCamView(layer, layer_label, method, opacity, show_raw, relative, model_id)
+if any(prediction.ok and prediction.assessment is not None for _, _, prediction in current):
+    results.show_differential_method(predictor.bundle)
 for position, (name, key, prediction) in enumerate(current):
     if prediction.not_a_lesion:
         results.show_not_a_lesion(name, prediction)
