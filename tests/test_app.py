@@ -108,14 +108,15 @@ def test_moving_a_slider_reuses_the_result_and_a_new_layer_recomputes_only_the_m
 
     monkeypatch.setattr(Predictor, "classify_many", must_not_run)
     monkeypatch.setattr(Explainer, "raw_heatmap", counted_heatmap)
-    app.sidebar.slider[0].set_value(0.9).run()
-    app.sidebar.toggle[0].set_value(True).run()
-    app.sidebar.radio[1].set_value("Relative: stretched per photo").run()  # the same raw map, drawn otherwise
+    app.slider(key="grad-cam-opacity-0").set_value(0.9).run()
+    app.toggle(key="grad-cam-alone-0").set_value(True).run()
+    app.radio(key="grad-cam-scale-0").set_value("Relative: stretched per photo").run()  # the same raw map
     assert not app.exception and app.metric[0].value == shown and heatmaps == []
 
     stage4 = next(label for label, name in GRADCAM_LAYERS.items() if name == "conv4_block6_out")
-    app.sidebar.selectbox[0].set_value(stage4).run()
-    app.sidebar.radio[0].set_value("Grad-CAM").run()
+    app.selectbox(key="grad-cam-layer-0").set_value(stage4).run()
+    app.radio(key="grad-cam-method-0").set_value("Grad-CAM").run()
+    assert app.session_state["grad_cam_settings"]["method"] == "Grad-CAM"  # one setting for every card
     assert not app.exception and app.metric[0].value == shown
     assert heatmaps == ["conv4_block6_out", "conv4_block6_out"]
 
@@ -505,7 +506,8 @@ def test_gradcam_is_on_one_fixed_scale_so_a_near_zero_result_shows_no_hot_region
     assert (on_fixed_scale(loud, ceiling) >= GRADCAM_HOT).any()
     assert np.isfinite(quiet).all()
 
-    app.sidebar.radio[1].set_value("Relative: stretched per photo").run()  # the option, labelled as such
+    app.radio(key="grad-cam-scale-1").set_value("Relative: stretched per photo").run()  # beside the 2nd map
+    assert not app.exception and app.radio(key="grad-cam-scale-0").value == "Relative: stretched per photo"
     captions = [caption for image in app.get("image") for caption in image.captions]
     assert sum("relative view" in caption for caption in captions) == 2
 

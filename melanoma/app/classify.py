@@ -18,13 +18,10 @@ from melanoma import calibration
 from melanoma.app import results, state
 from melanoma.app.patient_inputs import patient_inputs
 from melanoma.config import (
-    DEFAULT_GRADCAM_LAYER,
-    GRADCAM_LAYERS,
     MAX_UPLOAD_MB,
     MODEL_LOAD_SECONDS,
     UPLOAD_EXTENSIONS,
 )
-from melanoma.explain import DEFAULT_METHOD, METHODS
 from melanoma.patient import NO_INFORMATION
 from melanoma.reporting import distinct_labels, results_csv, results_table, triage_order
 
@@ -37,24 +34,6 @@ bundle = state.require_bundle()
 loader = state.start_loading()  # already under way where the server started it
 model_id = bundle.manifest["weights_sha256"]
 
-with st.sidebar:
-    st.header("Grad-CAM")
-    layer_label = st.selectbox("Layer", list(GRADCAM_LAYERS),
-                               index=list(GRADCAM_LAYERS.values()).index(DEFAULT_GRADCAM_LAYER),
-                               help="Earlier stages have finer grids but see less context; stage 5 has "
-                                    "only 3x4 cells at this input size.")
-    if GRADCAM_LAYERS[layer_label] != DEFAULT_GRADCAM_LAYER:
-        st.warning(results.LATE_STAGE_WARNING, icon=":material/warning:")
-    method = st.radio("Method", METHODS, index=METHODS.index(DEFAULT_METHOD), horizontal=True,
-                      help="Grad-CAM++ by default: its values follow P(melanoma), so it can be drawn on one "
-                           "scale for every photo. Plain Grad-CAM is shown relative to each photo only.")
-    relative = st.radio("Colour scale", ["Fixed: the same for every photo", "Relative: stretched per photo"],
-                        help="Fixed: red means the region raised P(melanoma) as much as in a typical referred "
-                             "photo, and a photo where nothing raised it shows no red. Relative: each photo's "
-                             "strongest region is red, however weak it is.") != "Fixed: the same for every photo"
-    opacity = st.slider("Overlay opacity", 0.0, 1.0, 0.45, 0.05)
-    show_raw = st.toggle("Show the map alone (no photo)")
-layer = GRADCAM_LAYERS[layer_label]
 
 uploads = st.file_uploader(
     "Dermatoscopic images of single lesions", type=list(UPLOAD_EXTENSIONS), accept_multiple_files=True,
@@ -125,7 +104,7 @@ if len(current) > 1:
 st.caption(f"{calibration.probability_note(predictor.bundle.calibration)} Called suspicious from P(melanoma) ≥ "
            f"{predictor.threshold:.1%}: {predictor.bundle.metrics.get('threshold_rule', '')}. Below it, the call "
            "is not a rule-out. Not a diagnosis.")
-grad_cam = results.GradCamView(layer, layer_label, method, opacity, show_raw, relative, model_id)
+grad_cam = results.grad_cam_view(model_id)
 if any(prediction.ok and prediction.assessment is not None for _, _, prediction in current):
     results.show_differential_method(predictor.bundle)
 for position, (name, key, prediction) in enumerate(current):

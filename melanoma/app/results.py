@@ -21,11 +21,22 @@ from melanoma.config import (
     GRADCAM_CEILINGS,
     GRADCAM_CEILINGS_WEIGHTS,
     GRADCAM_HOT,
+    GRADCAM_LAYERS,
     IMAGES_DIR,
     NOT_A_LESION_PLAIN,
     SIMILAR_CASES,
 )
-from melanoma.explain import GRADCAM, GRADCAM_PLUS_PLUS, colour_scale, heatmap_image, normalize, on_fixed_scale, overlay
+from melanoma.explain import (
+    DEFAULT_METHOD,
+    GRADCAM,
+    GRADCAM_PLUS_PLUS,
+    METHODS,
+    colour_scale,
+    heatmap_image,
+    normalize,
+    on_fixed_scale,
+    overlay,
+)
 from melanoma.patient import NO_INFORMATION
 from melanoma.published import differential_test_report, how_the_differential_is_made
 from melanoma.reporting import (
@@ -131,6 +142,50 @@ class GradCamView:
         st.caption(f"Colour scale: blue = not at all, {top}. {GRAD_CAM_LIMITS}")
 
 
+FIXED_SCALE, RELATIVE_SCALE = "Fixed: the same for every photo", "Relative: stretched per photo"
+SETTINGS_KEY = "grad_cam_settings"
+
+
+def _default_settings() -> dict:
+    return {"layer": next(label for label, name in GRADCAM_LAYERS.items() if name == DEFAULT_GRADCAM_LAYER),
+            "method": DEFAULT_METHOD, "scale": FIXED_SCALE, "opacity": 0.45, "alone": False}
+
+
+def grad_cam_view(model_id: str) -> GradCamView:
+    """The session's Grad-CAM settings (one set for every card, changed beside any map)."""
+    settings = st.session_state.setdefault(SETTINGS_KEY, _default_settings())
+    return GradCamView(GRADCAM_LAYERS[settings["layer"]], settings["layer"], settings["method"], settings["opacity"],
+                       settings["alone"], settings["scale"] == RELATIVE_SCALE, model_id)
+
+
+def _keep_setting(name: str, key: str) -> None:
+    st.session_state[SETTINGS_KEY][name] = st.session_state[key]
+
+
+def map_settings(position: int) -> None:
+    """The Grad-CAM controls beside a card's map (on a phone, right under it); every card's controls
+    show and change the same settings."""
+    settings = st.session_state.setdefault(SETTINGS_KEY, _default_settings())
+    keys = {name: f"grad-cam-{name}-{position}" for name in settings}
+    for name, key in keys.items():
+        st.session_state[key] = settings[name]
+    with st.popover("Map settings", icon=":material/tune:", width="stretch"):
+        st.selectbox("Layer", list(GRADCAM_LAYERS), key=keys["layer"], on_change=_keep_setting,
+                     args=("layer", keys["layer"]), help="Earlier stages have finer grids but see less context; "
+                     "stage 5 has only 3x4 cells at this input size. " + LATE_STAGE_WARNING)
+        st.radio("Method", METHODS, key=keys["method"], horizontal=True, on_change=_keep_setting,
+                 args=("method", keys["method"]), help="Grad-CAM++ by default: its values follow P(melanoma), so "
+                 "it can be drawn on one scale for every photo. Plain Grad-CAM is shown relative to each photo only.")
+        st.radio("Colour scale", [FIXED_SCALE, RELATIVE_SCALE], key=keys["scale"], on_change=_keep_setting,
+                 args=("scale", keys["scale"]), help="Fixed: red means the region raised P(melanoma) as much as in "
+                 "a typical referred photo, and a photo where nothing raised it shows no red. Relative: each "
+                 "photo's strongest region is red, however weak it is.")
+        st.slider("Overlay opacity", 0.0, 1.0, step=0.05, key=keys["opacity"], on_change=_keep_setting,
+                  args=("opacity", keys["opacity"]))
+        st.toggle("Show the map alone (no photo)", key=keys["alone"], on_change=_keep_setting,
+                  args=("alone", keys["alone"]))
+
+
 def show_result(name: str, key, prediction, threshold: float, grad_cam: GradCamView, bundle,
                 asks_for_metadata: bool = False, position: int = 0) -> None:
     """`position` (the file's place on the page) keeps the charts of two identical uploads apart."""
@@ -162,6 +217,7 @@ def show_result(name: str, key, prediction, threshold: float, grad_cam: GradCamV
                            width="stretch", alt=f"The uploaded photo {name}, cropped to 4:3 as the network sees it")
         with map_column:
             grad_cam.show(key, prediction)
+            map_settings(position)
         if prediction.assessment is not None:
             show_differential_and_cases(prediction.assessment, bundle, position)
 
