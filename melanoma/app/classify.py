@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import replace
+from typing import NamedTuple
 
 import streamlit as st
 
@@ -25,6 +26,20 @@ from melanoma.config import (
 from melanoma.patient import NO_INFORMATION
 from melanoma.reporting import distinct_labels, results_csv, results_table, triage_order
 
+CAMERA_PHOTO = "camera photo.jpg"
+CAMERA_LIMITS = ("A phone or laptop camera without a dermatoscope is outside what the model knows: it learnt from "
+                 "dermatoscope photos only, and how it does on other photos has not been measured. It may give such a "
+                 "photo no call; a call it gives means less than on a dermatoscope photo.")
+
+
+class Photo(NamedTuple):
+    """An upload or a camera shot: its name, the widget's id for it, and its bytes (in memory only)."""
+
+    name: str
+    file_id: str
+    data: bytes
+
+
 DISCLAIMER = ("Research and education demo: **not a diagnosis and not a medical device.** The model has "
               "not been clinically validated; any lesion of concern needs examination by a clinician.")
 
@@ -38,7 +53,16 @@ model_id = bundle.manifest["weights_sha256"]
 uploads = st.file_uploader(
     "Dermatoscopic images of single lesions", type=list(UPLOAD_EXTENSIONS), accept_multiple_files=True,
     help=f"Up to {MAX_UPLOAD_MB} MB each. Images are analysed in memory and not stored.")
-if not uploads:
+# The camera asks for permission only once the visitor turns it on.
+camera = None
+if st.toggle("Take a photo with this device's camera", help="Analysed in memory like an upload, and not stored."):
+    st.warning(CAMERA_LIMITS, icon=":material/photo_camera:")
+    camera = st.camera_input("Photo of a single lesion, through a dermatoscope")
+# A camera shot takes the same path as an upload: the same checks and refusals, in memory only.
+photos = [Photo(upload.name, upload.file_id, upload.getvalue()) for upload in uploads or []]
+if camera is not None:
+    photos.append(Photo(CAMERA_PHOTO, camera.file_id, camera.getvalue()))
+if not photos:
     st.info("Upload one or more images to classify them. Tip: the Dataset page shows what the training "
             "images look like (dermatoscope, lesion centred).", icon=":material/upload:")
     if not loader.predictor.done():
@@ -49,11 +73,11 @@ if not uploads:
 
 # The same bytes uploaded twice are one photo: shown once, with a note. Different photos that share
 # a file name are kept apart by their place among those of that name.
-digests = [hashlib.sha256(upload.getvalue()).hexdigest() for upload in uploads]
 first_of = {}
-for upload, digest in zip(uploads, digests):
-    first_of.setdefault(digest, upload)
-repeats = [(upload, first_of[digest]) for upload, digest in zip(uploads, digests) if first_of[digest] is not upload]
+for photo in photos:
+    first_of.setdefault(hashlib.sha256(photo.data).hexdigest(), photo)
+repeats = [(photo, first_of[hashlib.sha256(photo.data).hexdigest()]) for photo in photos
+           if first_of[hashlib.sha256(photo.data).hexdigest()] is not photo]
 uploads = list(first_of.values())
 labels = dict(zip((upload.file_id for upload in uploads), distinct_labels([upload.name for upload in uploads])))
 if repeats:
@@ -79,7 +103,7 @@ with st.spinner(f"Classifying {len(uploads)} image(s)…"):
              for digest, upload in first_of.items()]
     new = {key: upload for upload, key in keyed if key not in predictions}
     if new:
-        predictions.update(zip(new, predictor.classify_many([(u.name, u.getvalue()) for u in new.values()],
+        predictions.update(zip(new, predictor.classify_many([(u.name, u.data) for u in new.values()],
                                                             display=True, patients=[key[2] for key in new])))
     # Each under its label (the cached result keeps the name it was classified under).
     current = [(labels[upload.file_id], key, replace(predictions[key], name=labels[upload.file_id]))
