@@ -321,3 +321,77 @@ def test_patient_information_in_a_real_browser(metadata_app_server, smoke_v2_bun
             screenshot(page, "9-patient-information")
         finally:
             browser.close()
+
+
+PHONE_WIDTH = 420
+
+
+def document_width(page) -> int:
+    return page.evaluate("() => document.documentElement.scrollWidth")
+
+
+def sidebar_open(page) -> bool:
+    return page.evaluate("() => { const s = document.querySelector('[data-testid=stSidebar]');"
+                         " return !!s && s.getBoundingClientRect().right > 0; }")
+
+
+def test_the_phone_flow_at_420_px(shipped_app_server, data_dir, tmp_path):
+    """At 420 px: a page chosen from the sidebar is what the visitor then sees (the sidebar closes),
+    no page is wider than the screen, and the camera takes the upload's path: Chromium's fake camera
+    (its synthetic frame) is refused; the same camera fed a HAM10000 melanoma photo gets a call."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from tests.app_server import y4m_video
+
+    url, _ = shipped_app_server
+    video = tmp_path / "lesion.y4m"
+    video.write_bytes(y4m_video(data_dir / "images" / "ISIC_0025964.jpg", (640, 480)))
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page, _ = open_classify_page(browser, url, PHONE_WIDTH)
+            assert not sidebar_open(page) and document_width(page) <= PHONE_WIDTH
+            for title, heading in (("Training", "Training and evaluation"), ("Dataset", "The HAM10000 dataset"),
+                                   ("About", "About this model"), ("Classify", "Classify a skin lesion")):
+                page.get_by_test_id("stExpandSidebarButton").click()
+                open_from_sidebar(page, title, heading)
+                expect(page.get_by_role("heading", name=heading)).to_be_in_viewport(timeout=PAGE_TIMEOUT_MS)
+                page.wait_for_function("() => { const s = document.querySelector('[data-testid=stSidebar]');"
+                                       " return !s || s.getBoundingClientRect().right <= 0; }", timeout=PAGE_TIMEOUT_MS)
+                page.wait_for_timeout(1500)  # let the page's charts and tables settle
+                assert document_width(page) <= PHONE_WIDTH, title
+                assert_no_exception(page)
+                screenshot(page, f"10-phone-{title.lower()}")
+            page.close()
+        finally:
+            browser.close()
+
+        for name, extra, refused in (("synthetic", [], True),
+                                     ("lesion", [f"--use-file-for-fake-video-capture={video}"], False)):
+            browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=[
+                *CHROMIUM_ARGS, "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream", *extra])
+            try:
+                context = browser.new_context(viewport={"width": PHONE_WIDTH, "height": 1000})
+                context.grant_permissions(["camera"])
+                page = context.new_page()
+                page.goto(url)
+                page.locator("input[type=file]").wait_for(state="attached", timeout=MODEL_TIMEOUT_MS)
+                page.get_by_text("Take a photo with this device's camera").click()
+                expect(page.get_by_text("A phone or laptop camera without a dermatoscope is outside what the model "
+                                        "knows", exact=False)).to_be_visible()
+                take = page.get_by_role("button", name="Take Photo")
+                take.wait_for(timeout=PAGE_TIMEOUT_MS)
+                page.wait_for_timeout(2000)  # frames flowing
+                take.click()
+                if refused:
+                    expect(page.get_by_text("camera photo.jpg: no call")).to_be_visible(timeout=MODEL_TIMEOUT_MS)
+                    expect(page.get_by_test_id("stMetricValue")).to_have_count(0)
+                else:
+                    expect(page.get_by_test_id("stMetricValue")).to_have_count(1, timeout=MODEL_TIMEOUT_MS)
+                    expect(page.get_by_text(CALLS).first).to_be_visible()
+                expect(page.get_by_test_id("stSpinner")).to_have_count(0, timeout=MODEL_TIMEOUT_MS)
+                assert document_width(page) <= PHONE_WIDTH
+                assert_no_exception(page)
+                screenshot(page, f"11-phone-camera-{name}")
+            finally:
+                browser.close()

@@ -255,18 +255,30 @@ def batch_risk_bars(rows: list[tuple[str, float, bool, float]]) -> go.Figure:
     return _layout(figure, "P(melanoma) by photo, highest first", height=90 + 30 * len(rows), showlegend=False)
 
 
+def _wrapped(name: str, width: int = 12) -> str:
+    """A diagnosis name broken into lines of about `width` characters, for a narrow axis."""
+    lines, line = [], ""
+    for word in name.split():
+        if line and len(line) + 1 + len(word) > width:
+            lines.append(line)
+            line = word
+        else:
+            line = f"{line} {word}".strip()
+    return "<br>".join([*lines, line])
+
+
 def diagnosis_confusion_matrix(report: dict, names: dict[str, str]) -> go.Figure:
     """The differential's 7x7 confusion matrix (rows: truth; columns: most likely diagnosis), shaded by
-    the share of each true diagnosis, so rare diagnoses are as visible as naevi."""
-    labels = [names.get(dx, dx) for dx in report["classes"]]
+    the share of each true diagnosis, so rare diagnoses are as visible as naevi. The names are wrapped
+    so that on a phone the names do not squeeze the matrix to a strip."""
+    labels = [_wrapped(names.get(dx, dx)) for dx in report["classes"]]
     matrix = report["confusion_matrix"]
     shares = [[count / max(sum(row), 1) for count in row] for row in matrix]
     figure = go.Figure(go.Heatmap(z=shares, x=labels, y=labels, text=matrix, texttemplate="%{text}",
                                   colorscale="Blues", zmin=0, zmax=1, showscale=False, hoverinfo="skip"))
-    figure.update_xaxes(title="most likely diagnosis given", tickangle=-30)
-    figure.update_yaxes(title="confirmed diagnosis", autorange="reversed")
-    return _layout(figure, "Differential on the test split", height=460)
-
+    figure.update_xaxes(title="most likely diagnosis", tickangle=-90, automargin=True, tickfont=dict(size=10))
+    figure.update_yaxes(title="confirmed", autorange="reversed", automargin=True, tickfont=dict(size=10))
+    return _layout(figure, "Differential on the test split", height=560)
 
 
 def reader_study_roc(model_roc: dict, model_auc: float | None, model_point: tuple, your_roc: dict,
