@@ -407,7 +407,7 @@ def test_about_page_is_a_model_card(smoke_app_env):
     assert "doi:10.1038/sdata.2018.161" in prose and "CC BY-NC-SA 4.0" in prose
     assert "The model weights are trained on HAM10000 and come under its licence, CC BY-NC-SA 4.0" in prose
     assert "Not a medical device" in texts(app.warning)
-    assert "Input: the photo alone, at only 100x75 pixels. Fine structures a dermatologist uses" in prose
+    assert "Input: the photo alone, at only 75x100 pixels (height x width). Fine structures a dermatologist uses" in prose
     assert "Trained from scratch (no pretrained weights), on HAM10000 alone." in prose
 
 
@@ -441,7 +441,7 @@ def test_the_model_card_describes_the_bundle_it_loaded(smoke_v2_bundle, data_dir
     monkeypatch.setenv("MELANOMA_DATA", str(data_dir))
     parent = load_bundle(smoke_v2_bundle).manifest["lineage"][0]["bundle"]
     prose = texts(open_page("about").markdown)
-    assert ("Input: the photo, at only 80x60 pixels, with the patient's age, sex and body site when given; "
+    assert ("Input: the photo, at only 60x80 pixels (height x width), with the patient's age, sex and body site when given; "
             "colours normalised per photo (Shades of Gray)." in prose)
     assert f"Trained from scratch (no pretrained weights), then trained on from this project's own {parent}" in prose
 
