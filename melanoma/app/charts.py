@@ -218,7 +218,8 @@ def probability_bar(probability: float, threshold: float, suspicious: bool) -> g
     figure.update_xaxes(range=[0, 100], tickvals=[0, 25, 50, 75, 100], ticktext=["0%", "25%", "50%", "75%", "100%"],
                         fixedrange=True)
     figure.update_yaxes(fixedrange=True)
-    return _layout(figure, None, height=110, margin=dict(l=10, r=10, t=30, b=10), showlegend=False)
+    # Room on the right for the last tick's label ("100%"), which Plotly would otherwise drop.
+    return _layout(figure, None, height=110, margin=dict(l=10, r=28, t=30, b=10), showlegend=False)
 
 
 def differential_bar(differential: dict[str, float]) -> go.Figure:

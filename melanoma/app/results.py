@@ -105,7 +105,7 @@ class GradCamView:
             hottest = float(heat.max())
             if hottest < GRADCAM_HOT:
                 return (f"{where}, fixed scale: no region raised P(melanoma) much; the strongest reached "
-                        f"{hottest:.0%} of the scale's top. Nothing on this photo is marked as suspicious.")
+                        f"{hottest:.0%} of the scale's top. The map marks no region: that is no sign the lesion is harmless.")
             where += ", fixed scale"
             if self.late_stage:
                 return (f"{where}: yellow to red regions raised P(melanoma) most, but at this stage they are often "
@@ -277,10 +277,12 @@ def show_batch(table: pd.DataFrame) -> None:
                  column_order=["call", "file", "P(melanoma)", "photo", "most likely diagnosis", "reason not assessed"],
                  column_config={
                      "photo": st.column_config.ImageColumn("photo", width="small"),
-                     "P(melanoma)": st.column_config.TextColumn(width=95),
+                     # Widths that fit the page at 1,400 px, so the last column is not clipped.
+                     "P(melanoma)": st.column_config.TextColumn(width=85),
+                     "most likely diagnosis": st.column_config.TextColumn(width=125),
                      "call": st.column_config.TextColumn(width=290, pinned=True),
                      "reason not assessed": st.column_config.TextColumn(
-                         width=260, help="In short; the full reason is on the photo's card below and in the CSV")})
+                         width=245, help="In short; the full reason is on the photo's card below and in the CSV")})
     st.caption("Photos with no call come first: someone has to look at them. A *refer* can sit beside a more "
                "likely benign diagnosis: the referral threshold is set low, so that most melanomas are referred.")
     assessed = table[table["P(melanoma)"].notna()]
