@@ -233,8 +233,10 @@ def test_each_card_has_one_melanoma_figure_and_explains_a_refer_beside_a_benign_
     assert headline == percent(prediction.probability)
     assert shown_differential(app)["melanoma"] == headline
     differential_text = next(c.value for c in app.caption if c.value.startswith("As text: "))
-    assert f"melanoma {headline}," in differential_text and "network's calibrated P(melanoma)" in differential_text
-    assert "most likely diagnosis was the confirmed one for" in differential_text  # its own measured accuracy
+    assert f"melanoma {headline}," in differential_text
+    method = [c.value for c in app.caption if c.value.startswith("How the differential on each card is made")]
+    assert len(method) == 1 and "network's calibrated P(melanoma)" in method[0]  # once, above the cards
+    assert "most likely diagnosis was the confirmed one for" in method[0]  # its own measured accuracy
     likeliest = next(iter(prediction.assessment.differential))
     assert any(f"Refer, although {likeliest} is more likely than melanoma" in c.value for c in app.caption)
 
@@ -253,7 +255,8 @@ def test_the_batch_table_and_the_cards_put_refused_photos_first_then_the_highest
     app.file_uploader[0].set_value([(name, data, "image/jpeg") for name, data in files.items()]).run()
     assert not app.exception
     table = table_with(app, "file")
-    assert table["file"].tolist() == ["portrait.jpg", *assessed, "notes.jpg"]
+    # every photo with no call first, refused or unreadable alike, in upload order; then by risk
+    assert table["file"].tolist() == ["notes.jpg", "portrait.jpg", *assessed]
     order = [element.value for element in app.main if element.type in ("subheader", "warning")
              and any(name in str(element.value) for name in files)]
     cards = [next(name for name in files if name in str(value)) for value in order]
