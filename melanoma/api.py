@@ -48,7 +48,7 @@ from melanoma.config import (
     SITES,
     SOURCES,
 )
-from melanoma.explain import METHODS, overlay
+from melanoma.explain import DEFAULT_METHOD, as_shown, fixed_scale_applies, overlay
 from melanoma.inference import PATIENT_INFO_UNUSED, classify_files, predictions_report
 from melanoma.patient import NO_INFORMATION, PatientInfo, PatientInfoError
 from melanoma.published import other_sources
@@ -65,7 +65,6 @@ from melanoma.reporting import (
 MB = 1024 * 1024
 FILES_FIELD = "files"
 PATIENT_FIELDS = ("age", "sex", "site")
-GRADCAM_METHOD = METHODS[0]  # the page's default
 # The figures of a test split the card gives (each source's evaluation has more: curves, counts).
 FIGURES = ("n_images", "n_melanoma", "roc_auc", "sensitivity", "specificity", "precision", "balanced_accuracy",
            "threshold")
@@ -226,10 +225,14 @@ def predict_answer(loader, predictor, files, patients, gradcam: bool) -> dict:
             return answer
         for result, record in zip(results, answer["results"]):
             if result.ok:
-                heat = explainer.heatmap(result.prepared.model_input, DEFAULT_GRADCAM_LAYER, GRADCAM_METHOD,
-                                         patient=result.patient if result.metadata_used else NO_INFORMATION)
+                raw = explainer.raw_heatmap(result.prepared.model_input, DEFAULT_GRADCAM_LAYER, DEFAULT_METHOD,
+                                            patient=result.patient if result.metadata_used else NO_INFORMATION)
+                weights = predictor.bundle.manifest["weights_sha256"]
+                heat = as_shown(raw, DEFAULT_GRADCAM_LAYER, DEFAULT_METHOD, weights)
                 record["gradcam_png_base64"] = png_base64(overlay(result.prepared.display, heat, GRADCAM_OPACITY))
-                record["gradcam_layer"] = f"{GRADCAM_METHOD}, {DEFAULT_GRADCAM_LAYER}"
+                record["gradcam_layer"] = f"{DEFAULT_METHOD}, {DEFAULT_GRADCAM_LAYER}"
+                record["gradcam_scale"] = ("fixed" if fixed_scale_applies(DEFAULT_GRADCAM_LAYER, DEFAULT_METHOD, weights)
+                                           else "relative")
     return answer
 
 

@@ -13,12 +13,15 @@ import threading
 import numpy as np
 from PIL import Image
 
-from melanoma.config import DEFAULT_GRADCAM_LAYER
+from melanoma.config import DEFAULT_GRADCAM_LAYER, GRADCAM_CEILINGS, GRADCAM_CEILINGS_WEIGHTS
 from melanoma.patient import METADATA_FEATURES, NO_INFORMATION, PatientInfo
 
 GRADCAM = "Grad-CAM"
 GRADCAM_PLUS_PLUS = "Grad-CAM++"
 METHODS = (GRADCAM, GRADCAM_PLUS_PLUS)
+# The app's default: Grad-CAM++'s raw values follow P(melanoma), so it can be drawn on one fixed scale
+# (config.GRADCAM_CEILINGS); plain Grad-CAM's do not.
+DEFAULT_METHOD = GRADCAM_PLUS_PLUS
 MELANOMA_CLASS = 1
 
 
@@ -38,6 +41,13 @@ def _graph_safe_gradcam_class():
             return activation_modifier(cam) if activation_modifier is not None else cam
 
     return GraphSafeGradcam
+
+
+def melanoma_log_odds(output):
+    """The score a map explains: the melanoma logit minus the other one (the linear copy's outputs),
+    i.e. the log-odds of melanoma, which P(melanoma) follows (Platt calibration is monotonic in it).
+    A region that raises it raises P(melanoma); the melanoma logit alone can rise with the other."""
+    return output[:, MELANOMA_CLASS] - output[:, 1 - MELANOMA_CLASS]
 
 
 def _coarse_cam(visualizer, score, layer: str, images, metadata=None):
@@ -83,25 +93,24 @@ class Explainer:
 
     def _compile(self, layer: str, method: str):
         import tensorflow as tf
-        from tf_keras_vis.utils.scores import CategoricalScore
-
         if method not in self._visualizers:
             raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
         if layer not in self.layer_names:
             raise ValueError(f"the model has no layer {layer!r}")
         # A partial, not a closure: TensorFlow counts traces per code object and would warn about
         # "excessive retracing" after the fifth pair, though each pair is traced only once.
-        cam = functools.partial(_coarse_cam, self._visualizers[method], CategoricalScore(MELANOMA_CLASS), layer)
+        cam = functools.partial(_coarse_cam, self._visualizers[method], melanoma_log_odds, layer)
         signature = [tf.TensorSpec((1, *self.image_shape), tf.float32)]
         if self.takes_metadata:
             signature.append(tf.TensorSpec((1, METADATA_FEATURES), tf.float32))
         return tf.function(cam, input_signature=signature)
 
-    def heatmap(self, model_input: np.ndarray, layer: str = DEFAULT_GRADCAM_LAYER,
-                method: str = GRADCAM, patient: PatientInfo = NO_INFORMATION) -> np.ndarray:
-        """uint8 (H, W, 3) network input -> float32 (H, W) map in [0, 1], 1 where the map is
-        highest; all zeros where it is flat. A metadata network is given the patient's information,
-        so the map explains the probability shown with it."""
+    def raw_heatmap(self, model_input: np.ndarray, layer: str = DEFAULT_GRADCAM_LAYER,
+                    method: str = GRADCAM, patient: PatientInfo = NO_INFORMATION) -> np.ndarray:
+        """uint8 (H, W, 3) network input -> float32 (H, W) map, not rescaled: its values are in the
+        log-odds of melanoma's units, so maps of different photos compare (`on_fixed_scale`). A
+        metadata network is given the patient's information, so the map explains the probability
+        shown with it."""
         if tuple(model_input.shape) != self.image_shape:
             raise ValueError(f"expected an image of shape {self.image_shape}, got {model_input.shape}")
         inputs = [np.asarray(model_input, np.float32)[None]]
@@ -109,7 +118,36 @@ class Explainer:
             inputs.append(patient.encode()[None])
         cam = np.asarray(self._cam_function(layer, method)(*inputs))[0]
         height, width, _ = self.image_shape
-        return normalize(resize_map(cam, (width, height), Image.Resampling.BILINEAR))
+        return resize_map(cam, (width, height), Image.Resampling.BILINEAR)
+
+    def heatmap(self, model_input: np.ndarray, layer: str = DEFAULT_GRADCAM_LAYER,
+                method: str = GRADCAM, patient: PatientInfo = NO_INFORMATION) -> np.ndarray:
+        """The relative map: `raw_heatmap` stretched to [0, 1] for this photo alone, 1 where it is
+        highest however little that is; all zeros where it is flat."""
+        return normalize(self.raw_heatmap(model_input, layer, method, patient))
+
+
+def on_fixed_scale(raw: np.ndarray, ceiling: float) -> np.ndarray:
+    """A raw map on one scale for every photo: its floor (the lowest value, even over the photo, so
+    saying nothing about where) taken off, then 0 = raised P(melanoma) no more than the floor, 1 =
+    by `ceiling` or more (config.GRADCAM_CEILINGS says where each ceiling comes from)."""
+    if ceiling <= 0:
+        raise ValueError(f"the ceiling must be positive, got {ceiling}")
+    raw = np.asarray(raw, np.float32)
+    return np.clip((raw - raw.min()) / ceiling, 0.0, 1.0)
+
+
+def fixed_scale_applies(layer: str, method: str, weights_sha256: str | None) -> bool:
+    """The fixed scale is Grad-CAM++'s, measured per layer on one bundle's weights; any other map is
+    shown relative to its own range."""
+    return method == GRADCAM_PLUS_PLUS and layer in GRADCAM_CEILINGS and weights_sha256 == GRADCAM_CEILINGS_WEIGHTS
+
+
+def as_shown(raw: np.ndarray, layer: str, method: str, weights_sha256: str | None, relative: bool = False) -> np.ndarray:
+    """A raw map as the app and the API draw it: on the fixed scale where it applies, else relative."""
+    if not relative and fixed_scale_applies(layer, method, weights_sha256):
+        return on_fixed_scale(raw, GRADCAM_CEILINGS[layer])
+    return normalize(raw)
 
 
 def resize_map(values: np.ndarray, size: tuple[int, int], resample) -> np.ndarray:

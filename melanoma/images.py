@@ -68,12 +68,10 @@ def _open_checked(data: bytes) -> Image.Image:
             image = Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS)
     except (UnidentifiedImageError, Image.DecompressionBombWarning, Image.DecompressionBombError) as error:
         if isinstance(error, UnidentifiedImageError):
-            raise ImageRejected(
-                f"not a supported image (accepted: {', '.join(f.lower() for f in ACCEPTED_FORMATS)})"
-            ) from None
+            raise ImageRejected(_undecodable(data)) from None
         raise ImageRejected(f"image too large to decode safely (limit {MAX_IMAGE_PIXELS:,} pixels)") from None
     except Exception as error:  # Pillow raises a zoo of errors on malformed headers
-        raise ImageRejected(f"unreadable image: {_short(error)}") from None
+        raise ImageRejected(f"{DAMAGED}: {_short(error)}") from None
 
     width, height = image.size
     if width * height > MAX_IMAGE_PIXELS:
@@ -87,8 +85,27 @@ def _open_checked(data: bytes) -> Image.Image:
     try:
         image.load()
     except Exception as error:
-        raise ImageRejected(f"corrupt or truncated image: {_short(error)}") from None
+        raise ImageRejected(f"{DAMAGED}: {_short(error)}") from None
     return image
+
+
+DAMAGED = "damaged or unreadable file"
+# How each accepted format's files begin: a file that begins so but cannot be opened is damaged.
+SIGNATURES = {b"\xff\xd8\xff": "JPEG", b"\x89PNG\r\n\x1a\n": "PNG", b"BM": "BMP", b"II*\x00": "TIFF",
+              b"MM\x00*": "TIFF"}
+
+
+def _undecodable(data: bytes) -> str:
+    """Why bytes Pillow cannot identify were refused: a damaged file of a format it begins as, or
+    (a file the uploader let through by its name, e.g. a corrupt x.jpg, or a text) no image at all."""
+    if data.startswith(b"GIF8"):
+        return f"not a supported image: a GIF (accepted: {', '.join(f.lower() for f in ACCEPTED_FORMATS)})"
+    started = next((name for signature, name in SIGNATURES.items() if data.startswith(signature)), None)
+    if started is None and data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        started = "WEBP"
+    if started:
+        return f"{DAMAGED}: it begins as a {started} but cannot be decoded"
+    return f"{DAMAGED}, or not an image (accepted: {', '.join(f.lower() for f in ACCEPTED_FORMATS)})"
 
 
 def _short(error: Exception) -> str:

@@ -31,7 +31,7 @@ from melanoma.config import (
     DIFFERENTIAL_NAMES,
     DX_TYPE_NAMES,
     IMAGES_DIR,
-    OTHER_MALIGNANT_DX,
+    OTHER_MALIGNANCIES,
     READER_STUDY_DIR,
     READER_STUDY_INDEX,
     READER_STUDY_JPEG_QUALITY,
@@ -379,7 +379,7 @@ def who_was_right(case, answer: Answer, threshold: float) -> Verdict:
     name = DIFFERENTIAL_NAMES.get(case["dx"], case["dx"])
     if case["label"]:
         return Verdict(f"{referrer}: melanoma", f"{referrer}: a melanoma should be referred")
-    if case["dx"] in OTHER_MALIGNANT_DX:
+    if case["dx"] in OTHER_MALIGNANCIES:
         return Verdict(f"{referrer}, sensibly: malignant",
                        f"{other} on melanoma, but {referrer} sensibly: {name} is not melanoma (so the referral counts "
                        f"as a false alarm here), yet it is malignant and needs a clinician too")

@@ -9,7 +9,14 @@ from datetime import UTC, datetime
 
 import pandas as pd
 
-from melanoma.config import CALL_REFUSED, DIFFERENTIAL_NAMES, DX_TYPE_NAMES, SOURCES
+from melanoma.config import (
+    CALL_REFUSED,
+    CLOSE_BELOW_THRESHOLD,
+    DIFFERENTIAL_NAMES,
+    DX_TYPE_NAMES,
+    OTHER_MALIGNANCIES,
+    SOURCES,
+)
 
 THUMBNAIL_SIDE = 64
 METADATA_USED = "none (the image alone)"
@@ -36,9 +43,15 @@ def percent(probability: float) -> str:
     return f"{probability:.1%}"
 
 
-def against_threshold(probability: float, threshold: float) -> str:
-    side = "above" if probability >= threshold else "below"
-    return f"{percent(probability)}: {side} the referral threshold of {percent(threshold)}"
+def against_threshold(probability: float, threshold: float, suspicious: bool) -> str:
+    """P(melanoma) against the threshold, for a call already made (`suspicious`, from
+    `Predictor.call_for`); just below it (CLOSE_BELOW_THRESHOLD), it says so."""
+    if suspicious:
+        return f"{percent(probability)}: above the referral threshold of {percent(threshold)}"
+    if threshold - probability <= CLOSE_BELOW_THRESHOLD:
+        return (f"{percent(probability)}: below the referral threshold of {percent(threshold)}, but close to it: "
+                "another photo of the same lesion could well land above it")
+    return f"{percent(probability)}: below the referral threshold of {percent(threshold)}"
 
 
 def call_and_diagnosis_note(prediction) -> str | None:
@@ -55,6 +68,19 @@ def call_and_diagnosis_note(prediction) -> str | None:
         return (f"Melanoma is the likeliest of the seven diagnoses, yet P(melanoma) {probability} is below the "
                 f"referral threshold of {threshold}: no referral call, and no rule-out either.")
     return None
+
+
+def other_malignancy_note(prediction) -> str | None:
+    """Where the differential's most likely diagnosis is another malignancy (basal cell carcinoma,
+    actinic keratosis / intraepithelial carcinoma): the call speaks of melanoma only."""
+    if not prediction.ok or prediction.assessment is None:
+        return None
+    likeliest = next(iter(prediction.assessment.differential))
+    if likeliest not in {DIFFERENTIAL_NAMES[dx] for dx in OTHER_MALIGNANCIES}:
+        return None
+    return (f"The call is about melanoma only. The most likely diagnosis here is {likeliest} "
+            f"({percent(prediction.assessment.differential[likeliest])}), which is not melanoma but also needs a "
+            "clinician: whatever the melanoma call, have this lesion examined.")
 
 
 def source_title(source: str) -> str:
@@ -113,16 +139,26 @@ def png_base64(image) -> str:
 
 
 def triage_order(predictions) -> list[int]:
-    """Positions of `predictions`, most in need of a clinician first: photos refused as outside what
-    the model knows (no call: someone has to look), then assessed photos by P(melanoma), highest
-    first, then files that are no usable image; upload order within each."""
+    """Positions of `predictions`, most in need of a clinician first: every photo with no call (refused
+    as outside what the model knows, or a file that is no usable image: someone has to look at it),
+    then assessed photos by P(melanoma), highest first; upload order within each."""
     def rank(position: int) -> tuple[int, float]:
         prediction = predictions[position]
-        if prediction.not_a_lesion:
-            return 0, 0.0
-        return (1, -prediction.probability) if prediction.ok else (2, 0.0)
+        return (1, -prediction.probability) if prediction.ok else (0, 0.0)
 
     return sorted(range(len(predictions)), key=rank)
+
+
+def distinct_labels(names: Sequence[str]) -> list[str]:
+    """The names, each once: a name given to several different photos gets its place among them,
+    "IMD058.jpg (1 of 2)", so the table, the chart and the cards keep them apart."""
+    totals = {name: names.count(name) for name in names}
+    seen: dict[str, int] = {}
+    labels = []
+    for name in names:
+        seen[name] = seen.get(name, 0) + 1
+        labels.append(name if totals[name] == 1 else f"{name} ({seen[name]} of {totals[name]})")
+    return labels
 
 
 def call_of(prediction) -> str:

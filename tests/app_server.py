@@ -144,3 +144,16 @@ def first_visit(browser, url: str, started: float, first: Path, second: Path, ti
         page.close()
     return {"uploader_shown_s": round(uploader_shown - started, 2), "first_call_s": round(first_call - started, 2),
             "first_grad_cam_s": round(first_map - started, 2), "warm_upload_to_call_s": round(warm_call - warm_upload, 2)}
+
+
+def y4m_video(photo: Path, size: tuple[int, int], frames: int = 5) -> bytes:
+    """A photo as a few frames of Y4M video (4:2:0), which Chromium's fake camera plays in a loop
+    (--use-file-for-fake-video-capture): a camera that "sees" the photo."""
+    import numpy as np
+    from PIL import Image
+
+    with Image.open(photo) as opened:
+        ycbcr = np.asarray(opened.convert("RGB").resize(size).convert("YCbCr"))
+    width, height = size
+    planes = ycbcr[..., 0].tobytes() + ycbcr[::2, ::2, 1].tobytes() + ycbcr[::2, ::2, 2].tobytes()
+    return f"YUV4MPEG2 W{width} H{height} F30:1 Ip A1:1 C420jpeg\n".encode() + (b"FRAME\n" + planes) * frames

@@ -57,11 +57,12 @@ def animated_gif() -> bytes:
 
 # name -> (bytes, a phrase the one-line reason must contain)
 REJECTED = {
-    "text.jpg": (b"just some text, not a picture\n", "not a supported image"),
-    "document.pdf": (b"%PDF-1.4\n1 0 obj\n<< /Type /Catalog >>\nendobj\ntrailer\n%%EOF\n", "not a supported image"),
-    "random.jpg": (np.random.default_rng(1).integers(0, 256, 4096, dtype=np.uint8).tobytes(), "not a supported image"),
+    "text.jpg": (b"just some text, not a picture\n", "damaged or unreadable file"),
+    "document.pdf": (b"%PDF-1.4\n1 0 obj\n<< /Type /Catalog >>\nendobj\ntrailer\n%%EOF\n", "not an image"),
+    "random.jpg": (np.random.default_rng(1).integers(0, 256, 4096, dtype=np.uint8).tobytes(), "damaged or unreadable file"),
     "empty.jpg": (b"", "empty file"),
-    "truncated.jpg": (truncated_jpeg(), "truncated"),
+    "truncated.jpg": (truncated_jpeg(), "damaged or unreadable file: image file is truncated"),
+    "corrupt.jpg": (b"\xff\xd8\xff\xe0" + bytes(range(256)) * 8, "damaged or unreadable file: it begins as a JPEG"),
     "bomb.png": (png_bomb(), "too large"),
     "one_pixel.png": (encode(Image.new("RGB", (1, 1), "brown"), "PNG"), f"minimum {MIN_IMAGE_SIDE}"),
     "ten_pixels.png": (encode(Image.new("RGB", (10, 10), "brown"), "PNG"), f"minimum {MIN_IMAGE_SIDE}"),

@@ -19,6 +19,7 @@ import time
 import pytest
 from PIL import Image
 
+from melanoma.config import GRADCAM_CEILINGS_WEIGHTS
 from tests.api_client import call, multipart, predict
 from tests.app_server import ARTIFACTS, LOOPBACK, ROOT, running_app
 from tests.bad_inputs import REJECTED, encode, lesion_like
@@ -253,6 +254,10 @@ def test_gradcam_comes_as_a_png_the_size_of_the_page_view(server, sample_images)
     record = answer.body["results"][0]
     picture = Image.open(io.BytesIO(base64.b64decode(record["gradcam_png_base64"])))
     assert picture.format == "PNG" and picture.width == DISPLAY_WIDTH
+    # The page's default view: Grad-CAM++ at stage 3, on the fixed scale measured for this bundle's weights.
+    assert record["gradcam_layer"] == "Grad-CAM++, conv3_block4_out"
+    assert record["gradcam_scale"] == ("fixed" if answer.body["model"]["weights_sha256"] == GRADCAM_CEILINGS_WEIGHTS
+                                       else "relative")
     plain = predict(url, [photo_bytes(sample_images["mel"])])
     assert "gradcam_png_base64" not in plain.body["results"][0]
 

@@ -67,21 +67,22 @@ def test_classify_shows_probability_call_and_overlay_and_rejects_bad_file(smoke_
     side = "above" if expected.suspicious else "below"
     assert f"{side} the referral threshold of {percent(predictor.threshold)}" in texts(app.caption)
     bar = next(json.loads(chart.proto.spec) for chart in app.get("plotly_chart")
-               if "referral threshold" in chart.proto.spec)
+               if "referral threshold" in chart.proto.spec and "by photo" not in chart.proto.spec)  # the card's
     assert bar["data"][0]["x"][0] == pytest.approx(100 * expected.probability, abs=0.01)
     assert bar["layout"]["shapes"][0]["x0"] == pytest.approx(100 * predictor.threshold)  # the threshold, marked
     calls = texts(app.error) + texts(app.info)
     assert expected.call[1:] in calls and not app.success  # no green tick, whatever the call
     captions = [caption for image in app.get("image") for caption in image.captions]
     assert any("as the network sees it" in caption for caption in captions)
-    assert any("Grad-CAM, stage 3" in caption for caption in captions)
+    # the smoke network is not the one the fixed scale was measured on: its maps are relative, and say so
+    assert any("Grad-CAM++, stage 3" in caption and "measured on another model" in caption for caption in captions)
 
     warning = texts(app.warning)
-    assert "notes.jpg" in warning and "not a supported image" in warning
+    assert "notes.jpg" in warning and "damaged or unreadable file" in warning
     table = table_with(app, "file")
-    assert list(table["file"]) == ["lesion.jpg", "notes.jpg"]
-    assert table["P(melanoma)"].iloc[0] == percent(expected.probability)  # rounded as on the card
-    assert "not a supported image" in table["reason not assessed"].iloc[1]
+    assert list(table["file"]) == ["notes.jpg", "lesion.jpg"]  # no call first: someone has to look
+    assert table["P(melanoma)"].iloc[1] == percent(expected.probability)  # rounded as on the card
+    assert "damaged or unreadable file" in table["reason not assessed"].iloc[0]
     assert app.get("download_button")
 
 
@@ -99,21 +100,23 @@ def test_moving_a_slider_reuses_the_result_and_a_new_layer_recomputes_only_the_m
         raise AssertionError("the network ran again")
 
     heatmaps = []
-    original_heatmap = Explainer.heatmap
+    original_heatmap = Explainer.raw_heatmap
 
     def counted_heatmap(self, model_input, layer, method, **kwargs):
         heatmaps.append(layer)
         return original_heatmap(self, model_input, layer, method, **kwargs)
 
     monkeypatch.setattr(Predictor, "classify_many", must_not_run)
-    monkeypatch.setattr(Explainer, "heatmap", counted_heatmap)
-    app.sidebar.slider[0].set_value(0.9).run()
-    app.sidebar.toggle[0].set_value(True).run()
+    monkeypatch.setattr(Explainer, "raw_heatmap", counted_heatmap)
+    app.slider(key="grad-cam-opacity-0").set_value(0.9).run()
+    app.toggle(key="grad-cam-alone-0").set_value(True).run()
+    app.radio(key="grad-cam-scale-0").set_value("Relative: stretched per photo").run()  # the same raw map
     assert not app.exception and app.metric[0].value == shown and heatmaps == []
 
     stage4 = next(label for label, name in GRADCAM_LAYERS.items() if name == "conv4_block6_out")
-    app.sidebar.selectbox[0].set_value(stage4).run()
-    app.sidebar.radio[0].set_value("Grad-CAM++").run()
+    app.selectbox(key="grad-cam-layer-0").set_value(stage4).run()
+    app.radio(key="grad-cam-method-0").set_value("Grad-CAM").run()
+    assert app.session_state["grad_cam_settings"]["method"] == "Grad-CAM"  # one setting for every card
     assert not app.exception and app.metric[0].value == shown
     assert heatmaps == ["conv4_block6_out", "conv4_block6_out"]
 
@@ -130,7 +133,7 @@ def shipped_app_env(data_dir, monkeypatch):
 
 def test_a_picture_that_is_not_a_lesion_gets_a_warning_and_a_lesion_its_differential_and_cases(
         shipped_app_env, sample_images):
-    from melanoma.config import CALL_REFUSED, DIFFERENTIAL_NAMES, NOT_A_LESION_REASON, SIMILAR_CASES
+    from melanoma.config import CALL_REFUSED, DIFFERENTIAL_NAMES, NOT_A_LESION_PLAIN, SIMILAR_CASES
     from melanoma.lab.non_lesions import skimage_photo
 
     portrait = skimage_photo("astronaut.png")  # a portrait photo of a person
@@ -141,11 +144,11 @@ def test_a_picture_that_is_not_a_lesion_gets_a_warning_and_a_lesion_its_differen
     assert not app.exception
 
     warning = texts(app.warning)
-    assert "portrait.jpg" in warning and NOT_A_LESION_REASON in warning
+    assert "portrait.jpg" in warning and NOT_A_LESION_PLAIN in warning and "not-a-lesion score" not in warning
     assert len(app.metric) == 1  # the lesion's P(melanoma) only: no call for the portrait
     assert "portrait.jpg" not in texts(app.error) + texts(app.info)
     expander = next(e for e in app.expander if "portrait.jpg" in e.label)
-    assert "unreliable" in expander.label and "P(melanoma)" in texts(expander.markdown)
+    assert "numbers behind the refusal" in expander.label and "**unreliable**" in texts(expander.markdown)
 
     differential = next(json.loads(chart.proto.spec) for chart in app.get("plotly_chart")
                         if "Differential" in chart.proto.spec)
@@ -170,7 +173,7 @@ def shown_differential(app) -> dict[str, float]:
 def test_below_the_threshold_the_call_is_neutral_and_a_refused_photo_gets_no_call(shipped_app_env, data_dir):
     """A benign HAM10000 photo well below the threshold: no tick, no "not suspicious", but the neutral
     call; a portrait: the refusal that also fits a lesion photo from an unfamiliar camera, no call."""
-    from melanoma.config import CALL_BELOW_THRESHOLD, CALL_REFUSED, NOT_A_LESION_REASON
+    from melanoma.config import CALL_BELOW_THRESHOLD, CALL_REFUSED, NOT_A_LESION_PLAIN
     from melanoma.inference import Predictor
     from melanoma.lab.non_lesions import skimage_photo
 
@@ -185,7 +188,7 @@ def test_below_the_threshold_the_call_is_neutral_and_a_refused_photo_gets_no_cal
     assert not app.success and not app.error
     assert "not suspicious" not in (texts(app.markdown) + texts(app.caption) + texts(app.info)).lower()
     refusal = next(w.value for w in app.warning if "portrait.jpg" in w.value)
-    assert NOT_A_LESION_REASON in refusal and "assess clinically" in refusal and "camera" in refusal
+    assert NOT_A_LESION_PLAIN in refusal and CALL_REFUSED in refusal and "camera" in refusal
     assert table_with(app, "file")["call"].tolist() == [CALL_REFUSED, CALL_BELOW_THRESHOLD]
 
 
@@ -230,8 +233,10 @@ def test_each_card_has_one_melanoma_figure_and_explains_a_refer_beside_a_benign_
     assert headline == percent(prediction.probability)
     assert shown_differential(app)["melanoma"] == headline
     differential_text = next(c.value for c in app.caption if c.value.startswith("As text: "))
-    assert f"melanoma {headline}," in differential_text and "network's calibrated P(melanoma)" in differential_text
-    assert "most likely diagnosis was the confirmed one for" in differential_text  # its own measured accuracy
+    assert f"melanoma {headline}," in differential_text
+    method = [c.value for c in app.caption if c.value.startswith("How the differential on each card is made")]
+    assert len(method) == 1 and "network's calibrated P(melanoma)" in method[0]  # once, above the cards
+    assert "most likely diagnosis was the confirmed one for" in method[0]  # its own measured accuracy
     likeliest = next(iter(prediction.assessment.differential))
     assert any(f"Refer, although {likeliest} is more likely than melanoma" in c.value for c in app.caption)
 
@@ -250,7 +255,8 @@ def test_the_batch_table_and_the_cards_put_refused_photos_first_then_the_highest
     app.file_uploader[0].set_value([(name, data, "image/jpeg") for name, data in files.items()]).run()
     assert not app.exception
     table = table_with(app, "file")
-    assert table["file"].tolist() == ["portrait.jpg", *assessed, "notes.jpg"]
+    # every photo with no call first, refused or unreadable alike, in upload order; then by risk
+    assert table["file"].tolist() == ["notes.jpg", "portrait.jpg", *assessed]
     order = [element.value for element in app.main if element.type in ("subheader", "warning")
              and any(name in str(element.value) for name in files)]
     cards = [next(name for name in files if name in str(value)) for value in order]
@@ -408,7 +414,7 @@ def test_about_page_is_a_model_card(smoke_app_env):
 
     assert f"**Which model ships:** {RULE_IN_WORDS}" in prose  # the rule in words, from where compare reads it
     assert "because a clinician with their own dermatoscope stands where the model is weakest" in prose
-    assert "Input: the photo alone, at only 100x75 pixels. Fine structures a dermatologist uses" in prose
+    assert "Input: the photo alone, at only 75x100 pixels (height x width). Fine structures a dermatologist uses" in prose
     assert "Trained from scratch (no pretrained weights), on HAM10000 alone." in prose
 
 
@@ -442,7 +448,7 @@ def test_the_model_card_describes_the_bundle_it_loaded(smoke_v2_bundle, data_dir
     monkeypatch.setenv("MELANOMA_DATA", str(data_dir))
     parent = load_bundle(smoke_v2_bundle).manifest["lineage"][0]["bundle"]
     prose = texts(open_page("about").markdown)
-    assert ("Input: the photo, at only 80x60 pixels, with the patient's age, sex and body site when given; "
+    assert ("Input: the photo, at only 60x80 pixels (height x width), with the patient's age, sex and body site when given; "
             "colours normalised per photo (Shades of Gray)." in prose)
     assert f"Trained from scratch (no pretrained weights), then trained on from this project's own {parent}" in prose
 
@@ -477,3 +483,92 @@ def test_corrupt_bundle_is_an_error_page(smoke_bundle, tmp_path, monkeypatch):
     monkeypatch.setenv("MELANOMA_MODEL", str(broken))
     app = open_page()
     assert "corrupted" in texts(app.error)
+
+
+def test_gradcam_is_on_one_fixed_scale_so_a_near_zero_result_shows_no_hot_region(shipped_app_env, data_dir):
+    """ISIC_0029416 (HAM10000 validation, naevus) gets P(melanoma) 0.02% from the shipped network; its
+    map stretched to its own range would glow red. On the fixed scale it stays cold, and the card says
+    so in words, while a melanoma the network refers shows a hot region on the same scale."""
+    import numpy as np
+
+    from melanoma.config import GRADCAM_CEILINGS, GRADCAM_HOT
+    from melanoma.explain import normalize, on_fixed_scale
+
+    photos = {name: (data_dir / "images" / name).read_bytes() for name in ("ISIC_0029416.jpg", "ISIC_0025964.jpg")}
+    app = open_page()
+    app.file_uploader[0].set_value([(name, data, "image/jpeg") for name, data in photos.items()]).run()
+    assert not app.exception
+    captions = {caption for image in app.get("image") for caption in image.captions}
+    cold = [caption for caption in captions if "no region raised P(melanoma) much" in caption]
+    hot = [caption for caption in captions if "fixed scale: yellow to red" in caption]
+    assert len(cold) == 1 and len(hot) == 1 and "Grad-CAM++, stage 3" in cold[0]
+    raw = {key[1]: value for key, value in app.session_state["classify_heatmaps"].items()}
+    import hashlib
+
+    quiet = raw[hashlib.sha256(photos["ISIC_0029416.jpg"]).hexdigest()]
+    loud = raw[hashlib.sha256(photos["ISIC_0025964.jpg"]).hexdigest()]
+    ceiling = GRADCAM_CEILINGS["conv3_block4_out"]
+    assert on_fixed_scale(quiet, ceiling).max() < 0.1 * GRADCAM_HOT  # no hot region, not even a warm one
+    assert normalize(quiet).max() == 1.0  # the relative view would have painted it red
+    assert (on_fixed_scale(loud, ceiling) >= GRADCAM_HOT).any()
+    assert np.isfinite(quiet).all()
+
+    app.radio(key="grad-cam-scale-1").set_value("Relative: stretched per photo").run()  # beside the 2nd map
+    assert not app.exception and app.radio(key="grad-cam-scale-0").value == "Relative: stretched per photo"
+    captions = [caption for image in app.get("image") for caption in image.captions]
+    assert sum("relative view" in caption for caption in captions) == 2
+
+
+def ham_photo(data_dir, image_id: str) -> bytes:
+    return (data_dir / "images" / f"{image_id}.jpg").read_bytes()
+
+
+def test_the_call_covers_melanoma_only_and_a_result_just_below_the_threshold_is_called_close(
+        shipped_app_env, data_dir):
+    """Shipped network, HAM10000 photos: where basal cell carcinoma or actinic keratosis / intraepithelial
+    carcinoma leads the differential, the card says the call is about melanoma and that diagnosis needs
+    a clinician too; a naevus gets no such note. ISIC_0034093 (P 11.5% against 13.1%) is close."""
+    from melanoma.config import DIFFERENTIAL_NAMES
+
+    photos = {"bcc.jpg": "ISIC_0032384", "akiec.jpg": "ISIC_0029360", "near.jpg": "ISIC_0034093",
+              "naevus.jpg": "ISIC_0029230"}
+    app = open_page()
+    app.file_uploader[0].set_value([(name, ham_photo(data_dir, image_id), "image/jpeg")
+                                    for name, image_id in photos.items()]).run()
+    assert not app.exception
+    notes = [w.value for w in app.warning if "The call is about melanoma only" in w.value]
+    assert len(notes) == 3 and all("also needs a clinician" in note for note in notes)
+    assert sum(DIFFERENTIAL_NAMES["bcc"] in note for note in notes) == 2
+    assert sum(DIFFERENTIAL_NAMES["akiec"] in note for note in notes) == 1
+    assert table_with(app, "file").set_index("file").loc["naevus.jpg", "most likely diagnosis"] == "melanocytic naevus"
+
+    close = [c.value for c in app.caption if "but close to it" in c.value]
+    assert len(close) == 1 and close[0].startswith("P(melanoma) 11.") and "13.1%" in close[0]
+    # the differential's method is told once on the page, not on each of the four cards
+    assert sum("How the differential on each card is made" in c.value for c in app.caption) == 1
+    bar = next(json.loads(chart.proto.spec) for chart in app.get("plotly_chart")
+               if "referral threshold 13.1%" in chart.proto.spec)
+    assert bar["layout"]["xaxis"]["ticktext"] == ["0%", "25%", "50%", "75%", "100%"]
+
+
+def test_one_row_bar_and_card_per_photo_even_under_one_name_and_identical_bytes_once(shipped_app_env, data_dir):
+    from melanoma.reporting import percent
+
+    first, second = ham_photo(data_dir, "ISIC_0029230"), ham_photo(data_dir, "ISIC_0032384")
+    app = open_page()
+    app.file_uploader[0].set_value([("IMD058.jpg", first, "image/jpeg"), ("IMD058.jpg", second, "image/jpeg"),
+                                    ("copy.jpg", first, "image/jpeg")]).run()
+    assert not app.exception
+    labels = ["IMD058.jpg (1 of 2)", "IMD058.jpg (2 of 2)"]
+    table = table_with(app, "file")
+    assert sorted(table["file"]) == labels
+    chart = next(json.loads(c.proto.spec) for c in app.get("plotly_chart") if "by photo" in c.proto.spec)
+    bars, marks = chart["data"]
+    assert sorted(bars["y"]) == labels and len(bars["x"]) == 2
+    for label, value in zip(bars["y"], bars["x"]):
+        assert percent(value / 100) == table.set_index("file").loc[label, "P(melanoma)"]  # each bar its own value
+    assert marks["x"] == [pytest.approx(100 * t) for t in table["threshold"]]  # each row's own threshold
+    assert sorted(h.value for h in app.subheader if "IMD058" in h.value) == labels
+    assert len(app.metric) == 2
+    note = next(i.value for i in app.info if "identical bytes" in i.value)
+    assert "copy.jpg" in note and "IMD058.jpg (1 of 2)" in note and "shown once" in note

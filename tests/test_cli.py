@@ -31,7 +31,7 @@ def test_predict_classifies_good_files_and_names_bad_ones(smoke_bundle, sample_i
         row = by_file[str(good)]
         assert 0.0 <= row["probability_melanoma"] <= 1.0
         assert row["suspicious"] == (row["probability_melanoma"] >= output["threshold"])
-    assert "not a supported image" in by_file[str(not_an_image)]["error"]
+    assert "damaged or unreadable file" in by_file[str(not_an_image)]["error"]
     assert "cannot read file" in by_file[str(missing)]["error"]
     assert "Traceback" not in result.stderr
 

@@ -110,7 +110,7 @@ def test_corrupt_and_missing_images_are_dropped_with_their_reasons(data_dir, tmp
     reasons = {row["image_id"]: row["detail"] for row in dataset.dropped}
     assert set(reasons) == {"corrupt", "missing"}
     assert "cannot read file" in reasons["missing"]
-    assert reasons["corrupt"].startswith("unreadable image")
+    assert reasons["corrupt"].startswith("damaged or unreadable file")
 
 
 def test_unreadable_metadata_is_a_clear_error(tmp_path):

@@ -13,9 +13,8 @@ def explainer(predictor):
 
 def test_heatmap_matches_tf_keras_vis_and_leaves_the_predictor_alone(predictor, explainer, sample_images):
     from tf_keras_vis.gradcam_plus_plus import GradcamPlusPlus
-    from tf_keras_vis.utils.scores import CategoricalScore
 
-    from melanoma.explain import GRADCAM_PLUS_PLUS, normalize, resize_map
+    from melanoma.explain import GRADCAM_PLUS_PLUS, melanoma_log_odds, normalize, resize_map
     from melanoma.images import prepare_path
 
     image = prepare_path(sample_images["mel"]).model_input
@@ -27,10 +26,24 @@ def test_heatmap_matches_tf_keras_vis_and_leaves_the_predictor_alone(predictor, 
 
     # the library's own eager call on the same linear-output copy: same map before upsampling
     reference = GradcamPlusPlus(explainer._visualizers[GRADCAM_PLUS_PLUS].model)(
-        CategoricalScore(1), image.astype(np.float32), penultimate_layer="conv4_block6_out",
+        melanoma_log_odds, image.astype(np.float32), penultimate_layer="conv4_block6_out",
         seek_penultimate_conv_layer=False, expand_cam=False, normalize_cam=False)[0]
     expected = normalize(resize_map(reference, (image.shape[1], image.shape[0]), Image.Resampling.BILINEAR))
     np.testing.assert_allclose(heat, expected, atol=1e-4)
+    raw = explainer.raw_heatmap(image, "conv4_block6_out", GRADCAM_PLUS_PLUS)  # the same map, not stretched
+    np.testing.assert_allclose(normalize(raw), heat, atol=1e-4)
+
+
+def test_the_fixed_scale_keeps_a_weak_map_cold_and_clips_at_the_ceiling():
+    from melanoma.explain import on_fixed_scale
+
+    weak = np.full((75, 100), 0.01, np.float32)  # an even floor, which says nothing about where
+    weak[30:40, 40:50] = 0.1
+    assert on_fixed_scale(weak, 0.6).min() == 0.0
+    assert on_fixed_scale(weak, 0.6).max() == pytest.approx(0.09 / 0.6)  # not stretched to 1
+    assert on_fixed_scale(weak * 100, 0.6).max() == 1.0
+    with pytest.raises(ValueError):
+        on_fixed_scale(weak, 0.0)
 
 
 def test_heatmap_refuses_unknown_layers_methods_and_shapes(explainer):

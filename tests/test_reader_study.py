@@ -24,7 +24,7 @@ from melanoma.config import (
     DX_TYPE_NAMES,
     KNOWN_DX,
     MELANOMA_DX,
-    OTHER_MALIGNANT_DX,
+    OTHER_MALIGNANCIES,
     READER_STUDY_DIR,
     READER_STUDY_INDEX,
     READER_STUDY_MAX_PHOTOS,
@@ -332,7 +332,7 @@ def test_a_whole_test_with_known_answers_shows_the_sensitivity_specificity_and_a
         referred_by_you = calls[number - 1]
         if labels[number - 1]:
             assert right == f"{'you' if referred_by_you else 'the model'}: melanoma"
-        elif truth["dx"].iloc[number - 1] in OTHER_MALIGNANT_DX:  # referring it was sensible
+        elif truth["dx"].iloc[number - 1] in OTHER_MALIGNANCIES:  # referring it was sensible
             assert right == f"{'you' if referred_by_you else 'the model'}, sensibly: malignant"
         else:  # benign: the one who did not refer
             assert right == f"{'the model' if referred_by_you else 'you'}: benign"

@@ -36,8 +36,8 @@ def input_limitation(bundle) -> str:
 
 
 def input_size(bundle) -> str:
-    """The one way the card gives the input size: width x height, as photos are described."""
-    return f"{bundle.image_spec.width}x{bundle.image_spec.height} pixels"
+    """The one way the card gives the input size: height x width, as README and the config say (75x100)."""
+    return f"{bundle.image_spec.height}x{bundle.image_spec.width} pixels (height x width)"
 
 
 def origin(bundle) -> str:

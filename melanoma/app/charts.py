@@ -203,9 +203,10 @@ def interval_note(intervals: dict) -> str:
             "move on another set of lesions like these.")
 
 
-def probability_bar(probability: float, threshold: float) -> go.Figure:
-    """P(melanoma) as a bar on 0-100% with the referral threshold marked on it."""
-    colour = MELANOMA_COLOUR if probability >= threshold else OTHER_COLOUR
+def probability_bar(probability: float, threshold: float, suspicious: bool) -> go.Figure:
+    """P(melanoma) as a bar on 0-100% with the referral threshold marked on it, coloured by the call
+    already made (`suspicious`)."""
+    colour = MELANOMA_COLOUR if suspicious else OTHER_COLOUR
     figure = go.Figure(go.Bar(x=[100 * probability], y=[""], orientation="h", marker_color=colour,
                               hoverinfo="skip"))
     # The label above the plot, on the side of the line with room for it: inside, it would run over
@@ -213,9 +214,12 @@ def probability_bar(probability: float, threshold: float) -> go.Figure:
     figure.add_vline(x=100 * threshold, line=dict(color="black", width=2, dash="dash"),
                      annotation_text=f"referral threshold {percent(threshold)}",
                      annotation_position="top right" if threshold < 0.5 else "top left", annotation_yanchor="bottom")
-    figure.update_xaxes(range=[0, 100], ticksuffix="%", fixedrange=True)
+    # Ticks every 25%, fixed: left to Plotly, a phone-width bar showed only 0% and 50%.
+    figure.update_xaxes(range=[0, 100], tickvals=[0, 25, 50, 75, 100], ticktext=["0%", "25%", "50%", "75%", "100%"],
+                        fixedrange=True)
     figure.update_yaxes(fixedrange=True)
-    return _layout(figure, None, height=110, margin=dict(l=10, r=10, t=30, b=10), showlegend=False)
+    # Room on the right for the last tick's label ("100%"), which Plotly would otherwise drop.
+    return _layout(figure, None, height=110, margin=dict(l=10, r=28, t=30, b=10), showlegend=False)
 
 
 def differential_bar(differential: dict[str, float]) -> go.Figure:
@@ -232,32 +236,50 @@ def differential_bar(differential: dict[str, float]) -> go.Figure:
     return _layout(figure, "Differential: the 7 diagnoses", height=300, margin=dict(l=10, r=10, t=40, b=10))
 
 
-def batch_risk_bars(rows: list[tuple[str, float, bool]], threshold: float) -> go.Figure:
-    """(file, P(melanoma), suspicious) per assessed file, highest risk on top, coloured by the call."""
-    rows = sorted(rows, key=lambda row: row[1], reverse=True)
-    figure = go.Figure(go.Bar(x=[100 * p for _, p, _ in rows], y=[name for name, _, _ in rows], orientation="h",
-                              marker_color=[MELANOMA_COLOUR if called else OTHER_COLOUR for _, _, called in rows],
-                              text=[percent(p) for _, p, _ in rows], textposition="outside", cliponaxis=False,
-                              hoverinfo="skip"))
-    figure.add_vline(x=100 * threshold, line=dict(color="black", width=2, dash="dash"),
-                     annotation_text="referral threshold", annotation_position="top")
-    figure.update_yaxes(autorange="reversed", automargin=True)
+def batch_risk_bars(rows: list[tuple[str, float, bool, float]]) -> go.Figure:
+    """(label, P(melanoma), suspicious, threshold) per assessed photo, in the given order (highest risk
+    on top), coloured by the call; each bar gets its own row, however many share a file name (the
+    labels must differ), and its own threshold mark: a bundle that takes patient data has one
+    threshold per mode, so photos beside each other can be judged against different ones."""
+    labels = [label for label, _, _, _ in rows]
+    if len(set(labels)) != len(labels):
+        raise ValueError("each bar needs its own label: two rows with one label would be stacked into one bar")
+    figure = go.Figure(go.Bar(x=[100 * p for _, p, _, _ in rows], y=labels, orientation="h", name="P(melanoma)",
+                              marker_color=[MELANOMA_COLOUR if called else OTHER_COLOUR for _, _, called, _ in rows],
+                              text=[percent(p) for _, p, _, _ in rows], textposition="outside", cliponaxis=False,
+                              hoverinfo="skip", showlegend=False))
+    figure.add_scatter(x=[100 * threshold for _, _, _, threshold in rows], y=labels, mode="markers",
+                       name="its referral threshold", hoverinfo="skip",
+                       marker=dict(symbol="line-ns", size=26, line=dict(width=3, color="black")))
+    figure.update_yaxes(autorange="reversed", automargin=True, type="category")
     figure.update_xaxes(range=[0, 100 * LABEL_HEADROOM], ticksuffix="%")
-    return _layout(figure, "P(melanoma) by file, highest first", height=90 + 28 * len(rows))
+    return _layout(figure, "P(melanoma) by photo, highest first", height=90 + 30 * len(rows), showlegend=False)
+
+
+def _wrapped(name: str, width: int = 12) -> str:
+    """A diagnosis name broken into lines of about `width` characters, for a narrow axis."""
+    lines, line = [], ""
+    for word in name.split():
+        if line and len(line) + 1 + len(word) > width:
+            lines.append(line)
+            line = word
+        else:
+            line = f"{line} {word}".strip()
+    return "<br>".join([*lines, line])
 
 
 def diagnosis_confusion_matrix(report: dict, names: dict[str, str]) -> go.Figure:
     """The differential's 7x7 confusion matrix (rows: truth; columns: most likely diagnosis), shaded by
-    the share of each true diagnosis, so rare diagnoses are as visible as naevi."""
-    labels = [names.get(dx, dx) for dx in report["classes"]]
+    the share of each true diagnosis, so rare diagnoses are as visible as naevi. The names are wrapped
+    so that on a phone the names do not squeeze the matrix to a strip."""
+    labels = [_wrapped(names.get(dx, dx)) for dx in report["classes"]]
     matrix = report["confusion_matrix"]
     shares = [[count / max(sum(row), 1) for count in row] for row in matrix]
     figure = go.Figure(go.Heatmap(z=shares, x=labels, y=labels, text=matrix, texttemplate="%{text}",
                                   colorscale="Blues", zmin=0, zmax=1, showscale=False, hoverinfo="skip"))
-    figure.update_xaxes(title="most likely diagnosis given", tickangle=-30)
-    figure.update_yaxes(title="confirmed diagnosis", autorange="reversed")
-    return _layout(figure, "Differential on the test split", height=460)
-
+    figure.update_xaxes(title="most likely diagnosis", tickangle=-90, automargin=True, tickfont=dict(size=10))
+    figure.update_yaxes(title="confirmed", autorange="reversed", automargin=True, tickfont=dict(size=10))
+    return _layout(figure, "Differential on the test split", height=560)
 
 
 ROC_MARGIN = 0.04

@@ -10,6 +10,8 @@ redraws the page without running the network again.
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
+from typing import NamedTuple
 
 import streamlit as st
 
@@ -17,16 +19,26 @@ from melanoma import calibration
 from melanoma.app import results, state
 from melanoma.app.patient_inputs import patient_inputs
 from melanoma.config import (
-    DEFAULT_GRADCAM_LAYER,
-    GRADCAM_LAYERS,
-    GRADCAM_OPACITY,
     MAX_UPLOAD_MB,
     MODEL_LOAD_SECONDS,
     UPLOAD_EXTENSIONS,
 )
-from melanoma.explain import METHODS
 from melanoma.patient import NO_INFORMATION
-from melanoma.reporting import DISCLAIMER, results_csv, results_table, triage_order
+from melanoma.reporting import DISCLAIMER, distinct_labels, results_csv, results_table, triage_order
+
+CAMERA_PHOTO = "camera photo.jpg"
+CAMERA_LIMITS = ("A phone or laptop camera without a dermatoscope is outside what the model knows: it learnt from "
+                 "dermatoscope photos only, and how it does on other photos has not been measured. It may give such a "
+                 "photo no call; a call it gives means less than on a dermatoscope photo.")
+
+
+class Photo(NamedTuple):
+    """An upload or a camera shot: its name, the widget's id for it, and its bytes (in memory only)."""
+
+    name: str
+    file_id: str
+    data: bytes
+
 
 st.title("Classify a skin lesion")
 st.caption(DISCLAIMER)
@@ -34,23 +46,20 @@ bundle = state.require_bundle()
 loader = state.start_loading()  # already under way where the server started it
 model_id = bundle.manifest["weights_sha256"]
 
-with st.sidebar:
-    st.header("Grad-CAM")
-    layer_label = st.selectbox("Layer", list(GRADCAM_LAYERS),
-                               index=list(GRADCAM_LAYERS.values()).index(DEFAULT_GRADCAM_LAYER),
-                               help="Earlier stages have finer grids but see less context; stage 5 has "
-                                    "only 3x4 cells at this input size.")
-    if GRADCAM_LAYERS[layer_label] != DEFAULT_GRADCAM_LAYER:
-        st.warning(results.LATE_STAGE_WARNING, icon=":material/warning:")
-    method = st.radio("Method", METHODS, horizontal=True)
-    opacity = st.slider("Overlay opacity", 0.0, 1.0, GRADCAM_OPACITY, 0.05)
-    show_raw = st.toggle("Show the raw heat map")
-layer = GRADCAM_LAYERS[layer_label]
 
 uploads = st.file_uploader(
     "Dermatoscopic images of single lesions", type=list(UPLOAD_EXTENSIONS), accept_multiple_files=True,
     help=f"Up to {MAX_UPLOAD_MB} MB each. Images are analysed in memory and not stored.")
-if not uploads:
+# The camera asks for permission only once the visitor turns it on.
+camera = None
+if st.toggle("Take a photo with this device's camera", help="Analysed in memory like an upload, and not stored."):
+    st.warning(CAMERA_LIMITS, icon=":material/photo_camera:")
+    camera = st.camera_input("Photo of a single lesion, through a dermatoscope")
+# A camera shot takes the same path as an upload: the same checks and refusals, in memory only.
+photos = [Photo(upload.name, upload.file_id, upload.getvalue()) for upload in uploads or []]
+if camera is not None:
+    photos.append(Photo(CAMERA_PHOTO, camera.file_id, camera.getvalue()))
+if not photos:
     st.info("Upload one or more images to classify them. Tip: the Dataset page shows what the training "
             "images look like (dermatoscope, lesion centred).", icon=":material/upload:")
     if not loader.predictor.done():
@@ -59,6 +68,19 @@ if not uploads:
                    "is ready.")
     st.stop()
 
+# The same bytes uploaded twice are one photo: shown once, with a note. Different photos that share
+# a file name are kept apart by their place among those of that name.
+first_of = {}
+for photo in photos:
+    first_of.setdefault(hashlib.sha256(photo.data).hexdigest(), photo)
+repeats = [(photo, first_of[hashlib.sha256(photo.data).hexdigest()]) for photo in photos
+           if first_of[hashlib.sha256(photo.data).hexdigest()] is not photo]
+uploads = list(first_of.values())
+labels = dict(zip((upload.file_id for upload in uploads), distinct_labels([upload.name for upload in uploads])))
+if repeats:
+    st.info(" ".join(f"**{repeat.name}** is the same photo as **{labels[original.file_id]}** (identical bytes): "
+                     "shown once." for repeat, original in repeats), icon=":material/content_copy:")
+
 # Patient information, per photo, where the network takes it; blank means unknown.
 patients = {}
 if bundle.takes_metadata:
@@ -66,7 +88,7 @@ if bundle.takes_metadata:
         st.caption("Blank means unknown: the network is told so, never given a guess. Each result shows "
                    "P(melanoma) from the image alone beside the one with this information.")
         for upload in uploads:
-            st.markdown(f"**{upload.name}**")
+            st.markdown(f"**{labels[upload.file_id]}**")
             patients[upload.file_id] = patient_inputs(f"patient-{upload.file_id}")
 
 predictor = state.require_predictor()
@@ -74,13 +96,15 @@ predictor = state.require_predictor()
 predictions = st.session_state.get("classify_predictions", {})
 heatmaps = st.session_state.get("classify_heatmaps", {})
 with st.spinner(f"Classifying {len(uploads)} image(s)…"):
-    keyed = [(upload, (model_id, hashlib.sha256(upload.getvalue()).hexdigest(),
-                       patients.get(upload.file_id, NO_INFORMATION))) for upload in uploads]
+    keyed = [(upload, (model_id, digest, patients.get(upload.file_id, NO_INFORMATION)))
+             for digest, upload in first_of.items()]
     new = {key: upload for upload, key in keyed if key not in predictions}
     if new:
-        predictions.update(zip(new, predictor.classify_many([(u.name, u.getvalue()) for u in new.values()],
+        predictions.update(zip(new, predictor.classify_many([(u.name, u.data) for u in new.values()],
                                                             display=True, patients=[key[2] for key in new])))
-    current = [(upload.name, key, predictions[key]) for upload, key in keyed]
+    # Each under its label (the cached result keeps the name it was classified under).
+    current = [(labels[upload.file_id], key, replace(predictions[key], name=labels[upload.file_id]))
+               for upload, key in keyed]
 if not predictor.takes_metadata:
     st.caption("This model reads the image alone: it takes no age, sex or body site.")
 kept = {key for _, key, _ in current}
@@ -93,7 +117,7 @@ current = [current[position] for position in triage_order([prediction for _, _, 
 if len(current) > 1:
     table = results_table([prediction for _, _, prediction in current])
     st.subheader(f"{len(current)} images, highest risk first")
-    results.show_batch(table, predictor.threshold)
+    results.show_batch(table)
     st.download_button("Download results (CSV)", results_csv(table, predictor.bundle.manifest),
                        file_name="melanoma-triage.csv", mime="text/csv", icon=":material/download:",
                        on_click="ignore")
@@ -101,7 +125,9 @@ if len(current) > 1:
 st.caption(f"{calibration.probability_note(predictor.bundle.calibration)} Called suspicious from P(melanoma) ≥ "
            f"{predictor.threshold:.1%}: {predictor.bundle.metrics.get('threshold_rule', '')}. Below it, the call "
            "is not a rule-out. Not a diagnosis.")
-grad_cam = results.GradCamView(layer, layer_label, method, opacity, show_raw)
+grad_cam = results.grad_cam_view(model_id)
+if any(prediction.ok and prediction.assessment is not None for _, _, prediction in current):
+    results.show_differential_method(predictor.bundle)
 for position, (name, key, prediction) in enumerate(current):
     if prediction.not_a_lesion:
         results.show_not_a_lesion(name, prediction)

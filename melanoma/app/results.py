@@ -14,11 +14,37 @@ import streamlit as st
 
 from melanoma.app import charts, state
 from melanoma.app.patient_inputs import metadata_caption
-from melanoma.config import CALL_REFUSED, CALL_SUSPICIOUS, DEFAULT_GRADCAM_LAYER, IMAGES_DIR, SIMILAR_CASES
-from melanoma.explain import colour_scale, heatmap_image, overlay
+from melanoma.config import (
+    CALL_REFUSED,
+    CALL_SUSPICIOUS,
+    DEFAULT_GRADCAM_LAYER,
+    GRADCAM_HOT,
+    GRADCAM_LAYERS,
+    GRADCAM_OPACITY,
+    IMAGES_DIR,
+    NOT_A_LESION_PLAIN,
+    SIMILAR_CASES,
+)
+from melanoma.explain import (
+    DEFAULT_METHOD,
+    GRADCAM,
+    METHODS,
+    as_shown,
+    colour_scale,
+    fixed_scale_applies,
+    heatmap_image,
+    overlay,
+)
 from melanoma.patient import NO_INFORMATION
 from melanoma.published import differential_test_report, how_the_differential_is_made
-from melanoma.reporting import against_threshold, call_and_diagnosis_note, describe_case, percent, short_reason
+from melanoma.reporting import (
+    against_threshold,
+    call_and_diagnosis_note,
+    describe_case,
+    other_malignancy_note,
+    percent,
+    short_reason,
+)
 
 # Similar cases side by side at this width: four in a row on a desktop, two on a phone (~420 px).
 CASE_WIDTH = 165
@@ -33,49 +59,128 @@ CALL_STYLES = {CALL_SUSPICIOUS: "background-color: #f6d5d1; color: #7b1f15; font
 
 @dataclass
 class GradCamView:
-    """The sidebar's Grad-CAM settings, and the session's cache of maps per (photo, layer, method).
-    The explainer is fetched when a map is first drawn, so a card's call shows before Grad-CAM is ready."""
+    """The Grad-CAM settings, and the session's cache of raw maps per (photo, layer, method). The
+    explainer is fetched when a map is first drawn, so a card's call shows before Grad-CAM is ready.
+
+    The default view is on one fixed scale for every photo (Grad-CAM++'s raw values, which follow
+    P(melanoma); config.GRADCAM_CEILINGS): a photo where nothing raised P(melanoma) much shows no
+    hot region. `relative` stretches each map to its own range instead, as Grad-CAM maps usually
+    are; plain Grad-CAM is only ever relative (its raw values do not follow P(melanoma))."""
 
     layer: str
     layer_label: str
     method: str
     opacity: float
-    show_raw: bool
+    show_raw: bool  # the map alone, without the photo under it
+    relative: bool = False
+    model_id: str | None = None  # the bundle's weights: the fixed scale was measured on one bundle
 
     @property
     def late_stage(self) -> bool:
         return self.layer != DEFAULT_GRADCAM_LAYER
 
-    def heatmap(self, key, prediction):
+    @property
+    def fixed_scale(self) -> bool:
+        return not self.relative and fixed_scale_applies(self.layer, self.method, self.model_id)
+
+    def raw_heatmap(self, key, prediction):
         cache = st.session_state.setdefault("classify_heatmaps", {})
         if (*key, self.layer, self.method) not in cache:
-            cache[(*key, self.layer, self.method)] = state.require_explainer().heatmap(
+            cache[(*key, self.layer, self.method)] = state.require_explainer().raw_heatmap(
                 prediction.prepared.model_input, self.layer, self.method,
                 patient=prediction.patient if prediction.metadata_used else NO_INFORMATION)
         return cache[(*key, self.layer, self.method)]
 
-    def show(self, key, prediction, suspicious: bool) -> None:
+    def heatmap(self, key, prediction):
+        """The map as drawn: on the fixed scale, or stretched to this photo's range."""
+        raw = self.raw_heatmap(key, prediction)
+        return as_shown(raw, self.layer, self.method, self.model_id, self.relative)
+
+    def caption(self, heat) -> str:
+        where = f"{self.method}, {self.layer_label}"
+        if self.fixed_scale:
+            hottest = float(heat.max())
+            if hottest < GRADCAM_HOT:
+                return (f"{where}, fixed scale: no region raised P(melanoma) much; the strongest reached "
+                        f"{hottest:.0%} of the scale's top. The map marks no region: that is no sign the lesion is harmless.")
+            where += ", fixed scale"
+            if self.late_stage:
+                return (f"{where}: yellow to red regions raised P(melanoma) most, but at this stage they are often "
+                        "plain skin or the dark corner, not the lesion.")
+            return (f"{where}: yellow to red regions raised P(melanoma) as much as in a typical referred photo; "
+                    "they may be the lesion or an artefact such as a dark corner.")
+        if self.method == GRADCAM:
+            why = "plain Grad-CAM is always shown this way: its raw values do not follow P(melanoma)"
+        elif self.relative:
+            why = "chosen in the map settings"
+        else:
+            why = "the fixed scale was measured on another model"
+        relative = (f"{where}, relative view ({why}): stretched to this photo's own range, so its strongest region "
+                    "is red however little it raised P(melanoma).")
+        if not heat.any():
+            return f"{where}: the map is flat, no region stands out."
+        if self.late_stage:
+            return relative + " At this stage red is often plain skin or the dark corner, not the lesion."
+        return relative
+
+    def show(self, key, prediction) -> None:
         photo = prediction.prepared.display
         heat = self.heatmap(key, prediction)
         shown = heatmap_image(heat, photo.size) if self.show_raw else overlay(photo, heat, self.opacity)
-        if not heat.any():
-            caption = f"{self.method}, {self.layer_label}: the map is flat, no region stands out."
-        elif self.late_stage:
-            caption = (f"{self.method}, {self.layer_label}: red regions raised P(melanoma) most, but at this stage "
-                       "they are often plain skin or the dark corner, not the lesion.")
-        elif suspicious:
-            caption = f"{self.method}, {self.layer_label}: red regions raised P(melanoma) most."
-        else:
-            caption = (f"{self.method}, {self.layer_label}: red regions raised P(melanoma) most, though it "
-                       "stayed below the threshold: they raised it only a little.")
+        caption = self.caption(heat)
         st.image(shown, caption=caption, width="stretch",
                  alt=f"Grad-CAM heat map over the photo ({self.layer_label}); {caption}")
-        if self.late_stage and heat.any():
+        if self.late_stage and heat.max() >= GRADCAM_HOT:
             st.warning(LATE_STAGE_WARNING, icon=":material/warning:")
         st.image(colour_scale(), width="stretch", alt="Colour scale from blue (raised P(melanoma) least) "
                  "to red (raised it most)")
-        st.caption(f"Colour scale: blue = least, red = most. {GRAD_CAM_LIMITS} Layer and method: in the sidebar "
-                   "(on a phone, the » at the top left).")
+        top = ("red = as much as the strongest region of a typical referred photo, the same for every photo"
+               if self.fixed_scale else "red = this photo's strongest region, however weak")
+        st.caption(f"Colour scale: blue = not at all, {top}. {GRAD_CAM_LIMITS}")
+
+
+FIXED_SCALE, RELATIVE_SCALE = "Fixed: the same for every photo", "Relative: stretched per photo"
+SETTINGS_KEY = "grad_cam_settings"
+
+
+def _default_settings() -> dict:
+    return {"layer": next(label for label, name in GRADCAM_LAYERS.items() if name == DEFAULT_GRADCAM_LAYER),
+            "method": DEFAULT_METHOD, "scale": FIXED_SCALE, "opacity": GRADCAM_OPACITY, "alone": False}
+
+
+def grad_cam_view(model_id: str) -> GradCamView:
+    """The session's Grad-CAM settings (one set for every card, changed beside any map)."""
+    settings = st.session_state.setdefault(SETTINGS_KEY, _default_settings())
+    return GradCamView(GRADCAM_LAYERS[settings["layer"]], settings["layer"], settings["method"], settings["opacity"],
+                       settings["alone"], settings["scale"] == RELATIVE_SCALE, model_id)
+
+
+def _keep_setting(name: str, key: str) -> None:
+    st.session_state[SETTINGS_KEY][name] = st.session_state[key]
+
+
+def map_settings(position: int) -> None:
+    """The Grad-CAM controls beside a card's map (on a phone, right under it); every card's controls
+    show and change the same settings."""
+    settings = st.session_state.setdefault(SETTINGS_KEY, _default_settings())
+    keys = {name: f"grad-cam-{name}-{position}" for name in settings}
+    for name, key in keys.items():
+        st.session_state[key] = settings[name]
+    with st.popover("Map settings", icon=":material/tune:", width="stretch"):
+        st.selectbox("Layer", list(GRADCAM_LAYERS), key=keys["layer"], on_change=_keep_setting,
+                     args=("layer", keys["layer"]), help="Earlier stages have finer grids but see less context; "
+                     "stage 5 has only 3x4 cells at this input size. " + LATE_STAGE_WARNING)
+        st.radio("Method", METHODS, key=keys["method"], horizontal=True, on_change=_keep_setting,
+                 args=("method", keys["method"]), help="Grad-CAM++ by default: its values follow P(melanoma), so "
+                 "it can be drawn on one scale for every photo. Plain Grad-CAM is shown relative to each photo only.")
+        st.radio("Colour scale", [FIXED_SCALE, RELATIVE_SCALE], key=keys["scale"], on_change=_keep_setting,
+                 args=("scale", keys["scale"]), help="Fixed: red means the region raised P(melanoma) as much as in "
+                 "a typical referred photo, and a photo where nothing raised it shows no red. Relative: each "
+                 "photo's strongest region is red, however weak it is.")
+        st.slider("Overlay opacity", 0.0, 1.0, step=0.05, key=keys["opacity"], on_change=_keep_setting,
+                  args=("opacity", keys["opacity"]))
+        st.toggle("Show the map alone (no photo)", key=keys["alone"], on_change=_keep_setting,
+                  args=("alone", keys["alone"]))
 
 
 def show_result(name: str, key, prediction, threshold: float, grad_cam: GradCamView, bundle,
@@ -92,11 +197,14 @@ def show_result(name: str, key, prediction, threshold: float, grad_cam: GradCamV
             else:  # no tick: below the threshold is not a rule-out
                 st.info(f"**{call}**", icon=":material/remove:")
             st.metric("P(melanoma)", percent(probability))
-            st.plotly_chart(charts.probability_bar(probability, threshold), config={"displayModeBar": False},
-                            key=f"probability-{position}")
-            st.caption(f"P(melanoma) {against_threshold(probability, threshold)}. The model misses melanomas, "
-                       "more so on photos from other clinics (About): a lesion of concern needs a clinician "
-                       "whatever the call.")
+            st.plotly_chart(charts.probability_bar(probability, threshold, prediction.suspicious),
+                            config={"displayModeBar": False}, key=f"probability-{position}")
+            st.caption(f"P(melanoma) {against_threshold(probability, threshold, prediction.suspicious)}. The model "
+                       "misses melanomas, more so on photos from other clinics (About): a lesion of concern needs a "
+                       "clinician whatever the call.")
+            other = other_malignancy_note(prediction)
+            if other:
+                st.warning(other, icon=":material/medical_services:")
             note = call_and_diagnosis_note(prediction)
             if note:
                 st.caption(note)
@@ -105,7 +213,8 @@ def show_result(name: str, key, prediction, threshold: float, grad_cam: GradCamV
         photo_column.image(prediction.prepared.display, caption="Cropped as the network sees it (centre, 4:3)",
                            width="stretch", alt=f"The uploaded photo {name}, cropped to 4:3 as the network sees it")
         with map_column:
-            grad_cam.show(key, prediction, prediction.suspicious)
+            grad_cam.show(key, prediction)
+            map_settings(position)
         if prediction.assessment is not None:
             show_differential_and_cases(prediction.assessment, bundle, position)
 
@@ -115,13 +224,8 @@ def show_differential_and_cases(assessment, bundle, position: int = 0) -> None:
     with differential_column:
         st.plotly_chart(charts.differential_bar(assessment.differential), config={"displayModeBar": False},
                         key=f"differential-{position}")
-        measured = differential_test_report(bundle)
-        accuracy = (f" The most likely diagnosis was the confirmed one for {measured[0]['accuracy']:.1%} of "
-                    f"{measured[0]['n_images']:,} test photos ({measured[1]})." if measured and
-                    measured[0].get("accuracy") is not None else "")
         st.caption("As text: " + ", ".join(f"{name} {percent(p)}" for name, p in assessment.differential.items())
-                   + f". How: {how_the_differential_is_made(bundle)}; from the image alone, at the training data's "
-                   f"rates of the diagnoses.{accuracy}")
+                   + ". How it is made: above the first card.")
     with cases_column:
         cases = assessment.similar_cases
         melanomas = round(assessment.similar_melanoma_share * len(cases))
@@ -141,20 +245,27 @@ def show_differential_and_cases(assessment, bundle, position: int = 0) -> None:
                    "with their confirmed diagnoses.")
 
 
+def show_differential_method(bundle) -> None:
+    """How the cards' differentials are made and how often the top one was right: once per page."""
+    measured = differential_test_report(bundle)
+    accuracy = (f" Its most likely diagnosis was the confirmed one for {measured[0]['accuracy']:.1%} of "
+                f"{measured[0]['n_images']:,} test photos ({measured[1]})." if measured and
+                measured[0].get("accuracy") is not None else "")
+    st.caption(f"How the differential on each card is made: {how_the_differential_is_made(bundle)}; from the image "
+               f"alone, at the training data's rates of the diagnoses.{accuracy}")
+
+
 def show_not_a_lesion(name: str, prediction) -> None:
     assessment = prediction.assessment
-    st.warning(f"**{name}** was not assessed: {prediction.error}. The model knows only dermatoscopic photos of "
-               "single lesions from the clinics it was trained on; a lesion photo from another dermatoscope, "
-               "camera or lighting can land here as well as a picture that is no lesion.",
-               icon=":material/hide_image:")
-    with st.expander(f"Scores for {name} (unreliable: outside what the model knows)"):
-        st.markdown(f"- P(melanoma) the network would have given: {percent(prediction.unreliable_probability)} "
-                    "— **unreliable**, the network has not seen photos like this one\n"
-                    f"- not-a-lesion score {assessment.not_a_lesion_score:.1f}; photos scoring above "
-                    f"{assessment.not_a_lesion_threshold:.1f} are not assessed")
+    st.warning(f"**{name}: {CALL_REFUSED}.** {NOT_A_LESION_PLAIN}", icon=":material/hide_image:")
+    with st.expander(f"Details for {name}: the numbers behind the refusal"):
+        st.markdown(f"- How unlike the training photos it is: {assessment.not_a_lesion_score:.1f} on the model's "
+                    f"scale; above {assessment.not_a_lesion_threshold:.1f}, a photo gets no call\n"
+                    f"- P(melanoma) the network would have given: {percent(prediction.unreliable_probability)} "
+                    "— **unreliable**, the network has not seen photos like this one")
 
 
-def show_batch(table: pd.DataFrame, threshold: float) -> None:
+def show_batch(table: pd.DataFrame) -> None:
     """The table in triage order, P(melanoma) rounded as on the cards, the call coloured by the call."""
     shown = table.assign(**{"P(melanoma)": [None if pd.isna(p) else percent(p) for p in table["P(melanoma)"]],
                             "reason not assessed": table["reason not assessed"].map(short_reason)})
@@ -163,15 +274,19 @@ def show_batch(table: pd.DataFrame, threshold: float) -> None:
                  column_order=["call", "file", "P(melanoma)", "photo", "most likely diagnosis", "reason not assessed"],
                  column_config={
                      "photo": st.column_config.ImageColumn("photo", width="small"),
-                     "P(melanoma)": st.column_config.TextColumn(width=95),
+                     # Widths that fit the page at 1,400 px, so the last column is not clipped.
+                     "P(melanoma)": st.column_config.TextColumn(width=85),
+                     "most likely diagnosis": st.column_config.TextColumn(width=125),
                      "call": st.column_config.TextColumn(width=290, pinned=True),
                      "reason not assessed": st.column_config.TextColumn(
-                         width="large", help="In short; the full reason is on the photo's card below and in the CSV")})
+                         width=245, help="In short; the full reason is on the photo's card below and in the CSV")})
     st.caption("Photos with no call come first: someone has to look at them. A *refer* can sit beside a more "
                "likely benign diagnosis: the referral threshold is set low, so that most melanomas are referred.")
     assessed = table[table["P(melanoma)"].notna()]
     if len(assessed):
-        rows = list(zip(assessed["file"], assessed["P(melanoma)"], assessed["P(melanoma)"] >= assessed["threshold"]))
-        st.plotly_chart(charts.batch_risk_bars(rows, threshold), config={"displayModeBar": False})
-        st.caption("As text: " + "; ".join(f"{file} {percent(p)}" for file, p, _ in rows) + ". Red: above the "
-                   "referral threshold.")
+        rows = list(zip(assessed["file"], assessed["P(melanoma)"], assessed["call"] == CALL_SUSPICIOUS,
+                        assessed["threshold"]))
+        st.plotly_chart(charts.batch_risk_bars(rows), config={"displayModeBar": False})
+        st.caption("As text: " + "; ".join(f"{file} {percent(p)} (threshold {percent(threshold)})"
+                                           for file, p, _, threshold in rows)
+                   + ". Red: at or above its referral threshold (the black mark on its row).")

@@ -107,10 +107,10 @@ class ModelLoader:
             return
         try:
             loaded.warm_up()  # the compiled function, for every upload after the first few
-            from melanoma.explain import Explainer
+            from melanoma.explain import DEFAULT_METHOD, Explainer
 
             grad_cam = Explainer(loaded.model)
-            grad_cam.heatmap(np.zeros(grad_cam.image_shape, np.uint8), DEFAULT_GRADCAM_LAYER)  # trace the default
+            grad_cam.heatmap(np.zeros(grad_cam.image_shape, np.uint8), DEFAULT_GRADCAM_LAYER, DEFAULT_METHOD)  # trace it
             explainer.set_result(grad_cam)
         except BaseException as error:  # noqa: BLE001
             explainer.set_exception(error)

@@ -250,7 +250,7 @@ def show_disagreements(test: dict, positions: list[int], threshold: float) -> No
                                 "who was right": st.column_config.TextColumn(
                                     help="Who made the right call on melanoma; the text below says why"),
                                 "Grad-CAM": st.column_config.ImageColumn(width="small", help="Where the model "
-                                                                         "looked: red raised P(melanoma) most")})
+                                                                         "looked: warm colours raised P(melanoma)")})
     # Also the table's text alternative, and all of it on a phone, where the table scrolls sideways.
     st.caption("As text: " + "; ".join(f"#{row['#']} {row['truth']} (confirmed by {row['confirmed by']}): you "
                                        f"{row['you']}, the model {row['model']} ({row['why']})"
@@ -258,14 +258,16 @@ def show_disagreements(test: dict, positions: list[int], threshold: float) -> No
     st.caption("'model': its call (*refer*, or *below threshold*: below the referral threshold, which is not a "
                "rule-out) and P(melanoma). The test scores melanoma only: a referred basal cell carcinoma counts as a "
                "false alarm, though referring it is what a clinician would do. "
-               "Grad-CAM (stage 3): red regions raised the model's P(melanoma) most. "
+               "Grad-CAM++ (stage 3), drawn as on the Classify page: warm colours mark the regions that raised "
+               "the model's P(melanoma); on the shipped model's fixed scale, a map without them means nothing "
+               "raised it much. "
                "'Confirmed by' is how the diagnosis was established (histopathology, follow-up, expert consensus, "
                "confocal microscopy); the model never sees it.")
 
 
 def disagreement_pictures(test: dict, position: int) -> tuple[str | None, str | None]:
     """The photo and its Grad-CAM overlay as small data URIs, made once per test."""
-    from melanoma.explain import overlay
+    from melanoma.explain import DEFAULT_METHOD, as_shown, overlay
     from melanoma.images import ImageRejected, prepare_image
     from melanoma.patient import NO_INFORMATION, PatientInfoError, from_row
 
@@ -279,7 +281,8 @@ def disagreement_pictures(test: dict, position: int) -> tuple[str | None, str | 
         except (OSError, ImageRejected, PatientInfoError):
             test["grad_cam"][position] = (None, None)
         else:
-            heat = explainer.heatmap(prepared.model_input, DEFAULT_GRADCAM_LAYER, patient=patient)
+            raw = explainer.raw_heatmap(prepared.model_input, DEFAULT_GRADCAM_LAYER, DEFAULT_METHOD, patient=patient)
+            heat = as_shown(raw, DEFAULT_GRADCAM_LAYER, DEFAULT_METHOD, bundle.manifest["weights_sha256"])
             test["grad_cam"][position] = (thumbnail_uri(prepared.display, DISAGREEMENT_THUMBNAIL),
                                           thumbnail_uri(overlay(prepared.display, heat, GRADCAM_OPACITY),
                                                         DISAGREEMENT_THUMBNAIL))

@@ -113,7 +113,8 @@ if extras:
     st.subheader("Differential and similar cases")
     differential, measured = differential_test_report(bundle)
     similar = extras["similar_cases"]["test_roc_auc"]
-    st.dataframe(charts.differential_auc_table(differential, DIFFERENTIAL_NAMES), hide_index=True, width="stretch")
+    # A static table wraps the long names, so a phone shows the AUC column whole (a grid clipped it).
+    st.table(charts.differential_auc_table(differential, DIFFERENTIAL_NAMES), hide_index=True)
     st.caption(f"One-vs-rest ROC AUC per diagnosis: {measured} ({differential['n_images']:,} images). The "
                f"differential: {how_the_differential_is_made(bundle)}.")
     st.markdown(f"**Melanoma AUC** of the {extras['similar_cases']['k']} similar cases' vote (share of "
