@@ -91,14 +91,14 @@ async def one_session(browser, url: str, photos: list, bad_file, expected: dict,
                 await page.get_by_test_id("stDownloadButton").locator("button").click()
             with open(await (await download.value).path()) as report:
                 rows = list(csv.DictReader(report))
-            # the report lists the files assessed highest risk first, then the one not assessed
-            assert sorted(row["file"] for row in rows[:-1]) == sorted(p.name for p in mine)
-            assert rows[-1]["file"] == bad_file.name
-            reported = [float(row["P(melanoma)"]) for row in rows[:-1]]
+            # the report lists the file with no call first (someone has to look at it), then the files
+            # assessed, highest risk first
+            assert rows[0]["file"] == bad_file.name and BAD_REASON in rows[0]["reason not assessed"]
+            assert sorted(row["file"] for row in rows[1:]) == sorted(p.name for p in mine)
+            reported = [float(row["P(melanoma)"]) for row in rows[1:]]
             assert reported == sorted(reported, reverse=True), rows
-            for row in rows[:-1]:
+            for row in rows[1:]:
                 assert abs(float(row["P(melanoma)"]) - expected[row["file"]]) <= 1e-4, row
-            assert BAD_REASON in rows[-1]["reason not assessed"]
 
             remove = page.get_by_test_id("stFileChipDeleteBtn")
             for _ in range(2 * (len(mine) + 1)):  # remove every file: the page empties again
