@@ -326,9 +326,12 @@ def test_dataset_page_draws_the_summary_and_a_gallery(smoke_app_env):
     split = table_with(app, "split")
     assert list(split["split"]) == ["train", "validation", "test"]
     assert list(split["images"]) == [summary["split"][part]["images"] for part in ("train", "validation", "test")]
-    gallery = app.get("image")
-    assert len(gallery) >= 7 * 3
+    # One wrapping row of thumbnails per diagnosis (a phone shows two or three a row, not one a screen).
+    assert len(app.get("image")) >= 7 * 3
     assert DX_NAMES["mel"] in texts(app.markdown)
+    held_back = 10_015 - summary["rows_in_metadata"]
+    assert (f"The other {held_back:,} (about a tenth of the lesions, chosen by lesion) are held back by the data's "
+            "keepers as an independent reserve") in texts(app.markdown)
 
 
 def test_dataset_page_without_data_folder_still_draws_the_charts(smoke_app_env, tmp_path, monkeypatch):

@@ -8,7 +8,7 @@ import streamlit as st
 
 from melanoma import calibration
 from melanoma.app import charts, state
-from melanoma.config import DIFFERENTIAL_NAMES, IMAGE_WIDTH
+from melanoma.config import DIFFERENTIAL_NAMES, IMAGE_WIDTH, NOVELTY_PERCENTILE
 from melanoma.evaluate import predictive_values
 from melanoma.published import differential_test_report, how_the_differential_is_made, other_sources
 from melanoma.reporting import INTENDED_USE, credit_lines, source_clinics, source_licence, source_title
@@ -163,8 +163,9 @@ if other:
                     f"on its own test split; its ROC AUC is {report['roc_auc']:.2f} (chance: 0.50)."
                     + (" **It finds far fewer melanomas on other clinics' photos than on its own: there, a call "
                        "below the threshold says even less.**" if far_worse else ""))
-    st.caption("Measured with `python -m melanoma evaluate --record` (each source's date: "
-               + ", ".join(f"{source} {report.get('date', 'unknown')}" for source, report in other.items())
+    st.caption("Measured by this project on every photo of each archive ("
+               + ", ".join(f"{source_title(source)}: {str(report.get('date', 'date unknown'))[:10]}"
+                           for source, report in other.items())
                + "). Every photo is scored, including those the app would not assess; in brackets, 95% intervals "
                "from resampling lesions with replacement.")
 else:
@@ -177,7 +178,9 @@ if extras:
     refusal = extras["not_a_lesion"]
     refused = refusal["refused"]["test"]
     similar = extras["similar_cases"]["test_roc_auc"]
-    not_a_lesion = (f"a picture with a {refusal['rule']} gets no call. On the test split that refuses "
+    not_a_lesion = (f"a picture that looks less like the training photos than all but about 1 in "
+                    f"{round(100 / (100 - NOVELTY_PERCENTILE))} of the model's own validation photos do, or that has "
+                    "almost no colour, gets no call. On the test split that refuses "
                     f"{refused['refused']} of {refused['images']:,} lesion photos ({refused['melanoma_refused']} of "
                     f"{refused['melanoma']} melanomas); other clinics' lesion photos are refused more often "
                     "(table above)." if refusal.get("active", True) else
@@ -186,6 +189,10 @@ if extras:
     accuracy = (f" The most likely diagnosis is the confirmed one for **{measured[0]['accuracy']:.1%}** of "
                 f"{measured[0]['n_images']:,} test photos ({measured[1]}); per-diagnosis AUC below."
                 if measured and measured[0].get("accuracy") is not None else "")
+    if refusal.get("active", True):
+        with st.expander("How the not-a-lesion check decides, in technical terms"):
+            st.markdown(f"No call for a picture with a {refusal['rule']}. The score is the Mahalanobis distance of "
+                        "the network's stage-3 activations from the training photos'; see docs/limits.md.")
     st.markdown(
         f"- **Not a lesion:** {not_a_lesion}\n"
         f"- **Differential:** {how_the_differential_is_made(bundle)}.{accuracy}\n"

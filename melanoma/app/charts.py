@@ -118,7 +118,8 @@ def reliability_curve(calibration: dict) -> go.Figure:
         part = calibration.get(key)
         if part:
             figure.add_scatter(x=part["curve"]["predicted"], y=part["curve"]["observed"], mode="lines+markers",
-                               name=f"{name}, Brier {part['brier']:.3f}", line=dict(color=colour, width=3))
+                               name=f"{name}, Brier score {part['brier']:.3f} (lower: closer to the truth)",
+                               line=dict(color=colour, width=3))
     figure.update_xaxes(range=[0, 1], title="mean P(melanoma) given, per tenth of the test images")
     figure.update_yaxes(range=[0, 1.02], title="share that were melanoma")
     return _layout(figure, "Calibration, test split", height=420, legend=dict(orientation="h", y=-0.3))

@@ -20,6 +20,7 @@ from melanoma.config import (
 from melanoma.reporting import source_clinics, source_title
 
 GALLERY_PER_DX = 6
+GALLERY_THUMBNAIL = 150  # px: six fit a desktop row beside the sidebar, two a phone's
 
 
 @st.cache_data(show_spinner=False, max_entries=APP_CACHED_DATA_ENTRIES)
@@ -82,8 +83,10 @@ if len(per_source) > 1:
                "within each source, so neither the source nor its cameras can stand in for the answer.")
 ham = per_source.get(DEFAULT_SOURCE)
 if ham:
-    st.markdown(f"This copy of HAM10000 holds **{ham['rows_in_metadata']:,} of its {HAM10000_IMAGES:,} images**; "
-                "the rest are not part of this project's data. Cleansing then keeps every usable row.")
+    st.markdown(f"This copy of HAM10000 holds **{ham['rows_in_metadata']:,} of its {HAM10000_IMAGES:,} images**. "
+                f"The other {HAM10000_IMAGES - ham['rows_in_metadata']:,} (about a tenth of the lesions, chosen by "
+                "lesion) are held back by the data's keepers as an independent reserve: the model is also judged "
+                "on lesions this project never had. Cleansing then keeps every usable row.")
 columns = st.columns(4)
 columns[0].metric("Images used", f"{summary['images_used']:,}")
 columns[1].metric("Lesions", f"{summary['lesions']:,}", help="One lesion is often photographed several times.")
@@ -158,5 +161,7 @@ for source, folder in state.source_dirs(list(per_source)).items():
                 f"(looked in `{folder}`; set `{state.DATA_ENV}` to point elsewhere).")
     for dx in sorted(samples, key=lambda dx: (dx != MELANOMA_DX, dx)):
         st.markdown(f"**{DX_NAMES.get(dx, dx)}** (`{dx}`)")
-        for column, (path, caption) in zip(st.columns(GALLERY_PER_DX), samples[dx]):
-            column.image(path, caption=caption, width="stretch")
+        # One row of thumbnails that wraps: on a phone two a row, not one photo per screen.
+        with st.container(horizontal=True, wrap=True):
+            for path, caption in samples[dx]:
+                st.image(path, caption=caption, width=GALLERY_THUMBNAIL)
