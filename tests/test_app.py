@@ -390,8 +390,8 @@ def test_training_page_of_the_shipped_bundle_shows_its_calibration(monkeypatch, 
     app = open_page("training")
     figures = [chart.proto.spec for chart in app.get("plotly_chart")]
     reliability = next(spec for spec in figures if "Calibration, test split" in spec)
-    assert f"Brier {calibration['test_before']['brier']:.3f}" in reliability
-    assert f"Brier {calibration['test_after']['brier']:.3f}" in reliability
+    assert f"Brier score {calibration['test_before']['brier']:.3f}" in reliability
+    assert f"Brier score {calibration['test_after']['brier']:.3f}" in reliability
     assert calibration["fitted_on"] in texts(app.caption)
 
 
