@@ -20,7 +20,7 @@ from melanoma.config import (
 from melanoma.reporting import source_clinics, source_title
 
 GALLERY_PER_DX = 6
-GALLERY_THUMBNAIL = 150  # px: six fit a desktop row beside the sidebar, two a phone's
+GALLERY_THUMBNAIL = 130  # px: six fit a desktop row beside the sidebar, two a phone's
 
 
 @st.cache_data(show_spinner=False, max_entries=APP_CACHED_DATA_ENTRIES)
