@@ -62,6 +62,17 @@ def predictive_values(sensitivity: float | None, specificity: float | None, prev
             "npv": specificity * (1 - prevalence) / cleared if cleared else None, "prevalence": prevalence}
 
 
+def lesion_draw_weights(lesion_ids, resamples: int, rng: np.random.Generator) -> tuple[np.ndarray, int]:
+    """Bootstrap draws of whole lesions with replacement, as (resamples x images) weights: one draw is
+    how often each lesion was picked, and an image counts as often as its lesion. Also the number of
+    lesions. Images of one lesion are not independent, so resampling images would give too narrow
+    an interval."""
+    _, lesion_of_image = np.unique(np.asarray(lesion_ids), return_inverse=True)
+    n_lesions = int(lesion_of_image.max()) + 1
+    counts = rng.multinomial(n_lesions, np.full(n_lesions, 1 / n_lesions), size=resamples)
+    return counts[:, lesion_of_image].astype(float), n_lesions
+
+
 def lesion_bootstrap_intervals(labels: np.ndarray, probabilities: np.ndarray, lesion_ids, threshold: float,
                                *, resamples: int = 2000, level: float = 0.95, seed: int = 0) -> dict:
     """Percentile intervals for ROC-AUC, sensitivity and specificity at `threshold`, resampling
@@ -69,16 +80,11 @@ def lesion_bootstrap_intervals(labels: np.ndarray, probabilities: np.ndarray, le
     would give too narrow an interval."""
     labels = np.asarray(labels).astype(int)
     probabilities = np.asarray(probabilities, dtype=float)
-    _, lesion_of_image = np.unique(np.asarray(lesion_ids), return_inverse=True)
-    n_lesions = int(lesion_of_image.max()) + 1 if len(labels) else 0
-    result = {"level": level, "resamples": resamples, "unit": "lesion", "n_lesions": n_lesions,
+    result = {"level": level, "resamples": resamples, "unit": "lesion", "n_lesions": 0,
               "roc_auc": None, "sensitivity": None, "specificity": None}
-    if n_lesions == 0:
+    if len(labels) == 0:
         return result
-    # One draw = how often each lesion was picked; an image counts as often as its lesion.
-    lesion_counts = np.random.default_rng(seed).multinomial(n_lesions, np.full(n_lesions, 1 / n_lesions),
-                                                             size=resamples)
-    weights = lesion_counts[:, lesion_of_image].astype(float)
+    weights, result["n_lesions"] = lesion_draw_weights(lesion_ids, resamples, np.random.default_rng(seed))
     positives, negatives = weights @ labels, weights @ (1 - labels)
     called = probabilities >= threshold
     draws = {"sensitivity": weights @ (called & (labels == 1)) / np.where(positives, positives, np.nan),
@@ -96,11 +102,7 @@ def paired_auc_difference(labels: np.ndarray, probabilities_a: np.ndarray, proba
     """AUC(b) - AUC(a) on the same images, with a percentile interval from resampling whole
     lesions: both models are scored on each draw, so what the images share cancels out."""
     labels = np.asarray(labels).astype(int)
-    _, lesion_of_image = np.unique(np.asarray(lesion_ids), return_inverse=True)
-    n_lesions = int(lesion_of_image.max()) + 1
-    lesion_counts = np.random.default_rng(seed).multinomial(n_lesions, np.full(n_lesions, 1 / n_lesions),
-                                                             size=resamples)
-    weights = lesion_counts[:, lesion_of_image].astype(float)
+    weights, n_lesions = lesion_draw_weights(lesion_ids, resamples, np.random.default_rng(seed))
     draws = (_weighted_auc(labels, np.asarray(probabilities_b, float), weights)
              - _weighted_auc(labels, np.asarray(probabilities_a, float), weights))
     draws = draws[np.isfinite(draws)]
@@ -124,10 +126,7 @@ def paired_worst_source_difference(labels: np.ndarray, probabilities_a: np.ndarr
     points, draws = {"a": {}, "b": {}}, {"a": [], "b": []}
     for source in dict.fromkeys(sources.tolist()):
         rows = np.flatnonzero(sources == source)
-        _, lesion_of_image = np.unique(lesion_ids[rows], return_inverse=True)
-        n_lesions = int(lesion_of_image.max()) + 1
-        weights = rng.multinomial(n_lesions, np.full(n_lesions, 1 / n_lesions),
-                                  size=resamples)[:, lesion_of_image].astype(float)
+        weights, _ = lesion_draw_weights(lesion_ids[rows], resamples, rng)
         for model, values in probabilities.items():
             points[model][source] = roc_auc(labels[rows], values[rows])
             draws[model].append(_weighted_auc(labels[rows], values[rows], weights))
