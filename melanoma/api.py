@@ -88,7 +88,8 @@ class PredictAnswer(BaseModel):
     results: list[dict[str, Any]] = Field(
         description="one record per photo, in upload order, exactly as `python -m melanoma predict --json` "
                     "gives it: file, probability_melanoma, suspicious, call, threshold, metadata_used, "
-                    "differential, similar_cases (image_id, dx, source, ...), not_a_lesion_score; or file and "
+                    "differential, similar_cases (image_id, dx, source, ...), not_a_lesion_score, familiarity (the "
+                    "photo's band: most familiar, middle or least familiar third, where the model has bands); or file and "
                     "error (the one-line reason), with not_a_lesion where the photo was refused. With "
                     "?gradcam=1 an assessed record also has gradcam_png_base64 and gradcam_layer.")
     model: ModelIdentity

@@ -55,6 +55,7 @@ class Assessment:
     differential: dict[str, float]  # full diagnosis name: probability, most likely first
     similar_cases: list[dict]  # nearest first: image_id, dx, dx_type, age, sex, localization
     similar_melanoma_share: float
+    familiarity_band: int | None = None  # index into novelty.FAMILIARITY_BANDS; None for bundles without bands
 
 
 @dataclass
@@ -96,10 +97,13 @@ class Extras:
         diagnosis = with_melanoma(self.diagnoses(outputs), melanoma)
         nearest = self.index.nearest(self.projection(features))
         shares = self.index.melanoma_share(nearest)
+        bands = self.novelty.bands(scores)
         return [Assessment(not_a_lesion_score=float(score), not_a_lesion_threshold=self.novelty.threshold,
                            not_a_lesion=bool(no), differential=as_named(probabilities),
-                           similar_cases=self.index.cases_for(rows), similar_melanoma_share=float(share))
-                for score, no, probabilities, rows, share in zip(scores, refused, diagnosis, nearest, shares)]
+                           similar_cases=self.index.cases_for(rows), similar_melanoma_share=float(share),
+                           familiarity_band=None if bands is None else int(bands[row]))
+                for row, (score, no, probabilities, rows, share) in enumerate(
+                    zip(scores, refused, diagnosis, nearest, shares))]
 
     def diagnoses(self, outputs: dict[str, np.ndarray]) -> np.ndarray:
         """The 7 diagnoses' probabilities (N x 7) as the network's output or the fitted head gives them."""
@@ -146,6 +150,8 @@ def fit_extras(outputs: dict[str, np.ndarray], colours: np.ndarray, frame, train
                      f"(at least {NOVELTY_MIN_VALIDATION} needed)"),
             "refused": {"validation": _refused_counts(val_refused, diagnoses[val]),
                         "test": _refused_counts(test_refused, diagnoses[test])},
+            "familiarity_band_edges": novelty.band_edges.round(4).tolist(),
+            "familiarity_bands_from": f"terciles of the {int((~val_refused).sum())} accepted validation photos' scores",
         },
         "differential": {"source": FITTED_SOURCE if head is not None else NETWORK_SOURCE,
                          "test": report(diagnoses[test], differential)},

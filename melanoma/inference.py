@@ -45,6 +45,7 @@ from melanoma.features import (
     unknown_metadata,
 )
 from melanoma.images import ImageRejected, PreparedImage, prepare_image
+from melanoma.novelty import FAMILIARITY_BANDS
 from melanoma.patient import NO_INFORMATION, PatientInfo, PatientInfoError
 
 
@@ -108,6 +109,8 @@ class Prediction:
                 "similar_cases": self.assessment.similar_cases,
                 "similar_cases_melanoma_share": self.assessment.similar_melanoma_share,
                 "not_a_lesion_score": round(self.assessment.not_a_lesion_score, 3)})
+            if self.assessment.familiarity_band is not None:
+                result["familiarity"] = FAMILIARITY_BANDS[self.assessment.familiarity_band]
         return result
 
 

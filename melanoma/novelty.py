@@ -12,11 +12,16 @@ on pictures that are not lesions (those only measure it: `melanoma.lab.refusal`)
 - colourfulness (mean of each pixel's max minus min channel), refused below a low percentile of the
   validation split's: every training photo is in colour, so a greyscale picture is not one of them.
 
+The same score, cut at the terciles of the accepted validation photos' scores, gives a photo's
+familiarity band: how its camera and lighting compare with the training photos'. What the bands were
+measured to say (they tell sources apart, not reliability within one) is `melanoma.lab.familiarity`'s
+report and docs/limits.md.
+
 Applying it needs numpy alone; scikit-learn is imported only to fit.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -30,6 +35,19 @@ from melanoma.config import (
     NOVELTY_PERCENTILE,
 )
 from melanoma.projection import Projection, fit_projection
+
+FAMILIARITY_BANDS = ("most familiar third", "middle third", "least familiar third")
+FAMILIARITY_QUANTILES = (1 / 3, 2 / 3)
+
+
+def familiarity_edges(accepted_validation_scores: np.ndarray) -> np.ndarray:
+    """The score cut-offs between the familiarity bands: terciles of the accepted validation photos' scores."""
+    return np.quantile(np.asarray(accepted_validation_scores, float), FAMILIARITY_QUANTILES).astype(np.float32)
+
+
+def familiarity_bands(scores: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Each score's band index into FAMILIARITY_BANDS (0: most familiar)."""
+    return np.searchsorted(np.asarray(edges), np.asarray(scores), side="right")
 
 
 def colourfulness(images: np.ndarray) -> np.ndarray:
@@ -59,6 +77,8 @@ class NoveltyScore:
     precision: np.ndarray  # (components, components) inverse of their shrunk covariance
     threshold: float  # distances above this are refused
     colour_floor: float  # colourfulness below this is refused
+    # familiarity_edges of the accepted validation photos; empty for bundles fitted before them
+    band_edges: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
 
     def __call__(self, activations: np.ndarray) -> np.ndarray:
         """The not-a-lesion score: Mahalanobis distance from the training photos (higher: less alike)."""
@@ -73,10 +93,19 @@ class NoveltyScore:
     def refused(self, scores: np.ndarray, colours: np.ndarray) -> np.ndarray:
         return (np.asarray(scores) > self.threshold) | (np.asarray(colours) < self.colour_floor)
 
+    @property
+    def has_bands(self) -> bool:
+        return len(self.band_edges) == len(FAMILIARITY_QUANTILES)
+
+    def bands(self, scores: np.ndarray) -> np.ndarray | None:
+        """Each score's familiarity band index (0: most familiar); None where the bundle has no band edges."""
+        return familiarity_bands(scores, self.band_edges) if self.has_bands else None
+
     def arrays(self) -> dict[str, np.ndarray]:
         return {**{f"projection_{name}": value for name, value in self.projection.arrays().items()},
                 "location": self.location, "precision": self.precision,
-                "threshold": np.float32(self.threshold), "colour_floor": np.float32(self.colour_floor)}
+                "threshold": np.float32(self.threshold), "colour_floor": np.float32(self.colour_floor),
+                "band_edges": np.asarray(self.band_edges, np.float32)}
 
     @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray]) -> NoveltyScore:
@@ -84,7 +113,8 @@ class NoveltyScore:
                                              for name, value in arrays.items() if name.startswith("projection_")})
         return cls(projection=projection, location=np.asarray(arrays["location"], np.float32),
                    precision=np.asarray(arrays["precision"], np.float32), threshold=float(arrays["threshold"]),
-                   colour_floor=float(arrays["colour_floor"]))
+                   colour_floor=float(arrays["colour_floor"]),
+                   band_edges=np.asarray(arrays.get("band_edges", np.zeros(0)), np.float32))
 
 
 def fit_novelty(train_activations: np.ndarray, val_activations: np.ndarray, val_colours: np.ndarray,
@@ -109,4 +139,5 @@ def fit_novelty(train_activations: np.ndarray, val_activations: np.ndarray, val_
         return score
     scores = score(val_activations)
     score.threshold = max(float(np.percentile(scores[rows], percentile)) for rows in groups)
+    score.band_edges = familiarity_edges(scores[~score.refused(scores, val_colours)])
     return score

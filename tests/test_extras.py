@@ -50,6 +50,24 @@ def test_not_a_lesion_check_refuses_far_or_colourless_pictures_and_the_chosen_sh
 
     too_few = fit_novelty(train, val[:50], colours[:50], components=10)  # 50 cannot place a 99.5th percentile
     assert not too_few.active and not too_few.refused(too_few(far), np.zeros(20)).any()
+    assert not too_few.has_bands and too_few.bands(too_few(far)) is None
+
+
+def test_the_familiarity_bands_cut_the_accepted_validation_photos_in_thirds_and_travel_with_the_check():
+    from melanoma.novelty import NoveltyScore, fit_novelty
+
+    rng = np.random.default_rng(2)
+    train, val = (np.exp(rng.normal(size=(n, 30))).astype(np.float32) for n in (3000, 2000))
+    colours = rng.uniform(20, 80, 2000)
+    check = fit_novelty(train, val, colours, components=10)
+    accepted = ~check.refused(check(val), colours)
+    assert np.bincount(check.bands(check(val)[accepted]), minlength=3) == pytest.approx(
+        [accepted.sum() / 3] * 3, abs=1)
+    assert check.bands(check(val[:5] * 50.0)).tolist() == [2] * 5  # far from the training photos: least familiar
+    restored = NoveltyScore.from_arrays(check.arrays())
+    assert restored.band_edges.tolist() == check.band_edges.tolist()
+    older = {name: value for name, value in check.arrays().items() if name != "band_edges"}  # fitted before bands
+    assert NoveltyScore.from_arrays(older).bands(check(val)) is None
 
 
 def test_another_clinics_photos_place_their_own_threshold_so_they_are_not_refused_wholesale():

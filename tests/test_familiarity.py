@@ -8,16 +8,17 @@ import numpy as np
 import pytest
 
 from melanoma.bundle import DEFAULT_BUNDLE
-from melanoma.lab.familiarity import BANDS, band_edges, band_table, bands_of
+from melanoma.lab.familiarity import band_table
+from melanoma.novelty import FAMILIARITY_BANDS, familiarity_bands, familiarity_edges
 from tests.conftest import ROOT
 from tests.test_sources import ISIC_DIR, linked_folder
 
 
 def test_terciles_cut_the_validation_scores_into_three_equal_bands():
     scores = np.arange(300, dtype=float)
-    edges = band_edges(scores)
-    assert np.bincount(bands_of(scores, edges)).tolist() == [100, 100, 100]
-    assert bands_of([-1.0, 1e9], edges).tolist() == [0, 2]  # beyond the validation range: the end bands
+    edges = familiarity_edges(scores)
+    assert np.bincount(familiarity_bands(scores, edges)).tolist() == [100, 100, 100]
+    assert familiarity_bands([-1.0, 1e9], edges).tolist() == [0, 2]  # beyond the validation range: the end bands
 
 
 def test_a_band_reports_its_share_and_its_own_auc_and_a_band_with_too_few_melanomas_reports_none():
@@ -30,7 +31,7 @@ def test_a_band_reports_its_share_and_its_own_auc_and_a_band_with_too_few_melano
     refused[-10:] = True
     table = band_table(labels, probabilities, np.arange(400), scores, refused, np.array([1.0, 1.5]), 0.5)
     assert table["refused"] == 10 and table["photos"] == 400
-    near, middle, far = (table["bands"][name] for name in BANDS)
+    near, middle, far = (table["bands"][name] for name in FAMILIARITY_BANDS)
     assert near["photos"] == 200 and middle["photos"] == 0 and far["photos"] == 190
     assert near["share_of_accepted"] == pytest.approx(200 / 390)
     assert near["roc_auc"] == 1.0 and near["sensitivity"] == 1.0 and len(near["intervals"]["roc_auc"]) == 2

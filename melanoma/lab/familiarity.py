@@ -3,9 +3,10 @@
 `python -m melanoma familiarity --data DIR [--data DIR ...] [--model BUNDLE]` scores photos with the
 not-a-lesion check's novelty score (how unlike the training photos a picture's stage-3 activations
 are) and cuts the accepted ones into bands at the terciles of the bundle's own validation photos
-(pooled over its sources): a band says how a photo's camera and lighting compare with what the
-model was trained on. Per set of photos (each trained source's validation and test split; every
-photo of a folder the bundle never trained on) it reports the share of photos in each band and the
+(pooled over its sources; `melanoma.novelty`, the edges the bundle stores where it has them): a band
+says how a photo's camera and lighting compare with what the model was trained on. Per set of
+photos (each trained source's validation and test split; every photo of a folder the bundle never
+trained on) it reports the share of photos in each band and the
 ROC-AUC and sensitivity inside it, with lesion-bootstrap intervals, so that a card may call its
 figure less reliable only where this table shows that it is.
 """
@@ -13,19 +14,9 @@ from __future__ import annotations
 
 import numpy as np
 
-BANDS = ("most familiar third", "middle third", "least familiar third")
-BAND_QUANTILES = (1 / 3, 2 / 3)
+from melanoma.novelty import FAMILIARITY_BANDS, familiarity_bands, familiarity_edges
+
 MIN_MELANOMA_FOR_AUC = 5  # fewer melanomas in a band than this give no AUC worth printing
-
-
-def band_edges(validation_scores: np.ndarray) -> np.ndarray:
-    """The score cut-offs between the bands: terciles of the accepted validation photos' scores."""
-    return np.quantile(np.asarray(validation_scores, float), BAND_QUANTILES)
-
-
-def bands_of(scores: np.ndarray, edges: np.ndarray) -> np.ndarray:
-    """Each score's band index (0: most familiar)."""
-    return np.searchsorted(np.asarray(edges), np.asarray(scores), side="right")
 
 
 def band_table(labels, probabilities, lesions, scores, refused, edges, threshold: float) -> dict:
@@ -34,9 +25,9 @@ def band_table(labels, probabilities, lesions, scores, refused, edges, threshold
 
     labels, probabilities = np.asarray(labels).astype(int), np.asarray(probabilities, float)
     accepted = ~np.asarray(refused, bool)
-    band = bands_of(scores, edges)
+    band = familiarity_bands(scores, edges)
     rows = {"photos": int(len(labels)), "refused": int((~accepted).sum()), "bands": {}}
-    for index, name in enumerate(BANDS):
+    for index, name in enumerate(FAMILIARITY_BANDS):
         inside = accepted & (band == index)
         part = {"photos": int(inside.sum()), "share_of_accepted": float(inside.sum() / max(accepted.sum(), 1)),
                 "melanoma": int(labels[inside].sum())}
@@ -85,9 +76,11 @@ def familiarity_report(model_dir, data_dirs, use_metadata: bool = True) -> dict:
     sources = dataset.frame[SOURCE_COLUMN].to_numpy()
     measured = {part: scored(dataset, rows) for part, rows in (("validation", split.val), ("test", split.test))}
     val_scores, val_refused = measured["validation"][3], measured["validation"][4]
-    edges = band_edges(val_scores[~val_refused])
-    report = {"model": str(predictor.bundle.path), "edges": edges.round(4).tolist(),
-              "edges_from": f"terciles of the {int((~val_refused).sum())} accepted validation photos' scores",
+    novelty = predictor.extras.novelty
+    edges = novelty.band_edges if novelty.has_bands else familiarity_edges(val_scores[~val_refused])
+    report = {"model": str(predictor.bundle.path), "edges": np.round(edges, 4).tolist(),
+              "edges_from": ("the bundle's (fitted with its extras): " if novelty.has_bands else "")
+              + f"terciles of the {int((~val_refused).sum())} accepted validation photos' scores",
               "not_a_lesion_threshold": predictor.extras.threshold, "sets": {}}
     for part, rows in (("validation", split.val), ("test", split.test)):
         values = measured[part]
