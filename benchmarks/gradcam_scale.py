@@ -1,8 +1,9 @@
 """Measures the raw Grad-CAM maps (log-odds of melanoma, not rescaled per photo) of the shipped
-bundle on HAM10000 validation photos, for the fixed colour scale the app draws them on
-(melanoma.config.GRADCAM_CEILINGS). Writes benchmarks/gradcam-scale.json.
+bundle on validation photos of its sources, pooled, for the fixed colour scale the app draws them on
+(melanoma.config.GRADCAM_CEILINGS). The maps and P(melanoma) are the image alone's, judged at the
+image-only threshold. Writes benchmarks/gradcam-scale.json.
 
-    python benchmarks/gradcam_scale.py [--data ../shared/ham10000] [--photos 400]
+    python benchmarks/gradcam_scale.py [--data ../shared/ham10000 --data ../shared/isic2017] [--photos 400]
 """
 from __future__ import annotations
 
@@ -41,28 +42,33 @@ def summarise(photos: list[dict], threshold: float) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--data", default=str(HERE.parent.parent / "shared" / "ham10000"))
+    parser.add_argument("--data", action="append", help="the bundle's data folders, in training order "
+                        "(default: ../shared/ham10000 and ../shared/isic2017)")
     parser.add_argument("--model", default=str(HERE.parent / "models" / "melanoma-resnet50"))
     parser.add_argument("--photos", type=int, default=400)
     parser.add_argument("--out", default=str(HERE / "gradcam-scale.json"))
     args = parser.parse_args()
 
     from melanoma.bundle import load_bundle
-    from melanoma.config import GRADCAM_LAYERS
+    from melanoma.config import GRADCAM_LAYERS, IMAGES_DIR, SOURCE_COLUMN
+    from melanoma.data import data_folders, source_name
     from melanoma.explain import METHODS, Explainer
     from melanoma.images import prepare_path
     from melanoma.inference import Predictor
     from melanoma.lab.robustness import split_rows
 
     bundle = load_bundle(args.model)
-    rows = split_rows(bundle, [args.data], "validation")
+    shared = HERE.parent.parent / "shared"
+    folders = {source_name(folder): folder for folder in data_folders(
+        args.data or [shared / source for source in bundle.sources])}
+    rows = split_rows(bundle, list(folders.values()), "validation")
     rows = rows.iloc[np.random.default_rng(0).permutation(len(rows))[:args.photos]]
     predictor = Predictor(bundle)
     explainer = Explainer(predictor.model)
     photos = []
     started = time.monotonic()
     for _, row in rows.iterrows():
-        prepared = prepare_path(Path(args.data) / "images" / f"{row['image_id']}.jpg", bundle.image_spec)
+        prepared = prepare_path(folders[row[SOURCE_COLUMN]] / IMAGES_DIR / f"{row['image_id']}.jpg", bundle.image_spec)
         probability = float(predictor.probabilities(prepared.model_input[None])[0])
         maps = {}
         for layer in GRADCAM_LAYERS.values():
@@ -70,10 +76,12 @@ def main() -> None:
                 raw = explainer.raw_heatmap(prepared.model_input, layer, method)
                 maps[f"{layer}|{method}"] = {"max": float(raw.max()), "p99": float(np.percentile(raw, 99)),
                                              "min": float(raw.min()), "mean": float(raw.mean())}
-        photos.append({"image_id": row["image_id"], "melanoma": bool(row["dx"] == "mel"),
+        photos.append({"source": row[SOURCE_COLUMN], "image_id": row["image_id"], "melanoma": bool(row["dx"] == "mel"),
                        "probability": probability, "maps": maps})
-    summary = summarise(photos, bundle.threshold)
-    out = {"bundle": bundle.manifest["weights_sha256"], "split": "validation", "source": "ham10000",
+    threshold = predictor.threshold_for(with_metadata=False)
+    summary = summarise(photos, threshold)
+    out = {"bundle": bundle.manifest["weights_sha256"], "split": "validation", "sources": list(folders),
+           "threshold_image_only": threshold,
            "photos": len(photos), "seconds": round(time.monotonic() - started, 1), "summary": summary,
            "per_photo": [{**photo, "maps": {key: {name: round(value, 5) for name, value in stats.items()}
                                                       for key, stats in photo["maps"].items()},

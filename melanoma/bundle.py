@@ -81,14 +81,16 @@ def assign_weights_from_npz(model, source) -> None:
 def write_bundle(out_dir: str | Path, model, *, metrics: dict, history_csv: str, dataset_summary: dict,
                  test_split_csv: str, train_config: dict, calibration: dict | None = None,
                  image_only: dict | None = None, lineage: list[dict] | None = None,
-                 extra_files: dict[str, bytes] | None = None, validation_only: bool = False) -> Path:
+                 extra_files: dict[str, bytes] | None = None, validation_only: bool = False,
+                 release: str | None = None) -> Path:
     """Writes to a sibling temp folder, then swaps it in: a kill never leaves half a bundle.
     `calibration` (from `calibration.fit_platt`) maps the network's score to the probability that
     the bundle's threshold, metrics and test split are expressed in. A network that takes patient
     metadata has a second operating mode for photos without it: `image_only` holds its own
     threshold and calibration. `lineage` lists the bundles whose weights this run started from.
     `extra_files` (name: bytes, from `extras.fit_extras`) are written and checksummed alongside.
-    `validation_only` marks a candidate that was never scored on the test split (lab use only)."""
+    `validation_only` marks a candidate that was never scored on the test split (lab use only).
+    `release` is the model's name for people (v3)."""
     import importlib.metadata
 
     import keras
@@ -111,6 +113,7 @@ def write_bundle(out_dir: str | Path, model, *, metrics: dict, history_csv: str,
     manifest = {
         "format_version": FORMAT_VERSION,
         "name": out_dir.name,
+        **({"release": release} if release else {}),
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "architecture": "resnet50_from_scratch",
         "input_shape": list(config.image_size) + [3],
@@ -180,8 +183,15 @@ class Bundle:
 
     @property
     def version(self) -> str:
-        """The bundle's name and when it was made, for people (never its path on the server)."""
-        return f"{self.manifest.get('name', self.path.name)} ({self.manifest.get('created', 'date unknown')})"
+        """The bundle's release, name and when it was made, for people (never its path on the server):
+        "v3: melanoma-resnet50 (2026-12-04T…)"; a bundle without a release gives its name and date alone."""
+        named = f"{self.manifest.get('name', self.path.name)} ({self.manifest.get('created', 'date unknown')})"
+        return f"{self.release}: {named}" if self.release else named
+
+    @property
+    def release(self) -> str | None:
+        """The model's release name (v3), where `train --release` gave one."""
+        return self.manifest.get("release")
 
     @property
     def extras_path(self) -> Path | None:

@@ -80,6 +80,9 @@ def add_train_parser(commands) -> None:
                         help="write a validation-only candidate bundle (calibrations, thresholds, validation "
                              "metrics; no test metrics, no extras) for `compare` and `robustness` to decide "
                              "on; the test split is not touched, and the app refuses the candidate")
+    parser.add_argument("--release", default=None,
+                        help="the model's release name for people (e.g. v3): recorded in the manifest, shown "
+                             "wherever the model is named")
     parser.add_argument("--cpu-replicas", type=int, default=None,
                         help="split the CPU into this many logical devices (to try --distribute "
                              "mirrored without GPUs)")
@@ -109,7 +112,7 @@ def run_train(args) -> int:
     try:
         train(args.data, args.out, config, run_dir=args.run_dir, finish_now=args.finish_now,
               write_bundle=not args.no_bundle, keep_epoch_weights=args.keep_epoch_weights,
-              look_at_test=args.look_at_test)
+              look_at_test=args.look_at_test, release=args.release)
     except DatasetError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

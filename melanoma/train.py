@@ -138,13 +138,14 @@ def selection_auc(row: dict, sources: list[str]) -> float | None:
 
 def train(data_dirs, out_dir: str | Path, config: TrainConfig,
           run_dir: str | Path | None = None, finish_now: bool = False, write_bundle: bool = True,
-          keep_epoch_weights: bool = False, look_at_test: bool = True) -> Path | None:
+          keep_epoch_weights: bool = False, look_at_test: bool = True, release: str | None = None) -> Path | None:
     """Trains (or resumes) on one data folder or several (sources) and writes the bundle to out_dir
     (on the chief; other workers of a multi-worker run return None). finish_now writes the bundle from the last checkpoint without
     training further; rerunning without it resumes the run. write_bundle=False stops after the
     last epoch, before the test split is touched (experiments compare on validation only).
     keep_epoch_weights also saves every epoch's weights in the run folder (for `averaging`).
-    look_at_test=False writes a validation-only candidate bundle (see `finish`)."""
+    look_at_test=False writes a validation-only candidate bundle (see `finish`). `release` names the
+    model for people (v3), in the manifest."""
     import keras
 
     from melanoma import data as data_mod
@@ -273,7 +274,7 @@ def train(data_dirs, out_dir: str | Path, config: TrainConfig,
             + f"({row['train_images_per_s']:.1f} img/s, {row['epoch_seconds']:.0f}s)")
 
     bundle = finish(out_dir, run_dir, model, forward, dataset, split, history, best, config, total_rows,
-                    per_epoch, lineage, look_at_test) if chief and write_bundle else None
+                    per_epoch, lineage, look_at_test, release) if chief and write_bundle else None
     write_reader_study(bundle, data_dirs)  # the Test yourself page's photos, from the data folder(s)
     if multiworker:
         multiworker.barrier()  # workers leave together: an early exit reads as a crash to the others
@@ -304,7 +305,7 @@ def operating_mode(forward, dataset, split, metadata, target_sensitivity: float,
 
 
 def finish(out_dir, run_dir, model, forward, dataset, split, history, best, config, total_rows, per_epoch,
-           lineage=(), look_at_test: bool = True):
+           lineage=(), look_at_test: bool = True, release: str | None = None):
     """Best-validation-AUC weights, threshold from validation, test metrics once, the extras
     (melanoma/extras.py), the bundle. look_at_test=False writes a validation-only candidate instead
     (calibrations, thresholds and validation metrics; no test metrics, no extras), for the lab's
@@ -355,7 +356,8 @@ def finish(out_dir, run_dir, model, forward, dataset, split, history, best, conf
     path = write_bundle(out_dir, model, metrics=metrics, history_csv=pd.DataFrame(history).to_csv(index=False),
                         dataset_summary=summary, test_split_csv=test_split_csv,
                         train_config=config.to_dict(), calibration=calibration, image_only=image_only,
-                        lineage=list(lineage), extra_files=extra_files, validation_only=not look_at_test)
+                        lineage=list(lineage), extra_files=extra_files, validation_only=not look_at_test,
+                        release=release)
     load_bundle(path)  # verifies what was written
     log(f"validation: AUC {_fmt(metrics['validation']['roc_auc'])} at threshold {threshold:.4f}")
     if look_at_test:

@@ -68,6 +68,7 @@ def predictor(smoke_bundle):
 # Model v2's kind of bundle, small: 60x80 (4:3, like the photos), colour constancy, patient
 # metadata and the diagnosis head, started from the v1-style smoke bundle's weights.
 SMOKE_V2_SIZE = (60, 80)
+SMOKE_V2_RELEASE = "v2-smoke"  # `train --release`: the name people see
 
 
 @pytest.fixture(scope="session")
@@ -77,7 +78,7 @@ def smoke_v2_bundle(smoke_bundle, data_dir, tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("smoke-v2")
     config = smoke_config(image_size=SMOKE_V2_SIZE, colour_constancy=True, metadata=True, diagnosis_loss_weight=0.3,
                           vignette_probability=0.5, camera_jitter=0.1, init_from=str(smoke_bundle))
-    return train(data_dir, root / "bundle", config, run_dir=root / "run")
+    return train(data_dir, root / "bundle", config, run_dir=root / "run", release=SMOKE_V2_RELEASE)
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,7 @@ import pytest
 
 from melanoma.bundle import load_bundle
 from melanoma.patient import NO_INFORMATION, PatientInfo
-from tests.conftest import SMOKE_V2_SIZE
+from tests.conftest import SMOKE_V2_RELEASE, SMOKE_V2_SIZE
 
 pytestmark = pytest.mark.timeout(900)  # trains the two smoke bundles on first use
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,6 +36,8 @@ def test_the_bundle_records_its_size_inputs_both_modes_and_lineage(smoke_v2_bund
     (origin,) = bundle.manifest["lineage"]
     assert origin["weights_sha256"] == parent.manifest["weights_sha256"]
     assert origin["input_shape"] == [75, 100, 3] and origin["weight_arrays_copied"] > 300
+    assert bundle.release == SMOKE_V2_RELEASE and bundle.version.startswith(f"{SMOKE_V2_RELEASE}: bundle (")
+    assert parent.release is None and parent.version.startswith("bundle (")  # made without --release
 
 
 def test_both_sizes_load_and_each_predictor_takes_its_own(smoke_v2_bundle, smoke_bundle, sample_images):
