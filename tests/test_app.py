@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import SMOKE_V2_RELEASE
+
 pytestmark = pytest.mark.timeout(900)  # the session's smoke bundles (v1-style and v2) are trained on first use
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -450,7 +452,10 @@ def test_the_model_card_describes_the_bundle_it_loaded(smoke_v2_bundle, data_dir
     monkeypatch.setenv("MELANOMA_MODEL", str(smoke_v2_bundle))
     monkeypatch.setenv("MELANOMA_DATA", str(data_dir))
     parent = load_bundle(smoke_v2_bundle).manifest["lineage"][0]["bundle"]
-    prose = texts(open_page("about").markdown)
+    about = open_page("about")
+    prose = texts(about.markdown)
+    # Every page's sidebar names the model by its release (`train --release`).
+    assert texts(about.sidebar.caption).startswith(f"Model {SMOKE_V2_RELEASE}: bundle (")
     assert ("Input: the photo, at only 60x80 pixels (height x width), with the patient's age, sex and body site when given; "
             "colours normalised per photo (Shades of Gray)." in prose)
     assert f"Trained from scratch (no pretrained weights), then trained on from this project's own {parent}" in prose

@@ -1,7 +1,11 @@
 """The app's pages, run on every visit and rerun (`streamlit_app.py` serves this script)."""
+import contextlib
+
 import streamlit as st
 
+from melanoma.app import state
 from melanoma.app.sessions import free_ended_sessions
+from melanoma.bundle import BundleError
 
 # On a phone the sidebar lies over the page, and Streamlit leaves it open after a page is chosen
 # from it: the visitor would see the menu, not the page. Run only when the page has just changed
@@ -36,4 +40,7 @@ if st.session_state.get("shown_page", page.url_path) != page.url_path:
     st.html(CLOSE_SIDEBAR_ON_A_PHONE.replace("{change}", str(st.session_state["page_changes"])),
             unsafe_allow_javascript=True)
 st.session_state["shown_page"] = page.url_path
+# Every page names the model it describes; a bundle that cannot be used is explained by each page.
+with contextlib.suppress(BundleError):
+    st.sidebar.caption(f"Model {state.current_bundle().version}")
 page.run()
