@@ -38,12 +38,16 @@ def evaluate_folder(model_dir: str | Path | None, data_dir: str | Path, use_meta
     threshold = predictor.threshold_for(bool(metadata_used))
     lesions = dataset.frame["lesion_id"].to_numpy()
     result = metrics_at(dataset.labels, probabilities, threshold)
-    differential = diagnoses = None
+    differential = diagnoses = refused = None
+
+    def refusals(rows) -> dict:
+        return {"threshold": predictor.extras.info["not_a_lesion"]["threshold"],
+                "would_refuse": int(refused[rows].sum()),
+                "would_refuse_melanoma": int((refused[rows] & (dataset.labels[rows] == 1)).sum())}
+
     if predictor.extras is not None:  # every image is still scored above; this says how many would not be
         refused = predictor.extras.refused(outputs, dataset.images)
-        result["not_a_lesion"] = {"threshold": predictor.extras.info["not_a_lesion"]["threshold"],
-                                  "would_refuse": int(refused.sum()),
-                                  "would_refuse_melanoma": int((refused & (dataset.labels == 1)).sum())}
+        result["not_a_lesion"] = refusals(slice(None))
         # The differential as the app shows it: its melanoma share is the P(melanoma) above.
         differential = with_melanoma(predictor.extras.diagnoses(outputs), probabilities)
         diagnoses = dataset.frame["dx"].map(KNOWN_DX.index).to_numpy()  # cleansing kept known ones only
@@ -67,6 +71,7 @@ def evaluate_folder(model_dir: str | Path | None, data_dir: str | Path, use_meta
                                                        lesions[held_out], threshold)
         if differential is not None:
             part["differential"] = differential_report(diagnoses[held_out], differential[held_out])
+            part["not_a_lesion"] = refusals(held_out)
         result["bundle_test_split_part"] = part
     return result
 

@@ -91,3 +91,6 @@ def test_evaluate_scores_every_image_of_a_folder_and_its_held_out_part_apart(sma
     held_out = set(pd.read_csv(small_folder / "HAM10000_metadata.csv")["image_id"]) & set(
         load_bundle(DEFAULT_BUNDLE).test_split()["image_id"])
     assert result["bundle_test_split_part"]["n_images"] == len(held_out) > 0
+    # the not-a-lesion counts of the held-out part are its own, a part of the folder's
+    part, whole = result["bundle_test_split_part"]["not_a_lesion"], result["not_a_lesion"]
+    assert part["would_refuse"] <= whole["would_refuse"] and part["would_refuse_melanoma"] <= part["would_refuse"]

@@ -3,6 +3,7 @@ keeping its source, split by lesion on its own, balanced on its own, and summari
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -199,6 +200,38 @@ def test_evaluate_works_on_each_folder_and_finds_that_folders_test_photos(two_so
         result = json.loads(out.read_text())
         assert result["n_images"] == len(pd.read_csv(folder / "HAM10000_metadata.csv"))
         assert result["bundle_test_split_part"]["n_images"] == int((test_split["source"] == folder.name).sum())
+
+
+def test_the_model_card_gives_each_sources_test_photos_and_says_other_clinics_were_not_measured(
+        two_source_bundle, two_sources, tmp_path, monkeypatch):
+    """A model trained on both sources has no "other clinic" of its own to show: the About page gives each
+    source's test split (with the no-call counts `evaluate --record` keeps) and says plainly that clinics
+    outside its sources were not measured here."""
+    import shutil
+
+    from streamlit.testing.v1 import AppTest
+
+    from melanoma.bundle import load_bundle
+    from melanoma.folder_evaluation import evaluate_folder, record
+
+    bundle = shutil.copytree(two_source_bundle, tmp_path / "bundle")
+    for folder in two_sources:
+        record(evaluate_folder(bundle, folder))
+    recorded = load_bundle(bundle).evaluations
+    monkeypatch.setenv("MELANOMA_MODEL", str(bundle))
+    monkeypatch.setenv("MELANOMA_DATA", os.pathsep.join(map(str, two_sources)))
+    app = AppTest.from_file(str(ROOT / "melanoma" / "app" / "pages.py"), default_timeout=180)
+    app.switch_page("about.py")
+    app.run()
+    assert not app.exception, [e.value for e in app.exception]
+    assert "Each source's test photos, and clinics it was not trained on" in [h.value for h in app.subheader]
+    shown = "\n".join(table.value.to_string() for table in app.table)
+    for name, title in (("ham10000", "HAM10000"), ("isic2017", "ISIC 2017")):
+        counts = recorded[name]["bundle_test_split_part"]["not_a_lesion"]
+        assert f"{title} test split (trained on its clinics)" in shown
+        assert f"{counts['would_refuse']:,} ({counts['would_refuse_melanoma']})" in shown
+    assert any("not been measured here on photos from clinics outside its training sources" in str(info.value)
+               for info in app.info)
 
 
 def test_compare_pairs_v1_with_a_two_source_candidate_per_source(two_source_bundle, two_sources):

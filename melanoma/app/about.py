@@ -140,20 +140,24 @@ with st.expander("Developer details: package versions"):
                               columns=["package", "trained with", "running"]), hide_index=True)
 st.markdown(f"**Weights sha256** `{manifest.get('weights_sha256')}` (checked on every load)")
 
-st.subheader("Photos from clinics it was not trained on")
 other = other_sources(bundle)
 test_refused = ((bundle.extras_info or {}).get("not_a_lesion", {}).get("refused", {}).get("test"))
 by_source = metrics.get("test_by_source")
-if by_source:  # several sources: each one's test split, at the one threshold (no per-source refusal counts)
-    rows = [(f"{source_title(source)} test split (trained on its clinics)", part, None) for source, part in by_source.items()]
+st.subheader("Each source's test photos, and clinics it was not trained on" if by_source else
+             "Photos from clinics it was not trained on")
+if by_source:  # several sources: each one's test split at the one threshold; no-call counts where evaluate recorded them
+    rows = [(f"{source_title(source)} test split (trained on its clinics)", part,
+             (bundle.evaluations or {}).get(source, {}).get("bundle_test_split_part", {}).get("not_a_lesion"))
+            for source, part in by_source.items()]
 else:
     rows = [(f"{source_title(bundle.sources[0])} test split (its own clinics)", {**metrics["test"], "intervals": intervals},
              test_refused and {"would_refuse": test_refused["refused"],
                                "would_refuse_melanoma": test_refused["melanoma_refused"]})]
 rows += [(f"{source_title(source)} (other clinics, never trained on)", report, report.get("not_a_lesion"))
          for source, report in other.items()]
-if other:
+if by_source or other:
     st.table(charts.sources_table(rows))
+if other:
     found_at_home = (intervals or {}).get("sensitivity") or [metrics["test"]["sensitivity"]] * 2
     for source, report in other.items():
         far_worse = report["intervals"]["sensitivity"][1] < found_at_home[0]
@@ -169,8 +173,11 @@ if other:
                + "). Every photo is scored, including those the app would not assess; in brackets, 95% intervals "
                "from resampling lesions with replacement.")
 else:
-    st.info("This model has not been measured on photos from other clinics: how it does on them is unknown, "
-            "and likely much worse than on its test split.", icon=":material/info:")
+    st.info("This model has not been measured here on photos from clinics outside "
+            + ("its training sources" if by_source else "its training data")
+            + ": how it does on them is unknown, and likely worse than on its test "
+            + ("splits" if by_source else "split") + ". Lesions from other clinics are held back from this project "
+            "and judged outside it.", icon=":material/info:")
 
 extras = bundle.extras_info
 if extras:
