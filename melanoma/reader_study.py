@@ -100,20 +100,48 @@ def allocate(available: dict[str, int], total: int) -> dict[str, int]:
     return {group: counts.get(group, 0) for group in sorted(available)}
 
 
+def proportional(weights: dict[str, float], total: int) -> dict[str, int]:
+    """`total` shared in proportion to `weights`, largest remainders first; deterministic."""
+    whole = sum(weights.values())
+    if not whole:
+        return {key: 0 for key in weights}
+    shares = {key: total * weight / whole for key, weight in weights.items()}
+    counts = {key: int(share) for key, share in shares.items()}
+    for key in sorted(shares, key=lambda k: (shares[k] - counts[k], weights[k], k), reverse=True)[:total - sum(counts.values())]:
+        counts[key] += 1
+    return counts
+
+
 def stratified_draw(cases: pd.DataFrame, count: int, rng: np.random.Generator) -> pd.DataFrame:
     """`count` photos, at most one per lesion, about READER_STUDY_MELANOMA_SHARE melanoma and the
-    rest spread over the other diagnoses (`allocate`), in random order."""
-    one_per_lesion = cases.sample(frac=1.0, random_state=rng).drop_duplicates(["source", "lesion_id"])
-    melanoma = one_per_lesion[one_per_lesion["label"] == 1]
-    others = one_per_lesion[one_per_lesion["label"] == 0]
+    rest spread over the other diagnoses (`allocate`), in random order. With several sources each
+    gives photos in proportion to its lesions and the same share of melanoma, so that a photo's look
+    (its archive's camera) says nothing of its diagnosis."""
+    one_per_lesion = cases.sample(frac=1.0, random_state=rng).drop_duplicates(["source", "lesion_id"]).reset_index(
+        drop=True)
+    count = min(count, len(one_per_lesion))
     wanted_melanoma = round(count * READER_STUDY_MELANOMA_SHARE)
+    sizes = one_per_lesion.groupby("source").size().to_dict()
+    photos = proportional(sizes, count)
+    melanomas = proportional(photos, wanted_melanoma)
+    chosen = [_draw_one_source(one_per_lesion[one_per_lesion["source"] == source], photos[source], melanomas[source])
+              for source in sorted(sizes)]
+    short = count - sum(map(len, chosen))  # a source short of one kind: the others make up the length
+    if short > 0:
+        taken = pd.concat(chosen).index
+        chosen.append(one_per_lesion.drop(index=taken).head(short))
+    return pd.concat(chosen).sample(frac=1.0, random_state=rng).reset_index(drop=True)
+
+
+def _draw_one_source(cases: pd.DataFrame, count: int, wanted_melanoma: int) -> pd.DataFrame:
+    melanoma = cases[cases["label"] == 1]
+    others = cases[cases["label"] == 0]
     # Short of one kind, the other makes up the length where it can.
     n_others = min(len(others), max(count - wanted_melanoma, count - len(melanoma)))
     n_melanoma = min(len(melanoma), count - n_others)
     quotas = allocate(others["dx"].value_counts().to_dict(), n_others)
-    chosen = pd.concat([melanoma.head(n_melanoma)] + [others[others["dx"] == dx].head(quota)
-                                                      for dx, quota in quotas.items()])
-    return chosen.sample(frac=1.0, random_state=rng).reset_index(drop=True)
+    return pd.concat([melanoma.head(n_melanoma)] + [others[others["dx"] == dx].head(quota)
+                                                     for dx, quota in quotas.items()])
 
 
 # --- writing the set ------------------------------------------------------------------------------

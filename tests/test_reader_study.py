@@ -85,6 +85,26 @@ def test_a_draw_is_a_third_melanoma_one_photo_per_lesion_and_differs_between_vis
     assert not whole_draw.duplicated(["source", "lesion_id"]).any()  # repeated lesions are drawn once
 
 
+def test_with_two_sources_each_gives_its_share_of_photos_and_a_third_melanoma_so_the_look_gives_nothing_away():
+    """ISIC 2017's photos look softer than HAM10000's: were most of them melanomas, a reader could call
+    the archive instead of the lesion."""
+    rng = np.random.default_rng(0)
+    ham = pd.DataFrame({"source": "ham10000", "lesion_id": [f"H{i}" for i in range(1300)],
+                        "dx": ["mel"] * 150 + ["nv"] * 900 + ["bkl"] * 150 + ["bcc"] * 100})
+    isic = pd.DataFrame({"source": "isic2017", "lesion_id": [f"I{i}" for i in range(300)],
+                         "dx": ["mel"] * 150 + ["nv"] * 120 + ["bkl"] * 30})  # half melanoma on its own
+    cases = pd.concat([ham, isic], ignore_index=True).assign(label=lambda frame: (frame["dx"] == "mel").astype(int))
+    cases["image_id"] = cases["lesion_id"]
+    for length in (10, 20, 40, 120):
+        draw = reader_study.stratified_draw(cases, length, rng)
+        assert len(draw) == length and draw["label"].sum() == round(length / 3)
+        per_source = draw.groupby("source")["label"].agg(["size", "mean"])
+        assert abs(per_source.loc["isic2017", "size"] - length * 300 / 1600) <= 1  # its share of the lesions
+        if length >= 40:
+            assert (abs(per_source["mean"] - 1 / 3) < 0.1).all(), per_source
+    assert reader_study.proportional({"a": 8, "b": 2}, 3) == {"a": 2, "b": 1}
+
+
 # --- the set the shipped bundle carries -----------------------------------------------------------
 
 def test_the_shipped_bundle_carries_a_verified_set_of_test_photos_with_their_credit(shipped):
