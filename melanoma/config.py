@@ -90,15 +90,17 @@ GRADCAM_OPACITY = 0.45  # the overlay's default opacity, on the page and in the 
 # floor (lowest value, which Grad-CAM++ spreads evenly over the photo: it says nothing about where)
 # taken off, then divided by one ceiling per layer for every photo. tf-keras-vis' Grad-CAM++ weights
 # the map by exp(score), the odds, so its range follows how far the photo's regions raised P(melanoma).
-# Measured on 400 HAM10000 validation photos, bundle v1 (benchmarks/gradcam_scale.py ->
-# benchmarks/gradcam-scale.json): the map's range ranks with P(melanoma) at Spearman 0.98-0.99 at every
-# stage, plain Grad-CAM's at 0.24 (stage 3), 0.63 and 0.88; on one plain Grad-CAM scale 97% of the
-# photos under P 0.02 would show a hot region, so plain Grad-CAM is only ever shown relative. The
-# ceiling (red) is the median map range of the 127 photos at or above the threshold: a typical referred
-# photo's strongest region reaches it. None of the 222 photos under P 0.05 reaches GRADCAM_HOT of it
-# at any stage; at stage 3, 24% of those at P 0.05-0.131 do, 75% at P 0.131-0.3 and 98% above.
-GRADCAM_CEILINGS = {"conv3_block4_out": 0.611, "conv4_block6_out": 0.734, "conv5_block3_out": 0.489}
-GRADCAM_CEILINGS_WEIGHTS = "0a8ee7f2f80c8187e02e36d91faed808b320beea728a7c2c2a5fb4b93c2bb55c"  # measured on these
+# Measured on 400 validation photos of both sources (the image alone), bundle v3
+# (benchmarks/gradcam_scale.py -> benchmarks/gradcam-scale.json): Grad-CAM++'s map range ranks with
+# P(melanoma) at Spearman 0.97-1.00 at every stage, plain Grad-CAM's at 0.61 (stage 3), 0.76 and 0.93; on
+# one plain Grad-CAM scale 16% of the photos under P 0.02 would show a hot region at stage 3 (62% at
+# stage 4), so plain Grad-CAM is only ever shown relative. The ceiling (red) is the median map range of
+# the 202 photos at or above the image-only threshold: a typical referred photo's strongest region
+# reaches it. None of the 137 photos under P 0.05 reaches GRADCAM_HOT of it at any stage; at stage 3,
+# 8% of those at P 0.05-0.084 do, 76% at P 0.084-0.3 and all above. (v1's, on HAM10000 alone: 0.611,
+# 0.734, 0.489.)
+GRADCAM_CEILINGS = {"conv3_block4_out": 0.249, "conv4_block6_out": 0.393, "conv5_block3_out": 5.27}
+GRADCAM_CEILINGS_WEIGHTS = "30840da7f6676cec0361ac8b905f2eea7bf23e65a4ca5183276b4cbca16e9e6e"  # measured on these
 # A region at or above this share of the ceiling counts as hot (Turbo: yellow to red); where none is,
 # the card says in words that nothing raised P(melanoma) much.
 GRADCAM_HOT = 0.5
