@@ -36,6 +36,7 @@ EXTRAS_INFO = "extras.json"
 EXTRAS_FILES = (EXTRAS_ARRAYS, EXTRAS_INFO)
 # `evaluate --record`'s figures per data source (folder name), e.g. on another clinic's photos. Optional.
 EVALUATIONS = "evaluations.json"
+FAMILIARITY = "familiarity.json"  # `familiarity --record`: what the bands were measured to say
 FORMAT_VERSION = 1
 
 
@@ -180,6 +181,7 @@ class Bundle:
     test_split_csv: Path = field(repr=False, default=None)
     extras_info: dict | None = None  # extras.json; None for a bundle made before the extras
     evaluations: dict | None = None  # evaluations.json by source; None where nothing was recorded
+    familiarity: dict | None = None  # familiarity.json; None where the bands were never measured
 
     @property
     def version(self) -> str:
@@ -280,7 +282,7 @@ def load_bundle(path: str | Path | None = None) -> Bundle:
         raise BundleError(f"{path}: the network takes patient metadata but {MANIFEST} has no image-only "
                           f"threshold")
     listed = manifest.get("files", {})
-    for name in (*REQUIRED_FILES, *(name for name in (*EXTRAS_FILES, EVALUATIONS) if name in listed)):
+    for name in (*REQUIRED_FILES, *(name for name in (*EXTRAS_FILES, EVALUATIONS, FAMILIARITY) if name in listed)):
         file = path / name
         if not file.is_file():
             raise BundleError(f"bundle {path} is incomplete: {name} is missing")
@@ -294,7 +296,8 @@ def load_bundle(path: str | Path | None = None) -> Bundle:
                   dataset_summary=_read_json(path, DATASET_SUMMARY), train_config=_read_json(path, CONFIG),
                   history_csv=path / HISTORY, test_split_csv=path / TEST_SPLIT,
                   extras_info=_read_json(path, EXTRAS_INFO) if has_extras else None,
-                  evaluations=_read_json(path, EVALUATIONS) if EVALUATIONS in listed else None)
+                  evaluations=_read_json(path, EVALUATIONS) if EVALUATIONS in listed else None,
+                  familiarity=_read_json(path, FAMILIARITY) if FAMILIARITY in listed else None)
 
 
 def _read_json(folder: Path, name: str) -> dict:

@@ -83,6 +83,28 @@ def other_malignancy_note(prediction) -> str | None:
             "clinician: whatever the melanoma call, have this lesion examined.")
 
 
+def familiarity_line(band: int, reading) -> str:
+    """How familiar the photo looks to the model (its band), and what that was measured to mean
+    (`published.familiarity_reading`): the bands tell archives apart; they say a figure is less
+    reliable only for the sources where that was measured."""
+    looks = ("in the most familiar third: closer to the training photos than two in three of the model's "
+             "validation photos",
+             "in the middle third of the model's validation photos by closeness to the training photos",
+             "in the least familiar third: further from the training photos than two in three of the model's "
+             "validation photos")[band]
+    shares = " and ".join(f"{share:.0%} of {source_title(source)}'s" for source, share in sorted(
+        reading.least_familiar_share.items(), key=lambda item: -item[1]))
+    if reading.less_reliable_where_unfamiliar:
+        meaning = ("the model's calls were measured less accurate in the least familiar third on "
+                   + " and ".join(source_title(source) for source in reading.less_reliable_where_unfamiliar)
+                   + "'s photos")
+    else:
+        meaning = ("within each archive its calls were not measured less accurate in the least familiar third: the "
+                   "band says what the photo's camera and lighting are like, not whether this call is right")
+    return (f"**How familiar it looks** (its camera, lighting and colours, to the model): {looks}. "
+            f"On the test photos, {shares} fell in the least familiar third; {meaning}.")
+
+
 def source_title(source: str) -> str:
     """A source as people know it (HAM10000, ISIC 2017); a folder the project does not know, by its name."""
     return SOURCES.get(source, {}).get("title", source)

@@ -194,6 +194,52 @@ def test_below_the_threshold_the_call_is_neutral_and_a_refused_photo_gets_no_cal
     assert table_with(app, "file")["call"].tolist() == [CALL_REFUSED, CALL_BELOW_THRESHOLD]
 
 
+def familiar_photo_and_a_darkened_copy(predictor, data_dir) -> tuple[bytes, bytes]:
+    """A test-split HAM10000 melanoma in the most familiar band, and the same photo at half brightness
+    (as an underexposed camera would give it), in the least familiar band but still assessed."""
+    import io
+
+    from PIL import Image, ImageEnhance
+
+    split = predictor.bundle.test_split()
+    for image_id in split[(split["source"] == "ham10000") & (split["dx"] == "mel")]["image_id"][:40]:
+        data = (data_dir / "images" / f"{image_id}.jpg").read_bytes()
+        if predictor.classify_bytes("photo.jpg", data).assessment.familiarity_band != 0:
+            continue
+        buffer = io.BytesIO()
+        ImageEnhance.Brightness(Image.open(io.BytesIO(data)).convert("RGB")).enhance(0.5).save(buffer, "JPEG", quality=95)
+        darker = predictor.classify_bytes("darker.jpg", buffer.getvalue())
+        if darker.ok and darker.assessment.familiarity_band == 2:
+            return data, buffer.getvalue()
+    pytest.skip("no familiar melanoma among the first 40 whose darkened copy is assessed in the least familiar band")
+
+
+def test_each_card_says_how_familiar_its_photo_looks_worded_as_measured(shipped_app_env, data_dir):
+    """The card gives the photo's familiarity band and what the bands were measured to say on the test
+    photos (familiarity --record): they tell archives apart, not whether this call is right."""
+    from melanoma.inference import Predictor
+    from melanoma.published import familiarity_reading
+    from melanoma.reporting import source_title
+
+    predictor = Predictor.from_bundle(shipped_app_env)
+    reading = familiarity_reading(predictor.bundle)
+    assert reading is not None, "the shipped bundle carries its familiarity measurement"
+    familiar, darker = familiar_photo_and_a_darkened_copy(predictor, data_dir)
+    app = open_page()
+    app.file_uploader[0].set_value([("familiar.jpg", familiar, "image/jpeg"),
+                                    ("darker.jpg", darker, "image/jpeg")]).run()
+    assert not app.exception
+    lines = [caption for caption in texts(app.caption).splitlines() if caption.startswith("**How familiar it looks**")]
+    assert len(lines) == 2
+    assert sum("in the most familiar third" in line for line in lines) == 1
+    assert sum("in the least familiar third: further from the training photos" in line for line in lines) == 1
+    for line in lines:
+        for source, share in reading.least_familiar_share.items():
+            assert f"{share:.0%} of {source_title(source)}'s" in line
+        if not reading.less_reliable_where_unfamiliar:
+            assert "not measured less accurate in the least familiar third" in line
+
+
 def low_risk_naevus(predictor, data_dir) -> bytes:
     """The first naevus of HAM10000 that the model assesses, below its threshold."""
     import pandas as pd

@@ -39,23 +39,28 @@ def test_a_band_reports_its_share_and_its_own_auc_and_a_band_with_too_few_melano
 
 
 def test_the_command_bands_the_shipped_bundles_photos_and_another_clinics(data_dir, tmp_path):
+    """The shipped bundle's own sources (small linked folders of each), then a folder it never trained
+    on: here ISIC 2017 photos under another name, as another clinic's would come."""
     if not (ISIC_DIR / "HAM10000_metadata.csv").is_file():
         pytest.skip(f"ISIC 2017 folder not found at {ISIC_DIR}")
     ham = linked_folder(data_dir, tmp_path, "ham10000", 30, 90)
     isic = linked_folder(ISIC_DIR, tmp_path, "isic2017", 10, 20)
+    other = linked_folder(ISIC_DIR, tmp_path / "elsewhere", "otherclinic", 10, 20)
     out = tmp_path / "familiarity.json"
     done = subprocess.run([sys.executable, "-m", "melanoma", "familiarity", "--model", str(DEFAULT_BUNDLE),
-                           "--data", str(ham), "--data", str(isic), "--json", str(out)],
+                           "--data", str(ham), "--data", str(isic), "--data", str(other), "--json", str(out)],
                           cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-2000:]
     report = json.loads(out.read_text())
-    assert set(report["sets"]) == {"ham10000 validation", "ham10000 test", "isic2017 (every photo; not trained on)"}
-    isic_set = report["sets"]["isic2017 (every photo; not trained on)"]
-    assert isic_set["photos"] == 30
-    accepted = sum(band["photos"] for band in isic_set["bands"].values())
-    assert accepted == 30 - isic_set["refused"]
-    assert "| isic2017 (every photo; not trained on) (30, " in done.stdout
+    assert set(report["sets"]) == {"ham10000 validation", "ham10000 test", "isic2017 validation", "isic2017 test",
+                                   "otherclinic (every photo; not trained on)"}
+    assert report["edges_from"].startswith("the bundle's")  # v3 carries its band edges
+    other_set = report["sets"]["otherclinic (every photo; not trained on)"]
+    assert other_set["photos"] == 30
+    accepted = sum(band["photos"] for band in other_set["bands"].values())
+    assert accepted == 30 - other_set["refused"]
+    assert "| otherclinic (every photo; not trained on) (30, " in done.stdout
     wrong_order = subprocess.run([sys.executable, "-m", "melanoma", "familiarity", "--data", str(isic)],
                                  cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert wrong_order.returncode == 1 and "Traceback" not in wrong_order.stderr
-    assert "give the bundle's own folders (ham10000) first" in wrong_order.stderr
+    assert "give the bundle's own folders (ham10000, isic2017) first" in wrong_order.stderr

@@ -36,11 +36,12 @@ from melanoma.explain import (
     overlay,
 )
 from melanoma.patient import NO_INFORMATION
-from melanoma.published import differential_test_report, how_the_differential_is_made
+from melanoma.published import differential_test_report, familiarity_reading, how_the_differential_is_made
 from melanoma.reporting import (
     against_threshold,
     call_and_diagnosis_note,
     describe_case,
+    familiarity_line,
     other_malignancy_note,
     percent,
     short_reason,
@@ -202,6 +203,9 @@ def show_result(name: str, key, prediction, threshold: float, grad_cam: GradCamV
             st.caption(f"P(melanoma) {against_threshold(probability, threshold, prediction.suspicious)}. The model "
                        "misses melanomas, more so on photos from other clinics (About): a lesion of concern needs a "
                        "clinician whatever the call.")
+            familiar = familiarity_reading(bundle)
+            if familiar and prediction.assessment is not None and prediction.assessment.familiarity_band is not None:
+                st.caption(familiarity_line(prediction.assessment.familiarity_band, familiar))
             other = other_malignancy_note(prediction)
             if other:
                 st.warning(other, icon=":material/medical_services:")

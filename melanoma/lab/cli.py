@@ -44,6 +44,9 @@ def add_lab_commands(commands) -> None:
                              help="the bundle's own folder(s) first, in training order; then any other clinic's")
     familiarity.add_argument("--no-metadata", action="store_true", help="the images alone")
     familiarity.add_argument("--json", help="also write the report to this file")
+    familiarity.add_argument("--record", action="store_true",
+                             help="also keep the report in the bundle (familiarity.json): the Classify card then "
+                                  "gives each photo's band, worded as measured")
     familiarity.set_defaults(run=run_familiarity)
 
     refusal = commands.add_parser("refusal", help="how often the not-a-lesion check refuses non-lesion "
@@ -171,7 +174,7 @@ def _auc(value: float | None) -> str:
 def run_familiarity(args) -> int:
     from melanoma.bundle import BundleError
     from melanoma.data import DatasetError
-    from melanoma.lab.familiarity import familiarity_report, table
+    from melanoma.lab.familiarity import familiarity_report, record, table
 
     try:
         report = familiarity_report(args.model, args.data, use_metadata=not args.no_metadata)
@@ -182,6 +185,8 @@ def run_familiarity(args) -> int:
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
     print(f"bands: {report['edges_from']}: cut at {report['edges']}")
     print(table(report))
+    if args.record:
+        print(f"recorded in {record(report)}")
     return 0
 
 

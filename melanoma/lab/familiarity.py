@@ -12,6 +12,10 @@ figure less reliable only where this table shows that it is.
 """
 from __future__ import annotations
 
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
 import numpy as np
 
 from melanoma.novelty import FAMILIARITY_BANDS, familiarity_bands, familiarity_edges
@@ -115,3 +119,13 @@ def _with_interval(value, interval) -> str:
     if value is None:
         return "n/a"
     return f"{value:.3f}" + ("" if not interval else f" [{interval[0]:.3f}, {interval[1]:.3f}]")
+
+
+def record(report: dict, when: datetime | None = None) -> Path:
+    """Keeps the report in its bundle (`familiarity.json`, without the machine's paths), where the
+    card reads what the bands were measured to say (`melanoma.published.familiarity_reading`)."""
+    from melanoma.bundle import FAMILIARITY, add_files
+
+    kept = {name: value for name, value in report.items() if name != "model"}
+    kept["date"] = (when or datetime.now(UTC)).isoformat(timespec="seconds")
+    return add_files(report["model"], {FAMILIARITY: (json.dumps(kept, indent=2) + "\n").encode()})
