@@ -24,6 +24,7 @@ from melanoma.data import (
 from tests.conftest import ROOT, smoke_config
 
 ISIC_DIR = ROOT.parent / "shared" / "isic2017"
+V1_HAM10000_TEST_PHOTOS = 1796  # v1's lesion-grouped test split, which HAM10000 keeps as the first source
 
 
 @pytest.fixture(scope="session")
@@ -55,14 +56,16 @@ def two_sources(data_dir, isic_dir, tmp_path_factory) -> list[Path]:
 
 
 def test_the_two_real_folders_keep_v1s_split_for_ham10000_and_split_isic2017_70_15_15(data_dir, isic_dir):
-    """Split from metadata alone, as training does: HAM10000's test photos are exactly the shipped v1
-    bundle's, so every HAM10000 comparison with v1 stays paired."""
+    """Split from metadata alone, as training does: the shipped bundle's test photos are exactly these,
+    and HAM10000's are v1's (its 1,796), so every HAM10000 comparison with v1 stays paired."""
     frames = [cleanse(read_metadata(folder))[0].assign(source=source_name(folder)) for folder in (data_dir, isic_dir)]
     frame = pd.concat(frames, ignore_index=True)
     split = make_split(frame, TrainConfig())
-    v1_test = pd.read_csv(ROOT / "models" / "melanoma-resnet50" / "test_split.csv")
-    ham_test = frame.iloc[split.test].query("source == 'ham10000'")
-    assert set(ham_test["image_id"]) == set(v1_test["image_id"])
+    shipped = pd.read_csv(ROOT / "models" / "melanoma-resnet50" / "test_split.csv")
+    test = frame.iloc[split.test]
+    for source in ("ham10000", "isic2017"):
+        assert set(test.query(f"source == '{source}'")["image_id"]) == set(shipped.query(f"source == '{source}'")["image_id"])
+    assert (test["source"] == "ham10000").sum() == V1_HAM10000_TEST_PHOTOS
     isic = {part: frame.iloc[rows].query("source == 'isic2017'") for part, rows in split.parts().items()}
     total = sum(len(rows) for rows in isic.values())
     assert total == len(frames[1])
@@ -234,11 +237,12 @@ def test_the_model_card_gives_each_sources_test_photos_and_says_other_clinics_we
                for info in app.info)
 
 
-def test_compare_pairs_v1_with_a_two_source_candidate_per_source(two_source_bundle, two_sources):
-    from melanoma.bundle import DEFAULT_BUNDLE
+def test_compare_pairs_a_one_source_baseline_with_a_two_source_candidate_per_source(
+        two_source_bundle, two_sources, smoke_bundle):
+    """As v1 (HAM10000 alone) was paired with v3's candidates: the smoke bundle stands in for it."""
     from melanoma.lab.compare import ComparisonError, compare_bundles
 
-    result = compare_bundles(DEFAULT_BUNDLE, two_source_bundle, two_sources)
+    result = compare_bundles(smoke_bundle, two_source_bundle, two_sources)
     parts = result["by_source"]
     assert set(parts) == {"ham10000", "isic2017"}
     assert sum(part["candidate"]["n_images"] for part in parts.values()) == result["candidate"]["n_images"]
@@ -250,9 +254,9 @@ def test_compare_pairs_v1_with_a_two_source_candidate_per_source(two_source_bund
         assert worst[model]["roc_auc"] == min(part[model]["roc_auc"] for part in parts.values())
         assert parts[worst[model]["source"]][model]["roc_auc"] == worst[model]["roc_auc"]
     with pytest.raises(ComparisonError, match="give --data once for each"):
-        compare_bundles(DEFAULT_BUNDLE, two_source_bundle, two_sources[:1])
+        compare_bundles(smoke_bundle, two_source_bundle, two_sources[:1])
     with pytest.raises(ComparisonError, match="not the first of"):
-        compare_bundles(two_source_bundle, DEFAULT_BUNDLE, two_sources[:1])
+        compare_bundles(two_source_bundle, smoke_bundle, two_sources[:1])
 
 
 def test_robustness_reports_each_source_and_judges_the_gates_on_each(two_source_bundle, two_sources):
