@@ -346,9 +346,11 @@ def whole_test_split(bundle: Bundle, data_dirs: Sequence[str | Path]) -> PhotoPo
     if cases.empty:
         return None
     lesions = cases.drop_duplicates(["source", "lesion_id"])
+    # a lesion with any melanoma photo (ISIC 2017 has near-duplicates of one lesion labelled apart)
+    melanomas = cases[cases["label"] == 1].drop_duplicates(["source", "lesion_id"])
     return PhotoPool(cases=cases, description=f"the whole test split in the data folders: {len(cases):,} photos of "
                                               f"{len(lesions):,} lesions ({int(cases['label'].sum()):,} photos of "
-                                              f"{int(lesions['label'].sum()):,} melanomas); a test takes one photo "
+                                              f"{len(melanomas):,} melanomas); a test takes one photo "
                                               "per lesion")
 
 

@@ -11,6 +11,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(os.environ.get("MELANOMA_DATA", ROOT.parent / "shared" / "ham10000"))
+ISIC_DATA_DIR = ROOT.parent / "shared" / "isic2017"  # the shipped model's second source
 SMOKE_IMAGES = 96
 
 
@@ -89,8 +90,25 @@ def small_folder(data_dir, tmp_path_factory) -> Path:
 
     frame = pd.read_csv(data_dir / "HAM10000_metadata.csv")
     chosen = pd.concat([frame[frame["dx"] == "mel"].head(30), frame[frame["dx"] != "mel"].head(60)])
-    folder = tmp_path_factory.mktemp("small-ham10000")
-    (folder / "images").mkdir()
+    return linked_photos(data_dir, chosen, tmp_path_factory.mktemp("small") / "ham10000")
+
+
+@pytest.fixture(scope="session")
+def small_isic_folder(tmp_path_factory) -> Path:
+    """ISIC 2017's folder in small, like `small_folder`: 45 real photos (15 melanoma), named as the
+    source the shipped bundle knows, so the lab's commands take the two folders in training order."""
+    import pandas as pd
+
+    if not (ISIC_DATA_DIR / "HAM10000_metadata.csv").is_file():
+        pytest.skip(f"ISIC 2017 folder not found at {ISIC_DATA_DIR}")
+    frame = pd.read_csv(ISIC_DATA_DIR / "HAM10000_metadata.csv")
+    chosen = pd.concat([frame[frame["dx"] == "mel"].head(15), frame[frame["dx"] != "mel"].head(30)])
+    return linked_photos(ISIC_DATA_DIR, chosen, tmp_path_factory.mktemp("small") / "isic2017")
+
+
+def linked_photos(data_dir: Path, chosen, folder: Path) -> Path:
+    """A folder in the data layout holding `chosen` rows, the images linked, not copied."""
+    (folder / "images").mkdir(parents=True)
     chosen.to_csv(folder / "HAM10000_metadata.csv", index=False)
     for image_id in chosen["image_id"]:
         (folder / "images" / f"{image_id}.jpg").symlink_to(data_dir / "images" / f"{image_id}.jpg")
