@@ -62,7 +62,6 @@ def test_the_shipped_bundle_gives_users_the_probabilities_its_metrics_describe(d
     float16 weights, calibration), get the probabilities and calls its test_split.csv records."""
     from melanoma.bundle import DEFAULT_BUNDLE
     from melanoma.inference import Predictor
-
     from melanoma.patient import from_row
 
     shipped = Predictor.from_bundle(DEFAULT_BUNDLE)
