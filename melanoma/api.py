@@ -328,7 +328,7 @@ def model_card(bundle) -> dict:
                     for source in bundle.sources],
         "threshold": bundle.threshold,
         "threshold_rule": metrics.get("threshold_rule"),
-        "probability": calibration.probability_note(bundle.calibration),
+        "probability": calibration.probability_note(bundle),
         "test": figures(metrics["test"]),
         "test_by_source": {source: figures(report) for source, report in by_source.items()},
         "other_clinics": {source: {"title": source_title(source), **figures(report),

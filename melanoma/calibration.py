@@ -50,12 +50,20 @@ def calibrate(calibration: dict | None, scores: np.ndarray) -> np.ndarray:
     return np.exp(-np.logaddexp(0, -z)).astype(scores.dtype if scores.dtype.kind == "f" else float)
 
 
-def probability_note(calibration: dict | None) -> str:
-    """What the probability a user sees means, for the pages that show one."""
-    if calibration:
-        return ("P(melanoma) is calibrated to the melanoma rate of HAM10000 (about 1 in 9); where melanoma "
-                "is more common, as in a referral clinic, the real chance is higher.")
-    return "P(melanoma) is the network's raw score, not calibrated: it runs high."
+def probability_note(bundle) -> str:
+    """What the probability a user sees means, for the pages that show one: calibrated to the melanoma
+    rate of the validation photos it was fitted on (the bundle's sources, pooled)."""
+    from melanoma.config import SOURCES
+
+    if not bundle.calibration:
+        return "P(melanoma) is the network's raw score, not calibrated: it runs high."
+    validation = bundle.metrics.get("validation", {})
+    rate = validation.get("n_melanoma", 0) / max(validation.get("n_images", 0), 1)
+    sources = " and ".join(SOURCES.get(source, {}).get("title", source) for source in bundle.sources)
+    mix = f"{sources}'s validation photos pooled" if len(bundle.sources) > 1 else sources
+    return (f"P(melanoma) is calibrated to the melanoma rate of {mix} (about 1 in {round(1 / rate)})" if rate else
+            f"P(melanoma) is calibrated on {mix}") + ("; where melanoma is more common, as in a referral clinic, the "
+                                                      "real chance is higher.")
 
 
 def reliability(labels: np.ndarray, probabilities: np.ndarray) -> dict:

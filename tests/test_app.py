@@ -162,6 +162,10 @@ def test_a_picture_that_is_not_a_lesion_gets_a_warning_and_a_lesion_its_differen
     titles = tuple(source["title"] for source in SOURCES.values())  # each case's caption ends with its source
     cases = [caption for image in app.get("image") for caption in image.captions if caption.endswith(titles)]
     assert len(cases) == SIMILAR_CASES
+    credit = next(c.value for c in app.caption if "training photos nearest to this one" in c.value)
+    for title in {caption.rsplit("; ", 1)[-1] for caption in cases}:  # each source shown, with its licence
+        source = next(source for source, known in SOURCES.items() if known["title"] == title)
+        assert f"{title}, licence {SOURCES[source]['licence']}" in credit
     table = table_with(app, "file")
     assert list(table["file"]) == ["portrait.jpg", "lesion.jpg"]  # no call first: it needs a clinician
     assert table["call"].iloc[0] == CALL_REFUSED  # the full reason is on its card (above); the table gives its gist
@@ -378,6 +382,8 @@ def test_dataset_page_draws_the_summary_and_a_gallery(smoke_app_env):
     # One wrapping row of thumbnails per diagnosis (a phone shows two or three a row, not one a screen).
     assert len(app.get("image")) >= 7 * 3
     assert DX_NAMES["mel"] in texts(app.markdown)
+    assert "Photos: HAM10000 (Tschandl, Rosendahl & Kittler" in texts(app.caption)  # credited, with the licence
+    assert "CC BY-NC-SA 4.0" in texts(app.caption)
     held_back = 10_015 - summary["rows_in_metadata"]
     assert (f"The other {held_back:,} (about a tenth of the lesions, chosen by lesion) are held back by the data's "
             "keepers as an independent reserve") in texts(app.markdown)
@@ -442,6 +448,11 @@ def test_training_page_of_the_shipped_bundle_shows_its_calibration(monkeypatch, 
     assert f"Brier score {calibration['test_before']['brier']:.3f}" in reliability
     assert f"Brier score {calibration['test_after']['brier']:.3f}" in reliability
     assert calibration["fitted_on"] in texts(app.caption)
+    # the recipe as the bundle records it: v3 keeps its diagnosis head and trained against camera shifts
+    recipe = texts(app.markdown)
+    assert "it ships with the network and gives the cards' differential" in recipe
+    assert "camera shifts (white balance, gamma, blur) of strength 0.2" in recipe
+    assert "the patient's age, sex and site as inputs" in recipe
 
 
 def test_about_page_is_a_model_card(smoke_app_env):
@@ -455,7 +466,7 @@ def test_about_page_is_a_model_card(smoke_app_env):
     assert "95% interval" in app.dataframe[0].value.columns
     from melanoma.calibration import probability_note
 
-    assert probability_note(load_bundle(smoke_app_env).calibration) in prose
+    assert probability_note(load_bundle(smoke_app_env)) in prose
     assert f"tensorflow {manifest['versions']['tensorflow']}" in shown  # the backend it was trained on
     properties = app.table[0].value["value"].to_dict()  # the model bundle table, indexed by property
     assert properties["seed of the lesion-grouped splits"] == properties["training seed"] == "7"

@@ -222,8 +222,8 @@ def test_bad_and_unusual_uploads_in_a_real_browser(app_server, sample_images, tm
 
 def test_a_portrait_and_another_clinics_photo_get_no_call_and_a_melanoma_its_differential_and_cases(
         shipped_app_server, sample_images, tmp_path):
-    """In Chromium, at desktop and phone width: a portrait and an ISIC 2017 photo (another clinic's
-    dermatoscope) beside a HAM10000 melanoma. A refused picture gets the wording that fits both (no
+    """In Chromium, at desktop and phone width: a portrait and an ISIC 2017 melanoma (another clinic's
+    dermatoscope, which v1 missed) beside a HAM10000 melanoma. A refused picture gets the wording that fits both (no
     call, assess clinically) and sorts first; the melanoma gets its call first, one melanoma figure,
     the differential and its 8 similar training cases, two per row on a phone."""
     from playwright.sync_api import expect, sync_playwright
@@ -231,7 +231,8 @@ def test_a_portrait_and_another_clinics_photo_get_no_call_and_a_melanoma_its_dif
     from melanoma.config import NOT_A_LESION_PLAIN, SIMILAR_CASES
     from melanoma.lab.non_lesions import skimage_photo
 
-    other_clinic = ISIC2017 / "images" / "ISIC_0000002.jpg"  # a melanoma from another clinic's dermatoscope
+    # an ISIC 2017 test melanoma from another clinic's dermatoscope: v1 gave it 4.8% and missed it, v3 refers it
+    other_clinic = ISIC2017 / "images" / "ISIC_0000552.jpg"
     if not other_clinic.is_file():
         pytest.skip(f"ISIC 2017 folder not found at {ISIC2017}")
     portrait = tmp_path / "portrait.jpg"
@@ -257,7 +258,7 @@ def test_a_portrait_and_another_clinics_photo_get_no_call_and_a_melanoma_its_dif
                 headline = page.get_by_test_id("stMetricValue").first.inner_text()
                 assert f"melanoma {headline}," in page.get_by_text(re.compile(r"^As text: .*How it is made")).first.inner_text()
                 assert page.get_by_text("Not suspicious").count() == 0
-                cases = page.get_by_test_id("stImage").filter(has_text="confirmed by")
+                cases = page.get_by_test_id("stImage").filter(has_text=re.compile(r"; (HAM10000|ISIC 2017)$"))
                 expect(cases).to_have_count(SIMILAR_CASES * differential.count(), timeout=PAGE_TIMEOUT_MS)
                 photos = page.locator("[data-testid=stImage] img")
                 assert all(alt for alt in photos.evaluate_all("images => images.map(i => i.alt)"))
@@ -270,10 +271,43 @@ def test_a_portrait_and_another_clinics_photo_get_no_call_and_a_melanoma_its_dif
                     first, second = cases.nth(0).bounding_box(), cases.nth(1).bounding_box()
                     assert abs(first["y"] - second["y"]) < 2 and second["x"] > first["x"]  # two per row
                 assert_no_exception(page)
+                # every assessed card says how familiar its photo looks, as measured (familiarity --record)
+                expect(page.get_by_text("How familiar it looks")).to_have_count(differential.count())
                 if width > 1000 and os.environ.get("MELANOMA_README_SCREENSHOT"):
-                    readme_screenshot(page, sample_images["mel"].name)
+                    readme_screenshot(page, other_clinic.name)
                 screenshot(page, name)
                 page.close()
+        finally:
+            browser.close()
+
+
+def test_the_familiarity_line_in_a_real_browser(shipped_app_server, data_dir, tmp_path):
+    """A HAM10000 test melanoma in the most familiar band and the same photo darkened, as an underexposed
+    camera gives it (least familiar band, still assessed): each card names its band and what the bands
+    were measured to say."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from melanoma.bundle import DEFAULT_BUNDLE
+    from melanoma.inference import Predictor
+    from tests.test_app import familiar_photo_and_a_darkened_copy
+
+    familiar, darker = familiar_photo_and_a_darkened_copy(Predictor.from_bundle(DEFAULT_BUNDLE), data_dir)
+    (tmp_path / "familiar.jpg").write_bytes(familiar)
+    (tmp_path / "darker.jpg").write_bytes(darker)
+    url, _ = shipped_app_server
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page, uploader = open_classify_page(browser, url)
+            uploader.set_input_files([str(tmp_path / "familiar.jpg"), str(tmp_path / "darker.jpg")])
+            lines = page.get_by_test_id("stCaptionContainer").filter(has_text="How familiar it looks")
+            expect(lines).to_have_count(2, timeout=MODEL_TIMEOUT_MS)
+            texts = lines.all_inner_texts()
+            assert sum("in the most familiar third: closer to the training photos" in text for text in texts) == 1
+            assert sum("in the least familiar third: further from the training photos" in text for text in texts) == 1
+            assert all("not whether this call is right" in text for text in texts)
+            assert_no_exception(page)
+            screenshot(page, "13-familiarity")
         finally:
             browser.close()
 
@@ -351,7 +385,7 @@ def test_the_phone_flow_at_420_px(shipped_app_server, data_dir, tmp_path):
         try:
             page, _ = open_classify_page(browser, url, PHONE_WIDTH)
             assert not sidebar_open(page) and document_width(page) <= PHONE_WIDTH
-            for title, heading in (("Training", "Training and evaluation"), ("Dataset", "The HAM10000 dataset"),
+            for title, heading in (("Training", "Training and evaluation"), ("Dataset", "The training data"),
                                    ("About", "About this model"), ("Classify", "Classify a skin lesion")):
                 page.get_by_test_id("stExpandSidebarButton").click()
                 open_from_sidebar(page, title, heading)
@@ -361,11 +395,12 @@ def test_the_phone_flow_at_420_px(shipped_app_server, data_dir, tmp_path):
                 page.wait_for_timeout(1500)  # let the page's charts and tables settle
                 assert document_width(page) <= PHONE_WIDTH, title
                 assert_no_exception(page)
-                if title == "Dataset":  # its 42 sample photos wrap two or three a row, not one a screen
+                if title == "Dataset":  # each diagnosis's 6 sample photos wrap two or three a row, not one a screen
                     gallery = page.get_by_test_id("stImage")
                     expect(gallery.first).to_be_visible(timeout=PAGE_TIMEOUT_MS)
                     tops = gallery.evaluate_all("images => images.map(image => image.getBoundingClientRect().top)")
-                    assert len(set(round(top) for top in tops)) <= len(tops) / 2
+                    rows = len(set(round(top) for top in tops))
+                    assert rows <= len(tops) / 2 + 1, (rows, len(tops))  # a diagnosis with fewer photos may end alone
                 screenshot(page, f"10-phone-{title.lower()}")
             page.close()
         finally:

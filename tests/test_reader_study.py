@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -17,7 +18,7 @@ import pytest
 from PIL import Image
 
 from melanoma import reader_study
-from melanoma.bundle import DEFAULT_BUNDLE, add_files, load_bundle
+from melanoma.bundle import DEFAULT_BUNDLE, load_bundle
 from melanoma.config import (
     CALL_BELOW_THRESHOLD,
     CALL_SUSPICIOUS,
@@ -221,16 +222,8 @@ def test_two_sources_are_carried_and_credited_per_photo(bundle_copy, data_dir, t
     the shipped set and in the whole test split (a missing folder passed over)."""
     if not (ISIC2017 / "HAM10000_metadata.csv").is_file():
         pytest.skip(f"ISIC 2017 folder not found at {ISIC2017}")
-    from melanoma.inference import Predictor
-
-    isic = pd.read_csv(ISIC2017 / "HAM10000_metadata.csv").groupby("dx").head(10)
-    files = [(row.image_id, (ISIC2017 / "images" / f"{row.image_id}.jpg").read_bytes()) for row in isic.itertuples()]
-    predictions = Predictor.from_bundle(bundle_copy).classify_many(files)
-    split = pd.read_csv(bundle_copy / "test_split.csv").assign(source="ham10000")
-    extra = isic[["image_id", "lesion_id", "dx"]].assign(
-        label=(isic["dx"] == MELANOMA_DX).astype(int), source="isic2017",
-        probability=[round(p.probability if p.ok else p.unreliable_probability, 5) for p in predictions])
-    add_files(bundle_copy, {"test_split.csv": pd.concat([split, extra]).to_csv(index=False).encode()})
+    split = pd.read_csv(bundle_copy / "test_split.csv")  # v3's: both sources, each row with its own
+    counts = split.groupby("source").size().to_dict()
 
     index = reader_study.write_set(bundle_copy, [data_dir, ISIC2017], max_photos=120, seed=1)
     sources = {photo["source"] for photo in index["photos"]}
@@ -243,7 +236,7 @@ def test_two_sources_are_carried_and_credited_per_photo(bundle_copy, data_dir, t
     assert isic_photos["localization"].isna().all()  # ISIC 2017 gives no body site: shown as unknown
 
     whole = reader_study.whole_test_split(load_bundle(bundle_copy), [data_dir, tmp_path / "missing", ISIC2017])
-    assert whole.cases.groupby("source").size().to_dict() == {"ham10000": len(split), "isic2017": len(extra)}
+    assert whole.cases.groupby("source").size().to_dict() == counts
     assert "in the data folders" in whole.description
     ham_only = reader_study.whole_test_split(load_bundle(bundle_copy), [data_dir])
     assert set(ham_only.cases["source"]) == {"ham10000"}
@@ -264,7 +257,9 @@ def open_page(monkeypatch, data: Path | None = None):
     from streamlit.testing.v1 import AppTest
 
     monkeypatch.setenv("MELANOMA_MODEL", str(DEFAULT_BUNDLE))
-    monkeypatch.setenv("MELANOMA_DATA", str(data or ROOT / "no-data-folder"))
+    # no data: a missing folder for each source (else a second source is looked for in ../shared)
+    monkeypatch.setenv("MELANOMA_DATA", str(data) if data else os.pathsep.join(
+        str(ROOT / "no-data-folder" / source) for source in load_bundle(DEFAULT_BUNDLE).sources))
     app = AppTest.from_file(str(APP), default_timeout=RUN_TIMEOUT)
     app.switch_page(PAGE)
     app.run()
@@ -352,7 +347,7 @@ def test_a_whole_test_with_known_answers_shows_the_sensitivity_specificity_and_a
     assert disagreements["photo"].str.startswith("data:image/png").all()
     assert disagreements["Grad-CAM"].str.startswith("data:image/png").all()
     assert set(disagreements["confirmed by"]) <= {"histopathology", "follow-up examination", "expert consensus",
-                                                  "confocal microscopy"}
+                                                  "confocal microscopy", "not recorded"}
     # The model's calls in the app's words (never "reassure"), and who was right on each photo.
     assert {model.split(",")[0] for model in disagreements["model"]} <= {"refer", "below threshold"}
     for number, right in zip(disagreements["#"], disagreements["who was right"]):
@@ -477,7 +472,8 @@ def take_a_test(page, url: str, label: str, length: int = 10, touch: bool = Fals
         page.get_by_role("button", name="Download the whole test (CSV)").click()
     table = pd.read_csv(download.value.path())
     assert len(table) == length and (table["model"] == "melanoma-resnet50").all()
-    assert table["model_version"].str.startswith("melanoma-resnet50 (").all()
+    release_and_name = load_bundle(DEFAULT_BUNDLE).version.rsplit(" (", 1)[0]  # "v3: melanoma-resnet50"
+    assert table["model_version"].str.startswith(f"{release_and_name} (").all()
     assert list(table["your_call"]) == ["refer" if i % 2 == 0 else "reassure" for i in range(length)]
     assert list(table["your_likelihood"]) == [min(100, 60 + i) if i % 2 == 0 else max(0, 40 - i) for i in range(length)]
     referred = table["your_call"] == "refer"

@@ -237,12 +237,21 @@ def test_the_model_card_gives_each_sources_test_photos_and_says_other_clinics_we
                for info in app.info)
 
 
+@pytest.fixture(scope="session")
+def one_source_bundle(two_sources, tmp_path_factory) -> Path:
+    """v1's kind beside the two-source bundle: the first folder alone, split with the same settings."""
+    from melanoma.train import train
+
+    root = tmp_path_factory.mktemp("one-source")
+    return train(two_sources[0], root / "bundle", smoke_config(max_images=None, seed=42), run_dir=root / "run")
+
+
 def test_compare_pairs_a_one_source_baseline_with_a_two_source_candidate_per_source(
-        two_source_bundle, two_sources, smoke_bundle):
-    """As v1 (HAM10000 alone) was paired with v3's candidates: the smoke bundle stands in for it."""
+        two_source_bundle, two_sources, one_source_bundle):
+    """As v1 (HAM10000 alone) was paired with v3's candidates."""
     from melanoma.lab.compare import ComparisonError, compare_bundles
 
-    result = compare_bundles(smoke_bundle, two_source_bundle, two_sources)
+    result = compare_bundles(one_source_bundle, two_source_bundle, two_sources)
     parts = result["by_source"]
     assert set(parts) == {"ham10000", "isic2017"}
     assert sum(part["candidate"]["n_images"] for part in parts.values()) == result["candidate"]["n_images"]
@@ -254,9 +263,9 @@ def test_compare_pairs_a_one_source_baseline_with_a_two_source_candidate_per_sou
         assert worst[model]["roc_auc"] == min(part[model]["roc_auc"] for part in parts.values())
         assert parts[worst[model]["source"]][model]["roc_auc"] == worst[model]["roc_auc"]
     with pytest.raises(ComparisonError, match="give --data once for each"):
-        compare_bundles(smoke_bundle, two_source_bundle, two_sources[:1])
+        compare_bundles(one_source_bundle, two_source_bundle, two_sources[:1])
     with pytest.raises(ComparisonError, match="not the first of"):
-        compare_bundles(two_source_bundle, smoke_bundle, two_sources[:1])
+        compare_bundles(two_source_bundle, one_source_bundle, two_sources[:1])
 
 
 def test_robustness_reports_each_source_and_judges_the_gates_on_each(two_source_bundle, two_sources):

@@ -87,8 +87,8 @@ st.markdown(f"""
 - {input_limitation(bundle)}
 - {origin(bundle)} The network has seen {seen}, and few examples of rare presentations.
 - The test metrics come from lesion-grouped test splits of the sources it was trained on (no lesion
-  is in two splits): the same clinics and cameras as training. On other clinics' photos it does
-  worse (*Photos from clinics it was not trained on*, below).
+  is in two splits): the same clinics and cameras as training. On other clinics' photos it is
+  likely to do worse (below).
 - The not-a-lesion check was measured on photos, renders and other medical images that are clearly
   not dermatoscopic; a clinical (non-dermatoscopic) close-up of skin is in no set we have, so how it
   treats one is unknown.
@@ -106,7 +106,7 @@ with left:
 with right:
     st.markdown(f"**Threshold rule:** {metrics.get('threshold_rule', 'chosen on validation')} "
                 f"(threshold {bundle.threshold:.4f}).")
-    st.markdown(f"**Probability:** {calibration.probability_note(bundle.calibration)}")
+    st.markdown(f"**Probability:** {calibration.probability_note(bundle)}")
     st.markdown(f"**Which model ships:** {RULE_IN_WORDS}")
     test = metrics["test"]
     values = predictive_values(test.get("sensitivity"), test.get("specificity"),

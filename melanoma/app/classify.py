@@ -122,7 +122,7 @@ if len(current) > 1:
                        file_name="melanoma-triage.csv", mime="text/csv", icon=":material/download:",
                        on_click="ignore")
 
-st.caption(f"{calibration.probability_note(predictor.bundle.calibration)} Called suspicious from P(melanoma) ≥ "
+st.caption(f"{calibration.probability_note(predictor.bundle)} Called suspicious from P(melanoma) ≥ "
            f"{predictor.threshold:.1%}: {predictor.bundle.metrics.get('threshold_rule', '')}. Below it, the call "
            "is not a rule-out. Not a diagnosis.")
 grad_cam = results.grad_cam_view(model_id)

@@ -17,7 +17,7 @@ from melanoma.config import (
     IMAGES_DIR,
     MELANOMA_DX,
 )
-from melanoma.reporting import source_clinics, source_title
+from melanoma.reporting import credit_lines, source_clinics, source_title
 
 GALLERY_PER_DX = 6
 GALLERY_THUMBNAIL = 130  # px: six fit a desktop row beside the sidebar, two a phone's
@@ -159,6 +159,8 @@ for source, folder in state.source_dirs(list(per_source)).items():
     if not samples:
         st.info(f"{source_title(source)}'s sample photos appear here when its folder is available "
                 f"(looked in `{folder}`; set `{state.DATA_ENV}` to point elsewhere).")
+    else:
+        st.caption(f"Photos: {credit_lines([source])[0]}.")
     for dx in sorted(samples, key=lambda dx: (dx != MELANOMA_DX, dx)):
         st.markdown(f"**{DX_NAMES.get(dx, dx)}** (`{dx}`)")
         # One row of thumbnails that wraps: on a phone two a row, not one photo per screen.

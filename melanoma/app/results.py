@@ -45,6 +45,8 @@ from melanoma.reporting import (
     other_malignancy_note,
     percent,
     short_reason,
+    source_licence,
+    source_title,
 )
 
 # Similar cases side by side at this width: four in a row on a desktop, two on a phone (~420 px).
@@ -245,8 +247,11 @@ def show_differential_and_cases(assessment, bundle, position: int = 0) -> None:
                                  alt=f"Similar training case {case['image_id']}: {describe_case(case)}")
                     else:
                         st.markdown(f"`{case['image_id']}`  \n{describe_case(case)}")
+        shown = dict.fromkeys(case["source"] for case in cases)
         st.caption(f"The {SIMILAR_CASES} training photos nearest to this one in the network's feature space, "
-                   "with their confirmed diagnoses.")
+                   "with their confirmed diagnoses. Photos: "
+                   + "; ".join(f"{source_title(source)}, licence {source_licence(source) or 'unknown'}"
+                               for source in shown) + ".")
 
 
 def show_differential_method(bundle) -> None:

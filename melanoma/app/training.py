@@ -17,13 +17,23 @@ st.title("Training and evaluation")
 bundle = state.require_bundle()
 metrics, config = bundle.metrics, bundle.train_config
 epochs_run = metrics.get("epochs_run", "?")
+kept = bundle.network_spec.diagnosis_head
 diagnosis_head = (f" A second head learned the 7 diagnoses alongside (loss weight {config['diagnosis_loss_weight']}); "
-                  "it was dropped after training.") if config.get("diagnosis_loss_weight") else ""
+                  + ("it ships with the network and gives the cards' differential." if kept else
+                     "it was dropped after training.")) if config.get("diagnosis_loss_weight") else ""
+recipe = ["rotation, zoom and colour augmentation"]
+if config.get("vignette_probability"):
+    recipe.append(f"a dermatoscope's round field drawn on {config['vignette_probability']:.0%} of the photos")
+if config.get("camera_jitter"):
+    recipe.append(f"camera shifts (white balance, gamma, blur) of strength {config['camera_jitter']}")
+inputs = ("; colours normalised per photo (Shades of Gray)" if config.get("colour_constancy") else "") + (
+    f"; the patient's age, sex and site as inputs, each hidden at random {config['metadata_hide_probability']:.0%} "
+    "of the time" if config.get("metadata") else "")
 st.markdown(
     f"ResNet50 trained from scratch for **{epochs_run} epoch{'' if epochs_run == 1 else 's'}** (weights of "
     f"epoch {metrics.get('best_epoch', '?')}, the best by validation), batch {config.get('batch_size')}, "
-    f"AdamW at learning rate {config.get('learning_rate')}, on class-balanced epochs with rotation, "
-    f"zoom and colour augmentation.{diagnosis_head}")
+    f"AdamW at learning rate {config.get('learning_rate')}, on class-balanced epochs with {', '.join(recipe)}"
+    f"{inputs}.{diagnosis_head}")
 if metrics.get("epochs_run", 0) < metrics.get("epochs_planned", 0):
     st.warning(f"Interim model: training stopped after {metrics['epochs_run']} of "
                f"{metrics['epochs_planned']} planned epochs (the learning rate had not finished decaying). "
