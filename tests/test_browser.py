@@ -254,7 +254,7 @@ def test_a_portrait_and_another_clinics_photo_get_no_call_and_a_melanoma_its_dif
                 expect(page.get_by_text(re.compile(r"^\d+ most similar training cases")).first).to_be_visible(
                     timeout=PAGE_TIMEOUT_MS)
                 differential = page.locator(".js-plotly-plot").filter(has_text="Differential")
-                expect(differential.first).to_be_visible()
+                expect(differential).to_have_count(2, timeout=MODEL_TIMEOUT_MS)  # both lesion photos are assessed
                 headline = page.get_by_test_id("stMetricValue").first.inner_text()
                 assert f"melanoma {headline}," in page.get_by_text(re.compile(r"^As text: .*How it is made")).first.inner_text()
                 assert page.get_by_text("Not suspicious").count() == 0
