@@ -481,6 +481,25 @@ def test_about_page_is_a_model_card(smoke_app_env):
     assert "Trained from scratch (no pretrained weights), on HAM10000 alone." in prose
 
 
+def test_the_model_card_of_a_model_that_refers_every_photo_still_draws(smoke_bundle, data_dir, tmp_path, monkeypatch):
+    """A tiny model may call every test photo suspicious (no NPV) and have a source with too few lesions
+    for an interval: the card leaves those figures out instead of failing."""
+    from melanoma.app import charts
+    from melanoma.bundle import add_files
+
+    bundle = shutil.copytree(smoke_bundle, tmp_path / "bundle")
+    metrics = json.loads((bundle / "metrics.json").read_text())
+    metrics["test"].update(sensitivity=1.0, specificity=0.0)
+    add_files(bundle, {"metrics.json": json.dumps(metrics).encode()})
+    monkeypatch.setenv("MELANOMA_MODEL", str(bundle))
+    monkeypatch.setenv("MELANOMA_DATA", str(data_dir))
+    app = open_page("about")
+    assert "What a call means" not in texts(app.markdown)
+    table = charts.sources_table([("a source", {"n_images": 9, "n_melanoma": 1, "roc_auc": None, "sensitivity": 1.0,
+                                                "specificity": 0.0, "intervals": {"roc_auc": [None, None]}}, None)])
+    assert table.loc["ROC AUC", "a source"] == "n/a" and table.loc["specificity", "a source"] == "0.000"
+
+
 def test_about_page_publishes_each_sources_test_figures_as_measured(shipped_app_env):
     """The shipped bundle (v3, both sources): each source's test split with its intervals from metrics.json
     and its no-call count from `evaluate --record`, never typed in; the differential's own accuracy; and a

@@ -111,7 +111,7 @@ with right:
     test = metrics["test"]
     values = predictive_values(test.get("sensitivity"), test.get("specificity"),
                                test["n_melanoma"] / max(test["n_images"], 1))
-    if values["ppv"] is not None:
+    if values["ppv"] is not None and values["npv"] is not None:  # a model that refers every photo has no NPV
         st.markdown(f"**What a call means** at the test split's melanoma rate ({values['prevalence']:.1%}), on "
                     f"its clinics' photos: of lesions called *refer*, **{values['ppv']:.0%}** are melanoma (PPV); of "
                     f"those below the threshold, **{values['npv']:.1%}** are not (NPV). In primary care, where "

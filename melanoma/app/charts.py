@@ -182,7 +182,9 @@ def sources_table(rows: list[tuple[str, dict, dict | None]]) -> pd.DataFrame:
     def with_interval(metrics: dict, key: str) -> str:
         bound = (metrics.get("intervals") or {}).get(key)
         value = number(metrics.get(key))
-        return value if bound is None else f"{value} ({bound[0]:.3f} - {bound[1]:.3f})"
+        if not bound or None in bound:  # no interval where the draws could not measure one (too few lesions)
+            return value
+        return f"{value} ({bound[0]:.3f} - {bound[1]:.3f})"
 
     def refused(counts: dict | None) -> str:
         return "n/a" if counts is None else f"{counts['would_refuse']:,} ({counts['would_refuse_melanoma']})"
