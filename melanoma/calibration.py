@@ -53,17 +53,17 @@ def calibrate(calibration: dict | None, scores: np.ndarray) -> np.ndarray:
 def probability_note(bundle) -> str:
     """What the probability a user sees means, for the pages that show one: calibrated to the melanoma
     rate of the validation photos it was fitted on (the bundle's sources, pooled)."""
-    from melanoma.config import SOURCES
+    from melanoma.reporting import source_title
 
     if not bundle.calibration:
         return "P(melanoma) is the network's raw score, not calibrated: it runs high."
     validation = bundle.metrics.get("validation", {})
     rate = validation.get("n_melanoma", 0) / max(validation.get("n_images", 0), 1)
-    sources = " and ".join(SOURCES.get(source, {}).get("title", source) for source in bundle.sources)
+    sources = " and ".join(source_title(source) for source in bundle.sources)
     mix = f"{sources}'s validation photos pooled" if len(bundle.sources) > 1 else sources
-    return (f"P(melanoma) is calibrated to the melanoma rate of {mix} (about 1 in {round(1 / rate)})" if rate else
-            f"P(melanoma) is calibrated on {mix}") + ("; where melanoma is more common, as in a referral clinic, the "
-                                                      "real chance is higher.")
+    calibrated = (f"P(melanoma) is calibrated to the melanoma rate of {mix} (about 1 in {round(1 / rate)})" if rate
+                  else f"P(melanoma) is calibrated on {mix}")
+    return f"{calibrated}; where melanoma is more common, as in a referral clinic, the real chance is higher."
 
 
 def reliability(labels: np.ndarray, probabilities: np.ndarray) -> dict:
