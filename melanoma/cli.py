@@ -39,6 +39,10 @@ def add_train_parser(commands) -> None:
         default = getattr(defaults, name)
         parser.add_argument(f"--{name.replace('_', '-')}", type=type(default), default=default,
                             help=f"(default {default})")
+    parser.add_argument("--melanoma-per-epoch-factor-of", dest="melanoma_per_epoch_factor_by_source",
+                        type=source_factor, action="append", metavar="SOURCE=FACTOR",
+                        help="balance this source with its own factor, to change its share of each epoch "
+                             "(e.g. isic2017=4.0); repeatable")
     parser.add_argument("--image-size", type=image_size, default=defaults.image_size, metavar="HxW",
                         help="the network's input, height x width (default: the method's "
                              f"{defaults.image_size[0]}x{defaults.image_size[1]}; the photos here are 150x200)")
@@ -89,6 +93,18 @@ def add_train_parser(commands) -> None:
     parser.set_defaults(run=run_train)
 
 
+def source_factor(text: str) -> tuple[str, float]:
+    """'isic2017=4' -> ('isic2017', 4.0)."""
+    source, _, factor = text.partition("=")
+    try:
+        value = float(factor)
+    except ValueError:
+        value = 0.0
+    if not source or value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not SOURCE=FACTOR with a factor above 0, e.g. isic2017=4")
+    return source, value
+
+
 def image_size(text: str) -> tuple[int, int]:
     """'150x200' -> (150, 200), height first; 4:3 like the photos, at least 32 a side."""
     try:
@@ -101,6 +117,13 @@ def image_size(text: str) -> tuple[int, int]:
     return height, width
 
 
+def train_config_from(args) -> TrainConfig:
+    """The run's settings from `train`'s parsed arguments."""
+    settings = {k: v for k, v in vars(args).items() if v is not None}
+    settings["melanoma_per_epoch_factor_by_source"] = dict(args.melanoma_per_epoch_factor_by_source or ())
+    return TrainConfig.from_dict(settings)
+
+
 def run_train(args) -> int:
     from melanoma.data import DatasetError
     from melanoma.distribute import split_cpu
@@ -108,7 +131,7 @@ def run_train(args) -> int:
 
     if args.cpu_replicas:
         split_cpu(args.cpu_replicas)
-    config = TrainConfig.from_dict({k: v for k, v in vars(args).items() if v is not None})
+    config = train_config_from(args)
     try:
         train(args.data, args.out, config, run_dir=args.run_dir, finish_now=args.finish_now,
               write_bundle=not args.no_bundle, keep_epoch_weights=args.keep_epoch_weights,

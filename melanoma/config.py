@@ -5,7 +5,7 @@ the inference path checks them, so a bundle trained with other values is never s
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 
 # The method's input size (v1's). A bundle records its own size; `train --image-size` sets it.
 IMAGE_HEIGHT = 75
@@ -136,6 +136,9 @@ class TrainConfig:
     # up to `melanoma_per_epoch_factor` x their count; as many not-melanoma images are drawn
     # without replacement, so every epoch is 50/50 and sees fresh not-melanoma images.
     melanoma_per_epoch_factor: float = 2.0
+    # A source named here is balanced with its own factor instead, so that it takes a larger (or
+    # smaller) share of each epoch: {"isic2017": 4.0} shows ISIC 2017's photos twice as often.
+    melanoma_per_epoch_factor_by_source: dict[str, float] = field(default_factory=dict)
     learning_rate: float = 1e-3
     warmup_epochs: int = 2
     weight_decay: float = 0.05  # AdamW, decoupled (scaled by the learning rate)

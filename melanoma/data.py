@@ -8,6 +8,7 @@ each photo keeps its source (the folder's name), and each source is split and ba
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -259,16 +260,20 @@ def load_split_dataset(data_dirs, config: TrainConfig) -> tuple[LoadedDataset, S
 
 
 def balanced_epoch_indices(labels: np.ndarray, factor: float, rng: np.random.Generator,
-                           sources: np.ndarray | None = None) -> np.ndarray:
+                           sources: np.ndarray | None = None,
+                           factor_by_source: Mapping[str, float] | None = None) -> np.ndarray:
     """One epoch of the training side, 50/50 within each source (so neither a source nor its camera
     can stand in for the label): melanoma drawn with replacement up to factor x its count (each draw
-    is augmented differently), not-melanoma sampled down to match."""
+    is augmented differently; a source in factor_by_source uses its own), not-melanoma sampled down
+    to match."""
     if sources is None or len(set(sources)) == 1:
-        return _balanced(labels, factor, rng)
+        source = None if sources is None or len(sources) == 0 else sources[0]
+        return _balanced(labels, (factor_by_source or {}).get(source, factor), rng)
     chosen = []
     for source in dict.fromkeys(sources):
         rows = np.flatnonzero(sources == source)
-        chosen.append(rows[_balanced(labels[rows], factor, rng, f" of {source}")])
+        chosen.append(rows[_balanced(labels[rows], (factor_by_source or {}).get(source, factor), rng,
+                                     f" of {source}")])
     return rng.permutation(np.concatenate(chosen))
 
 

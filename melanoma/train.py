@@ -176,8 +176,13 @@ def train(data_dirs, out_dir: str | Path, config: TrainConfig,
     labels = dataset.labels
     train_labels, val_labels = labels[split.train], labels[split.val]
     train_sources = dataset.sources[split.train]
+    unknown = set(config.melanoma_per_epoch_factor_by_source) - set(train_sources)
+    if unknown:
+        raise data_mod.DatasetError(f"--melanoma-per-epoch-factor-of names {', '.join(sorted(unknown))}, which is "
+                                    f"not among the sources trained on ({', '.join(dict.fromkeys(train_sources))})")
     per_epoch = len(data_mod.balanced_epoch_indices(train_labels, config.melanoma_per_epoch_factor,
-                                                    np.random.default_rng(0), train_sources))
+                                                    np.random.default_rng(0), train_sources,
+                                                    config.melanoma_per_epoch_factor_by_source))
     steps_per_epoch = per_epoch // config.batch_size
     if steps_per_epoch == 0:
         raise SystemExit(f"error: {per_epoch} balanced training images is less than one batch of "
@@ -216,7 +221,7 @@ def train(data_dirs, out_dir: str | Path, config: TrainConfig,
     for epoch in range(start_epoch, last_epoch):
         indices = data_mod.balanced_epoch_indices(train_labels, config.melanoma_per_epoch_factor,
                                                   np.random.default_rng([config.effective_training_seed, epoch]),
-                                                  train_sources)
+                                                  train_sources, config.melanoma_per_epoch_factor_by_source)
         epoch_metadata = None if train_metadata is None else hide_at_random(
             train_metadata, config.metadata_hide_probability,
             np.random.default_rng([config.effective_training_seed, epoch, METADATA_HIDING_STREAM]))

@@ -82,6 +82,23 @@ def test_a_candidate_more_than_0_04_below_on_ham10000_does_not_ship():
     assert verdicts(with_source(RUN_24, "ham10000", candidate_auc=0.845)) == [True, True, True]  # -0.039
 
 
+def test_the_floor_is_measured_against_its_reference_when_one_is_given():
+    """Issue 32: with v3 as the baseline, the HAM10000 floor stays anchored to v1 (0.884), so a
+    candidate 0.039 below v3 but 0.079 below v1 fails the floor."""
+    after_v3 = replace(with_source(RUN_24, "ham10000", baseline_auc=0.845, candidate_auc=0.806),
+                       floor_reference=("v1-bundle", 0.884))
+    assert verdicts(after_v3) == [True, True, False]
+    assert "below v1-bundle's" in decide(after_v3).checks[2].name
+    assert "0.8060 against 0.8840: -0.0780" in decide(after_v3).checks[2].figure
+    assert verdicts(replace(after_v3, floor_reference=None)) == [True, True, True]  # against v3 itself
+
+
+def test_the_floor_reference_is_read_from_the_comparison():
+    comparison, robustness = comparison_and_robustness()
+    comparison["floor_reference"] = {"model": "v1-bundle", "source": "ham10000", "roc_auc": 0.884}
+    assert Evidence.from_reports(comparison, robustness).floor_reference == ("v1-bundle", 0.884)
+
+
 def test_without_ham10000_the_floor_cannot_be_checked_and_the_candidate_does_not_ship():
     only_isic = replace(RUN_24, sources=RUN_24.sources[1:])
     assert verdicts(only_isic)[2] is False

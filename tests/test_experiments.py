@@ -63,15 +63,18 @@ def test_flip_averaging_scores_the_bundle_on_its_validation_split(smoke_bundle, 
 
 
 def test_a_variant_command_carries_every_changed_setting():
-    from melanoma.cli import build_parser
+    from melanoma.cli import build_parser, train_config_from
     from melanoma.lab.experiments import train_command
 
     config = TrainConfig(weight_decay=0.0, melanoma_per_epoch_factor=4.0, epochs=60, jit_compile=False,
-                         train_subset=500, training_seed=3)
+                         train_subset=500, training_seed=3, melanoma_per_epoch_factor_by_source={"isic2017": 4.0})
     command = train_command("data", Path("runs/x"), config)
     assert command[1:3] == ["-m", "melanoma"] and "--no-bundle" in command
     args = build_parser().parse_args(command[3:])
-    assert TrainConfig.from_dict({k: v for k, v in vars(args).items() if v is not None}) == config
+    assert train_config_from(args) == config
+    for bad in ("isic2017", "isic2017=0", "=4", "isic2017=four"):
+        with pytest.raises(SystemExit):
+            build_parser().parse_args(["train", "--data", "d", "--out", "o", "--melanoma-per-epoch-factor-of", bad])
     assert args.run_dir == str(Path("runs/x"))
     assert not args.keep_epoch_weights
     assert build_parser().parse_args(train_command("data", Path("runs/x"), config, keep_epoch_weights=True)[3:]

@@ -111,6 +111,20 @@ def test_each_source_is_balanced_fifty_fifty_on_its_own():
         assert labels[mine].sum() == per_class
 
 
+def test_a_source_given_its_own_factor_takes_a_larger_share_and_stays_fifty_fifty():
+    """Issue 32's lever: ISIC 2017 balanced with factor 4 while HAM10000 keeps 2."""
+    labels = np.array([1] * 30 + [0] * 300 + [1] * 10 + [0] * 50)
+    sources = np.array(["a"] * 330 + ["b"] * 60)
+    same = balanced_epoch_indices(labels, 2.0, np.random.default_rng(0), sources, {})
+    assert np.array_equal(same, balanced_epoch_indices(labels, 2.0, np.random.default_rng(0), sources))
+    indices = balanced_epoch_indices(labels, 2.0, np.random.default_rng(0), sources, {"b": 4.0})
+    for source, per_class in (("a", 60), ("b", 40)):
+        mine = indices[sources[indices] == source]
+        assert len(mine) == 2 * per_class and labels[mine].sum() == per_class
+    capped = balanced_epoch_indices(labels, 2.0, np.random.default_rng(0), sources, {"b": 9.0})
+    assert len(capped[sources[capped] == "b"]) == 2 * 50  # no more not-melanoma than the source has
+
+
 def test_one_source_draws_the_epoch_it_always_drew():
     labels = np.array([1] * 30 + [0] * 300)
     alone = balanced_epoch_indices(labels, 2.0, np.random.default_rng(3))

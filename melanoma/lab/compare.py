@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from melanoma.config import TrainConfig
+from melanoma.ship_rule import FLOOR_SOURCE
 
 SPLIT_SETTINGS = ("seed", "test_fraction", "val_fraction", "max_images")
 
@@ -52,9 +53,12 @@ def check_comparable(baseline, candidate, data_dirs) -> None:
                               f"images are not the same")
 
 
-def compare_bundles(baseline_dir, candidate_dir, data_dirs, use_metadata: bool = True) -> dict:
+def compare_bundles(baseline_dir, candidate_dir, data_dirs, use_metadata: bool = True,
+                    floor_reference_dir=None) -> dict:
+    """The comparison report; with floor_reference_dir, also that bundle's AUC on the floor's source
+    (the ship rule's floor is measured against it instead of the baseline)."""
     from melanoma.config import SOURCE_COLUMN
-    from melanoma.evaluate import metrics_at, paired_auc_difference, paired_worst_source_difference
+    from melanoma.evaluate import metrics_at, paired_auc_difference, paired_worst_source_difference, roc_auc
     from melanoma.inference import Predictor
 
     predictors = {"baseline": Predictor.from_bundle(baseline_dir), "candidate": Predictor.from_bundle(candidate_dir)}
@@ -79,4 +83,11 @@ def compare_bundles(baseline_dir, candidate_dir, data_dirs, use_metadata: bool =
     worst = paired_worst_source_difference(labels, scored["baseline"], scored["candidate"], lesions, sources)
     result["worst_source"] = {"baseline": worst.pop("a"), "candidate": worst.pop("b"),
                               "candidate_minus_baseline_auc": worst}
+    if floor_reference_dir is not None:
+        reference = Predictor.from_bundle(floor_reference_dir)
+        check_comparable(reference, predictors["candidate"], data_dirs)
+        reference_frame, probabilities, _ = validation_probabilities(reference, data_dirs, split_config, use_metadata)
+        rows = np.flatnonzero(reference_frame[SOURCE_COLUMN].to_numpy() == FLOOR_SOURCE)
+        result["floor_reference"] = {"model": str(reference.bundle.path), "source": FLOOR_SOURCE,
+                                     "roc_auc": roc_auc(reference_frame["label"].to_numpy()[rows], probabilities[rows])}
     return result

@@ -119,8 +119,10 @@ def train_command(data_dir, run_dir: Path, config: TrainConfig, finish_into: Pat
     defaults = TrainConfig()
     changed = {name: value for name, value in config.to_dict().items()
                if value != getattr(defaults, name) and value is not None}
+    by_source = changed.pop("melanoma_per_epoch_factor_by_source", {})
     flags = ["--no-xla" if name == "jit_compile" else f"--{name.replace('_', '-')}={value}"
              for name, value in changed.items()]
+    flags += [f"--melanoma-per-epoch-factor-of={source}={factor}" for source, factor in by_source.items()]
     command = [sys.executable, "-m", "melanoma", "train", "--data", str(data_dir), "--run-dir", str(run_dir),
                *flags, *(["--keep-epoch-weights"] if keep_epoch_weights else [])]
     if finish_into is None:
