@@ -52,25 +52,24 @@ def main() -> None:
     args = parser.parse_args()
 
     from melanoma.bundle import load_bundle
-    from melanoma.config import GRADCAM_LAYERS, IMAGES_DIR, SOURCE_COLUMN
-    from melanoma.data import data_folders, source_name
+    from melanoma.config import GRADCAM_LAYERS, SOURCE_COLUMN
     from melanoma.explain import METHODS, Explainer
     from melanoma.images import prepare_path
     from melanoma.inference import Predictor
     from melanoma.lab.robustness import split_rows
+    from melanoma.sources import as_sources
 
     bundle = load_bundle(args.model)
     shared = HERE.parent.parent / "shared"
-    folders = {source_name(folder): folder for folder in data_folders(
-        args.data or [shared / source for source in bundle.sources])}
-    rows = split_rows(bundle, list(folders.values()), "validation")
+    by_name = {source.name: source for source in as_sources(args.data or [shared / name for name in bundle.sources])}
+    rows = split_rows(bundle, list(by_name.values()), "validation")
     rows = rows.iloc[np.random.default_rng(0).permutation(len(rows))[:args.photos]]
     predictor = Predictor(bundle)
     explainer = Explainer(predictor.model)
     photos = []
     started = time.monotonic()
     for _, row in rows.iterrows():
-        prepared = prepare_path(folders[row[SOURCE_COLUMN]] / IMAGES_DIR / f"{row['image_id']}.jpg", bundle.image_spec)
+        prepared = prepare_path(by_name[row[SOURCE_COLUMN]].image_path(row["image_id"]), bundle.image_spec)
         probability = float(predictor.probabilities(prepared.model_input[None])[0])
         maps = {}
         for layer in GRADCAM_LAYERS.values():
@@ -82,7 +81,7 @@ def main() -> None:
                        "probability": probability, "maps": maps})
     threshold = predictor.threshold_for(with_metadata=False)
     summary = summarise(photos, threshold)
-    out = {"bundle": bundle.manifest["weights_sha256"], "split": "validation", "sources": list(folders),
+    out = {"bundle": bundle.manifest["weights_sha256"], "split": "validation", "sources": list(by_name),
            "threshold_image_only": threshold,
            "photos": len(photos), "seconds": round(time.monotonic() - started, 1), "summary": summary,
            "per_photo": [{**photo, "maps": {key: {name: round(value, 5) for name, value in stats.items()}

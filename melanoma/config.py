@@ -27,7 +27,6 @@ DX_NAMES = {
     "nv": "Melanocytic naevus",
     "vasc": "Vascular lesion",
 }
-METADATA_FILE = "HAM10000_metadata.csv"
 # Patient information the network may be given (never dx_type: it gives the answer away). Each
 # field is optional everywhere; "unknown" in HAM10000's CSV means not given.
 SEXES = ("male", "female")
@@ -54,7 +53,6 @@ SOURCES = {
                  "licence": "CC BY-NC", "licence_url": "https://creativecommons.org/licenses/by-nc/4.0/",
                  "citation": "Codella et al., ISBI 2018, arXiv:1710.05006"},
 }
-REQUIRED_COLUMNS = ("lesion_id", "image_id", "dx")
 
 # Input validation: below this an image cannot show a lesion's structure; above it we refuse
 # to decode (a decompression bomb is refused from its header, before any pixel is decoded).

@@ -17,20 +17,9 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold
 
-from melanoma.config import (
-    IMAGES_DIR,
-    KNOWN_DX,
-    MELANOMA_DX,
-    METADATA_FILE,
-    REQUIRED_COLUMNS,
-    SOURCE_COLUMN,
-    TrainConfig,
-)
+from melanoma.config import KNOWN_DX, MELANOMA_DX, SOURCE_COLUMN, TrainConfig
 from melanoma.images import ImageRejected, ImageSpec, prepare_path
-
-
-class DatasetError(RuntimeError):
-    """The data folder cannot be used at all; str() says why in one line."""
+from melanoma.sources import DatasetError, Source, as_sources
 
 
 @dataclass
@@ -38,7 +27,7 @@ class LoadedDataset:
     frame: pd.DataFrame  # cleansed metadata, one row per usable image, with `label`
     images: np.ndarray  # uint8 (N, height, width, 3) of the ImageSpec it was loaded with, row-aligned with `frame`
     dropped: list[dict] = field(default_factory=list)  # {image_id, reason, source} per dropped row
-    folders: dict[str, Path] = field(default_factory=dict)  # source name -> its folder
+    origins: dict[str, Source] = field(default_factory=dict)  # source name -> its folder
 
     @property
     def metadata(self) -> np.ndarray:
@@ -61,27 +50,13 @@ class LoadedDataset:
         """The sources in the order their folders were given."""
         return list(dict.fromkeys(self.frame[SOURCE_COLUMN]))
 
-    def image_dir(self, source: str) -> Path:
-        return self.folders[source] / IMAGES_DIR
+    def photo_path(self, source: str, image_id: str) -> Path:
+        return self.origins[source].image_path(image_id)
 
     @property
     def diagnoses(self) -> np.ndarray:
         """Each image's diagnosis as its index in KNOWN_DX (the auxiliary head's target)."""
         return self.frame["dx"].map(KNOWN_DX.index).to_numpy(dtype=np.int32)
-
-
-def read_metadata(data_dir: str | Path) -> pd.DataFrame:
-    path = Path(data_dir) / METADATA_FILE
-    if not path.is_file():
-        raise DatasetError(f"no {METADATA_FILE} in {data_dir}")
-    try:
-        frame = pd.read_csv(path, dtype={"lesion_id": str, "image_id": str, "dx": str})
-    except Exception as error:
-        raise DatasetError(f"cannot read {path}: {str(error).splitlines()[0]}") from None
-    missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
-    if missing:
-        raise DatasetError(f"{path} lacks the column(s) {', '.join(missing)}")
-    return frame
 
 
 def cleanse(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[dict]]:
@@ -121,15 +96,13 @@ def stratified_subset(frame: pd.DataFrame, max_images: int, seed: int) -> pd.Dat
     return frame.iloc[stratified_subset_rows(frame, max_images, seed)].reset_index(drop=True)
 
 
-def load_images(frame: pd.DataFrame, data_dir: str | Path, spec: ImageSpec = ImageSpec(), workers: int = 4
+def load_images(frame: pd.DataFrame, source: Source, spec: ImageSpec = ImageSpec(), workers: int = 4
                 ) -> tuple[pd.DataFrame, np.ndarray, list[dict]]:
     """Decodes every image once (the cache for all epochs); unreadable ones are dropped with
     their reason."""
-    image_dir = Path(data_dir) / IMAGES_DIR
-
     def load(image_id: str):
         try:
-            return prepare_path(image_dir / f"{image_id}.jpg", spec).model_input, None
+            return prepare_path(source.image_path(image_id), spec).model_input, None
         except ImageRejected as error:
             return None, str(error)
 
@@ -143,55 +116,38 @@ def load_images(frame: pd.DataFrame, data_dir: str | Path, spec: ImageSpec = Ima
     return frame[keep].reset_index(drop=True), images, dropped
 
 
-def source_name(data_dir: str | Path) -> str:
-    """A source is named after its folder: ../shared/isic2017 -> isic2017."""
-    return Path(data_dir).resolve().name
-
-
-def data_folders(data_dirs) -> list[Path]:
-    """One folder or several, as given (a str or Path is one folder); two sources may not share a name."""
-    folders = [Path(data_dirs)] if isinstance(data_dirs, str | Path) else [Path(d) for d in data_dirs]
-    if not folders:
-        raise DatasetError("no data folder given")
-    names = [source_name(folder) for folder in folders]
-    repeated = sorted({name for name in names if names.count(name) > 1})
-    if repeated:
-        raise DatasetError(f"two data folders are both named {repeated[0]!r}: a source is named after its "
-                           f"folder, so give each source a folder of its own name")
-    return folders
-
-
 def cleansed_sources(data_dirs, max_images: int | None = None, seed: int = 0
-                     ) -> tuple[list[Path], list[pd.DataFrame], list[dict]]:
-    """Each folder's cleansed metadata with its source; a subset (`max_images`, smoke runs) takes
-    each source's share of it. Returns the folders, their frames and the dropped rows."""
-    folders = data_folders(data_dirs)
+                     ) -> tuple[list[Source], list[pd.DataFrame], list[dict]]:
+    """Each source's cleansed metadata with its name; a subset (`max_images`, smoke runs) takes
+    each source's share of it. Returns the sources, their frames and the dropped rows."""
+    sources = as_sources(data_dirs)
     frames, dropped = [], []
-    for folder in folders:
-        frame, dropped_here = cleanse(read_metadata(folder))
-        frames.append(frame.assign(**{SOURCE_COLUMN: source_name(folder)}))
-        dropped += [{**row, SOURCE_COLUMN: source_name(folder)} for row in dropped_here]
+    for source in sources:
+        frame, dropped_here = cleanse(source.metadata())
+        frames.append(frame.assign(**{SOURCE_COLUMN: source.name}))
+        dropped += [{**row, SOURCE_COLUMN: source.name} for row in dropped_here]
     if max_images:
         total = sum(len(frame) for frame in frames)
         frames = [stratified_subset(frame, max(1, round(max_images * len(frame) / total)), seed) for frame in frames]
-    return folders, frames, dropped
+    return sources, frames, dropped
 
 
 def load_dataset(data_dirs, max_images: int | None = None, seed: int = 0,
                  spec: ImageSpec = ImageSpec()) -> LoadedDataset:
     """One folder, or several as one dataset whose rows keep their source (in the order given)."""
-    folders, frames, dropped = cleansed_sources(data_dirs, max_images, seed)
+    sources, frames, dropped = cleansed_sources(data_dirs, max_images, seed)
     loaded = []
-    for folder, frame in zip(folders, frames):
-        frame, images, bad_images = load_images(frame, folder, spec)
-        dropped += [{**row, SOURCE_COLUMN: source_name(folder)} for row in bad_images]
+    for source, frame in zip(sources, frames):
+        frame, images, bad_images = load_images(frame, source, spec)
+        dropped += [{**row, SOURCE_COLUMN: source.name} for row in bad_images]
         loaded.append((frame, images))
     frame = pd.concat([frame for frame, _ in loaded], ignore_index=True)
     if len(frame) == 0:
-        raise DatasetError(f"no usable images in {', '.join(map(str, folders))} ({len(dropped)} rows dropped)")
+        folders = ", ".join(str(source.folder) for source in sources)
+        raise DatasetError(f"no usable images in {folders} ({len(dropped)} rows dropped)")
     images = np.concatenate([images for _, images in loaded])
     return LoadedDataset(frame=frame, images=images, dropped=dropped,
-                         folders={source_name(folder): folder for folder in folders})
+                         origins={source.name: source for source in sources})
 
 
 def split_by_lesion(frame: pd.DataFrame, fraction: float, seed: int, stratify: str = "label"

@@ -23,12 +23,14 @@ def evaluate_folder(model_dir: str | Path | None, data_dir: str | Path, use_meta
     external validation) at the bundle's threshold. A network that takes patient metadata is given
     the folder's age, sex and localization columns (those it has) unless `use_metadata` is False;
     each mode is measured at its own threshold."""
-    from melanoma.data import load_dataset, source_name
+    from melanoma.data import load_dataset
     from melanoma.inference import Predictor
     from melanoma.patient import FIELD_SLICES
+    from melanoma.sources import as_sources
 
     predictor = Predictor.from_bundle(model_dir)
-    dataset = load_dataset(data_dir, spec=predictor.image_spec)
+    [source] = as_sources(data_dir)
+    dataset = load_dataset(source, spec=predictor.image_spec)
     columns = {"age": "age", "sex": "sex", "site": "localization"}
     fields = [name for name in FIELD_SLICES if columns[name] in dataset.frame.columns]
     metadata_used = fields if predictor.takes_metadata and use_metadata and fields else []
@@ -57,12 +59,12 @@ def evaluate_folder(model_dir: str | Path | None, data_dir: str | Path, use_meta
     result["dropped"] = len(dataset.dropped)
     result["model"] = str(predictor.bundle.path)
     result["data"] = str(data_dir)
-    result["source"] = source_name(data_dir)
+    result["source"] = source.name
     # On the development folder most images were trained on; its held-out part is the bundle's
     # own test split, so report that part on its own.
     test_split = pd.read_csv(predictor.bundle.test_split_csv)
     if SOURCE_COLUMN in test_split and len(predictor.bundle.sources) > 1:  # this folder's own test photos
-        test_split = test_split[test_split[SOURCE_COLUMN] == source_name(data_dir)]
+        test_split = test_split[test_split[SOURCE_COLUMN] == source.name]
     held_out = dataset.frame["image_id"].isin(test_split["image_id"]).to_numpy()
     result["trained_on_source"] = bool(held_out.any())
     if held_out.any():

@@ -30,7 +30,6 @@ from melanoma.call import Call, suspicious
 from melanoma.config import (
     DIFFERENTIAL_NAMES,
     DX_TYPE_NAMES,
-    IMAGES_DIR,
     OTHER_MALIGNANCIES,
     READER_STUDY_DIR,
     READER_STUDY_INDEX,
@@ -154,25 +153,25 @@ def data_candidates(bundle: Bundle, data_dirs: Sequence[str | Path], *, skip_unr
     """The test split's photos found in the given data folders, with their metadata columns and
     `photo` (the file). Rows of a source with no folder given, or whose file is missing, are left out.
     A folder whose metadata cannot be read raises DatasetError, or is passed over with skip_unreadable."""
-    from melanoma.data import DatasetError, read_metadata, source_name
+    from melanoma.sources import DatasetError, as_sources
 
     split = test_split_with_source(bundle)
     # A test split of one source takes the folder given, whatever its name; of several, each folder
     # its own source's photos, by name.
     named = split["source"].nunique() > 1
     parts = []
-    for folder in map(Path, data_dirs):
+    for source in as_sources(data_dirs):
         try:
-            metadata = read_metadata(folder).astype({"image_id": str})
+            metadata = source.metadata().astype({"image_id": str})
         except DatasetError:
             if skip_unreadable:
                 continue
             raise
         wanted = [column for column in (*PATIENT_COLUMNS, *SHOWN_AFTER_COLUMNS) if column in metadata.columns]
-        rows = (split[split["source"] == source_name(folder)] if named else split).merge(
+        rows = (split[split["source"] == source.name] if named else split).merge(
             metadata[["image_id", *wanted]].drop_duplicates("image_id"), on="image_id", how="left")
         rows = rows[rows["image_id"].str.fullmatch(SAFE_IMAGE_ID)]  # it becomes a file name in the bundle
-        rows["photo"] = [str(folder / IMAGES_DIR / f"{image_id}.jpg") for image_id in rows["image_id"]]
+        rows["photo"] = [str(source.image_path(image_id)) for image_id in rows["image_id"]]
         parts.append(rows[[Path(photo).is_file() for photo in rows["photo"]]])
     if not parts:
         return split.iloc[:0].assign(photo=[])

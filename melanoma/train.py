@@ -32,6 +32,7 @@ from melanoma.run_folder import (
     restore_checkpoint,
     save_checkpoint,
 )
+from melanoma.sources import as_sources
 
 METADATA_HIDING_STREAM = 1  # seeds the per-epoch metadata hiding apart from the epoch's sampling
 
@@ -103,11 +104,11 @@ def log(message: str) -> None:
 def load_and_split(data_dirs, config: TrainConfig):
     from melanoma import data as data_mod
 
-    folders = data_mod.data_folders(data_dirs)
-    log(f"loading {', '.join(map(str, folders))} ...")
+    sources = as_sources(data_dirs)
+    log(f"loading {', '.join(str(source.folder) for source in sources)} ...")
     started = time.time()
-    total_rows = sum(len(data_mod.read_metadata(folder)) for folder in folders)
-    dataset, split = data_mod.load_split_dataset(folders, config)
+    total_rows = sum(len(source.metadata()) for source in sources)
+    dataset, split = data_mod.load_split_dataset(sources, config)
     log(f"{len(dataset.frame)} images ({dataset.labels.sum()} melanoma) of {total_rows} rows in "
         f"{time.time() - started:.0f}s; dropped {len(dataset.dropped)}: "
         f"{data_mod.count_reasons(dataset.dropped) or 'nothing'}")
@@ -162,7 +163,8 @@ def train(data_dirs, out_dir: str | Path, config: TrainConfig,
         raise SystemExit("error: --precise-bn-images recomputes batch norm on one device; use --distribute none")
     out_dir = Path(out_dir)
     run_dir = Path(run_dir) if run_dir else Path("runs") / out_dir.name
-    config.sources = tuple(data_mod.source_name(folder) for folder in data_mod.data_folders(data_dirs))
+    data_dirs = as_sources(data_dirs)  # built once: each metadata CSV is read once in the run
+    config.sources = tuple(source.name for source in data_dirs)
     strategy = make_strategy(config.distribute)
     chief = is_chief(strategy)
     if config.distribute == "multiworker":

@@ -10,8 +10,8 @@ from melanoma.data import (
     make_augmenter,
     make_split,
     make_train_dataset,
-    read_metadata,
 )
+from melanoma.sources import DatasetError, Source
 
 
 def synthetic_metadata(n_lesions=400, seed=0) -> pd.DataFrame:
@@ -87,11 +87,9 @@ def test_real_folder_loads_and_split_keeps_lesions_apart(data_dir):
 
 
 def test_missing_column_is_a_clear_error(tmp_path):
-    from melanoma.data import DatasetError
-
     (tmp_path / "HAM10000_metadata.csv").write_text("lesion_id,image_id\nL1,I1\n")
     with pytest.raises(DatasetError, match="lacks the column"):
-        read_metadata(tmp_path)
+        Source(tmp_path).metadata()
 
 
 def test_corrupt_and_missing_images_are_dropped_with_their_reasons(data_dir, tmp_path):
@@ -114,11 +112,9 @@ def test_corrupt_and_missing_images_are_dropped_with_their_reasons(data_dir, tmp
 
 
 def test_unreadable_metadata_is_a_clear_error(tmp_path):
-    from melanoma.data import DatasetError
-
     (tmp_path / "HAM10000_metadata.csv").write_bytes(b"\x00\x01\x02\xff" * 100)
     with pytest.raises(DatasetError, match="HAM10000_metadata.csv"):
-        read_metadata(tmp_path)
+        Source(tmp_path).metadata()
 
 
 def test_batches_for_other_backends_match_the_tf_data_batches():

@@ -17,10 +17,9 @@ from melanoma.data import (
     cleanse,
     load_dataset,
     make_split,
-    read_metadata,
-    source_name,
     summarize,
 )
+from melanoma.sources import Source, as_sources
 from tests.conftest import ROOT, smoke_config
 
 ISIC_DIR = ROOT.parent / "shared" / "isic2017"
@@ -58,7 +57,7 @@ def two_sources(data_dir, isic_dir, tmp_path_factory) -> list[Path]:
 def test_the_two_real_folders_keep_v1s_split_for_ham10000_and_split_isic2017_70_15_15(data_dir, isic_dir):
     """Split from metadata alone, as training does: the shipped bundle's test photos are exactly these,
     and HAM10000's are v1's (its 1,796), so every HAM10000 comparison with v1 stays paired."""
-    frames = [cleanse(read_metadata(folder))[0].assign(source=source_name(folder)) for folder in (data_dir, isic_dir)]
+    frames = [cleanse(source.metadata())[0].assign(source=source.name) for source in as_sources([data_dir, isic_dir])]
     frame = pd.concat(frames, ignore_index=True)
     split = make_split(frame, TrainConfig())
     shipped = pd.read_csv(ROOT / "models" / "melanoma-resnet50" / "test_split.csv")
@@ -88,7 +87,8 @@ def test_two_folders_load_as_one_dataset_whose_rows_keep_their_source(two_source
     assert (dataset.sources[len(alone[0].frame):] == "isic2017").all()
     # images stay aligned with their rows
     assert np.array_equal(dataset.images[len(alone[0].frame):], alone[1].images)
-    assert dataset.image_dir("isic2017") == two_sources[1] / "images"
+    first_isic = dataset.frame["image_id"].iloc[len(alone[0].frame)]
+    assert dataset.photo_path("isic2017", first_isic) == two_sources[1] / "images" / f"{first_isic}.jpg"
 
 
 def test_a_source_that_is_alone_splits_as_it_always_did(two_sources):
@@ -341,3 +341,22 @@ def test_the_dataset_and_training_pages_show_each_source_in_a_real_browser(two_s
             screenshot(page, "sources-training")
         finally:
             browser.close()
+
+
+def test_a_source_is_named_after_its_folder_and_reads_its_metadata_once(data_dir, tmp_path, monkeypatch):
+    """Issue 30: one type knows the folder layout; a run that keeps its Sources reads each CSV once."""
+    source = Source(data_dir)
+    assert source.name == "ham10000"
+    first_id = source.metadata()["image_id"].iloc[0]
+    assert source.image_path(first_id) == data_dir / "images" / f"{first_id}.jpg"
+    assert source.image_path(first_id).is_file()
+    reads = []
+    monkeypatch.setattr(pd, "read_csv", lambda *args, **kwargs: reads.append(args) or pd.DataFrame(
+        {"lesion_id": ["L"], "image_id": ["I"], "dx": ["nv"]}))
+    fresh = Source(tmp_path)
+    (tmp_path / "HAM10000_metadata.csv").write_text("lesion_id,image_id,dx\nL,I,nv\n")
+    for _ in range(3):
+        copy = fresh.metadata()
+        copy.loc[0, "dx"] = "mel"  # a caller changing its copy changes nothing for the next
+    assert len(reads) == 1 and fresh.metadata().loc[0, "dx"] == "nv"
+    assert as_sources([fresh])[0] is fresh  # a run's Sources pass through, keeping what they read

@@ -231,7 +231,8 @@ def run_bench(model_dir, data_dir, out: Path, runs: int = 50, batch_images: int 
     from melanoma.bundle import load_bundle
 
     dataset = load_dataset(data_dir, max_images=max(batch_images, 256), seed=0, spec=load_bundle(model_dir).image_spec)
-    files = [Path(data_dir) / "images" / f"{i}.jpg" for i in dataset.frame["image_id"][:batch_images]]
+    files = [dataset.photo_path(source, image_id) for source, image_id in
+             zip(dataset.sources[:batch_images], dataset.frame["image_id"][:batch_images])]
     report = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "machine": machine()}
     report["cold_start"] = bench_cold_start(model_dir, files[0])  # first, before this process warms caches
     predictor = Predictor.from_bundle(model_dir)

@@ -37,9 +37,9 @@ def validation_probabilities(predictor, data_dirs, split_config: TrainConfig, us
 
 
 def check_comparable(baseline, candidate, data_dirs) -> None:
-    from melanoma.data import data_folders
+    from melanoma.sources import as_sources
 
-    folders = data_folders(data_dirs)
+    folders = as_sources(data_dirs)
     if len(folders) != len(candidate.bundle.sources):
         raise ComparisonError(f"the candidate was trained on {len(candidate.bundle.sources)} source(s) "
                               f"({', '.join(candidate.bundle.sources)}): give --data once for each, in that order")

@@ -50,18 +50,19 @@ def familiarity_report(model_dir, data_dirs, use_metadata: bool = True) -> dict:
     """The band edges from the bundle's validation photos, then the table for each set of photos."""
     from melanoma.bundle import BundleError
     from melanoma.config import SOURCE_COLUMN, TrainConfig
-    from melanoma.data import data_folders, load_dataset, make_split, source_name
+    from melanoma.data import load_dataset, make_split
     from melanoma.features import NOVELTY_FEATURES
     from melanoma.inference import Predictor
     from melanoma.novelty import colourfulness
+    from melanoma.sources import as_sources
 
     predictor = Predictor.from_bundle(model_dir)
     if predictor.extras is None or not predictor.extras.novelty.active:
         raise BundleError(f"{predictor.bundle.path} has no not-a-lesion check to band photos by")
     trained = list(predictor.bundle.sources)
-    folders = data_folders(data_dirs)
-    own = [folder for folder in folders if source_name(folder) in trained]
-    if [source_name(folder) for folder in own] != trained:
+    sources = as_sources(data_dirs)
+    own = [source for source in sources if source.name in trained]
+    if [source.name for source in own] != trained:
         raise BundleError(f"give the bundle's own folders ({', '.join(trained)}) first, in training order")
     config = TrainConfig.from_dict(predictor.bundle.train_config)
 
@@ -77,7 +78,7 @@ def familiarity_report(model_dir, data_dirs, use_metadata: bool = True) -> dict:
 
     dataset = load_dataset(own, config.max_images, config.seed, predictor.image_spec)
     split = make_split(dataset.frame, config)
-    sources = dataset.frame[SOURCE_COLUMN].to_numpy()
+    row_sources = dataset.frame[SOURCE_COLUMN].to_numpy()
     measured = {part: scored(dataset, rows) for part, rows in (("validation", split.val), ("test", split.test))}
     val_scores, val_refused = measured["validation"][3], measured["validation"][4]
     novelty = predictor.extras.novelty
@@ -89,13 +90,13 @@ def familiarity_report(model_dir, data_dirs, use_metadata: bool = True) -> dict:
     for part, rows in (("validation", split.val), ("test", split.test)):
         values = measured[part]
         for name in trained:
-            mine = sources[rows] == name
+            mine = row_sources[rows] == name
             report["sets"][f"{name} {part}"] = band_table(*(value[mine] for value in values[:5]), edges, values[5])
-    for folder in folders:
-        if source_name(folder) not in trained:
-            other = load_dataset(folder, spec=predictor.image_spec)
+    for source in sources:
+        if source.name not in trained:
+            other = load_dataset(source, spec=predictor.image_spec)
             values = scored(other, np.arange(len(other.frame)))
-            report["sets"][f"{source_name(folder)} (every photo; not trained on)"] = band_table(
+            report["sets"][f"{source.name} (every photo; not trained on)"] = band_table(
                 *values[:5], edges, values[5])
     return report
 

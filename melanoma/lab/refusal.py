@@ -53,7 +53,7 @@ def measure(predictor, data_dirs, shifted_images: int, seed: int = 0) -> dict:
     for shift in SHIFTS:
         images = []
         for source, image_id in zip(dataset.sources[rows], dataset.frame["image_id"].iloc[rows]):
-            with Image.open(dataset.image_dir(source) / f"{image_id}.jpg") as photo:
+            with Image.open(dataset.photo_path(source, image_id)) as photo:
                 upload = SHIFTS[shift](photo.convert("RGB"))  # the bytes a user would upload
             try:
                 images.append(prepare_image(upload, spec, display=False).model_input)

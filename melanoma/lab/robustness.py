@@ -14,7 +14,6 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from melanoma.config import IMAGES_DIR
 from melanoma.ship_rule import MAX_DARKENING_SHIFT, MAX_SHIFT_COST
 
 # A photo "has a dark corner" when its darkest 20x20 corner patch averages below 40 of 255:
@@ -99,16 +98,16 @@ def robustness_report(model_dir, data_dirs, split_name: str = "validation", use_
     """The report on the split's photos of every source together and, with several sources, of each
     on its own (`by_source`); the gates are judged on each."""
     from melanoma.config import SOURCE_COLUMN
-    from melanoma.data import data_folders, source_name
     from melanoma.images import prepare_image
     from melanoma.inference import Predictor
     from melanoma.patient import encode_frame
+    from melanoma.sources import as_sources
 
     predictor = Predictor.from_bundle(model_dir)
-    folders = {source_name(folder): folder for folder in data_folders(data_dirs)}
-    frame = split_rows(predictor.bundle, list(folders.values()), split_name)
+    by_name = {source.name: source for source in as_sources(data_dirs)}
+    frame = split_rows(predictor.bundle, list(by_name.values()), split_name)
     sources = frame[SOURCE_COLUMN].to_numpy()
-    photos = [Image.open(folders[source] / IMAGES_DIR / f"{image_id}.jpg").convert("RGB")
+    photos = [Image.open(by_name[source].image_path(image_id)).convert("RGB")
               for source, image_id in zip(sources, frame["image_id"])]
     metadata = encode_frame(frame) if use_metadata and predictor.takes_metadata else None
 
