@@ -4,6 +4,8 @@ from __future__ import annotations
 import numpy as np
 from sklearn import metrics as skm
 
+from melanoma.call import suspicious
+
 
 def roc_auc(labels: np.ndarray, probabilities: np.ndarray) -> float | None:
     """None where only one class is present (AUC is undefined there)."""
@@ -25,7 +27,7 @@ def choose_threshold(labels: np.ndarray, probabilities: np.ndarray, target_sensi
 
 def metrics_at(labels: np.ndarray, probabilities: np.ndarray, threshold: float) -> dict:
     labels = np.asarray(labels).astype(int)
-    predicted = (np.asarray(probabilities) >= threshold).astype(int)
+    predicted = suspicious(probabilities, threshold).astype(int)
     tn, fp, fn, tp = skm.confusion_matrix(labels, predicted, labels=[0, 1]).ravel()
 
     def ratio(a, b):
@@ -86,7 +88,7 @@ def lesion_bootstrap_intervals(labels: np.ndarray, probabilities: np.ndarray, le
         return result
     weights, result["n_lesions"] = lesion_draw_weights(lesion_ids, resamples, np.random.default_rng(seed))
     positives, negatives = weights @ labels, weights @ (1 - labels)
-    called = probabilities >= threshold
+    called = suspicious(probabilities, threshold)
     draws = {"sensitivity": weights @ (called & (labels == 1)) / np.where(positives, positives, np.nan),
              "specificity": weights @ (~called & (labels == 0)) / np.where(negatives, negatives, np.nan),
              "roc_auc": _weighted_auc(labels, probabilities, weights)}

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from melanoma.call import suspicious
 from melanoma.ship_rule import MAX_DARKENING_SHIFT, MAX_SHIFT_COST
 
 # A photo "has a dark corner" when its darkest 20x20 corner patch averages below 40 of 255:
@@ -179,7 +180,8 @@ class Measured:
                 "mean_probability_after": float(after.mean()),
                 "mean_change": float((after - before).mean()),
                 "benign_mean_change": float((after - before)[benign[was_darkened]].mean()),
-                "calls_turned_suspicious": int(((before < self.threshold) & (after >= self.threshold)).sum()),
+                "calls_turned_suspicious": int((~suspicious(before, self.threshold)
+                                                 & suspicious(after, self.threshold)).sum()),
             },
         }
         ratio = report["dark_corner"]["benign_ratio_dark_to_clear"]
