@@ -123,7 +123,7 @@ if len(current) > 1:
                        on_click="ignore")
 
 st.caption(f"{calibration.probability_note(predictor.bundle)} Called suspicious from P(melanoma) ≥ "
-           f"{predictor.threshold:.1%}: {predictor.bundle.metrics.get('threshold_rule', '')}. Below it, the call "
+           f"{predictor.threshold:.1%}: {predictor.bundle.metrics.threshold_rule or ''}. Below it, the call "
            "is not a rule-out. Not a diagnosis.")
 grad_cam = results.grad_cam_view(model_id)
 if any(prediction.ok and prediction.assessment is not None for _, _, prediction in current):

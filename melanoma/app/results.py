@@ -36,17 +36,16 @@ from melanoma.explain import (
     overlay,
 )
 from melanoma.patient import NO_INFORMATION
-from melanoma.published import differential_test_report, familiarity_reading, how_the_differential_is_made
+from melanoma.published import differential_accuracy, familiarity_reading, how_the_differential_is_made
 from melanoma.reporting import (
     against_threshold,
     call_and_diagnosis_note,
+    credit_lines,
     describe_case,
     familiarity_line,
     other_malignancy_note,
     percent,
     short_reason,
-    source_licence,
-    source_title,
 )
 
 # Similar cases side by side at this width: four in a row on a desktop, two on a phone (~420 px).
@@ -249,19 +248,14 @@ def show_differential_and_cases(assessment, bundle, position: int = 0) -> None:
                         st.markdown(f"`{case['image_id']}`  \n{describe_case(case)}")
         shown = dict.fromkeys(case["source"] for case in cases)
         st.caption(f"The {SIMILAR_CASES} training photos nearest to this one in the network's feature space, "
-                   "with their confirmed diagnoses. Photos: "
-                   + "; ".join(f"{source_title(source)}, licence {source_licence(source) or 'unknown'}"
-                               for source in shown) + ".")
+                   "with their confirmed diagnoses. Photos: " + "; ".join(credit_lines(shown)) + ".")
 
 
 def show_differential_method(bundle) -> None:
     """How the cards' differentials are made and how often the top one was right: once per page."""
-    measured = differential_test_report(bundle)
-    accuracy = (f" Its most likely diagnosis was the confirmed one for {measured[0]['accuracy']:.1%} of "
-                f"{measured[0]['n_images']:,} test photos ({measured[1]})." if measured and
-                measured[0].get("accuracy") is not None else "")
+    accuracy = differential_accuracy(bundle)
     st.caption(f"How the differential on each card is made: {how_the_differential_is_made(bundle)}; from the image "
-               f"alone, at the training data's rates of the diagnoses.{accuracy}")
+               f"alone, at the training data's rates of the diagnoses." + (f" {accuracy}" if accuracy else ""))
 
 
 def show_not_a_lesion(name: str, prediction) -> None:
