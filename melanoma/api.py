@@ -229,7 +229,7 @@ def predict_answer(loader, predictor, files, patients, gradcam: bool) -> dict:
             if result.ok:
                 raw = explainer.raw_heatmap(result.prepared.model_input, DEFAULT_GRADCAM_LAYER, DEFAULT_METHOD,
                                             patient=result.patient if result.metadata_used else NO_INFORMATION)
-                weights = predictor.bundle.manifest["weights_sha256"]
+                weights = predictor.bundle.weights_sha256
                 heat = as_shown(raw, DEFAULT_GRADCAM_LAYER, DEFAULT_METHOD, weights)
                 record["gradcam_png_base64"] = png_base64(overlay(result.prepared.display, heat, GRADCAM_OPACITY))
                 record["gradcam_layer"] = f"{DEFAULT_METHOD}, {DEFAULT_GRADCAM_LAYER}"

@@ -218,6 +218,11 @@ class Bundle:
         return self.manifest.get("release")
 
     @property
+    def weights_sha256(self) -> str:
+        """The weights' checksum: which network this is, for caches, the CSV and the fixed Grad-CAM scale."""
+        return self.manifest["weights_sha256"]
+
+    @property
     def extras_path(self) -> Path | None:
         return self.path / EXTRAS_ARRAYS if self.extras_info is not None else None
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields, replace
 from functools import cached_property
 
+from melanoma.config import READER_STUDY_DIR, READER_STUDY_INDEX
 from melanoma.differential import FITTED_SOURCE
 from melanoma.novelty import FAMILIARITY_BANDS
 
@@ -536,6 +537,32 @@ class Familiarity:
         return FamiliarityReading(least_familiar_share={source: bands[least].share_of_accepted
                                                         for source, bands in tests.items()},
                                   less_reliable_where_unfamiliar=worse, date=self.date)
+
+
+# --- reader_study/index.json ----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ReaderStudyIndex:
+    """The index of the photos a bundle ships for the reader study (`reader_study.write_set`); the
+    truth and P(melanoma) of each are read from the test split, never from here."""
+
+    weights_sha256: str | None  # the weights the set was made for
+    seed: int | None
+    lesions_chosen_from: int | None
+    probability_check: float | None  # the largest difference between the shipped photos' P(melanoma) and the split's
+    photos: list[dict]  # one per photo: file, image_id, source and the patient columns (a table)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ReaderStudyIndex:
+        where = f"{READER_STUDY_DIR}/{READER_STUDY_INDEX}"
+        part = Fields(data, where)
+        chosen_from, check = part.part("chosen_from", optional=True), part.part("probability_check", optional=True)
+        photos = part.need("photos")
+        if not isinstance(photos, list) or not all(isinstance(photo, dict) and "file" in photo for photo in photos):
+            raise RecordError(f"{where} 'photos' is not a list of photos, each with its 'file'")
+        return cls(weights_sha256=part.get("weights_sha256"), seed=part.optional_count("seed"),
+                   lesions_chosen_from=chosen_from and chosen_from.optional_count("lesions"),
+                   probability_check=check and check.optional_number("max_abs_difference"), photos=photos)
 
 
 def _bounds(part: Fields, figure: str) -> Bounds | None:

@@ -36,7 +36,7 @@ from melanoma.reporting import credit_lines
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = ROOT / "melanoma" / "app" / "pages.py"  # the pages streamlit_app.py serves
-PAGE = "test_yourself.py"
+PAGE = "reader_quiz.py"
 RUN_TIMEOUT = 180
 ISIC2017 = ROOT.parent / "shared" / "isic2017"
 REFER, REASSURE = "Refer: suspicious for melanoma", "Reassure: not suspicious"

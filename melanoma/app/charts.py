@@ -4,6 +4,7 @@ from __future__ import annotations
 import pandas as pd
 import plotly.graph_objects as go
 
+from melanoma.call import suspicious
 from melanoma.records import CalibrationFigures, DifferentialFigures, Intervals, Roc, SplitFigures, WouldRefuse
 from melanoma.reporting import percent
 
@@ -238,19 +239,22 @@ def differential_bar(differential: dict[str, float]) -> go.Figure:
     return _layout(figure, "Differential: the 7 diagnoses", height=300, margin=dict(l=10, r=10, t=40, b=10))
 
 
-def batch_risk_bars(rows: list[tuple[str, float, bool, float]]) -> go.Figure:
-    """(label, P(melanoma), suspicious, threshold) per assessed photo, in the given order (highest risk
-    on top), coloured by the call; each bar gets its own row, however many share a file name (the
-    labels must differ), and its own threshold mark: a bundle that takes patient data has one
-    threshold per mode, so photos beside each other can be judged against different ones."""
-    labels = [label for label, _, _, _ in rows]
+def batch_risk_bars(rows: list[tuple[str, float, float]]) -> go.Figure:
+    """(label, P(melanoma), threshold of the mode it was called in) per assessed photo, in the given
+    order (highest risk on top), each bar coloured by its call (melanoma/call.py) against its own
+    threshold, which is marked on its row: a bundle that takes patient data has one threshold per
+    mode, so photos beside each other can be judged against different ones. Each bar gets its own
+    row, however many share a file name (the labels must differ)."""
+    labels = [label for label, _, _ in rows]
     if len(set(labels)) != len(labels):
         raise ValueError("each bar needs its own label: two rows with one label would be stacked into one bar")
-    figure = go.Figure(go.Bar(x=[100 * p for _, p, _, _ in rows], y=labels, orientation="h", name="P(melanoma)",
-                              marker_color=[MELANOMA_COLOUR if called else OTHER_COLOUR for _, _, called, _ in rows],
-                              text=[percent(p) for _, p, _, _ in rows], textposition="outside", cliponaxis=False,
+    probabilities, thresholds = [p for _, p, _ in rows], [threshold for _, _, threshold in rows]
+    called = suspicious(probabilities, thresholds)
+    figure = go.Figure(go.Bar(x=[100 * p for p in probabilities], y=labels, orientation="h", name="P(melanoma)",
+                              marker_color=[MELANOMA_COLOUR if call else OTHER_COLOUR for call in called],
+                              text=[percent(p) for p in probabilities], textposition="outside", cliponaxis=False,
                               hoverinfo="skip", showlegend=False))
-    figure.add_scatter(x=[100 * threshold for _, _, _, threshold in rows], y=labels, mode="markers",
+    figure.add_scatter(x=[100 * threshold for threshold in thresholds], y=labels, mode="markers",
                        name="its referral threshold", hoverinfo="skip",
                        marker=dict(symbol="line-ns", size=26, line=dict(width=3, color="black")))
     figure.update_yaxes(autorange="reversed", automargin=True, type="category")

@@ -44,7 +44,7 @@ st.title("Classify a skin lesion")
 st.caption(DISCLAIMER)
 bundle = state.require_bundle()
 loader = state.start_loading()  # already under way where the server started it
-model_id = bundle.manifest["weights_sha256"]
+model_id = bundle.weights_sha256
 
 
 uploads = st.file_uploader(
@@ -115,9 +115,10 @@ st.session_state["classify_heatmaps"] = {key: value for key, value in heatmaps.i
 # The table and the cards below come in one order: photos with no call first, then highest risk first.
 current = [current[position] for position in triage_order([prediction for _, _, prediction in current])]
 if len(current) > 1:
-    table = results_table([prediction for _, _, prediction in current])
+    ranked = [prediction for _, _, prediction in current]
+    table = results_table(ranked)
     st.subheader(f"{len(current)} images, highest risk first")
-    results.show_batch(table)
+    results.show_batch(table, ranked)
     st.download_button("Download results (CSV)", results_csv(table, predictor.bundle.manifest),
                        file_name="melanoma-triage.csv", mime="text/csv", icon=":material/download:",
                        on_click="ignore")
