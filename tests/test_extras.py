@@ -237,4 +237,4 @@ def test_the_shipped_bundle_refuses_few_lesions_and_never_more_than_its_record(d
     bundle = load_bundle(DEFAULT_BUNDLE)
     refused = bundle.extras_info.not_a_lesion.refused["test"]
     assert refused.images == len(bundle.test_split()) and refused.refused / refused.images <= 0.02
-    assert refused["melanoma_refused"] / refused["melanoma"] <= 0.02
+    assert refused.melanoma_refused / refused.melanoma <= 0.02
