@@ -23,6 +23,7 @@ import ipaddress
 import os
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict
 from typing import Any
 
 from fastapi import FastAPI, Query, Request
@@ -228,7 +229,7 @@ def predict_answer(loader, predictor, files, patients, gradcam: bool) -> dict:
             if result.ok:
                 raw = explainer.raw_heatmap(result.prepared.model_input, DEFAULT_GRADCAM_LAYER, DEFAULT_METHOD,
                                             patient=result.patient if result.metadata_used else NO_INFORMATION)
-                weights = predictor.bundle.manifest["weights_sha256"]
+                weights = predictor.bundle.weights_sha256
                 heat = as_shown(raw, DEFAULT_GRADCAM_LAYER, DEFAULT_METHOD, weights)
                 record["gradcam_png_base64"] = png_base64(overlay(result.prepared.display, heat, GRADCAM_OPACITY))
                 record["gradcam_layer"] = f"{DEFAULT_METHOD}, {DEFAULT_GRADCAM_LAYER}"
@@ -307,15 +308,16 @@ def patients_of(form, count: int) -> list[PatientInfo | PatientInfoError]:
 
 # ---- the model card -------------------------------------------------------------------------------------
 
-def figures(report: dict) -> dict:
-    return {name: report[name] for name in FIGURES if name in report}
+def figures(report) -> dict:
+    """A split's headline figures (`records.SplitFigures`) as the card gives them."""
+    return {name: report.figure(name) for name in FIGURES}
 
 
 def model_card(bundle) -> dict:
     """The About page's model card as data, read from the bundle's records."""
     metrics, spec = bundle.metrics, bundle.image_spec
-    by_source = metrics.get("test_by_source") or {bundle.sources[0]: metrics["test"]}
-    refusal = (bundle.extras_info or {}).get("not_a_lesion")
+    by_source = metrics.test_by_source or {bundle.sources[0]: metrics.test}
+    refusal = bundle.extras_info.not_a_lesion if bundle.extras_info else None
     return {
         "model": model_identity(bundle),
         "architecture": bundle.manifest.get("architecture"),
@@ -327,14 +329,15 @@ def model_card(bundle) -> dict:
                      "licence": source_licence(source), "citation": SOURCES.get(source, {}).get("citation")}
                     for source in bundle.sources],
         "threshold": bundle.threshold,
-        "threshold_rule": metrics.get("threshold_rule"),
+        "threshold_rule": metrics.threshold_rule,
         "probability": calibration.probability_note(bundle),
-        "test": figures(metrics["test"]),
+        "test": figures(metrics.test),
         "test_by_source": {source: figures(report) for source, report in by_source.items()},
-        "other_clinics": {source: {"title": source_title(source), **figures(report),
-                                   "intervals_95": report.get("intervals"), "measured": report.get("date")}
+        "other_clinics": {source: {"title": source_title(source), **figures(report.figures),
+                                   "intervals_95": report.figures.intervals and asdict(report.figures.intervals),
+                                   "measured": report.date}
                           for source, report in other_sources(bundle).items()},
-        "not_a_lesion": refusal and {"rule": refusal.get("rule"), "active": refusal.get("active", True)},
+        "not_a_lesion": refusal and {"rule": refusal.rule, "active": refusal.active},
     }
 
 

@@ -19,24 +19,34 @@ import numpy as np
 from melanoma.config import CLASS_NAMES, DEFAULT_SOURCE, SOURCE_COLUMN, TrainConfig
 from melanoma.fileio import atomic_write_bytes, atomic_write_json, sha256_file
 from melanoma.images import ImageSpec
+from melanoma.records import (
+    DATASET_SUMMARY,
+    EVALUATIONS,
+    EXTRAS_INFO,
+    FAMILIARITY,
+    METRICS,
+    DatasetSummary,
+    Evaluation,
+    ExtrasInfo,
+    Familiarity,
+    Metrics,
+    RecordError,
+    evaluations_from_dict,
+)
 
 DEFAULT_BUNDLE = Path(__file__).resolve().parent.parent / "models" / "melanoma-resnet50"
 MANIFEST = "manifest.json"
 WEIGHTS = "weights.npz"
-METRICS = "metrics.json"
 HISTORY = "history.csv"
-DATASET_SUMMARY = "dataset_summary.json"
 TEST_SPLIT = "test_split.csv"
 CONFIG = "train_config.json"
 REQUIRED_FILES = (WEIGHTS, METRICS, HISTORY, DATASET_SUMMARY, TEST_SPLIT, CONFIG)
 # The refusal, differential and similar-cases index (melanoma/extras.py). Optional: a bundle made
 # before them still loads, and the app and commands then leave those parts out.
 EXTRAS_ARRAYS = "extras.npz"
-EXTRAS_INFO = "extras.json"
 EXTRAS_FILES = (EXTRAS_ARRAYS, EXTRAS_INFO)
-# `evaluate --record`'s figures per data source (folder name), e.g. on another clinic's photos. Optional.
-EVALUATIONS = "evaluations.json"
-FAMILIARITY = "familiarity.json"  # `familiarity --record`: what the bands were measured to say
+# Also optional: `evaluate --record`'s figures per data source (e.g. another clinic's photos), and
+# `familiarity --record`'s.
 FORMAT_VERSION = 1
 
 
@@ -172,16 +182,28 @@ def _swap_in(staging: Path, out_dir: Path) -> None:
 
 @dataclass
 class Bundle:
+    """A verified bundle: its manifest and training settings as recorded, its other JSON files as
+    records (melanoma/records.py), read once when it loads."""
+
     path: Path
     manifest: dict
-    metrics: dict
-    dataset_summary: dict
-    train_config: dict
+    metrics: Metrics
+    dataset_summary: DatasetSummary
+    train_config: dict  # as `TrainConfig.from_dict` reads it
     history_csv: Path = field(repr=False, default=None)
     test_split_csv: Path = field(repr=False, default=None)
-    extras_info: dict | None = None  # extras.json; None for a bundle made before the extras
-    evaluations: dict | None = None  # evaluations.json by source; None where nothing was recorded
-    familiarity: dict | None = None  # familiarity.json; None where the bands were never measured
+    extras_info: ExtrasInfo | None = None  # None for a bundle made before the extras
+    evaluations: dict[str, Evaluation] = field(default_factory=dict)  # by source; {} where nothing was recorded
+    familiarity: Familiarity | None = None  # None where the bands were never measured
+
+    @property
+    def settings(self) -> TrainConfig:
+        """The training settings it was made with (an older bundle's unknown ones left out)."""
+        return TrainConfig.from_dict(self.train_config)
+
+    def recorded_json(self, name: str) -> dict:
+        """One of the bundle's JSON files as written, for a command that adds to it (`evaluate --record`)."""
+        return _read_json(self.path, name)
 
     @property
     def version(self) -> str:
@@ -194,6 +216,11 @@ class Bundle:
     def release(self) -> str | None:
         """The model's release name (v3), where `train --release` gave one."""
         return self.manifest.get("release")
+
+    @property
+    def weights_sha256(self) -> str:
+        """The weights' checksum: which network this is, for caches, the CSV and the fixed Grad-CAM scale."""
+        return self.manifest["weights_sha256"]
 
     @property
     def extras_path(self) -> Path | None:
@@ -292,12 +319,20 @@ def load_bundle(path: str | Path | None = None) -> Bundle:
     if manifest.get("weights_sha256") != manifest["files"][WEIGHTS]:
         raise BundleError(f"bundle {path}: weights_sha256 in {MANIFEST} does not match the weights file")
     has_extras = all(name in listed for name in EXTRAS_FILES)
-    return Bundle(path=path, manifest=manifest, metrics=_read_json(path, METRICS),
-                  dataset_summary=_read_json(path, DATASET_SUMMARY), train_config=_read_json(path, CONFIG),
-                  history_csv=path / HISTORY, test_split_csv=path / TEST_SPLIT,
-                  extras_info=_read_json(path, EXTRAS_INFO) if has_extras else None,
-                  evaluations=_read_json(path, EVALUATIONS) if EVALUATIONS in listed else None,
-                  familiarity=_read_json(path, FAMILIARITY) if FAMILIARITY in listed else None)
+    try:
+        return Bundle(path=path, manifest=manifest,
+                      metrics=Metrics.from_dict(_read_json(path, METRICS),
+                                                with_test=not manifest.get("validation_only")),
+                      dataset_summary=DatasetSummary.from_dict(_read_json(path, DATASET_SUMMARY)),
+                      train_config=_read_json(path, CONFIG), history_csv=path / HISTORY,
+                      test_split_csv=path / TEST_SPLIT,
+                      extras_info=ExtrasInfo.from_dict(_read_json(path, EXTRAS_INFO)) if has_extras else None,
+                      evaluations=evaluations_from_dict(_read_json(path, EVALUATIONS)) if EVALUATIONS in listed
+                      else {},
+                      familiarity=Familiarity.from_dict(_read_json(path, FAMILIARITY)) if FAMILIARITY in listed
+                      else None)
+    except RecordError as error:
+        raise BundleError(f"bundle {path}: {error}") from None
 
 
 def _read_json(folder: Path, name: str) -> dict:

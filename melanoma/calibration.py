@@ -57,8 +57,7 @@ def probability_note(bundle) -> str:
 
     if not bundle.calibration:
         return "P(melanoma) is the network's raw score, not calibrated: it runs high."
-    validation = bundle.metrics.get("validation", {})
-    rate = validation.get("n_melanoma", 0) / max(validation.get("n_images", 0), 1)
+    rate = bundle.metrics.validation.melanoma_rate
     sources = " and ".join(source_title(source) for source in bundle.sources)
     mix = f"{sources}'s validation photos pooled" if len(bundle.sources) > 1 else sources
     calibrated = (f"P(melanoma) is calibrated to the melanoma rate of {mix} (about 1 in {round(1 / rate)})" if rate

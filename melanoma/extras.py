@@ -41,6 +41,7 @@ from melanoma.features import DIAGNOSIS_OUTPUT, FEATURES, MELANOMA_OUTPUT, NOVEL
 from melanoma.neighbours import NeighbourIndex, build_index
 from melanoma.novelty import NoveltyScore, camera_variations, colourfulness, fit_novelty
 from melanoma.projection import Projection, fit_projection
+from melanoma.records import ExtrasInfo
 
 FORMAT_VERSION = 1
 
@@ -64,7 +65,7 @@ class Extras:
     novelty: NoveltyScore
     head: FittedHead | None  # None where the network has its own diagnosis output
     index: NeighbourIndex
-    info: dict
+    info: ExtrasInfo  # extras.json's figures
 
     @classmethod
     def from_bundle(cls, bundle: Bundle) -> Extras | None:

@@ -43,7 +43,7 @@ def evaluate_folder(model_dir: str | Path | None, data_dir: str | Path, use_meta
     differential = diagnoses = refused = None
 
     def refusals(rows) -> dict:
-        return {"threshold": predictor.extras.info["not_a_lesion"]["threshold"],
+        return {"threshold": predictor.extras.info.not_a_lesion.threshold,
                 "would_refuse": int(refused[rows].sum()),
                 "would_refuse_melanoma": int((refused[rows] & (dataset.labels[rows] == 1)).sum())}
 
@@ -86,5 +86,5 @@ def record(report: dict, when: datetime | None = None) -> Path:
     bundle = load_bundle(report["model"])
     kept = {name: value for name, value in report.items() if name != "model"}
     kept["date"] = (when or datetime.now(UTC)).isoformat(timespec="seconds")
-    evaluations = {**(bundle.evaluations or {}), report["source"]: kept}
+    evaluations = {**(bundle.recorded_json(EVALUATIONS) if bundle.evaluations else {}), report["source"]: kept}
     return add_files(bundle.path, {EVALUATIONS: (json.dumps(evaluations, indent=2) + "\n").encode()})

@@ -8,63 +8,58 @@ last comes from `python -m melanoma familiarity --record` (familiarity.json).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from melanoma.differential import FITTED_SOURCE
-from melanoma.novelty import FAMILIARITY_BANDS
-
-TEST_SET_SUFFIX = " test"  # familiarity's name of a trained source's test split: "<source> test"
+from melanoma.records import DifferentialFigures, Evaluation, FamiliarityReading, WouldRefuse
 
 SHOWN_DIFFERENTIAL = ("its melanoma share is the network's calibrated P(melanoma), the card's headline figure; the "
                       "other six diagnoses share the rest in the proportions that {source} gives them")
 
 
-def other_sources(bundle) -> dict[str, dict]:
+def other_sources(bundle) -> dict[str, Evaluation]:
     """`evaluate --record` reports of folders none of whose photos the model was trained or tested on."""
-    return {source: report for source, report in (bundle.evaluations or {}).items()
-            if not report.get("trained_on_source") and source not in bundle.sources}
+    return {source: report for source, report in bundle.evaluations.items()
+            if not report.trained_on_source and source not in bundle.sources}
 
 
-def differential_test_report(bundle) -> tuple[dict, str] | None:
-    """(report, what it measures) of the differential on the bundle's test split: the one the app
+def test_split_refusals(bundle, source: str) -> WouldRefuse | None:
+    """How many of one source's test photos the not-a-lesion check would refuse, where `evaluate --record`
+    measured it on that source's folder; else None."""
+    report = bundle.evaluations.get(source)
+    part = report.test_split_part if report else None
+    return part.not_a_lesion if part else None
+
+
+def differential_test_report(bundle) -> tuple[DifferentialFigures, str] | None:
+    """(figures, what they measure) of the differential on the bundle's test split: the one the app
     shows where `evaluate --record` measured it on the training source; else the head's own, as
     fitted (its melanoma share is the head's, not the network's P(melanoma)). None without extras."""
-    for report in (bundle.evaluations or {}).values():
-        shown = report.get("bundle_test_split_part", {}).get("differential")
+    for report in bundle.evaluations.values():
+        shown = report.test_split_part and report.test_split_part.differential
         if shown:
             return shown, "the differential as shown here, on the test split"
     if bundle.extras_info is None:
         return None
-    return (bundle.extras_info["differential"]["test"],
+    return (bundle.extras_info.differential_test,
             "measured for the diagnosis model alone, before its melanoma share is replaced, on the test split")
 
 
+def differential_accuracy(bundle) -> str | None:
+    """How often the differential's most likely diagnosis was the confirmed one on the test split, in
+    a sentence; None where that was not measured."""
+    measured = differential_test_report(bundle)
+    if measured is None or measured[0].accuracy is None:
+        return None
+    figures, what = measured
+    return (f"The most likely diagnosis was the confirmed one for **{figures.accuracy:.1%}** of "
+            f"{figures.n_images:,} test photos ({what}).")
+
+
 def how_the_differential_is_made(bundle) -> str:
-    source = (bundle.extras_info or {}).get("differential", {}).get("source", FITTED_SOURCE)
+    source = bundle.extras_info.differential_source if bundle.extras_info else FITTED_SOURCE
     return SHOWN_DIFFERENTIAL.format(source=source)
 
 
-@dataclass(frozen=True)
-class FamiliarityReading:
-    """What the familiarity bands were measured to say on a bundle's test photos."""
-
-    least_familiar_share: dict[str, float]  # per trained source's test split: share of accepted photos in the last band
-    less_reliable_where_unfamiliar: list[str]  # sources whose least familiar third's AUC interval lies wholly below
-    # the most familiar third's point estimate: there, an unfamiliar photo's figure was measured less reliable
-    date: str
-
-
 def familiarity_reading(bundle) -> FamiliarityReading | None:
-    """None where the bands were never measured (`familiarity --record`) or the bundle has none."""
-    record = bundle.familiarity
-    if not record:
-        return None
-    most, least = FAMILIARITY_BANDS[0], FAMILIARITY_BANDS[-1]
-    tests = {name.removesuffix(TEST_SET_SUFFIX): part for name, part in record.get("sets", {}).items()
-             if name.endswith(TEST_SET_SUFFIX)}
-    worse = [source for source, part in tests.items()
-             if "roc_auc" in part["bands"][least] and "roc_auc" in part["bands"][most]
-             and part["bands"][least]["intervals"]["roc_auc"][1] < part["bands"][most]["roc_auc"]]
-    return FamiliarityReading(least_familiar_share={source: part["bands"][least]["share_of_accepted"]
-                                                    for source, part in tests.items()},
-                              less_reliable_where_unfamiliar=worse, date=str(record.get("date", ""))[:10])
+    """What the familiarity bands were measured to say (read once per bundle); None where the bands
+    were never measured (`familiarity --record`) or the bundle has none."""
+    return bundle.familiarity.reading if bundle.familiarity else None

@@ -42,6 +42,7 @@ from melanoma.config import (
     SOURCES,
 )
 from melanoma.fileio import sha256_file
+from melanoma.records import ReaderStudyIndex
 
 # What the index keeps of the data CSV per photo: shown to the visitor (age, sex, site: only if they
 # ask) or after the test (how the diagnosis was confirmed). dx_type is never a model input.
@@ -196,31 +197,29 @@ def shipped_photo(path: str | Path) -> bytes:
     return buffer.getvalue()
 
 
-def recomputed_probabilities(bundle: Bundle, photos: dict[str, bytes], chosen: pd.DataFrame) -> np.ndarray:
+def recomputed_probabilities(bundle: Bundle, photos: dict[str, bytes], chosen: pd.DataFrame,
+                             patients: np.ndarray | None) -> np.ndarray:
     """P(melanoma) of each shipped photo through the network as shipped (melanoma.inference), as the
-    app would give it: with its recorded age, sex and site where the network takes them; a photo with
-    none recorded gets the image-only mode, as an upload without them does."""
+    app would give it: with its recorded age, sex and site (`patients`, encoded) where the network takes
+    them; a photo with none recorded gets the image-only mode, as an upload without them does."""
     from melanoma.images import prepare_image
     from melanoma.inference import Predictor
-    from melanoma.patient import encode_frame
 
     predictor = Predictor(bundle)
     images = np.stack([prepare_image(photos[file], predictor.image_spec, display=False).model_input
                        for file in chosen["file"]])
     # A photo the refusal check would turn away still has the network's score, which is what the test split holds.
-    return predictor.probabilities(images, encode_frame(chosen) if predictor.takes_metadata else None)
+    return predictor.probabilities(images, patients)
 
 
-def scored_as_the_app_would(bundle: Bundle, chosen: pd.DataFrame) -> np.ndarray:
+def scored_as_the_app_would(chosen: pd.DataFrame, patients: np.ndarray | None) -> np.ndarray:
     """The test split's P(melanoma) of each photo in the mode the app would use for it: the with-patient
     column, or the image-only one where nothing about the patient is recorded (the test split scored
     every photo with the patient mode's calibration, which differs a little for such photos)."""
-    from melanoma.patient import encode_frame
-
     recorded = chosen["probability"].to_numpy(float)
-    if not bundle.takes_metadata or "probability_image_only" not in chosen:
+    if patients is None or "probability_image_only" not in chosen:
         return recorded
-    nothing_known = ~encode_frame(chosen).any(axis=1)
+    nothing_known = ~patients.any(axis=1)
     return np.where(nothing_known, chosen["probability_image_only"].to_numpy(float), recorded)
 
 
@@ -228,6 +227,8 @@ def write_set(bundle_path: str | Path | None, data_dirs: Sequence[str | Path], m
               seed: int = READER_STUDY_SEED) -> dict:
     """Chooses the set from the bundle's test split, checks the network gives the shipped photos the
     test split's P(melanoma), and writes it into the bundle (replacing any earlier set). Returns the index."""
+    from melanoma.patient import encode_frame
+
     if not 1 <= max_photos <= READER_STUDY_MAX_PHOTOS:
         raise ReaderStudyError(f"a set holds 1 to {READER_STUDY_MAX_PHOTOS} photos, not {max_photos}")
     bundle = load_bundle(bundle_path)
@@ -248,15 +249,16 @@ def write_set(bundle_path: str | Path | None, data_dirs: Sequence[str | Path], m
             photos[file] = shipped_photo(path)
         except (OSError, ValueError) as error:  # PIL's UnidentifiedImageError is an OSError
             raise ReaderStudyError(f"the test photo {path} cannot be read ({error})") from None
-    shipped = recomputed_probabilities(bundle, photos, chosen)
-    difference = float(np.abs(shipped - scored_as_the_app_would(bundle, chosen)).max())
+    patients = encode_frame(chosen) if bundle.takes_metadata else None  # what the network is given, per photo
+    shipped = recomputed_probabilities(bundle, photos, chosen, patients)
+    difference = float(np.abs(shipped - scored_as_the_app_would(chosen, patients)).max())
     if difference > READER_STUDY_PROBABILITY_TOLERANCE:
         raise ReaderStudyError(f"the network as shipped gives a chosen photo a P(melanoma) {difference:.4f} away "
                                f"from the test split's (more than {READER_STUDY_PROBABILITY_TOLERANCE}); "
                                "the photos would not be those the bundle was scored on")
     index = {
         "bundle": bundle.manifest.get("name"),
-        "weights_sha256": bundle.manifest["weights_sha256"],
+        "weights_sha256": bundle.weights_sha256,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "seed": seed,
         "chosen_from": {"test_photos": int(len(candidates)),
@@ -294,10 +296,10 @@ def write_after_training(bundle_path: str | Path | None, data_dirs: str | Path |
 
 
 def describe(index: dict) -> str:
-    photos = index["photos"]
-    return (f"{len(photos)} photos from {index['chosen_from']['lesions']:,} test lesions "
-            f"(seed {index['seed']}); shipped P(melanoma) within {index['probability_check']['max_abs_difference']} "
-            f"of the test split's")
+    """A written set's index (`write_set`) in a line."""
+    shipped = ReaderStudyIndex.from_dict(index)
+    return (f"{len(shipped.photos)} photos from {shipped.lesions_chosen_from:,} test lesions "
+            f"(seed {shipped.seed}); shipped P(melanoma) within {shipped.probability_check} of the test split's")
 
 
 def plain(value):
@@ -328,11 +330,11 @@ def load_set(bundle: Bundle) -> PhotoPool:
         if sha256_file(file) != digest:
             raise ReaderStudyError(f"the reader-study set is damaged: {name} does not match its sha256 in the manifest")
     try:
-        index = json.loads((bundle.path / READER_STUDY_DIR / READER_STUDY_INDEX).read_text())
-        photos = pd.DataFrame(index["photos"]).astype({"image_id": str})
-    except (OSError, ValueError, KeyError, TypeError) as error:
+        index = ReaderStudyIndex.from_dict(json.loads((bundle.path / READER_STUDY_DIR / READER_STUDY_INDEX).read_text()))
+        photos = pd.DataFrame(index.photos).astype({"image_id": str})
+    except (OSError, ValueError, KeyError, TypeError) as error:  # a RecordError is a ValueError
         raise ReaderStudyError(f"the reader-study index is unreadable ({error})") from None
-    if index.get("weights_sha256") != bundle.manifest["weights_sha256"]:
+    if index.weights_sha256 != bundle.weights_sha256:
         raise ReaderStudyError("the reader-study set was made for other weights than this bundle's")
     if not set(f"{READER_STUDY_DIR}/{file}" for file in photos["file"]) <= set(listed):
         raise ReaderStudyError("the reader-study index names photos the manifest does not list")
@@ -344,7 +346,7 @@ def load_set(bundle: Bundle) -> PhotoPool:
     return PhotoPool(cases=cases.drop(columns="file"),
                      description=f"the {len(cases)} test photos shipped with the model (one per lesion, "
                                  f"{int(cases['label'].sum())} melanoma)",
-                     probability_check=index.get("probability_check", {}).get("max_abs_difference"))
+                     probability_check=index.probability_check)
 
 
 def whole_test_split(bundle: Bundle, data_dirs: Sequence[str | Path]) -> PhotoPool | None:

@@ -338,10 +338,10 @@ def test_model_card_gives_the_bundles_own_figures(server):
     assert set(card) == set(ModelCard.model_fields)  # all of it described in the OpenAPI document
     assert card["threshold"] == bundle.threshold and card["disclaimer"] == plain_text(DISCLAIMER)
     assert [source["source"] for source in card["sources"]] == bundle.sources
-    assert card["test"]["roc_auc"] == bundle.metrics["test"]["roc_auc"]
+    assert card["test"]["roc_auc"] == bundle.metrics.test.roc_auc
     assert set(card["other_clinics"]) == set(other_sources(bundle))
     for source, figures in card["other_clinics"].items():
-        assert figures["sensitivity"] == other_sources(bundle)[source]["sensitivity"]
+        assert figures["sensitivity"] == other_sources(bundle)[source].figures.sensitivity
     assert "not for real patients" in card["intended_use"]
 
 

@@ -163,7 +163,8 @@ def test_the_app_in_a_real_browser(app_server, smoke_bundle, sample_images, tmp_
             open_from_sidebar(page, "Training", "Training and evaluation")
             # curves x3, ROC, confusion matrix, the differential's 7x7 matrix (the bundle has extras), and
             # the reliability chart where a calibration map could be fitted (a smoke bundle may have none)
-            calibrated = (load_bundle(smoke_bundle).metrics.get("calibration") or {}).get("method") == "platt"
+            calibration = load_bundle(smoke_bundle).metrics.calibration
+            calibrated = bool(calibration and calibration.platt)
             expect(page.locator(".js-plotly-plot")).to_have_count(6 + calibrated, timeout=PAGE_TIMEOUT_MS)
             expect(page.get_by_text("Differential and similar cases")).to_be_visible()
             expect(page.get_by_text("Threshold explorer")).to_be_visible()

@@ -171,11 +171,11 @@ def test_a_trained_bundle_carries_its_extras_checked_like_every_file(smoke_bundl
     extras = Extras.from_bundle(bundle)
     info = bundle.extras_info
     # 11 validation images cannot place a 99.5th percentile: a smoke bundle refuses nothing, and says why.
-    assert info["fitted_on"]["validation"] < 200 and not info["not_a_lesion"]["active"]
-    assert info["not_a_lesion"]["threshold"] is None and "cannot set" in info["not_a_lesion"]["rule"]
+    assert info.fitted_on["validation"] < 200 and not info.not_a_lesion.active
+    assert info.not_a_lesion.threshold is None and "cannot set" in info.not_a_lesion.rule
     assert not extras.novelty.active
-    assert info["differential"]["test"]["classes"] == list(KNOWN_DX)
-    assert len(extras.index.coordinates) == info["fitted_on"]["train"] == bundle.dataset_summary["split"]["train"]["images"]
+    assert info.differential_test.classes == list(KNOWN_DX)
+    assert len(extras.index.coordinates) == info.fitted_on["train"] == bundle.dataset_summary.split["train"].images
     with np.load(bundle.extras_path, allow_pickle=False) as stored:  # arrays only: no pickle needed
         assert not any(key.startswith("neighbours/image") and stored[key].dtype == object for key in stored.files)
 
@@ -225,10 +225,9 @@ def test_extras_command_adds_the_same_extras_to_a_bundle_that_has_none(smoke_bun
     add_to_bundle(bare, data_dir, log=lambda message: None)
     added, original = load_bundle(bare), load_bundle(smoke_bundle)
     assert added.manifest["files"]["weights.npz"] == weights_before
-    assert added.extras_info["fitted_on"] == original.extras_info["fitted_on"]
-    assert added.extras_info["similar_cases"] == original.extras_info["similar_cases"]
-    assert added.extras_info["differential"]["test"]["confusion_matrix"] == \
-        original.extras_info["differential"]["test"]["confusion_matrix"]
+    assert added.extras_info.fitted_on == original.extras_info.fitted_on
+    assert added.extras_info.similar_cases == original.extras_info.similar_cases
+    assert added.extras_info.differential_test.confusion_matrix == original.extras_info.differential_test.confusion_matrix
 
 
 def test_the_shipped_bundle_refuses_few_lesions_and_never_more_than_its_record(data_dir):
@@ -236,6 +235,6 @@ def test_the_shipped_bundle_refuses_few_lesions_and_never_more_than_its_record(d
     from melanoma.bundle import DEFAULT_BUNDLE, load_bundle
 
     bundle = load_bundle(DEFAULT_BUNDLE)
-    refused = bundle.extras_info["not_a_lesion"]["refused"]["test"]
-    assert refused["images"] == len(bundle.test_split()) and refused["refused"] / refused["images"] <= 0.02
-    assert refused["melanoma_refused"] / refused["melanoma"] <= 0.02
+    refused = bundle.extras_info.not_a_lesion.refused["test"]
+    assert refused.images == len(bundle.test_split()) and refused.refused / refused.images <= 0.02
+    assert refused.melanoma_refused / refused.melanoma <= 0.02

@@ -84,7 +84,7 @@ def test_the_shipped_bundle_gives_users_the_probabilities_its_metrics_describe(d
         if abs(row.probability - shipped.threshold) > 0.002:
             assert prediction.suspicious == (row.probability >= shipped.threshold), row.image_id
     # The record: 3 of the 2,104 test photos refused, none of them a melanoma.
-    assert refused <= shipped.bundle.extras_info["not_a_lesion"]["refused"]["test"]["refused"]
+    assert refused <= shipped.bundle.extras_info.not_a_lesion.refused["test"].refused
     assert shipped.bundle.calibration["method"] == "platt"
-    reliability = shipped.bundle.metrics["calibration"]
-    assert reliability["test_after"]["brier"] < reliability["test_before"]["brier"]
+    reliability = shipped.bundle.metrics.calibration
+    assert reliability.test_after.brier < reliability.test_before.brier

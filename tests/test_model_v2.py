@@ -29,7 +29,7 @@ def test_the_bundle_records_its_size_inputs_both_modes_and_lineage(smoke_v2_bund
     assert bundle.network_spec.metadata and bundle.network_spec.diagnosis_head
     image_only = bundle.manifest["image_only"]
     assert 0.0 <= image_only["threshold"] <= 1.0 and 0.0 <= bundle.threshold <= 1.0
-    assert bundle.metrics["metadata_used"] and bundle.metrics["image_only"]["test"]["n_images"] == len(
+    assert bundle.recorded_json("metrics.json")["metadata_used"] and bundle.metrics.image_only.test.n_images == len(
         bundle.test_split())
     assert {"probability", "probability_image_only"} <= set(bundle.test_split().columns)
     parent = load_bundle(smoke_bundle)
@@ -163,12 +163,12 @@ def test_a_validation_only_candidate_is_scored_on_validation_alone_and_the_app_r
     candidate = load_bundle(train(data_dir, tmp_path / "candidate", read_run_config(run_dir), run_dir=run_dir,
                                   finish_now=True, look_at_test=False))
     finished = load_bundle(smoke_v2_bundle)
-    validation_images = finished.metrics["validation"]["n_images"]
+    validation_images = finished.metrics.validation.n_images
     assert scored == [validation_images, validation_images]  # with metadata, then the image alone
     assert candidate.validation_only and not finished.validation_only
-    assert "test" not in candidate.metrics and "test" not in candidate.metrics["image_only"]
+    assert candidate.metrics.test is None and candidate.metrics.image_only.test is None
     assert len(candidate.test_split()) == 0 and candidate.extras_info is None
-    assert candidate.metrics["validation"] == finished.metrics["validation"]
+    assert candidate.metrics.validation == finished.metrics.validation
     assert candidate.manifest["image_only"] == finished.manifest["image_only"]
     assert candidate.threshold == finished.threshold and candidate.calibration == finished.calibration
     monkeypatch.undo()

@@ -36,7 +36,7 @@ from melanoma.reporting import credit_lines
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = ROOT / "melanoma" / "app" / "pages.py"  # the pages streamlit_app.py serves
-PAGE = "test_yourself.py"
+PAGE = "reader_quiz.py"
 RUN_TIMEOUT = 180
 ISIC2017 = ROOT.parent / "shared" / "isic2017"
 REFER, REASSURE = "Refer: suspicious for melanoma", "Reassure: not suspicious"
@@ -261,6 +261,9 @@ def open_page(monkeypatch, data: Path | None = None):
     monkeypatch.setenv("MELANOMA_DATA", str(data) if data else os.pathsep.join(
         str(ROOT / "no-data-folder" / source) for source in load_bundle(DEFAULT_BUNDLE).sources))
     app = AppTest.from_file(str(APP), default_timeout=RUN_TIMEOUT)
+    # The page keeps its own address (url_path "test_yourself"), which AppTest resolves only once
+    # st.navigation has run: first a light page that loads no network.
+    app.switch_page("training.py").run()
     app.switch_page(PAGE)
     app.run()
     assert not app.exception, [e.value for e in app.exception]

@@ -244,9 +244,9 @@ def test_the_model_card_gives_each_sources_test_photos_and_says_other_clinics_we
     assert "Each source's test photos, and clinics it was not trained on" in [h.value for h in app.subheader]
     shown = "\n".join(table.value.to_string() for table in app.table)
     for name, title in (("ham10000", "HAM10000"), ("isic2017", "ISIC 2017")):
-        counts = recorded[name]["bundle_test_split_part"]["not_a_lesion"]
+        counts = recorded[name].test_split_part.not_a_lesion
         assert f"{title} test split (trained on its clinics)" in shown
-        assert f"{counts['would_refuse']:,} ({counts['would_refuse_melanoma']})" in shown
+        assert f"{counts.would_refuse:,} ({counts.would_refuse_melanoma})" in shown
     assert any("not been measured here on photos from clinics outside its training sources" in str(info.value)
                for info in app.info)
 

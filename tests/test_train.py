@@ -22,10 +22,10 @@ def test_smoke_bundle_is_complete_and_loads(smoke_bundle):
     bundle = load_bundle(smoke_bundle)
     assert all((smoke_bundle / name).is_file() for name in REQUIRED_FILES)
     assert 0.0 <= bundle.threshold <= 1.0
-    test = bundle.metrics["test"]
-    assert set(test) >= {"roc_auc", "sensitivity", "specificity", "confusion_matrix", "n_images"}
-    assert sum(map(sum, test["confusion_matrix"])) == test["n_images"] == len(bundle.test_split())
-    assert bundle.dataset_summary["images_used"] > 0
+    test = bundle.metrics.test
+    assert None not in (test.roc_auc, test.sensitivity, test.specificity, test.confusion_matrix)
+    assert sum(map(sum, test.confusion_matrix)) == test.n_images == len(bundle.test_split())
+    assert bundle.dataset_summary.images_used > 0
     assert bundle.manifest["weights_sha256"] == bundle.manifest["files"]["weights.npz"]
     assert len(bundle.history()) == 1
     load_model(bundle)
@@ -33,13 +33,13 @@ def test_smoke_bundle_is_complete_and_loads(smoke_bundle):
 
 def test_threshold_test_split_and_metrics_share_the_calibrated_scale(smoke_bundle):
     bundle = load_bundle(smoke_bundle)
-    calibration = bundle.metrics["calibration"]
+    calibration = bundle.recorded_json("metrics.json")["calibration"]
     assert calibration["method"] == ("platt" if bundle.calibration else "none")
     if bundle.calibration:
         assert bundle.calibration["slope"] > 0 and bundle.calibration["intercept"] == calibration["intercept"]
     split = bundle.test_split()
     called = split["probability"] >= bundle.threshold
-    (tn, fp), (fn, tp) = bundle.metrics["test"]["confusion_matrix"]
+    (tn, fp), (fn, tp) = bundle.metrics.test.confusion_matrix
     assert (tp, fp) == ((called & (split["label"] == 1)).sum(), (called & (split["label"] == 0)).sum())
     assert calibration["test_after"]["mean_probability"] == pytest.approx(split["probability"].mean(), abs=1e-4)
     assert calibration["test_before"]["melanoma_rate"] == pytest.approx(split["label"].mean())

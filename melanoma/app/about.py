@@ -10,7 +10,13 @@ from melanoma import calibration
 from melanoma.app import charts, state
 from melanoma.config import DIFFERENTIAL_NAMES, IMAGE_WIDTH, NOVELTY_PERCENTILE
 from melanoma.evaluate import predictive_values
-from melanoma.published import differential_test_report, how_the_differential_is_made, other_sources
+from melanoma.published import (
+    differential_accuracy,
+    differential_test_report,
+    how_the_differential_is_made,
+    other_sources,
+    test_split_refusals,
+)
 from melanoma.reporting import INTENDED_USE, credit_lines, source_clinics, source_licence, source_title
 from melanoma.ship_rule import RULE_IN_WORDS
 
@@ -53,10 +59,10 @@ def training_data(bundle) -> str:
     source's whole AUC interval lies below the test AUC."""
     seen = "; ".join(f"{source_title(source)}, from {source_clinics(source) or 'clinics not recorded'}"
                      for source in bundle.sources)
-    test_auc = bundle.metrics["test"].get("roc_auc") or 0.0
+    test_auc = bundle.metrics.test.roc_auc or 0.0
     elsewhere = other_sources(bundle)
     measured = ("it was measured and does far worse" if any(
-        report["intervals"]["roc_auc"][1] < test_auc for report in elsewhere.values()) else
+        report.figures.intervals.roc_auc[1] < test_auc for report in elsewhere.values()) else
         "it was measured" if elsewhere else "it was not measured")
     return (f"**Training data.** Dermatoscopic photos of pigmented lesions: {seen}; mostly of fair-skinned "
             f"patients. On other clinics' dermatoscopes {measured} (below); on darker skin, phone photos or "
@@ -101,16 +107,15 @@ left, right = st.columns(2)
 with left:
     st.subheader("Test metrics")
     intervals = state.require_test_intervals()
-    st.dataframe(charts.metrics_table(metrics["test"], intervals), hide_index=True, width="stretch")
+    st.dataframe(charts.metrics_table(metrics.test, intervals), hide_index=True, width="stretch")
     st.caption(charts.interval_note(intervals))
 with right:
-    st.markdown(f"**Threshold rule:** {metrics.get('threshold_rule', 'chosen on validation')} "
+    st.markdown(f"**Threshold rule:** {metrics.rule_in_words} "
                 f"(threshold {bundle.threshold:.4f}).")
     st.markdown(f"**Probability:** {calibration.probability_note(bundle)}")
     st.markdown(f"**Which model ships:** {RULE_IN_WORDS}")
-    test = metrics["test"]
-    values = predictive_values(test.get("sensitivity"), test.get("specificity"),
-                               test["n_melanoma"] / max(test["n_images"], 1))
+    test = metrics.test
+    values = predictive_values(test.sensitivity, test.specificity, test.melanoma_rate)
     if values["ppv"] is not None and values["npv"] is not None:  # a model that refers every photo has no NPV
         st.markdown(f"**What a call means** at the test split's melanoma rate ({values['prevalence']:.1%}), on "
                     f"its clinics' photos: of lesions called *refer*, **{values['ppv']:.0%}** are melanoma (PPV); of "
@@ -141,35 +146,34 @@ with st.expander("Developer details: package versions"):
 st.markdown(f"**Weights sha256** `{manifest.get('weights_sha256')}` (checked on every load)")
 
 other = other_sources(bundle)
-test_refused = ((bundle.extras_info or {}).get("not_a_lesion", {}).get("refused", {}).get("test"))
-by_source = metrics.get("test_by_source")
+by_source = metrics.test_by_source
 st.subheader("Each source's test photos, and clinics it was not trained on" if by_source else
              "Photos from clinics it was not trained on")
 if by_source:  # several sources: each one's test split at the one threshold; no-call counts where evaluate recorded them
     rows = [(f"{source_title(source)} test split (trained on its clinics)", part,
-             (bundle.evaluations or {}).get(source, {}).get("bundle_test_split_part", {}).get("not_a_lesion"))
+             test_split_refusals(bundle, source))
             for source, part in by_source.items()]
 else:
-    rows = [(f"{source_title(bundle.sources[0])} test split (its own clinics)", {**metrics["test"], "intervals": intervals},
-             test_refused and {"would_refuse": test_refused["refused"],
-                               "would_refuse_melanoma": test_refused["melanoma_refused"]})]
-rows += [(f"{source_title(source)} (other clinics, never trained on)", report, report.get("not_a_lesion"))
+    test_refused = bundle.extras_info.not_a_lesion.refused.get("test") if bundle.extras_info else None
+    rows = [(f"{source_title(bundle.sources[0])} test split (its own clinics)", metrics.test.with_intervals(intervals),
+             test_refused and test_refused.would_refuse())]
+rows += [(f"{source_title(source)} (other clinics, never trained on)", report.figures, report.not_a_lesion)
          for source, report in other.items()]
 if by_source or other:
     st.table(charts.sources_table(rows))
 if other:
-    found_at_home = (intervals or {}).get("sensitivity") or [metrics["test"]["sensitivity"]] * 2
+    found_at_home = (intervals and intervals.sensitivity) or (metrics.test.sensitivity,) * 2
     for source, report in other.items():
-        far_worse = report["intervals"]["sensitivity"][1] < found_at_home[0]
-        st.markdown(f"On **{source_title(source)}**'s {report['n_images']:,} photos the model finds "
-                    f"**{report['sensitivity']:.0%}** of "
-                    f"the {report['n_melanoma']} melanomas at its threshold, against {metrics['test']['sensitivity']:.0%} "
-                    f"on its own test split; its ROC AUC is {report['roc_auc']:.2f} (chance: 0.50)."
+        elsewhere = report.figures
+        far_worse = elsewhere.intervals.sensitivity[1] < found_at_home[0]
+        st.markdown(f"On **{source_title(source)}**'s {elsewhere.n_images:,} photos the model finds "
+                    f"**{elsewhere.sensitivity:.0%}** of "
+                    f"the {elsewhere.n_melanoma} melanomas at its threshold, against {metrics.test.sensitivity:.0%} "
+                    f"on its own test split; its ROC AUC is {elsewhere.roc_auc:.2f} (chance: 0.50)."
                     + (" **It finds far fewer melanomas on other clinics' photos than on its own: there, a call "
                        "below the threshold says even less.**" if far_worse else ""))
     st.caption("Measured by this project on every photo of each archive ("
-               + ", ".join(f"{source_title(source)}: {str(report.get('date', 'date unknown'))[:10]}"
-                           for source, report in other.items())
+               + ", ".join(f"{source_title(source)}: {report.day}" for source, report in other.items())
                + "). Every photo is scored, including those the app would not assess; in brackets, 95% intervals "
                "from resampling lesions with replacement.")
 else:
@@ -182,30 +186,28 @@ else:
 extras = bundle.extras_info
 if extras:
     st.subheader("Not-a-lesion check, differential and similar cases")
-    refusal = extras["not_a_lesion"]
-    refused = refusal["refused"]["test"]
-    similar = extras["similar_cases"]["test_roc_auc"]
+    refusal, similar = extras.not_a_lesion, extras.similar_cases
+    refused = refusal.refused["test"]
     not_a_lesion = (f"a picture that looks less like the training photos than all but about 1 in "
                     f"{round(100 / (100 - NOVELTY_PERCENTILE))} of the model's own validation photos do, or that has "
                     "almost no colour, gets no call. On the test split that refuses "
-                    f"{refused['refused']} of {refused['images']:,} lesion photos ({refused['melanoma_refused']} of "
-                    f"{refused['melanoma']} melanomas); other clinics' lesion photos are refused more often "
-                    "(table above)." if refusal.get("active", True) else
-                    f"this bundle has no such check ({refusal['rule']}).")
-    measured = differential_test_report(bundle)
-    accuracy = (f" The most likely diagnosis is the confirmed one for **{measured[0]['accuracy']:.1%}** of "
-                f"{measured[0]['n_images']:,} test photos ({measured[1]}); per-diagnosis AUC below."
-                if measured and measured[0].get("accuracy") is not None else "")
-    if refusal.get("active", True):
+                    f"{refused.refused} of {refused.images:,} lesion photos ({refused.melanoma_refused} of "
+                    f"{refused.melanoma} melanomas); other clinics' lesion photos are refused more often "
+                    "(table above)." if refusal.active else
+                    f"this bundle has no such check ({refusal.rule}).")
+    accuracy = differential_accuracy(bundle)
+    if refusal.active:
         with st.expander("How the not-a-lesion check decides, in technical terms"):
-            st.markdown(f"No call for a picture with a {refusal['rule']}. The score is the Mahalanobis distance of "
+            st.markdown(f"No call for a picture with a {refusal.rule}. The score is the Mahalanobis distance of "
                         "the network's stage-3 activations from the training photos'; see docs/limits.md.")
     st.markdown(
         f"- **Not a lesion:** {not_a_lesion}\n"
-        f"- **Differential:** {how_the_differential_is_made(bundle)}.{accuracy}\n"
-        f"- **Similar cases:** the {extras['similar_cases']['k']} nearest of {extras['similar_cases']['index_images']:,} "
-        f"training photos; as a vote (share of melanoma) their test AUC is {charts.number(similar['neighbours_vote'])} "
-        f"against the network's {charts.number(similar['network'])}.")
+        f"- **Differential:** {how_the_differential_is_made(bundle)}."
+        + (f" {accuracy} Per-diagnosis AUC below." if accuracy else "") + "\n"
+        f"- **Similar cases:** the {similar.k} nearest of {similar.index_images:,} "
+        f"training photos; as a vote (share of melanoma) their test AUC is {charts.number(similar.vote_auc)} "
+        f"against the network's {charts.number(similar.network_auc)}.")
+    measured = differential_test_report(bundle)
     if measured:
         st.dataframe(charts.differential_auc_table(measured[0], DIFFERENTIAL_NAMES), hide_index=True, width="stretch")
         st.plotly_chart(charts.diagnosis_confusion_matrix(measured[0], DIFFERENTIAL_NAMES))

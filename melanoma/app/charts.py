@@ -4,6 +4,8 @@ from __future__ import annotations
 import pandas as pd
 import plotly.graph_objects as go
 
+from melanoma.call import suspicious
+from melanoma.records import CalibrationFigures, DifferentialFigures, Intervals, Roc, SplitFigures, WouldRefuse
 from melanoma.reporting import percent
 
 MELANOMA_COLOUR = "#c0392b"
@@ -91,12 +93,12 @@ def validation_auc_by_source(history: pd.DataFrame, sources: dict[str, str]) -> 
                    legend=dict(orientation="h", y=-0.25))
 
 
-def roc_curve(roc: dict, auc: float | None, operating_point: tuple[float, float] | None = None) -> go.Figure:
-    """`roc` has lists fpr and tpr; `operating_point` is (specificity, sensitivity) at a threshold."""
+def roc_curve(roc: Roc | None, auc: float | None, operating_point: tuple[float, float] | None = None) -> go.Figure:
+    """`roc` (None: not recorded) has lists fpr and tpr; `operating_point` is (specificity, sensitivity)."""
     figure = go.Figure()
     figure.add_scatter(x=[0, 1], y=[0, 1], mode="lines", name="chance", line=dict(dash="dot", color="grey"))
     label = "test ROC" if auc is None else f"test ROC (AUC {auc:.3f})"
-    figure.add_scatter(x=roc.get("fpr", []), y=roc.get("tpr", []), mode="lines", name=label,
+    figure.add_scatter(x=roc.fpr if roc else [], y=roc.tpr if roc else [], mode="lines", name=label,
                        line=dict(color=MELANOMA_COLOUR, width=3))
     if operating_point is not None and None not in operating_point:
         specificity, sensitivity = operating_point
@@ -107,18 +109,17 @@ def roc_curve(roc: dict, auc: float | None, operating_point: tuple[float, float]
     return _layout(figure, "ROC curve, test split", height=420, legend=dict(orientation="h", y=-0.3))
 
 
-def reliability_curve(calibration: dict) -> go.Figure:
+def reliability_curve(calibration: CalibrationFigures) -> go.Figure:
     """Observed melanoma rate against the mean probability given, in equal-count bins of the test
     split: the network's raw scores and the calibrated probabilities the app shows."""
     figure = go.Figure()
     figure.add_scatter(x=[0, 1], y=[0, 1], mode="lines", name="perfectly calibrated",
                        line=dict(dash="dot", color="grey"))
-    for key, name, colour in (("test_before", "raw score", OTHER_COLOUR),
-                              ("test_after", "calibrated (shown)", MELANOMA_COLOUR)):
-        part = calibration.get(key)
+    for part, name, colour in ((calibration.test_before, "raw score", OTHER_COLOUR),
+                               (calibration.test_after, "calibrated (shown)", MELANOMA_COLOUR)):
         if part:
-            figure.add_scatter(x=part["curve"]["predicted"], y=part["curve"]["observed"], mode="lines+markers",
-                               name=f"{name}, Brier score {part['brier']:.3f} (lower: closer to the truth)",
+            figure.add_scatter(x=part.predicted, y=part.observed, mode="lines+markers",
+                               name=f"{name}, Brier score {part.brier:.3f} (lower: closer to the truth)",
                                line=dict(color=colour, width=3))
     figure.update_xaxes(range=[0, 1], title="mean P(melanoma) given, per tenth of the test images")
     figure.update_yaxes(range=[0, 1.02], title="share that were melanoma")
@@ -150,46 +151,45 @@ def rate(value) -> str:
     return "n/a" if value is None else f"{value:.1%}"
 
 
-def differential_auc_table(report: dict, names: dict[str, str]) -> pd.DataFrame:
+def differential_auc_table(report: DifferentialFigures, names: dict[str, str]) -> pd.DataFrame:
     """Per diagnosis: its one-vs-rest test AUC and how many test images had it."""
-    counts = [sum(row) for row in report["confusion_matrix"]]
-    return pd.DataFrame([{"diagnosis": names.get(dx, dx), "test images": count, "ROC AUC": number(report["roc_auc"][dx])}
-                         for dx, count in zip(report["classes"], counts)])
+    counts = [sum(row) for row in report.confusion_matrix]
+    return pd.DataFrame([{"diagnosis": names.get(dx, dx), "test images": count, "ROC AUC": number(report.roc_auc[dx])}
+                         for dx, count in zip(report.classes, counts)])
 
 
-def metrics_table(metrics: dict, intervals: dict | None = None) -> pd.DataFrame:
+def metrics_table(metrics: SplitFigures, intervals: Intervals | None = None) -> pd.DataFrame:
     """The headline metrics of one split as a table (value None: undefined), with a column of
-    confidence intervals where `intervals` (from `lesion_bootstrap_intervals`) gives them."""
+    confidence intervals where `intervals` (the lesion bootstrap's) gives them."""
     def interval(key):
-        bound = (intervals or {}).get(key)
+        bound = intervals.of(key) if intervals else None
         return "" if bound is None else f"{bound[0]:.3f} - {bound[1]:.3f}"
 
-    rows = [{"metric": label, "value": number(metrics.get(key)), "interval": interval(key)}
+    rows = [{"metric": label, "value": number(metrics.figure(key)), "interval": interval(key)}
             for key, label in METRIC_LABELS.items()]
-    rows += [{"metric": "Threshold", "value": number(metrics.get("threshold")), "interval": ""},
-             {"metric": "Images (melanoma)", "value": f"{metrics.get('n_images')} ({metrics.get('n_melanoma')})",
-              "interval": ""}]
+    rows += [{"metric": "Threshold", "value": number(metrics.threshold), "interval": ""},
+             {"metric": "Images (melanoma)", "value": f"{metrics.n_images} ({metrics.n_melanoma})", "interval": ""}]
     table = pd.DataFrame(rows)
     if not intervals:
         return table.drop(columns="interval")
-    return table.rename(columns={"interval": f"{intervals['level']:.0%} interval"})
+    return table.rename(columns={"interval": f"{intervals.level:.0%} interval"})
 
 
-def sources_table(rows: list[tuple[str, dict, dict | None]]) -> pd.DataFrame:
+def sources_table(rows: list[tuple[str, SplitFigures, WouldRefuse | None]]) -> pd.DataFrame:
     """One column per data source, so that a phone shows it whole: (label, its metrics at the
     threshold, the not-a-lesion counts where measured, else None); each figure with its interval
     where the metrics carry one (`intervals`). The no-call row appears where any source has counts."""
-    def with_interval(metrics: dict, key: str) -> str:
-        bound = (metrics.get("intervals") or {}).get(key)
-        value = number(metrics.get(key))
+    def with_interval(metrics: SplitFigures, key: str) -> str:
+        bound = metrics.intervals.of(key) if metrics.intervals else None
+        value = number(metrics.figure(key))
         if not bound or None in bound:  # no interval where the draws could not measure one (too few lesions)
             return value
         return f"{value} ({bound[0]:.3f} - {bound[1]:.3f})"
 
-    def refused(counts: dict | None) -> str:
-        return "n/a" if counts is None else f"{counts['would_refuse']:,} ({counts['would_refuse_melanoma']})"
+    def refused(counts: WouldRefuse | None) -> str:
+        return "n/a" if counts is None else f"{counts.would_refuse:,} ({counts.would_refuse_melanoma})"
 
-    table = pd.DataFrame([{"photos": label, "images (melanoma)": f"{metrics['n_images']:,} ({metrics['n_melanoma']})",
+    table = pd.DataFrame([{"photos": label, "images (melanoma)": f"{metrics.n_images:,} ({metrics.n_melanoma})",
                            "ROC AUC": with_interval(metrics, "roc_auc"),
                            "sensitivity": with_interval(metrics, "sensitivity"),
                            "specificity": with_interval(metrics, "specificity"),
@@ -200,9 +200,9 @@ def sources_table(rows: list[tuple[str, dict, dict | None]]) -> pd.DataFrame:
     return table.set_index("photos").T
 
 
-def interval_note(intervals: dict) -> str:
-    return (f"{intervals['level']:.0%} intervals: the test split's {intervals['n_lesions']:,} lesions resampled "
-            f"with replacement {intervals['resamples']:,} times, so they show how much the figures could "
+def interval_note(intervals: Intervals) -> str:
+    return (f"{intervals.level:.0%} intervals: the test split's {intervals.n_lesions:,} lesions resampled "
+            f"with replacement {intervals.resamples:,} times, so they show how much the figures could "
             "move on another set of lesions like these.")
 
 
@@ -239,19 +239,22 @@ def differential_bar(differential: dict[str, float]) -> go.Figure:
     return _layout(figure, "Differential: the 7 diagnoses", height=300, margin=dict(l=10, r=10, t=40, b=10))
 
 
-def batch_risk_bars(rows: list[tuple[str, float, bool, float]]) -> go.Figure:
-    """(label, P(melanoma), suspicious, threshold) per assessed photo, in the given order (highest risk
-    on top), coloured by the call; each bar gets its own row, however many share a file name (the
-    labels must differ), and its own threshold mark: a bundle that takes patient data has one
-    threshold per mode, so photos beside each other can be judged against different ones."""
-    labels = [label for label, _, _, _ in rows]
+def batch_risk_bars(rows: list[tuple[str, float, float]]) -> go.Figure:
+    """(label, P(melanoma), threshold of the mode it was called in) per assessed photo, in the given
+    order (highest risk on top), each bar coloured by its call (melanoma/call.py) against its own
+    threshold, which is marked on its row: a bundle that takes patient data has one threshold per
+    mode, so photos beside each other can be judged against different ones. Each bar gets its own
+    row, however many share a file name (the labels must differ)."""
+    labels = [label for label, _, _ in rows]
     if len(set(labels)) != len(labels):
         raise ValueError("each bar needs its own label: two rows with one label would be stacked into one bar")
-    figure = go.Figure(go.Bar(x=[100 * p for _, p, _, _ in rows], y=labels, orientation="h", name="P(melanoma)",
-                              marker_color=[MELANOMA_COLOUR if called else OTHER_COLOUR for _, _, called, _ in rows],
-                              text=[percent(p) for _, p, _, _ in rows], textposition="outside", cliponaxis=False,
+    probabilities, thresholds = [p for _, p, _ in rows], [threshold for _, _, threshold in rows]
+    called = suspicious(probabilities, thresholds)
+    figure = go.Figure(go.Bar(x=[100 * p for p in probabilities], y=labels, orientation="h", name="P(melanoma)",
+                              marker_color=[MELANOMA_COLOUR if call else OTHER_COLOUR for call in called],
+                              text=[percent(p) for p in probabilities], textposition="outside", cliponaxis=False,
                               hoverinfo="skip", showlegend=False))
-    figure.add_scatter(x=[100 * threshold for _, _, _, threshold in rows], y=labels, mode="markers",
+    figure.add_scatter(x=[100 * threshold for threshold in thresholds], y=labels, mode="markers",
                        name="its referral threshold", hoverinfo="skip",
                        marker=dict(symbol="line-ns", size=26, line=dict(width=3, color="black")))
     figure.update_yaxes(autorange="reversed", automargin=True, type="category")
@@ -271,12 +274,12 @@ def _wrapped(name: str, width: int = 12) -> str:
     return "<br>".join([*lines, line])
 
 
-def diagnosis_confusion_matrix(report: dict, names: dict[str, str]) -> go.Figure:
+def diagnosis_confusion_matrix(report: DifferentialFigures, names: dict[str, str]) -> go.Figure:
     """The differential's 7x7 confusion matrix (rows: truth; columns: most likely diagnosis), shaded by
     the share of each true diagnosis, so rare diagnoses are as visible as naevi. The names are wrapped
     so that on a phone the names do not squeeze the matrix to a strip."""
-    labels = [_wrapped(names.get(dx, dx)) for dx in report["classes"]]
-    matrix = report["confusion_matrix"]
+    labels = [_wrapped(names.get(dx, dx)) for dx in report.classes]
+    matrix = report.confusion_matrix
     shares = [[count / max(sum(row), 1) for count in row] for row in matrix]
     figure = go.Figure(go.Heatmap(z=shares, x=labels, y=labels, text=matrix, texttemplate="%{text}",
                                   colorscale="Blues", zmin=0, zmax=1, showscale=False, hoverinfo="skip"))

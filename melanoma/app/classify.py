@@ -44,7 +44,7 @@ st.title("Classify a skin lesion")
 st.caption(DISCLAIMER)
 bundle = state.require_bundle()
 loader = state.start_loading()  # already under way where the server started it
-model_id = bundle.manifest["weights_sha256"]
+model_id = bundle.weights_sha256
 
 
 uploads = st.file_uploader(
@@ -115,15 +115,16 @@ st.session_state["classify_heatmaps"] = {key: value for key, value in heatmaps.i
 # The table and the cards below come in one order: photos with no call first, then highest risk first.
 current = [current[position] for position in triage_order([prediction for _, _, prediction in current])]
 if len(current) > 1:
-    table = results_table([prediction for _, _, prediction in current])
+    ranked = [prediction for _, _, prediction in current]
+    table = results_table(ranked)
     st.subheader(f"{len(current)} images, highest risk first")
-    results.show_batch(table)
+    results.show_batch(table, ranked)
     st.download_button("Download results (CSV)", results_csv(table, predictor.bundle.manifest),
                        file_name="melanoma-triage.csv", mime="text/csv", icon=":material/download:",
                        on_click="ignore")
 
 st.caption(f"{calibration.probability_note(predictor.bundle)} Called suspicious from P(melanoma) ≥ "
-           f"{predictor.threshold:.1%}: {predictor.bundle.metrics.get('threshold_rule', '')}. Below it, the call "
+           f"{predictor.threshold:.1%}: {predictor.bundle.metrics.threshold_rule or ''}. Below it, the call "
            "is not a rule-out. Not a diagnosis.")
 grad_cam = results.grad_cam_view(model_id)
 if any(prediction.ok and prediction.assessment is not None for _, _, prediction in current):

@@ -17,6 +17,7 @@ from melanoma.config import (
     IMAGES_DIR,
     MELANOMA_DX,
 )
+from melanoma.records import DatasetSummary
 from melanoma.reporting import credit_lines, source_clinics, source_title
 
 GALLERY_PER_DX = 6
@@ -50,27 +51,26 @@ def _caption(row) -> str:
     return ", ".join(part for part in known if part) or "age and site not recorded"
 
 
-def source_table(per_source: dict[str, dict]) -> pd.DataFrame:
+def source_table(per_source: dict[str, DatasetSummary]) -> pd.DataFrame:
     """One row per source: where its photos come from and what they hold."""
     rows = []
     for source, part in per_source.items():
-        images = max(part["images_used"], 1)
-        sexes = part.get("sex", {})
+        images = max(part.images_used, 1)
         rows.append({
             "source": source_title(source), "clinics": source_clinics(source) or "unknown",
-            "images": part["images_used"], "lesions": part["lesions"],
-            "melanoma": f"{part['melanoma_vs_not']['melanoma'] / images:.1%}",
-            "diagnoses": ", ".join(f"{dx} {count:,}" for dx, count in part["dx"].items()),
-            "age known": f"{sum(part.get('age', {}).values()) / images:.0%}",
-            "female": f"{sexes.get('female', 0) / images:.0%}",
-            "body site known": f"{1 - part.get('localization', {}).get('unknown', 0) / images:.0%}",
-            "rows dropped": part["dropped"]["total"]})
+            "images": part.images_used, "lesions": part.lesions,
+            "melanoma": f"{part.melanoma_share:.1%}",
+            "diagnoses": ", ".join(f"{dx} {count:,}" for dx, count in part.dx.items()),
+            "age known": f"{sum(part.age.values()) / images:.0%}",
+            "female": f"{part.sex.get('female', 0) / images:.0%}",
+            "body site known": f"{1 - part.localization.get('unknown', 0) / images:.0%}",
+            "rows dropped": part.dropped.total})
     return pd.DataFrame(rows)
 
 
 bundle = state.require_bundle()
 summary = bundle.dataset_summary
-per_source = summary.get("sources") or {bundle.sources[0]: summary}
+per_source = summary.by_source(bundle.sources[0])
 st.title("The training data" if len(per_source) > 1 else f"The {source_title(bundle.sources[0])} dataset")
 st.markdown(
     "Dermatoscopic photos of pigmented skin lesions, each labelled with its diagnosis. The model learns "
@@ -83,53 +83,52 @@ if len(per_source) > 1:
                "within each source, so neither the source nor its cameras can stand in for the answer.")
 ham = per_source.get(DEFAULT_SOURCE)
 if ham:
-    st.markdown(f"This copy of HAM10000 holds **{ham['rows_in_metadata']:,} of its {HAM10000_IMAGES:,} images**. "
-                f"The other {HAM10000_IMAGES - ham['rows_in_metadata']:,} (about a tenth of the lesions, chosen by "
+    st.markdown(f"This copy of HAM10000 holds **{ham.rows_in_metadata:,} of its {HAM10000_IMAGES:,} images**. "
+                f"The other {HAM10000_IMAGES - ham.rows_in_metadata:,} (about a tenth of the lesions, chosen by "
                 "lesion) are held back by the data's keepers as an independent reserve: the model is also judged "
                 "on lesions this project never had. Cleansing then keeps every usable row.")
 columns = st.columns(4)
-columns[0].metric("Images used", f"{summary['images_used']:,}")
-columns[1].metric("Lesions", f"{summary['lesions']:,}", help="One lesion is often photographed several times.")
-melanoma_share = summary["melanoma_vs_not"]["melanoma"] / max(summary["images_used"], 1)
-columns[2].metric("Melanoma", f"{melanoma_share:.1%}")
-columns[3].metric("Rows dropped by cleansing", summary["dropped"]["total"],
-                  help=f"of {summary['rows_in_metadata']:,} rows in the metadata file")
+columns[0].metric("Images used", f"{summary.images_used:,}")
+columns[1].metric("Lesions", f"{summary.lesions:,}", help="One lesion is often photographed several times.")
+columns[2].metric("Melanoma", f"{summary.melanoma_share:.1%}")
+columns[3].metric("Rows dropped by cleansing", summary.dropped.total,
+                  help=f"of {summary.rows_in_metadata:,} rows in the metadata file")
 left, right = st.columns(2)
 if len(per_source) > 1:
-    left.plotly_chart(charts.grouped_bars({source_title(s): part["dx"] for s, part in per_source.items()},
+    left.plotly_chart(charts.grouped_bars({source_title(s): part.dx for s, part in per_source.items()},
                                           "Diagnoses by source"))
 else:
-    left.plotly_chart(charts.counts_bar(summary["dx"], "Diagnoses", labels=DX_NAMES, highlight=MELANOMA_DX,
+    left.plotly_chart(charts.counts_bar(summary.dx, "Diagnoses", labels=DX_NAMES, highlight=MELANOMA_DX,
                                         horizontal=True))
-balanced = summary.get("balanced_epoch")
+balanced = summary.balanced_epoch
 if balanced:
-    per_epoch = {name: balanced[name] for name in ("melanoma", "not melanoma")}
-    right.plotly_chart(charts.grouped_bars({"all images": summary["melanoma_vs_not"],
-                                            "one balanced training epoch": per_epoch},
+    right.plotly_chart(charts.grouped_bars({"all images": summary.melanoma_vs_not(),
+                                            "one balanced training epoch": balanced.counts()},
                                            "Melanoma vs not, before and after balancing"))
     right.caption(
-        f"Each training epoch draws {balanced['melanoma']} melanoma images (with replacement, each an "
-        f"augmented copy) from the {balanced['melanoma_available']} in the training split, and as many "
-        f"of its {balanced['not_melanoma_available']} other images, so every epoch is 50/50"
+        f"Each training epoch draws {balanced.melanoma} melanoma images (with replacement, each an "
+        f"augmented copy) from the {balanced.melanoma_available} in the training split, and as many "
+        f"of its {balanced.not_melanoma_available} other images, so every epoch is 50/50"
         + (": within each source, melanoma up to twice its count and as many of the rest." if len(per_source) > 1
            else "."))
 else:
-    right.plotly_chart(charts.counts_bar(summary["melanoma_vs_not"], "Melanoma vs not", highlight="melanoma"))
+    right.plotly_chart(charts.counts_bar(summary.melanoma_vs_not(), "Melanoma vs not", highlight="melanoma"))
 
 left, right = st.columns(2)
-left.plotly_chart(charts.age_histogram(summary.get("age", {})))
+left.plotly_chart(charts.age_histogram(summary.age))
 if len(per_source) > 1:
-    right.plotly_chart(charts.grouped_bars({source_title(s): part.get("sex", {}) for s, part in per_source.items()},
+    right.plotly_chart(charts.grouped_bars({source_title(s): part.sex for s, part in per_source.items()},
                                            "Sex by source"))
 else:
-    right.plotly_chart(charts.counts_bar(summary.get("sex", {}), "Sex"))
+    right.plotly_chart(charts.counts_bar(summary.sex, "Sex"))
 left, right = st.columns(2)
-left.plotly_chart(charts.counts_bar(summary.get("localization", {}), "Body site", horizontal=True))
-right.plotly_chart(charts.counts_bar(summary.get("dx_type", {}), "How the diagnosis was confirmed",
+left.plotly_chart(charts.counts_bar(summary.localization, "Body site", horizontal=True))
+right.plotly_chart(charts.counts_bar(summary.dx_type, "How the diagnosis was confirmed",
                                      labels=DX_TYPE_NAMES))
 
 st.subheader("Train, validation and test split")
-split = pd.concat({source_title(s): pd.DataFrame.from_dict(part.get("split", {}), orient="index")
+split = pd.concat({source_title(s): pd.DataFrame.from_dict({name: vars(count) for name, count in part.split.items()},
+                                                            orient="index")
                    for s, part in per_source.items()}, names=["source", "split"])
 if not split.empty:
     split["melanoma share"] = (split["melanoma"] / split["images"]).map("{:.1%}".format)
@@ -140,15 +139,15 @@ if not split.empty:
                + (" (both sources pooled)." if len(per_source) > 1 else "."))
 
 st.subheader("Cleansing")
-dropped = summary["dropped"]
-if dropped["total"] == 0:
+dropped = summary.dropped
+if dropped.total == 0:
     st.success("Every row of the metadata had an image id, a known diagnosis and a readable image: "
                "nothing was dropped.", icon=":material/check:")
 else:
-    st.dataframe(pd.DataFrame(dropped["by_reason"].items(), columns=["reason", "rows dropped"]), hide_index=True)
-    if dropped.get("examples"):
-        with st.expander(f"First {len(dropped['examples'])} dropped rows"):
-            st.dataframe(pd.DataFrame(dropped["examples"]), hide_index=True)
+    st.dataframe(pd.DataFrame(dropped.by_reason.items(), columns=["reason", "rows dropped"]), hide_index=True)
+    if dropped.examples:
+        with st.expander(f"First {len(dropped.examples)} dropped rows"):
+            st.dataframe(pd.DataFrame(dropped.examples), hide_index=True)
 
 
 st.subheader("Sample photos")

@@ -29,7 +29,8 @@ st.set_page_config(page_title="Melanoma triage: a teaching demo", page_icon=":ma
 free_ended_sessions()
 page = st.navigation([
     st.Page("classify.py", title="Classify", icon=":material/image_search:", default=True),
-    st.Page("test_yourself.py", title="Test yourself", icon=":material/quiz:"),
+    # The reader study keeps the address it had before its module was renamed.
+    st.Page("reader_quiz.py", title="Test yourself", icon=":material/quiz:", url_path="test_yourself"),
     st.Page("dataset.py", title="Dataset", icon=":material/dataset:"),
     st.Page("training.py", title="Training", icon=":material/monitoring:"),
     st.Page("about.py", title="About", icon=":material/info:"),

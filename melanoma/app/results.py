@@ -36,17 +36,17 @@ from melanoma.explain import (
     overlay,
 )
 from melanoma.patient import NO_INFORMATION
-from melanoma.published import differential_test_report, familiarity_reading, how_the_differential_is_made
+from melanoma.published import differential_accuracy, familiarity_reading, how_the_differential_is_made
 from melanoma.reporting import (
     against_threshold,
     call_and_diagnosis_note,
+    credit_lines,
     describe_case,
     familiarity_line,
     other_malignancy_note,
     percent,
     short_reason,
-    source_licence,
-    source_title,
+    triage_order,
 )
 
 # Similar cases side by side at this width: four in a row on a desktop, two on a phone (~420 px).
@@ -86,18 +86,38 @@ class GradCamView:
     def fixed_scale(self) -> bool:
         return not self.relative and fixed_scale_applies(self.layer, self.method, self.model_id)
 
+    @classmethod
+    def default(cls, model_id: str | None) -> GradCamView:
+        """The view every session starts with: stage 3, Grad-CAM++, on the fixed scale, over the photo."""
+        settings = _default_settings()
+        return cls(GRADCAM_LAYERS[settings["layer"]], settings["layer"], settings["method"], settings["opacity"],
+                   settings["alone"], settings["scale"] == RELATIVE_SCALE, model_id)
+
     def raw_heatmap(self, key, prediction):
+        """The raw map of a Classify result, kept in the session under its key."""
         cache = st.session_state.setdefault("classify_heatmaps", {})
         if (*key, self.layer, self.method) not in cache:
-            cache[(*key, self.layer, self.method)] = state.require_explainer().raw_heatmap(
-                prediction.prepared.model_input, self.layer, self.method,
-                patient=prediction.patient if prediction.metadata_used else NO_INFORMATION)
+            cache[(*key, self.layer, self.method)] = self.raw_heatmap_of(
+                prediction.prepared.model_input, prediction.patient if prediction.metadata_used else NO_INFORMATION)
         return cache[(*key, self.layer, self.method)]
+
+    def raw_heatmap_of(self, model_input, patient):
+        return state.require_explainer().raw_heatmap(model_input, self.layer, self.method, patient=patient)
 
     def heatmap(self, key, prediction):
         """The map as drawn: on the fixed scale, or stretched to this photo's range."""
-        raw = self.raw_heatmap(key, prediction)
+        return self.scaled(self.raw_heatmap(key, prediction))
+
+    def scaled(self, raw):
         return as_shown(raw, self.layer, self.method, self.model_id, self.relative)
+
+    def picture(self, photo, heat):
+        """The map over the photo, or alone where the settings say so."""
+        return heatmap_image(heat, photo.size) if self.show_raw else overlay(photo, heat, self.opacity)
+
+    def picture_of(self, prepared, patient):
+        """A prepared photo's map as drawn, over it: made afresh, for a caller that keeps its own copy."""
+        return self.picture(prepared.display, self.scaled(self.raw_heatmap_of(prepared.model_input, patient)))
 
     def caption(self, heat) -> str:
         where = f"{self.method}, {self.layer_label}"
@@ -127,9 +147,8 @@ class GradCamView:
         return relative
 
     def show(self, key, prediction) -> None:
-        photo = prediction.prepared.display
         heat = self.heatmap(key, prediction)
-        shown = heatmap_image(heat, photo.size) if self.show_raw else overlay(photo, heat, self.opacity)
+        shown = self.picture(prediction.prepared.display, heat)
         caption = self.caption(heat)
         st.image(shown, caption=caption, width="stretch",
                  alt=f"Grad-CAM heat map over the photo ({self.layer_label}); {caption}")
@@ -249,19 +268,14 @@ def show_differential_and_cases(assessment, bundle, position: int = 0) -> None:
                         st.markdown(f"`{case['image_id']}`  \n{describe_case(case)}")
         shown = dict.fromkeys(case["source"] for case in cases)
         st.caption(f"The {SIMILAR_CASES} training photos nearest to this one in the network's feature space, "
-                   "with their confirmed diagnoses. Photos: "
-                   + "; ".join(f"{source_title(source)}, licence {source_licence(source) or 'unknown'}"
-                               for source in shown) + ".")
+                   "with their confirmed diagnoses. Photos: " + "; ".join(credit_lines(shown)) + ".")
 
 
 def show_differential_method(bundle) -> None:
     """How the cards' differentials are made and how often the top one was right: once per page."""
-    measured = differential_test_report(bundle)
-    accuracy = (f" Its most likely diagnosis was the confirmed one for {measured[0]['accuracy']:.1%} of "
-                f"{measured[0]['n_images']:,} test photos ({measured[1]})." if measured and
-                measured[0].get("accuracy") is not None else "")
+    accuracy = differential_accuracy(bundle)
     st.caption(f"How the differential on each card is made: {how_the_differential_is_made(bundle)}; from the image "
-               f"alone, at the training data's rates of the diagnoses.{accuracy}")
+               f"alone, at the training data's rates of the diagnoses." + (f" {accuracy}" if accuracy else ""))
 
 
 def show_not_a_lesion(name: str, prediction) -> None:
@@ -274,8 +288,9 @@ def show_not_a_lesion(name: str, prediction) -> None:
                     "— **unreliable**, the network has not seen photos like this one")
 
 
-def show_batch(table: pd.DataFrame) -> None:
-    """The table in triage order, P(melanoma) rounded as on the cards, the call coloured by the call."""
+def show_batch(table: pd.DataFrame, predictions) -> None:
+    """The table (`reporting.results_table` of `predictions`, in triage order), P(melanoma) rounded as on
+    the cards, the call coloured by the call; and a bar per assessed photo against its own threshold."""
     shown = table.assign(**{"P(melanoma)": [None if pd.isna(p) else percent(p) for p in table["P(melanoma)"]],
                             "reason not assessed": table["reason not assessed"].map(short_reason)})
     styled = shown.style.map(lambda call: CALL_STYLES.get(call, ""), subset=["call"])
@@ -291,11 +306,11 @@ def show_batch(table: pd.DataFrame) -> None:
                          width=245, help="In short; the full reason is on the photo's card below and in the CSV")})
     st.caption("Photos with no call come first: someone has to look at them. A *refer* can sit beside a more "
                "likely benign diagnosis: the referral threshold is set low, so that most melanomas are referred.")
-    assessed = table[table["P(melanoma)"].notna()]
-    if len(assessed):
-        rows = list(zip(assessed["file"], assessed["P(melanoma)"], assessed["call"] == CALL_SUSPICIOUS,
-                        assessed["threshold"]))
+    # The thresholds as the predictions hold them: the table's are rounded for the CSV.
+    rows = [(prediction.name, prediction.probability, prediction.threshold)
+            for prediction in (predictions[position] for position in triage_order(predictions)) if prediction.ok]
+    if rows:
         st.plotly_chart(charts.batch_risk_bars(rows), config={"displayModeBar": False})
         st.caption("As text: " + "; ".join(f"{file} {percent(p)} (threshold {percent(threshold)})"
-                                           for file, p, _, threshold in rows)
+                                           for file, p, threshold in rows)
                    + ". Red: at or above its referral threshold (the black mark on its row).")

@@ -22,6 +22,7 @@ import streamlit as st
 
 from melanoma.bundle import DEFAULT_BUNDLE, MANIFEST, Bundle, BundleError, load_bundle
 from melanoma.config import APP_CACHED_BUNDLES, APP_CACHED_DATA_ENTRIES, DEFAULT_GRADCAM_LAYER, MODEL_LOAD_SECONDS
+from melanoma.records import Intervals
 
 MODEL_ENV = "MELANOMA_MODEL"
 DATA_ENV = "MELANOMA_DATA"
@@ -133,12 +134,13 @@ async def load_at_server_start(app):
 
 
 @st.cache_data(show_spinner=False, max_entries=APP_CACHED_DATA_ENTRIES)
-def _test_intervals(path: str, stamp: int | None) -> dict:
+def _test_intervals(path: str, stamp: int | None) -> Intervals:
     from melanoma.evaluate import lesion_bootstrap_intervals
 
     bundle = _bundle(path, stamp)
     split = bundle.test_split()
-    return lesion_bootstrap_intervals(split["label"], split["probability"], split["lesion_id"], bundle.threshold)
+    return Intervals.from_dict(lesion_bootstrap_intervals(split["label"], split["probability"], split["lesion_id"],
+                                                          bundle.threshold))
 
 
 @st.cache_resource(show_spinner="Checking the test photos…", max_entries=APP_CACHED_BUNDLES)
@@ -202,7 +204,7 @@ def _wait_for(name: str, what: str):
         st.stop()
 
 
-def require_test_intervals() -> dict:
+def require_test_intervals() -> Intervals:
     """Confidence intervals of the bundle's test metrics (a lesion-level bootstrap of its test split)."""
     return _require(_test_intervals)
 

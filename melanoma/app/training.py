@@ -15,28 +15,29 @@ THRESHOLD_SLIDER_TOP = 0.3
 
 st.title("Training and evaluation")
 bundle = state.require_bundle()
-metrics, config = bundle.metrics, bundle.train_config
-epochs_run = metrics.get("epochs_run", "?")
+metrics, config = bundle.metrics, bundle.settings
+epochs_run = "?" if metrics.epochs_run is None else metrics.epochs_run
+best_epoch = "?" if metrics.best_epoch is None else metrics.best_epoch
 kept = bundle.network_spec.diagnosis_head
-diagnosis_head = (f" A second head learned the 7 diagnoses alongside (loss weight {config['diagnosis_loss_weight']}); "
+diagnosis_head = (f" A second head learned the 7 diagnoses alongside (loss weight {config.diagnosis_loss_weight}); "
                   + ("it ships with the network and gives the cards' differential." if kept else
-                     "it was dropped after training.")) if config.get("diagnosis_loss_weight") else ""
+                     "it was dropped after training.")) if config.diagnosis_loss_weight else ""
 recipe = ["rotation, zoom and colour augmentation"]
-if config.get("vignette_probability"):
-    recipe.append(f"a dermatoscope's round field drawn on {config['vignette_probability']:.0%} of the photos")
-if config.get("camera_jitter"):
-    recipe.append(f"camera shifts (white balance, gamma, blur) of strength {config['camera_jitter']}")
-inputs = ("; colours normalised per photo (Shades of Gray)" if config.get("colour_constancy") else "") + (
-    f"; the patient's age, sex and site as inputs, each hidden at random {config['metadata_hide_probability']:.0%} "
-    "of the time" if config.get("metadata") else "")
+if config.vignette_probability:
+    recipe.append(f"a dermatoscope's round field drawn on {config.vignette_probability:.0%} of the photos")
+if config.camera_jitter:
+    recipe.append(f"camera shifts (white balance, gamma, blur) of strength {config.camera_jitter}")
+inputs = ("; colours normalised per photo (Shades of Gray)" if config.colour_constancy else "") + (
+    f"; the patient's age, sex and site as inputs, each hidden at random {config.metadata_hide_probability:.0%} "
+    "of the time" if config.metadata else "")
 st.markdown(
     f"ResNet50 trained from scratch for **{epochs_run} epoch{'' if epochs_run == 1 else 's'}** (weights of "
-    f"epoch {metrics.get('best_epoch', '?')}, the best by validation), batch {config.get('batch_size')}, "
-    f"AdamW at learning rate {config.get('learning_rate')}, on class-balanced epochs with {', '.join(recipe)}"
+    f"epoch {best_epoch}, the best by validation), batch {config.batch_size}, "
+    f"AdamW at learning rate {config.learning_rate}, on class-balanced epochs with {', '.join(recipe)}"
     f"{inputs}.{diagnosis_head}")
-if metrics.get("epochs_run", 0) < metrics.get("epochs_planned", 0):
-    st.warning(f"Interim model: training stopped after {metrics['epochs_run']} of "
-               f"{metrics['epochs_planned']} planned epochs (the learning rate had not finished decaying). "
+if (metrics.epochs_run or 0) < (metrics.epochs_planned or 0):
+    st.warning(f"Interim model: training stopped after {metrics.epochs_run} of "
+               f"{metrics.epochs_planned} planned epochs (the learning rate had not finished decaying). "
                "The run resumes from its checkpoint; the final bundle replaces this one.",
                icon=":material/hourglass_top:")
 
@@ -48,24 +49,25 @@ sources = {source: source_title(source) for source in bundle.sources}
 if any(f"val_auc_{source}" in history for source in sources):
     st.plotly_chart(charts.validation_auc_by_source(history, sources))
     st.caption(f"Each source's validation photos on their own. The weights that ship are epoch "
-               f"{metrics.get('best_epoch', '?')}'s, the best by the mean of the sources' validation AUCs.")
+               f"{best_epoch}'s, the best by the mean of the sources' validation AUCs.")
 st.caption("Training figures are on balanced, augmented epochs (half melanoma); validation figures on the "
            "validation split at its natural melanoma rate, so the two accuracies are not comparable. "
            "Accuracy is at 0.5, not at the operating threshold.")
 with st.expander("Training settings and per-epoch history"):
     st.dataframe(history, hide_index=True, width="stretch")
-    st.dataframe(pd.DataFrame([(name, str(value)) for name, value in config.items()], columns=["setting", "value"]),
+    st.dataframe(pd.DataFrame([(name, str(value)) for name, value in bundle.train_config.items()],
+                              columns=["setting", "value"]),
                  hide_index=True, width="stretch")
 
-test = metrics["test"]
-st.subheader(f"Test split: {test['n_images']} images, {test['n_melanoma']} melanoma")
+test = metrics.test
+st.subheader(f"Test split: {test.n_images} images, {test.n_melanoma} melanoma")
 st.markdown(f"Lesions the model never saw in training or in choosing its threshold. Operating threshold "
-            f"**{bundle.threshold:.3f}**: {metrics.get('threshold_rule', 'chosen on validation')}.")
+            f"**{bundle.threshold:.3f}**: {metrics.rule_in_words}.")
 
-by_source = metrics.get("test_by_source")
+by_source = metrics.test_by_source
 if by_source:
     st.markdown("**Each source's test photos, at the one threshold** (95% lesion-bootstrap intervals)")
-    st.table(charts.sources_table([("all sources", {**test, "intervals": state.require_test_intervals()}, None),
+    st.table(charts.sources_table([("all sources", test.with_intervals(state.require_test_intervals()), None),
                                    *((sources[s], part, None) for s, part in by_source.items())]))
 
 st.subheader("Threshold explorer")
@@ -94,7 +96,7 @@ columns[2].metric("Melanomas missed", f"{fn} of {fn + tp}")
 columns[3].metric("Referred", f"{tp + fp} of {len(split)}")
 
 left, right = st.columns(2)
-left.plotly_chart(charts.roc_curve(metrics.get("test_roc", {}), test.get("roc_auc"),
+left.plotly_chart(charts.roc_curve(metrics.test_roc, test.roc_auc,
                                    (explored["specificity"], explored["sensitivity"])))
 right.plotly_chart(charts.confusion_matrix(explored["confusion_matrix"], f"Confusion matrix at {threshold:.3f}"))
 
@@ -104,12 +106,12 @@ with table_column:
     intervals = state.require_test_intervals()
     st.dataframe(charts.metrics_table(test, intervals), hide_index=True, width="content")
     st.caption(charts.interval_note(intervals))
-calibration = metrics.get("calibration")
+calibration = metrics.calibration
 with calibration_column:
-    if calibration and calibration.get("method") == "platt":
+    if calibration and calibration.platt:
         st.plotly_chart(charts.reliability_curve(calibration))
         st.caption(f"Training on balanced epochs pushes the network's raw score far above the real melanoma "
-                   f"rate. A logistic map fitted on {calibration['fitted_on']} turns it into the "
+                   f"rate. A logistic map fitted on {calibration.fitted_on} turns it into the "
                    f"probability shown. The map keeps the order, so AUC and the calls are unchanged.")
     else:
         why = ("no order-keeping map could be fitted on its validation split" if calibration
@@ -122,12 +124,12 @@ extras = bundle.extras_info
 if extras:
     st.subheader("Differential and similar cases")
     differential, measured = differential_test_report(bundle)
-    similar = extras["similar_cases"]["test_roc_auc"]
+    similar = extras.similar_cases
     # A static table wraps the long names, so a phone shows the AUC column whole (a grid clipped it).
     st.table(charts.differential_auc_table(differential, DIFFERENTIAL_NAMES), hide_index=True)
-    st.caption(f"One-vs-rest ROC AUC per diagnosis: {measured} ({differential['n_images']:,} images). The "
+    st.caption(f"One-vs-rest ROC AUC per diagnosis: {measured} ({differential.n_images:,} images). The "
                f"differential: {how_the_differential_is_made(bundle)}.")
-    st.markdown(f"**Melanoma AUC** of the {extras['similar_cases']['k']} similar cases' vote (share of "
-                f"melanoma among them): **{charts.number(similar['neighbours_vote'])}**, against the "
-                f"network's **{charts.number(similar['network'])}**.")
+    st.markdown(f"**Melanoma AUC** of the {similar.k} similar cases' vote (share of "
+                f"melanoma among them): **{charts.number(similar.vote_auc)}**, against the "
+                f"network's **{charts.number(similar.network_auc)}**.")
     st.plotly_chart(charts.diagnosis_confusion_matrix(differential, DIFFERENTIAL_NAMES))

@@ -17,11 +17,10 @@ import streamlit as st
 from melanoma import reader_study
 from melanoma.app import charts, state
 from melanoma.app.charts import rate
+from melanoma.app.results import GradCamView
 from melanoma.call import Call
 from melanoma.config import (
-    DEFAULT_GRADCAM_LAYER,
     DIFFERENTIAL_NAMES,
-    GRADCAM_OPACITY,
     HAENSSLE_2018,
     KNOWN_DX,
     READER_STUDY_LENGTHS,
@@ -144,12 +143,32 @@ def question(test: dict) -> None:
 
 
 def result(test: dict, bundle) -> None:
+    """The visitor's figures beside the model's and the published readers', where they disagreed,
+    and the whole test to download."""
     cases, answers = test["cases"], test["answers"]
     threshold = bundle.threshold
     outcome = reader_study.score(cases, answers, threshold)
-    yours, model = outcome.yours, outcome.model
-    st.header(f"Your result: {len(cases)} photos, {yours['n_melanoma']} melanoma", anchor=False)
+    st.header(f"Your result: {len(cases)} photos, {outcome.yours['n_melanoma']} melanoma", anchor=False)
+    show_rates(outcome, threshold)
+    left, right = st.columns(2, gap="large")
+    with left:
+        show_roc(outcome)
+    with right:
+        show_beside_published(outcome, len(cases))
+    st.caption("As text: " + "; ".join(
+        f"{who}: sensitivity {whole(m['sensitivity'])}, specificity {whole(m['specificity'])}, AUC {auc_text(m['roc_auc'])}"
+        for who, m in (("you", outcome.yours), ("the model", outcome.model)))
+        + f"; Haenssle 2018's dermatologists: sensitivity "
+        f"{rate(HAENSSLE_2018['sensitivity'])} at specificity {rate(HAENSSLE_2018['specificity'])}.")
+    show_disagreements(test, outcome.disagreements, threshold)
+    offer_download(test, bundle)
+    st.button("Take another test", on_click=st.session_state.pop, args=(TEST, None), type="primary",
+              icon=":material/restart_alt:")
+    show_credits(test["pool"].sources)
 
+
+def show_rates(outcome: reader_study.TestResult, threshold: float) -> None:
+    """Sensitivity, specificity and AUC: the visitor's row, then the model's."""
     def rates_row(who: str, metrics: dict, auc_note: str) -> None:
         (tn, fp), (fn, tp) = metrics["confusion_matrix"]
         columns = st.columns(3)
@@ -159,52 +178,57 @@ def result(test: dict, bundle) -> None:
                           help="Lesions that were not melanoma and were not referred, of all shown")
         columns[2].metric(f"{who} AUC", auc_text(metrics["roc_auc"]), help=auc_note)
 
-    rates_row("Your", yours, "From your 0-100 likelihoods: the chance that a random melanoma got a higher "
-                             "likelihood from you than a random benign lesion (ties count half)")
-    rates_row("Model's", model, f"From its P(melanoma); it refers at its threshold of {percent(threshold)} and "
-                                "otherwise says 'below the referral threshold — not a rule-out'")
-    st.caption(f"On {yours['n_melanoma']} melanomas one answer moves sensitivity by "
-               f"{1 / max(yours['n_melanoma'], 1):.0%}: a test this short is a rough guide, not a verdict, and its "
+    melanomas = outcome.yours["n_melanoma"]
+    rates_row("Your", outcome.yours, "From your 0-100 likelihoods: the chance that a random melanoma got a higher "
+                                     "likelihood from you than a random benign lesion (ties count half)")
+    rates_row("Model's", outcome.model, f"From its P(melanoma); it refers at its threshold of {percent(threshold)} "
+                                        "and otherwise says 'below the referral threshold — not a rule-out'")
+    st.caption(f"On {melanomas} melanomas one answer moves sensitivity by "
+               f"{1 / max(melanomas, 1):.0%}: a test this short is a rough guide, not a verdict, and its "
                "figures are shown no more precisely than that.")
 
+
+def show_roc(outcome: reader_study.TestResult) -> None:
+    yours, model = outcome.yours, outcome.model
     anchor = ((HAENSSLE_2018["specificity"], HAENSSLE_2018["sensitivity"]),
               f"Haenssle 2018: mean of {HAENSSLE_2018['readers']} dermatologists")
-    left, right = st.columns(2, gap="large")
-    left.plotly_chart(charts.reader_study_roc(
+    st.plotly_chart(charts.reader_study_roc(
         outcome.model_roc, model["roc_auc"], (model["specificity"], model["sensitivity"]), outcome.your_roc,
         yours["roc_auc"], (yours["specificity"], yours["sensitivity"]), anchor), config={"displayModeBar": False})
-    with right:
-        st.markdown("**Beside published figures**")
-        # Four short columns: the table fits a phone's width without scrolling sideways.
-        st.dataframe(pd.DataFrame([
-            {"who": "you", "sensitivity": whole(yours["sensitivity"]), "specificity": whole(yours["specificity"]),
-             "AUC": auc_text(yours["roc_auc"])},
-            {"who": "the model", "sensitivity": whole(model["sensitivity"]), "specificity": whole(model["specificity"]),
-             "AUC": auc_text(model["roc_auc"])},
-            {"who": f"{HAENSSLE_2018['readers']} dermatologists*", "sensitivity": rate(HAENSSLE_2018["sensitivity"]),
-             "specificity": rate(HAENSSLE_2018["specificity"]), "AUC": ""},
-            {"who": "Haenssle's CNN*", "sensitivity": "", "specificity": "", "AUC": f"{HAENSSLE_2018['cnn_auc']:.2f}"},
-        ]), hide_index=True)
-        st.caption(f"You and the model: these {len(cases)} photos. \\* {HAENSSLE_2018['citation']}: the mean of "
-                   f"{HAENSSLE_2018['readers']} dermatologists and a CNN on {HAENSSLE_2018['images']} other dermoscopic "
-                   "photos (level I: the photo alone). Published anchors, not the same test.")
-        if outcome.diagnoses_answered:
-            st.markdown(f"**Diagnosis:** you named one for {outcome.diagnoses_answered} of {len(cases)} photos, "
-                        f"{outcome.diagnoses_correct} correct "
-                        f"({outcome.diagnoses_correct / outcome.diagnoses_answered:.0%}).")
-        else:
-            st.markdown("**Diagnosis:** you named none (it was optional).")
-    left.caption("**How to read this ROC curve:** each curve shows the share of melanomas referred (up) against the "
-                 "share of other lesions referred (right) as the cut-off on P(melanoma), or on your 0-100 "
-                 "likelihood, moves; up and to the left is better. Each marker is one set of refer calls: a marker "
-                 "above the model's curve beats the model's trade-off at that point, one below it does worse.")
-    st.caption("As text: " + "; ".join(
-        f"{who}: sensitivity {whole(m['sensitivity'])}, specificity {whole(m['specificity'])}, AUC {auc_text(m['roc_auc'])}"
-        for who, m in (("you", yours), ("the model", model))) + f"; Haenssle 2018's dermatologists: sensitivity "
-        f"{rate(HAENSSLE_2018['sensitivity'])} at specificity {rate(HAENSSLE_2018['specificity'])}.")
+    st.caption("**How to read this ROC curve:** each curve shows the share of melanomas referred (up) against the "
+               "share of other lesions referred (right) as the cut-off on P(melanoma), or on your 0-100 "
+               "likelihood, moves; up and to the left is better. Each marker is one set of refer calls: a marker "
+               "above the model's curve beats the model's trade-off at that point, one below it does worse.")
 
-    show_disagreements(test, outcome.disagreements, threshold)
-    table = reader_study.answers_table(cases, answers, threshold, test["show_metadata"])
+
+def show_beside_published(outcome: reader_study.TestResult, photos: int) -> None:
+    """The visitor and the model beside Haenssle 2018's dermatologists and CNN, and the diagnoses named."""
+    yours, model = outcome.yours, outcome.model
+    st.markdown("**Beside published figures**")
+    # Four short columns: the table fits a phone's width without scrolling sideways.
+    st.dataframe(pd.DataFrame([
+        {"who": "you", "sensitivity": whole(yours["sensitivity"]), "specificity": whole(yours["specificity"]),
+         "AUC": auc_text(yours["roc_auc"])},
+        {"who": "the model", "sensitivity": whole(model["sensitivity"]), "specificity": whole(model["specificity"]),
+         "AUC": auc_text(model["roc_auc"])},
+        {"who": f"{HAENSSLE_2018['readers']} dermatologists*", "sensitivity": rate(HAENSSLE_2018["sensitivity"]),
+         "specificity": rate(HAENSSLE_2018["specificity"]), "AUC": ""},
+        {"who": "Haenssle's CNN*", "sensitivity": "", "specificity": "", "AUC": f"{HAENSSLE_2018['cnn_auc']:.2f}"},
+    ]), hide_index=True)
+    st.caption(f"You and the model: these {photos} photos. \\* {HAENSSLE_2018['citation']}: the mean of "
+               f"{HAENSSLE_2018['readers']} dermatologists and a CNN on {HAENSSLE_2018['images']} other dermoscopic "
+               "photos (level I: the photo alone). Published anchors, not the same test.")
+    if outcome.diagnoses_answered:
+        st.markdown(f"**Diagnosis:** you named one for {outcome.diagnoses_answered} of {photos} photos, "
+                    f"{outcome.diagnoses_correct} correct "
+                    f"({outcome.diagnoses_correct / outcome.diagnoses_answered:.0%}).")
+    else:
+        st.markdown("**Diagnosis:** you named none (it was optional).")
+
+
+def offer_download(test: dict, bundle) -> None:
+    """The whole test as CSV, each row with the model and the draw it came from."""
+    table = reader_study.answers_table(test["cases"], test["answers"], bundle.threshold, test["show_metadata"])
     table = table.assign(model_version=bundle.version, photos_from=test["pool"].description, draw_seed=test["seed"],
                          **provenance(bundle.manifest))
     st.download_button("Download the whole test (CSV)", table.to_csv(index=False),
@@ -216,9 +240,6 @@ def result(test: dict, bundle) -> None:
                                                  f"within {check:.4f}")
                + (", with the patient's age, sex and site given to it." if bundle.takes_metadata else
                   ", from the photo alone: this model takes no age, sex or site."))
-    st.button("Take another test", on_click=st.session_state.pop, args=(TEST, None), type="primary",
-              icon=":material/restart_alt:")
-    show_credits(test["pool"].sources)
 
 
 def show_disagreements(test: dict, positions: list[int], threshold: float) -> None:
@@ -267,25 +288,21 @@ def show_disagreements(test: dict, positions: list[int], threshold: float) -> No
 
 def disagreement_pictures(test: dict, position: int) -> tuple[str | None, str | None]:
     """The photo and its Grad-CAM overlay as small data URIs, made once per test."""
-    from melanoma.explain import DEFAULT_METHOD, as_shown, overlay
     from melanoma.images import ImageRejected, prepare_image
     from melanoma.patient import NO_INFORMATION, PatientInfoError, from_row
 
     if position not in test["grad_cam"]:
         case = test["cases"].iloc[position]
-        explainer = state.require_explainer()
         bundle = state.require_bundle()
         try:
             prepared = prepare_image(Path(case["photo"]).read_bytes(), bundle.image_spec, display=True)
             patient = from_row(case) if bundle.takes_metadata else NO_INFORMATION
         except (OSError, ImageRejected, PatientInfoError):
             test["grad_cam"][position] = (None, None)
-        else:
-            raw = explainer.raw_heatmap(prepared.model_input, DEFAULT_GRADCAM_LAYER, DEFAULT_METHOD, patient=patient)
-            heat = as_shown(raw, DEFAULT_GRADCAM_LAYER, DEFAULT_METHOD, bundle.manifest["weights_sha256"])
+        else:  # drawn as the Classify page draws it by default
+            grad_cam = GradCamView.default(bundle.weights_sha256).picture_of(prepared, patient)
             test["grad_cam"][position] = (thumbnail_uri(prepared.display, DISAGREEMENT_THUMBNAIL),
-                                          thumbnail_uri(overlay(prepared.display, heat, GRADCAM_OPACITY),
-                                                        DISAGREEMENT_THUMBNAIL))
+                                          thumbnail_uri(grad_cam, DISAGREEMENT_THUMBNAIL))
     return test["grad_cam"][position]
 
 
