@@ -37,7 +37,6 @@ AGE_SCALE = 100.0  # ages enter the network as years / AGE_SCALE
 HAM10000_IMAGES = 10_015  # in the published dataset; a copy may hold fewer (the development copy: 8,980)
 DX_TYPE_NAMES = {"histo": "histopathology", "follow_up": "follow-up examination",
                  "consensus": "expert consensus", "confocal": "confocal microscopy"}
-IMAGES_DIR = "images"
 SOURCE_COLUMN = "source"  # which data folder (by its name) a photo came from: ham10000, isic2017
 # Bundles from before sources existed were trained on HAM10000 alone.
 DEFAULT_SOURCE = "ham10000"

@@ -14,11 +14,11 @@ from melanoma.config import (
     DX_NAMES,
     DX_TYPE_NAMES,
     HAM10000_IMAGES,
-    IMAGES_DIR,
     MELANOMA_DX,
 )
 from melanoma.records import DatasetSummary
 from melanoma.reporting import credit_lines, source_clinics, source_title
+from melanoma.sources import DatasetError, Source
 
 GALLERY_PER_DX = 6
 GALLERY_THUMBNAIL = 130  # px: six fit a desktop row beside the sidebar, two a phone's
@@ -27,15 +27,13 @@ GALLERY_THUMBNAIL = 130  # px: six fit a desktop row beside the sidebar, two a p
 @st.cache_data(show_spinner=False, max_entries=APP_CACHED_DATA_ENTRIES)
 def gallery(data_dir: str, per_dx: int) -> dict[str, list[tuple[str, str]]]:
     """A fixed sample of image paths and captions per diagnosis; {} without a readable data folder."""
-    from melanoma.data import DatasetError, read_metadata
-
+    source = Source(Path(data_dir))
     try:
-        frame = read_metadata(data_dir)
+        frame = source.metadata()
     except DatasetError:
         return {}
-    images = Path(data_dir) / IMAGES_DIR
     frame = frame[frame["dx"].isin(DX_NAMES)]
-    frame = frame.assign(path=[str(images / f"{image_id}.jpg") for image_id in frame["image_id"]])
+    frame = frame.assign(path=[str(source.image_path(image_id)) for image_id in frame["image_id"]])
     frame = frame[[Path(path).is_file() for path in frame["path"]]]
     samples = {}
     for dx, rows in frame.groupby("dx"):
@@ -151,15 +149,15 @@ else:
 
 
 st.subheader("Sample photos")
-for source, folder in state.source_dirs(list(per_source)).items():
-    samples = gallery(str(folder), GALLERY_PER_DX)
+for name, source in state.data_sources(list(per_source)).items():
+    samples = gallery(str(source.folder), GALLERY_PER_DX)
     if len(per_source) > 1:
-        st.markdown(f"#### {source_title(source)}")
+        st.markdown(f"#### {source_title(name)}")
     if not samples:
-        st.info(f"{source_title(source)}'s sample photos appear here when its folder is available "
-                f"(looked in `{folder}`; set `{state.DATA_ENV}` to point elsewhere).")
+        st.info(f"{source_title(name)}'s sample photos appear here when its folder is available "
+                f"(looked in `{source.folder}`; set `{state.DATA_ENV}` to point elsewhere).")
     else:
-        st.caption(f"Photos: {credit_lines([source])[0]}.")
+        st.caption(f"Photos: {credit_lines([name])[0]}.")
     for dx in sorted(samples, key=lambda dx: (dx != MELANOMA_DX, dx)):
         st.markdown(f"**{DX_NAMES.get(dx, dx)}** (`{dx}`)")
         # One row of thumbnails that wraps: on a phone two a row, not one photo per screen.

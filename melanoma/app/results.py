@@ -21,7 +21,6 @@ from melanoma.config import (
     GRADCAM_HOT,
     GRADCAM_LAYERS,
     GRADCAM_OPACITY,
-    IMAGES_DIR,
     NOT_A_LESION_PLAIN,
     SIMILAR_CASES,
 )
@@ -255,10 +254,10 @@ def show_differential_and_cases(assessment, bundle, position: int = 0) -> None:
         cases = assessment.similar_cases
         melanomas = round(assessment.similar_melanoma_share * len(cases))
         st.markdown(f"**{len(cases)} most similar training cases** ({melanomas} of {len(cases)} melanoma)")
-        folders = state.source_dirs(list(dict.fromkeys([*bundle.sources, *(case["source"] for case in cases)])))
+        sources = state.data_sources(list(dict.fromkeys([*bundle.sources, *(case["source"] for case in cases)])))
         with st.container(horizontal=True, wrap=True, gap="small"):
             for case in cases:
-                photo = folders[case["source"]] / IMAGES_DIR / f"{case['image_id']}.jpg"
+                photo = sources[case["source"]].image_path(case["image_id"])
                 # The box sets the width: an image given a pixel width is resized on the server on every rerun.
                 with st.container(width=CASE_WIDTH):
                     if photo.is_file():

@@ -23,6 +23,7 @@ import streamlit as st
 from melanoma.bundle import DEFAULT_BUNDLE, MANIFEST, Bundle, BundleError, load_bundle
 from melanoma.config import APP_CACHED_BUNDLES, APP_CACHED_DATA_ENTRIES, DEFAULT_GRADCAM_LAYER, MODEL_LOAD_SECONDS
 from melanoma.records import Intervals
+from melanoma.sources import Source, sources_by_name
 
 MODEL_ENV = "MELANOMA_MODEL"
 DATA_ENV = "MELANOMA_DATA"
@@ -35,16 +36,11 @@ def bundle_path() -> Path:
     return Path(os.environ.get(MODEL_ENV) or DEFAULT_BUNDLE).expanduser()
 
 
-def source_dirs(sources: list[str]) -> dict[str, Path]:
-    """Where each source's photos are: the MELANOMA_DATA folder of that name (folders separated by
-    the path separator, e.g. ../shared/ham10000:../shared/isic2017), else the first one given for the
-    first source, else ../shared/<source>."""
-    from melanoma.data import source_name
-
-    given = _given_data_dirs()
-    by_name = {source_name(folder): folder for folder in given}
-    return {source: by_name.get(source) or (given[0] if position == 0 and given else DEFAULT_DATA.parent / source)
-            for position, source in enumerate(sources)}
+def data_sources(names: list[str]) -> dict[str, Source]:
+    """Where each named source's photos are: the MELANOMA_DATA folder of that name (folders separated
+    by the path separator, e.g. ../shared/ham10000:../shared/isic2017), else the first one given for
+    the first source, else ../shared/<source>."""
+    return sources_by_name(names, _given_data_dirs(), DEFAULT_DATA.parent)
 
 
 def _given_data_dirs() -> list[Path]:
@@ -213,7 +209,7 @@ def require_reader_study_pools() -> tuple[dict, list[str]]:
     """({"shipped": the bundle's verified set, "whole": the test split in the data folders}, each
     where available; and the one-line reasons why one is not)."""
     def pools(path, stamp):
-        folders = tuple(str(folder) for folder in source_dirs(_bundle(path, stamp).sources).values())
+        folders = tuple(str(source.folder) for source in data_sources(_bundle(path, stamp).sources).values())
         return _reader_study_pools(path, stamp, folders)
 
     return _require(pools)
