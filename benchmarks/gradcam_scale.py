@@ -52,12 +52,11 @@ def main() -> None:
     args = parser.parse_args()
 
     from melanoma.bundle import load_bundle
-    from melanoma.config import GRADCAM_LAYERS, SOURCE_COLUMN
-    from melanoma.explain import METHODS, Explainer
+    from melanoma.explain import GRADCAM_LAYERS, METHODS, Explainer
     from melanoma.images import prepare_path
     from melanoma.inference import Predictor
     from melanoma.lab.robustness import split_rows
-    from melanoma.sources import as_sources
+    from melanoma.sources import SOURCE_COLUMN, as_sources
 
     bundle = load_bundle(args.model)
     shared = HERE.parent.parent / "shared"

@@ -35,21 +35,16 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 from melanoma import calibration
 from melanoma.app import state
 from melanoma.bundle import BundleError
-from melanoma.config import (
-    API_MAX_FILES,
-    API_MAX_REQUEST_MB,
-    API_MAX_WAITING,
-    API_PREDICT_WORKERS,
-    API_RETRY_AFTER_SECONDS,
-    API_TOKEN_ENV,
+from melanoma.config import SEXES, SITES
+from melanoma.explain import (
     DEFAULT_GRADCAM_LAYER,
+    DEFAULT_METHOD,
     GRADCAM_OPACITY,
-    MAX_UPLOAD_MB,
-    SEXES,
-    SITES,
-    SOURCES,
+    as_shown,
+    fixed_scale_applies,
+    overlay,
 )
-from melanoma.explain import DEFAULT_METHOD, as_shown, fixed_scale_applies, overlay
+from melanoma.images import MAX_UPLOAD_MB
 from melanoma.inference import PATIENT_INFO_UNUSED, classify_files, predictions_report
 from melanoma.patient import NO_INFORMATION, PatientInfo, PatientInfoError
 from melanoma.published import other_sources
@@ -62,6 +57,25 @@ from melanoma.reporting import (
     source_licence,
     source_title,
 )
+from melanoma.sources import SOURCES
+
+# The HTTP API beside the app (melanoma/api.py), served by `streamlit run` under API_PREFIX. Off the
+# loopback interface it answers only requests carrying the bearer token in API_TOKEN_ENV.
+API_PREFIX = "/api/v1"
+
+API_TOKEN_ENV = "MELANOMA_API_TOKEN"
+
+API_MAX_FILES = 8  # photos per request; each at most MAX_UPLOAD_MB, like the page's uploader
+
+API_MAX_REQUEST_MB = 2 * MAX_UPLOAD_MB  # a whole request body; every upload is held in memory
+
+# Predictions run on this many worker threads, never on the server's event loop, so the pages stay
+# responsive; at most API_MAX_WAITING requests are queued or running, the next gets 503 (busy).
+API_PREDICT_WORKERS = 2
+
+API_MAX_WAITING = 16
+
+API_RETRY_AFTER_SECONDS = 5  # told to a caller who finds the network still loading, or the queue full
 
 MB = 1024 * 1024
 FILES_FIELD = "files"

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from melanoma.config import CLASS_NAMES, DEFAULT_SOURCE, SOURCE_COLUMN, TrainConfig
+from melanoma.config import CLASS_NAMES, TrainConfig
 from melanoma.fileio import atomic_write_bytes, atomic_write_json, sha256_file
 from melanoma.images import ImageSpec
 from melanoma.records import (
@@ -33,6 +33,7 @@ from melanoma.records import (
     RecordError,
     evaluations_from_dict,
 )
+from melanoma.sources import DEFAULT_SOURCE, SOURCE_COLUMN
 
 DEFAULT_BUNDLE = Path(__file__).resolve().parent.parent / "models" / "melanoma-resnet50"
 MANIFEST = "manifest.json"

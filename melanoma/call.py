@@ -7,7 +7,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from melanoma.config import CALL_BELOW_THRESHOLD, CALL_SUSPICIOUS
+# How a call is worded for a clinician: a triage hint, never a diagnosis. Below the threshold is
+# no rule-out (the model misses melanomas, more so from other cameras), so that call is neutral.
+CALL_SUSPICIOUS = "suspicious for melanoma - refer"
+
+CALL_BELOW_THRESHOLD = "below the referral threshold — not a rule-out"
+
+CALL_REFUSED = "no call - assess clinically"
 
 SHORT_SUSPICIOUS = "refer"
 SHORT_BELOW_THRESHOLD = "below threshold"

@@ -8,16 +8,10 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from melanoma.config import (
-    IMAGE_ASPECT,
-    MIN_IMAGE_SIDE,
-    READER_STUDY_MAX_PHOTOS,
-    READER_STUDY_SEED,
-    SEXES,
-    SITES,
-    TrainConfig,
-)
+from melanoma.config import IMAGE_ASPECT, SEXES, SITES, TrainConfig
+from melanoma.images import MIN_IMAGE_SIDE
 from melanoma.quiet import import_tensorflow_quietly
+from melanoma.reader_study import READER_STUDY_MAX_PHOTOS, READER_STUDY_SEED
 
 EXIT_REJECTED = 2
 
@@ -181,8 +175,13 @@ def read_or_reason(name: str) -> bytes | str:
 
 def run_predict(args) -> int:
     from melanoma.bundle import BundleError
-    from melanoma.config import PREDICT_FILES_AT_ONCE
-    from melanoma.inference import PATIENT_INFO_UNUSED, Predictor, classify_files, predictions_report
+    from melanoma.inference import (
+        PATIENT_INFO_UNUSED,
+        PREDICT_FILES_AT_ONCE,
+        Predictor,
+        classify_files,
+        predictions_report,
+    )
     from melanoma.patient import PatientInfo, PatientInfoError, patients_for_files
 
     try:

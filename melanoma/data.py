@@ -17,9 +17,9 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold
 
-from melanoma.config import KNOWN_DX, MELANOMA_DX, SOURCE_COLUMN, TrainConfig
+from melanoma.config import KNOWN_DX, MELANOMA_DX, TrainConfig
 from melanoma.images import ImageRejected, ImageSpec, prepare_path
-from melanoma.sources import DatasetError, Source, as_sources
+from melanoma.sources import SOURCE_COLUMN, DatasetError, Source, as_sources
 
 
 @dataclass

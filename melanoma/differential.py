@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from melanoma.config import DIFFERENTIAL_NAMES, KNOWN_DX, MELANOMA_DX
+from melanoma.config import KNOWN_DX, MELANOMA_DX
+from melanoma.wording import DIFFERENTIAL_NAMES
 
 NETWORK_SOURCE = "the network's own diagnosis output"
 FITTED_SOURCE = "a logistic regression on the network's frozen pooled features, fitted on the training split"

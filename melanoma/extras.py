@@ -18,16 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from melanoma.bundle import EXTRAS_ARRAYS, EXTRAS_INFO, Bundle, BundleError
-from melanoma.config import (
-    COLOURFULNESS_PERCENTILE,
-    FEATURE_COMPONENTS,
-    KNOWN_DX,
-    NOVELTY_CAMERA_COPIES,
-    NOVELTY_MIN_VALIDATION,
-    NOVELTY_PERCENTILE,
-    SIMILAR_CASES,
-    SOURCE_COLUMN,
-)
+from melanoma.config import KNOWN_DX
 from melanoma.differential import (
     FITTED_SOURCE,
     NETWORK_SOURCE,
@@ -38,10 +29,28 @@ from melanoma.differential import (
     with_melanoma,
 )
 from melanoma.features import DIAGNOSIS_OUTPUT, FEATURES, MELANOMA_OUTPUT, NOVELTY_FEATURES
-from melanoma.neighbours import NeighbourIndex, build_index
-from melanoma.novelty import NoveltyScore, camera_variations, colourfulness, fit_novelty
+from melanoma.neighbours import SIMILAR_CASES, NeighbourIndex, build_index
+from melanoma.novelty import (
+    COLOURFULNESS_PERCENTILE,
+    NOVELTY_MIN_VALIDATION,
+    NOVELTY_PERCENTILE,
+    NoveltyScore,
+    camera_variations,
+    colourfulness,
+    fit_novelty,
+)
 from melanoma.projection import Projection, fit_projection
 from melanoma.records import ExtrasInfo
+from melanoma.sources import SOURCE_COLUMN
+
+# The similar-cases index: standardised features reduced by PCA, small enough that the index of
+# ~6,000 training images stays well under 5 MB.
+FEATURE_COMPONENTS = 64
+
+# Another dermatoscope is still a dermatoscope: the training photos the score is fitted on include
+# this many copies under random camera changes (a gain per colour channel, a gamma), so a shifted
+# white balance is not mistaken for "not a lesion". Ranges in log-uniform draws.
+NOVELTY_CAMERA_COPIES = 2000
 
 FORMAT_VERSION = 1
 

@@ -9,8 +9,25 @@ from __future__ import annotations
 
 import numpy as np
 
-from melanoma.config import FEATURE_LAYER, INFERENCE_JIT_COMPILE, NOVELTY_LAYER, PAD_BATCH_FROM, PREDICT_BATCH
 from melanoma.patient import METADATA_FEATURES
+
+PREDICT_BATCH = 32  # fixed batch shape for the compiled predict function (padded), see inference
+
+# A rest of fewer images than this goes one image at a time rather than padded to PREDICT_BATCH:
+# batched, an image costs ~28 ms here, alone ~37 ms, so padding pays from about 24 (the bench).
+PAD_BATCH_FROM = 24
+
+# XLA makes single-image inference no faster here but costs ~2 s more on the first call (the
+# bench measures both: `python -m melanoma bench`), so predictions use a plain tf.function.
+INFERENCE_JIT_COMPILE = False
+
+# Extras every bundle carries (see melanoma/extras.py): all fitted on the training split from the
+# network's pooled features, thresholds from the validation split, never from the test split.
+FEATURE_LAYER = "avg_pool"  # the differential and the similar cases read these 2,048 features
+
+# The not-a-lesion score reads stage 3's pooled activations: colour and texture statistics that the
+# last layer, trained to tell lesions apart, no longer keeps (see README: refusal).
+NOVELTY_LAYER = "conv3_block4_out"
 
 FEATURES = "features"
 NOVELTY_FEATURES = "novelty_features"  # stage 3's activations, pooled: what the not-a-lesion score reads

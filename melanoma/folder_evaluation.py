@@ -12,10 +12,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from melanoma.config import KNOWN_DX, SOURCE_COLUMN
+from melanoma.config import KNOWN_DX
 from melanoma.differential import report as differential_report
 from melanoma.differential import with_melanoma
 from melanoma.evaluate import lesion_bootstrap_intervals, metrics_at
+from melanoma.sources import SOURCE_COLUMN
 
 
 def evaluate_folder(model_dir: str | Path | None, data_dir: str | Path, use_metadata: bool = True) -> dict:

@@ -14,15 +14,19 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from melanoma.config import (
-    ACCEPTED_FORMATS,
-    IMAGE_ASPECT,
-    IMAGE_HEIGHT,
-    IMAGE_WIDTH,
-    MAX_IMAGE_PIXELS,
-    MIN_IMAGE_SIDE,
-    SHADES_OF_GRAY_POWER,
-)
+from melanoma.config import IMAGE_ASPECT, IMAGE_HEIGHT, IMAGE_WIDTH, SHADES_OF_GRAY_POWER
+
+# Input validation: below this an image cannot show a lesion's structure; above it we refuse
+# to decode (a decompression bomb is refused from its header, before any pixel is decoded).
+MIN_IMAGE_SIDE = 32
+
+MAX_IMAGE_PIXELS = 40_000_000
+
+MAX_UPLOAD_MB = 20
+
+ACCEPTED_FORMATS = ("JPEG", "PNG", "BMP", "TIFF", "WEBP")
+
+UPLOAD_EXTENSIONS = ("jpg", "jpeg", "png", "bmp", "tif", "tiff", "webp")  # the app's uploader filter
 
 # Pillow raises DecompressionBombError past twice this; we refuse past it ourselves, from the header.
 Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS

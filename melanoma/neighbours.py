@@ -12,7 +12,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from melanoma.config import DEFAULT_SOURCE, MELANOMA_DX, SIMILAR_CASES, SOURCE_COLUMN
+from melanoma.config import MELANOMA_DX
+from melanoma.sources import DEFAULT_SOURCE, SOURCE_COLUMN
+
+SIMILAR_CASES = 8
 
 CASE_COLUMNS = (SOURCE_COLUMN, "image_id", "dx", "dx_type", "age", "sex", "localization")
 

@@ -25,16 +25,27 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from melanoma.config import (
-    COLOURFULNESS_PERCENTILE,
-    NOVELTY_CHANNEL_GAINS,
-    NOVELTY_COMPONENTS,
-    NOVELTY_GAMMAS,
-    NOVELTY_LOG_OFFSET,
-    NOVELTY_MIN_VALIDATION,
-    NOVELTY_PERCENTILE,
-)
 from melanoma.projection import Projection, fit_projection
+
+NOVELTY_COMPONENTS = 64
+
+NOVELTY_LOG_OFFSET = 1e-3  # pooled ReLU activations are skewed; their logarithm is closer to Gaussian
+
+# Thresholds from lesion photos alone: the not-a-lesion score's at this percentile of the
+# validation split (about 1 lesion photo in 200 refused by construction), and a floor on
+# colourfulness at this (low) percentile, since every training photo is in colour. Never tuned
+# on non-lesion pictures: those only measure it (melanoma.lab.refusal).
+NOVELTY_PERCENTILE = 99.5
+
+COLOURFULNESS_PERCENTILE = 0.25
+
+# Fewer validation images than this cannot place a 99.5th percentile (1 in 200): such a bundle (a
+# smoke run) gets no not-a-lesion check rather than one that refuses lesions at random.
+NOVELTY_MIN_VALIDATION = 200
+
+NOVELTY_CHANNEL_GAINS = (0.8, 1.25)
+
+NOVELTY_GAMMAS = (0.7, 1.4)
 
 FAMILIARITY_BANDS = ("most familiar third", "middle third", "least familiar third")
 FAMILIARITY_QUANTILES = (1 / 3, 2 / 3)

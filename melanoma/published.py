@@ -11,6 +11,10 @@ from __future__ import annotations
 from melanoma.differential import FITTED_SOURCE
 from melanoma.records import DifferentialFigures, Evaluation, FamiliarityReading, WouldRefuse
 
+# The published anchor shown beside a visitor's result (level I: dermoscopy alone, 100 images).
+HAENSSLE_2018 = {"readers": 58, "sensitivity": 0.866, "specificity": 0.713, "cnn_auc": 0.86, "images": 100,
+                 "citation": "Haenssle et al., Annals of Oncology 29(8):1836-1842 (2018)"}
+
 SHOWN_DIFFERENTIAL = ("its melanoma share is the network's calibrated P(melanoma), the card's headline figure; the "
                       "other six diagnoses share the rest in the proportions that {source} gives them")
 

@@ -27,22 +27,24 @@ from PIL import Image, ImageOps
 
 from melanoma.bundle import Bundle, add_files, load_bundle
 from melanoma.call import Call, suspicious
-from melanoma.config import (
-    DIFFERENTIAL_NAMES,
-    DX_TYPE_NAMES,
-    OTHER_MALIGNANCIES,
-    READER_STUDY_DIR,
-    READER_STUDY_INDEX,
-    READER_STUDY_JPEG_QUALITY,
-    READER_STUDY_MAX_PHOTOS,
-    READER_STUDY_MELANOMA_SHARE,
-    READER_STUDY_PHOTO_SIZE,
-    READER_STUDY_PROBABILITY_TOLERANCE,
-    READER_STUDY_SEED,
-    SOURCES,
-)
 from melanoma.fileio import sha256_file
-from melanoma.records import ReaderStudyIndex
+from melanoma.records import READER_STUDY_DIR, READER_STUDY_INDEX, ReaderStudyIndex
+from melanoma.sources import SOURCES
+from melanoma.wording import DIFFERENTIAL_NAMES, DX_TYPE_NAMES, OTHER_MALIGNANCIES
+
+READER_STUDY_MAX_PHOTOS = 120
+
+READER_STUDY_SEED = 25  # the shipped set is reproducible; each visitor's draw from it is not
+
+READER_STUDY_MELANOMA_SHARE = 1 / 3  # Haenssle 2018's test set was 20% melanoma; a third gives more to learn from
+
+READER_STUDY_PHOTO_SIZE = (200, 150)  # width, height: the development copies' size, 4:3
+
+READER_STUDY_JPEG_QUALITY = 90  # only for photos that must be resized; 200x150 JPEGs are shipped byte for byte
+
+# The page shows the test split's P(melanoma); recomputed on the shipped JPEG by the network as
+# shipped (float16 kernels) it may differ by this much at most, or the set is not written.
+READER_STUDY_PROBABILITY_TOLERANCE = 0.01
 
 # What the index keeps of the data CSV per photo: shown to the visitor (age, sex, site: only if they
 # ask) or after the test (how the diagnosis was confirmed). dx_type is never a model input.

@@ -12,9 +12,14 @@ from __future__ import annotations
 from dataclasses import dataclass, fields, replace
 from functools import cached_property
 
-from melanoma.config import READER_STUDY_DIR, READER_STUDY_INDEX
 from melanoma.differential import FITTED_SOURCE
 from melanoma.novelty import FAMILIARITY_BANDS
+
+# The reader study ("Test yourself", melanoma/reader_study.py): test-split photos shipped inside a
+# bundle, so the page works on a fresh clone. The one place where data photos enter the repository.
+READER_STUDY_DIR = "reader_study"
+
+READER_STUDY_INDEX = "index.json"
 
 # The bundle's files these records read (`bundle.py` lays out the folder with these names).
 METRICS = "metrics.json"

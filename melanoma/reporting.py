@@ -9,14 +9,9 @@ from datetime import UTC, datetime
 
 import pandas as pd
 
-from melanoma.config import (
-    CALL_REFUSED,
-    CLOSE_BELOW_THRESHOLD,
-    DIFFERENTIAL_NAMES,
-    DX_TYPE_NAMES,
-    OTHER_MALIGNANCIES,
-    SOURCES,
-)
+from melanoma.call import CALL_REFUSED
+from melanoma.sources import SOURCES
+from melanoma.wording import CLOSE_BELOW_THRESHOLD, DIFFERENTIAL_NAMES, DX_TYPE_NAMES, OTHER_MALIGNANCIES
 
 THUMBNAIL_SIDE = 64
 METADATA_USED = "none (the image alone)"

@@ -15,6 +15,26 @@ from pathlib import Path
 
 import pandas as pd
 
+HAM10000_IMAGES = 10_015  # in the published dataset; a copy may hold fewer (the development copy: 8,980)
+
+SOURCE_COLUMN = "source"  # which data folder (by its name) a photo came from: ham10000, isic2017
+
+# Bundles from before sources existed were trained on HAM10000 alone.
+DEFAULT_SOURCE = "ham10000"
+
+# What the app says of each source it knows, and how its photos are credited wherever they are
+# shown; another folder is shown by its name.
+SOURCES = {
+    "ham10000": {"title": "HAM10000", "clinics": "two clinics: Vienna and Queensland",
+                 "licence": "CC BY-NC-SA 4.0", "licence_url": "https://creativecommons.org/licenses/by-nc-sa/4.0/",
+                 "citation": "Tschandl, Rosendahl & Kittler, Scientific Data 5, 180161 (2018), "
+                             "doi:10.1038/sdata.2018.161"},
+    "isic2017": {"title": "ISIC 2017", "clinics": "the ISIC Archive: many clinics and dermatoscopes, led by "
+                                                  "Memorial Sloan Kettering",
+                 "licence": "CC BY-NC", "licence_url": "https://creativecommons.org/licenses/by-nc/4.0/",
+                 "citation": "Codella et al., ISBI 2018, arXiv:1710.05006"},
+}
+
 METADATA_FILE = "HAM10000_metadata.csv"
 IMAGES_DIR = "images"
 IMAGE_SUFFIX = ".jpg"

@@ -11,7 +11,7 @@ import zlib
 import numpy as np
 from PIL import Image
 
-from melanoma.config import MIN_IMAGE_SIDE
+from melanoma.images import MIN_IMAGE_SIDE
 
 
 def encode(image: Image.Image, format: str, **options) -> bytes:

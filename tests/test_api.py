@@ -19,7 +19,7 @@ import time
 import pytest
 from PIL import Image
 
-from melanoma.config import GRADCAM_CEILINGS_WEIGHTS
+from melanoma.explain import GRADCAM_CEILINGS_WEIGHTS
 from tests.api_client import call, multipart, predict
 from tests.app_server import ARTIFACTS, LOOPBACK, ROOT, running_app
 from tests.bad_inputs import REJECTED, encode, lesion_like
@@ -107,7 +107,7 @@ def test_uploads_are_parsed_in_memory_up_to_the_request_limit():
     from starlette.datastructures import Headers
 
     from melanoma.api import REQUEST_LIMIT, InMemoryMultiPartParser
-    from melanoma.config import MAX_UPLOAD_MB
+    from melanoma.images import MAX_UPLOAD_MB
 
     data = os.urandom(MAX_UPLOAD_MB * 1024 * 1024)  # the largest photo accepted
     body, content_type = multipart([("big.jpg", data)])
@@ -301,7 +301,8 @@ def test_patient_information_is_checked_per_photo(server, sample_images):
 
 @slow
 def test_too_large_too_many_and_not_multipart_are_refused(server, sample_images):
-    from melanoma.config import API_MAX_FILES, API_MAX_REQUEST_MB, MAX_UPLOAD_MB
+    from melanoma.api import API_MAX_FILES, API_MAX_REQUEST_MB
+    from melanoma.images import MAX_UPLOAD_MB
 
     url, _ = server
     over = os.urandom(MAX_UPLOAD_MB * 1024 * 1024 + 1)

@@ -90,8 +90,7 @@ def test_classify_shows_probability_call_and_overlay_and_rejects_bad_file(smoke_
 
 def test_moving_a_slider_reuses_the_result_and_a_new_layer_recomputes_only_the_map(
         smoke_app_env, sample_images, monkeypatch):
-    from melanoma.config import GRADCAM_LAYERS
-    from melanoma.explain import Explainer
+    from melanoma.explain import GRADCAM_LAYERS, Explainer
     from melanoma.inference import Predictor
 
     app = open_page()
@@ -135,9 +134,12 @@ def shipped_app_env(data_dir, monkeypatch):
 
 def test_a_picture_that_is_not_a_lesion_gets_a_warning_and_a_lesion_its_differential_and_cases(
         shipped_app_env, sample_images):
-    from melanoma.config import CALL_REFUSED, DIFFERENTIAL_NAMES, NOT_A_LESION_PLAIN, SIMILAR_CASES, SOURCES
+    from melanoma.call import CALL_REFUSED
     from melanoma.lab.non_lesions import skimage_photo
+    from melanoma.neighbours import SIMILAR_CASES
     from melanoma.reporting import credit_lines
+    from melanoma.sources import SOURCES
+    from melanoma.wording import DIFFERENTIAL_NAMES, NOT_A_LESION_PLAIN
 
     portrait = skimage_photo("astronaut.png")  # a portrait photo of a person
     app = open_page()
@@ -181,9 +183,10 @@ def shown_differential(app) -> dict[str, float]:
 def test_below_the_threshold_the_call_is_neutral_and_a_refused_photo_gets_no_call(shipped_app_env, data_dir):
     """A benign HAM10000 photo well below the threshold: no tick, no "not suspicious", but the neutral
     call; a portrait: the refusal that also fits a lesion photo from an unfamiliar camera, no call."""
-    from melanoma.config import CALL_BELOW_THRESHOLD, CALL_REFUSED, NOT_A_LESION_PLAIN
+    from melanoma.call import CALL_BELOW_THRESHOLD, CALL_REFUSED
     from melanoma.inference import Predictor
     from melanoma.lab.non_lesions import skimage_photo
+    from melanoma.wording import NOT_A_LESION_PLAIN
 
     predictor = Predictor.from_bundle(shipped_app_env)
     naevus = low_risk_naevus(predictor, data_dir)
@@ -369,7 +372,7 @@ def test_a_model_without_patient_inputs_says_so_and_asks_nothing(smoke_app_env, 
 
 def test_dataset_page_draws_the_summary_and_a_gallery(smoke_app_env):
     from melanoma.bundle import load_bundle
-    from melanoma.config import DX_NAMES
+    from melanoma.wording import DX_NAMES
 
     summary = load_bundle(smoke_app_env).dataset_summary
     app = open_page("dataset")
@@ -545,7 +548,7 @@ def test_the_model_card_describes_the_bundle_it_loaded(smoke_v2_bundle, data_dir
 def test_server_config_keeps_the_upload_limit_and_protections():
     import tomllib
 
-    from melanoma.config import MAX_UPLOAD_MB
+    from melanoma.images import MAX_UPLOAD_MB
 
     settings = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
     assert settings["server"]["maxUploadSize"] == MAX_UPLOAD_MB
@@ -580,8 +583,7 @@ def test_gradcam_is_on_one_fixed_scale_so_a_near_zero_result_shows_no_hot_region
     so in words, while a melanoma the network refers shows a hot region on the same scale."""
     import numpy as np
 
-    from melanoma.config import GRADCAM_CEILINGS, GRADCAM_HOT
-    from melanoma.explain import normalize, on_fixed_scale
+    from melanoma.explain import GRADCAM_CEILINGS, GRADCAM_HOT, normalize, on_fixed_scale
 
     photos = {name: (data_dir / "images" / name).read_bytes() for name in ("ISIC_0029416.jpg", "ISIC_0025964.jpg")}
     app = open_page()
@@ -619,9 +621,9 @@ def test_the_call_covers_melanoma_only_and_a_result_just_below_the_threshold_is_
     ISIC_0027135 (P 8.1% against the image-only threshold of 8.4%) is close, as is any other within
     CLOSE_BELOW_THRESHOLD. (v3's differential put
     actinic keratosis first for none of the first 150 HAM10000 akiec photos: that note is tested apart.)"""
-    from melanoma.config import CLOSE_BELOW_THRESHOLD, DIFFERENTIAL_NAMES
     from melanoma.inference import Predictor
     from melanoma.reporting import percent
+    from melanoma.wording import CLOSE_BELOW_THRESHOLD, DIFFERENTIAL_NAMES
 
     photos = {"bcc.jpg": "ISIC_0030893", "bcc-2.jpg": "ISIC_0034058", "near.jpg": "ISIC_0027135",
               "naevus.jpg": "ISIC_0032212"}
@@ -655,8 +657,8 @@ def test_the_call_covers_melanoma_only_and_a_result_just_below_the_threshold_is_
 def test_the_other_malignancy_note_names_actinic_keratosis_as_it_does_basal_cell_carcinoma():
     from types import SimpleNamespace
 
-    from melanoma.config import DIFFERENTIAL_NAMES
     from melanoma.reporting import other_malignancy_note, percent
+    from melanoma.wording import DIFFERENTIAL_NAMES
 
     def leading(dx):
         first = DIFFERENTIAL_NAMES[dx]

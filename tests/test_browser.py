@@ -186,7 +186,7 @@ def test_bad_and_unusual_uploads_in_a_real_browser(app_server, sample_images, tm
     one-line reason on the page; every unusual but valid one is classified; the page stays usable."""
     from playwright.sync_api import expect, sync_playwright
 
-    from melanoma.config import UPLOAD_EXTENSIONS
+    from melanoma.images import UPLOAD_EXTENSIONS
     from tests.bad_inputs import ACCEPTED, REJECTED
 
     def uploadable(name: str) -> bool:
@@ -229,8 +229,9 @@ def test_a_portrait_and_another_clinics_photo_get_no_call_and_a_melanoma_its_dif
     the differential and its 8 similar training cases, two per row on a phone."""
     from playwright.sync_api import expect, sync_playwright
 
-    from melanoma.config import NOT_A_LESION_PLAIN, SIMILAR_CASES
     from melanoma.lab.non_lesions import skimage_photo
+    from melanoma.neighbours import SIMILAR_CASES
+    from melanoma.wording import NOT_A_LESION_PLAIN
 
     # an ISIC 2017 test melanoma from another clinic's dermatoscope: v1 gave it 4.8% and missed it, v3 refers it
     other_clinic = ISIC2017 / "images" / "ISIC_0000552.jpg"

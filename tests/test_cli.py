@@ -105,8 +105,8 @@ def test_predict_gives_no_call_for_a_picture_that_is_not_a_lesion(sample_images,
     import numpy as np
 
     from melanoma.bundle import DEFAULT_BUNDLE
-    from melanoma.config import NOT_A_LESION_REASON
     from melanoma.lab.non_lesions import document, encode
+    from melanoma.wording import NOT_A_LESION_REASON
 
     picture = tmp_path / "minutes.png"
     picture.write_bytes(encode(document(np.random.default_rng(0))))
@@ -126,7 +126,8 @@ def test_predict_gives_no_call_for_a_picture_that_is_not_a_lesion(sample_images,
 
 def test_predict_json_carries_the_differential_and_similar_cases(sample_images):
     from melanoma.bundle import DEFAULT_BUNDLE
-    from melanoma.config import DIFFERENTIAL_NAMES, SIMILAR_CASES
+    from melanoma.neighbours import SIMILAR_CASES
+    from melanoma.wording import DIFFERENTIAL_NAMES
 
     result = melanoma("predict", "--model", DEFAULT_BUNDLE, "--json", sample_images["mel"])
     assert result.returncode == 0, result.stderr[-2000:]

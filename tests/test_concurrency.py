@@ -5,7 +5,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from melanoma.config import GRADCAM_LAYERS
+from melanoma.explain import GRADCAM_LAYERS
 
 THREADS = 6
 ROUNDS = 2
@@ -43,8 +43,7 @@ def test_predictor_and_explainer_give_every_thread_the_serial_answer(smoke_bundl
 
 
 def test_a_fresh_predictor_shared_by_threads_counts_its_eager_images_once(smoke_bundle, sample_images):
-    from melanoma.config import EAGER_IMAGES_BEFORE_COMPILING
-    from melanoma.inference import Predictor
+    from melanoma.inference import EAGER_IMAGES_BEFORE_COMPILING, Predictor
 
     predictor = Predictor.from_bundle(smoke_bundle)
     data = sample_images["mel"].read_bytes()

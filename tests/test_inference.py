@@ -4,8 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from melanoma.config import EAGER_IMAGES_BEFORE_COMPILING
 from melanoma.images import prepare_path
+from melanoma.inference import EAGER_IMAGES_BEFORE_COMPILING
 
 
 def test_eager_first_images_and_compiled_later_give_the_same_probabilities(smoke_bundle, sample_images):

@@ -19,20 +19,12 @@ from PIL import Image
 
 from melanoma import reader_study
 from melanoma.bundle import DEFAULT_BUNDLE, load_bundle
-from melanoma.config import (
-    CALL_BELOW_THRESHOLD,
-    CALL_SUSPICIOUS,
-    DX_TYPE_NAMES,
-    KNOWN_DX,
-    MELANOMA_DX,
-    OTHER_MALIGNANCIES,
-    READER_STUDY_DIR,
-    READER_STUDY_INDEX,
-    READER_STUDY_MAX_PHOTOS,
-    READER_STUDY_PHOTO_SIZE,
-    READER_STUDY_PROBABILITY_TOLERANCE,
-)
+from melanoma.call import CALL_BELOW_THRESHOLD, CALL_SUSPICIOUS
+from melanoma.config import KNOWN_DX, MELANOMA_DX
+from melanoma.reader_study import READER_STUDY_MAX_PHOTOS, READER_STUDY_PHOTO_SIZE, READER_STUDY_PROBABILITY_TOLERANCE
+from melanoma.records import READER_STUDY_DIR, READER_STUDY_INDEX
 from melanoma.reporting import credit_lines
+from melanoma.wording import DX_TYPE_NAMES, OTHER_MALIGNANCIES
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = ROOT / "melanoma" / "app" / "pages.py"  # the pages streamlit_app.py serves

@@ -8,8 +8,9 @@ import streamlit as st
 
 from melanoma import calibration
 from melanoma.app import charts, state
-from melanoma.config import DIFFERENTIAL_NAMES, IMAGE_WIDTH, NOVELTY_PERCENTILE
+from melanoma.config import IMAGE_WIDTH
 from melanoma.evaluate import predictive_values
+from melanoma.novelty import NOVELTY_PERCENTILE
 from melanoma.published import (
     differential_accuracy,
     differential_test_report,
@@ -19,6 +20,7 @@ from melanoma.published import (
 )
 from melanoma.reporting import INTENDED_USE, credit_lines, source_clinics, source_licence, source_title
 from melanoma.ship_rule import RULE_IN_WORDS
+from melanoma.wording import DIFFERENTIAL_NAMES
 
 RUNTIME_PACKAGES = ("tensorflow", "keras", "numpy", "streamlit", "tf-keras-vis", "plotly")
 

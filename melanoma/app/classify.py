@@ -18,11 +18,8 @@ import streamlit as st
 from melanoma import calibration
 from melanoma.app import results, state
 from melanoma.app.patient_inputs import patient_inputs
-from melanoma.config import (
-    MAX_UPLOAD_MB,
-    MODEL_LOAD_SECONDS,
-    UPLOAD_EXTENSIONS,
-)
+from melanoma.app.state import MODEL_LOAD_SECONDS
+from melanoma.images import MAX_UPLOAD_MB, UPLOAD_EXTENSIONS
 from melanoma.patient import NO_INFORMATION
 from melanoma.reporting import DISCLAIMER, distinct_labels, results_csv, results_table, triage_order
 

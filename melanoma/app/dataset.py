@@ -8,17 +8,12 @@ import pandas as pd
 import streamlit as st
 
 from melanoma.app import charts, state
-from melanoma.config import (
-    APP_CACHED_DATA_ENTRIES,
-    DEFAULT_SOURCE,
-    DX_NAMES,
-    DX_TYPE_NAMES,
-    HAM10000_IMAGES,
-    MELANOMA_DX,
-)
+from melanoma.app.state import APP_CACHED_DATA_ENTRIES
+from melanoma.config import MELANOMA_DX
 from melanoma.records import DatasetSummary
 from melanoma.reporting import credit_lines, source_clinics, source_title
-from melanoma.sources import DatasetError, Source
+from melanoma.sources import DEFAULT_SOURCE, HAM10000_IMAGES, DatasetError, Source
+from melanoma.wording import DX_NAMES, DX_TYPE_NAMES
 
 GALLERY_PER_DX = 6
 GALLERY_THUMBNAIL = 130  # px: six fit a desktop row beside the sidebar, two a phone's

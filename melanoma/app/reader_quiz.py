@@ -19,15 +19,13 @@ from melanoma.app import charts, state
 from melanoma.app.charts import rate
 from melanoma.app.results import GradCamView
 from melanoma.call import Call
-from melanoma.config import (
-    DIFFERENTIAL_NAMES,
-    HAENSSLE_2018,
-    KNOWN_DX,
-    READER_STUDY_LENGTHS,
-    READER_STUDY_MELANOMA_SHARE,
-    READER_STUDY_PHOTO_SIZE,
-)
+from melanoma.config import KNOWN_DX
+from melanoma.published import HAENSSLE_2018
+from melanoma.reader_study import READER_STUDY_MELANOMA_SHARE, READER_STUDY_PHOTO_SIZE
 from melanoma.reporting import credit_lines, percent, provenance, thumbnail_uri
+from melanoma.wording import DIFFERENTIAL_NAMES
+
+READER_STUDY_LENGTHS = (10, 20, 40)
 
 TEST = "reader_test"  # this session's test: the draw, the answers so far, the settings
 REFER, REASSURE = "Refer: suspicious for melanoma", "Reassure: not suspicious"

@@ -14,19 +14,14 @@ import streamlit as st
 
 from melanoma.app import charts, state
 from melanoma.app.patient_inputs import metadata_caption
-from melanoma.config import (
-    CALL_REFUSED,
-    CALL_SUSPICIOUS,
+from melanoma.call import CALL_REFUSED, CALL_SUSPICIOUS
+from melanoma.explain import (
     DEFAULT_GRADCAM_LAYER,
+    DEFAULT_METHOD,
+    GRADCAM,
     GRADCAM_HOT,
     GRADCAM_LAYERS,
     GRADCAM_OPACITY,
-    NOT_A_LESION_PLAIN,
-    SIMILAR_CASES,
-)
-from melanoma.explain import (
-    DEFAULT_METHOD,
-    GRADCAM,
     METHODS,
     as_shown,
     colour_scale,
@@ -34,6 +29,7 @@ from melanoma.explain import (
     heatmap_image,
     overlay,
 )
+from melanoma.neighbours import SIMILAR_CASES
 from melanoma.patient import NO_INFORMATION
 from melanoma.published import differential_accuracy, familiarity_reading, how_the_differential_is_made
 from melanoma.reporting import (
@@ -47,6 +43,7 @@ from melanoma.reporting import (
     short_reason,
     triage_order,
 )
+from melanoma.wording import NOT_A_LESION_PLAIN
 
 # Similar cases side by side at this width: four in a row on a desktop, two on a phone (~420 px).
 CASE_WIDTH = 165

@@ -6,10 +6,10 @@ import streamlit as st
 
 from melanoma.app import charts, state
 from melanoma.app.charts import rate
-from melanoma.config import DIFFERENTIAL_NAMES
 from melanoma.evaluate import metrics_at
 from melanoma.published import differential_test_report, how_the_differential_is_made
 from melanoma.reporting import source_title
+from melanoma.wording import DIFFERENTIAL_NAMES
 
 THRESHOLD_SLIDER_TOP = 0.3
 

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from melanoma.config import DEFAULT_GRADCAM_LAYER, GRADCAM_LAYERS, TrainConfig
+from melanoma.config import TrainConfig
+from melanoma.explain import DEFAULT_GRADCAM_LAYER, GRADCAM_LAYERS
 
 REPOSITORY = Path(__file__).resolve().parents[2]  # where `import melanoma` works for the fresh process
 

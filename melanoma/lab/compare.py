@@ -57,9 +57,9 @@ def compare_bundles(baseline_dir, candidate_dir, data_dirs, use_metadata: bool =
                     floor_reference_dir=None) -> dict:
     """The comparison report; with floor_reference_dir, also that bundle's AUC on the floor's source
     (the ship rule's floor is measured against it instead of the baseline)."""
-    from melanoma.config import SOURCE_COLUMN
     from melanoma.evaluate import metrics_at, paired_auc_difference, paired_worst_source_difference, roc_auc
     from melanoma.inference import Predictor
+    from melanoma.sources import SOURCE_COLUMN
 
     predictors = {"baseline": Predictor.from_bundle(baseline_dir), "candidate": Predictor.from_bundle(candidate_dir)}
     check_comparable(predictors["baseline"], predictors["candidate"], data_dirs)

@@ -98,11 +98,10 @@ def split_rows(bundle, data_dirs, split_name: str):
 def robustness_report(model_dir, data_dirs, split_name: str = "validation", use_metadata: bool = True) -> dict:
     """The report on the split's photos of every source together and, with several sources, of each
     on its own (`by_source`); the gates are judged on each."""
-    from melanoma.config import SOURCE_COLUMN
     from melanoma.images import prepare_image
     from melanoma.inference import Predictor
     from melanoma.patient import encode_frame
-    from melanoma.sources import as_sources
+    from melanoma.sources import SOURCE_COLUMN, as_sources
 
     predictor = Predictor.from_bundle(model_dir)
     by_name = {source.name: source for source in as_sources(data_dirs)}
