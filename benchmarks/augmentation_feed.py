@@ -8,7 +8,7 @@ import numpy as np
 
 from melanoma.batches import AugmentedBatches
 from melanoma.config import IMAGE_SHAPE, TrainConfig
-from melanoma.data import make_augmenter
+from melanoma.pipeline import make_augmenter
 
 N_IMAGES, BATCH_SIZE, CHUNK_SIZES, REPEATS = 4096, 32, (1, 8), 3
 

@@ -14,12 +14,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from melanoma.config import TrainConfig  # noqa: E402
-from melanoma.data import load_split_dataset  # noqa: E402
 from melanoma.features import NOVELTY_FEATURES  # noqa: E402
 from melanoma.images import prepare_image  # noqa: E402
 from melanoma.inference import Predictor  # noqa: E402
 from melanoma.lab.non_lesions import non_lesion_pictures  # noqa: E402
 from melanoma.novelty import colourfulness  # noqa: E402
+from melanoma.splits import load_split_dataset  # noqa: E402
 
 DESIGN_SEED = 0
 PERCENTILES = [(99.5, 99.5), (99, 99), (98, 98), (99, 97.5), (98, 97), (98, 96), (98, 95)]

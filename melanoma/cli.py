@@ -119,8 +119,8 @@ def train_config_from(args) -> TrainConfig:
 
 
 def run_train(args) -> int:
-    from melanoma.data import DatasetError
     from melanoma.distribute import split_cpu
+    from melanoma.sources import DatasetError
     from melanoma.train import train
 
     if args.cpu_replicas:
@@ -140,7 +140,7 @@ def print_report(make_report, json_path: str | None = None, expected_errors: tup
     """A reporting command's JSON on stdout (and in `json_path`), or its one-line error: a bundle or
     data folder that cannot be used is no traceback."""
     from melanoma.bundle import BundleError
-    from melanoma.data import DatasetError
+    from melanoma.sources import DatasetError
 
     try:
         report = make_report()
@@ -223,8 +223,8 @@ def differential_summary(prediction, shown: int = 3) -> str:
 
 def run_extras(args) -> int:
     from melanoma.bundle import BundleError
-    from melanoma.data import DatasetError
     from melanoma.extras import add_to_bundle
+    from melanoma.sources import DatasetError
 
     try:
         path = add_to_bundle(args.model, args.data)
@@ -239,8 +239,8 @@ def run_extras(args) -> int:
 
 def run_reader_study(args) -> int:
     from melanoma.bundle import BundleError
-    from melanoma.data import DatasetError
     from melanoma.reader_study import ReaderStudyError, describe, write_set
+    from melanoma.sources import DatasetError
 
     try:
         index = write_set(args.model, args.data, max_photos=args.photos, seed=args.seed)

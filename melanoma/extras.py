@@ -207,7 +207,7 @@ def add_to_bundle(bundle_dir: str | Path, data_dirs, log=print) -> Path:
     train_config, fits the extras and adds them to the bundle (weights and other files unchanged)."""
     from melanoma.bundle import add_files, load_bundle, load_model
     from melanoma.config import TrainConfig
-    from melanoma.data import load_split_dataset
+    from melanoma.splits import load_split_dataset
 
     bundle = load_bundle(bundle_dir)
     dataset, split = load_split_dataset(data_dirs, TrainConfig.from_dict(bundle.train_config))

@@ -103,15 +103,16 @@ def log(message: str) -> None:
 
 
 def load_and_split(sources, config: TrainConfig):
-    from melanoma import data as data_mod
+    from melanoma.data_summary import count_reasons
+    from melanoma.splits import load_split_dataset
 
     log(f"loading {', '.join(str(source.folder) for source in sources)} ...")
     started = time.time()
     total_rows = sum(len(source.metadata()) for source in sources)
-    dataset, split = data_mod.load_split_dataset(sources, config)
+    dataset, split = load_split_dataset(sources, config)
     log(f"{len(dataset.frame)} images ({dataset.labels.sum()} melanoma) of {total_rows} rows in "
         f"{time.time() - started:.0f}s; dropped {len(dataset.dropped)}: "
-        f"{data_mod.count_reasons(dataset.dropped) or 'nothing'}")
+        f"{count_reasons(dataset.dropped) or 'nothing'}")
     for name in dataset.source_names:
         counts = {part: int((dataset.sources[rows] == name).sum()) for part, rows in split.parts().items()}
         log(f"{name}: split by lesion: train {counts['train']}, validation {counts['validation']}, "
@@ -167,7 +168,7 @@ class Run:
         return self.dataset.labels[self.split.train]
 
     def epoch_indices(self, seed) -> np.ndarray:
-        from melanoma.data import balanced_epoch_indices
+        from melanoma.pipeline import balanced_epoch_indices
 
         return balanced_epoch_indices(self.train_labels, self.config.melanoma_per_epoch_factor,
                                       np.random.default_rng(seed), self.dataset.sources[self.split.train],
@@ -217,8 +218,9 @@ def check_settings(config: TrainConfig) -> None:
 def prepare(data_dirs, out_dir, config: TrainConfig, run_dir) -> Run:
     """The run folder (its settings checked against a run being resumed), the data and its split,
     and the network, built and compiled for the balanced epoch's number of steps."""
-    from melanoma.data import DatasetError, make_augmenter
     from melanoma.inference import compiled_forward
+    from melanoma.pipeline import make_augmenter
+    from melanoma.sources import DatasetError
 
     check_settings(config)
     out_dir = Path(out_dir)
@@ -306,7 +308,7 @@ def fit_epoch(run: Run, epoch: int, progress: Progress, keep_epoch_weights: bool
 
 
 def fit_one_epoch(run: Run, epoch: int) -> dict:
-    from melanoma.data import make_train_dataset
+    from melanoma.pipeline import make_train_dataset
 
     config, dataset, split = run.config, run.dataset, run.split
     seed = config.effective_training_seed
@@ -461,7 +463,7 @@ def merged(base: dict, added: dict) -> dict:
 
 
 def dataset_summary(run: Run) -> dict:
-    from melanoma.data import summarize
+    from melanoma.data_summary import summarize
 
     labels = run.train_labels
     return summarize(run.dataset, run.split, total_rows=run.total_rows, epoch_counts={

@@ -31,8 +31,9 @@ def test_camera_shift_changes_colour_balance_per_image_and_keeps_the_range():
 
 def test_the_training_pipeline_feeds_images_and_hidden_metadata(data_dir):
     from melanoma.config import TrainConfig
-    from melanoma.data import load_dataset, make_augmenter, make_train_dataset
+    from melanoma.data import load_dataset
     from melanoma.images import ImageSpec
+    from melanoma.pipeline import make_augmenter, make_train_dataset
 
     config = TrainConfig(image_size=(60, 80), metadata=True, vignette_probability=0.5, camera_jitter=0.1,
                          batch_size=4, diagnosis_loss_weight=0.3)

@@ -3,15 +3,10 @@ import pandas as pd
 import pytest
 
 from melanoma.config import IMAGE_SHAPE, TrainConfig
-from melanoma.data import (
-    balanced_epoch_indices,
-    cleanse,
-    load_dataset,
-    make_augmenter,
-    make_split,
-    make_train_dataset,
-)
+from melanoma.data import cleanse, load_dataset
+from melanoma.pipeline import balanced_epoch_indices, make_augmenter, make_train_dataset
 from melanoma.sources import DatasetError, Source
+from melanoma.splits import make_split
 
 
 def synthetic_metadata(n_lesions=400, seed=0) -> pd.DataFrame:

@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 
 from melanoma.config import TrainConfig
-from melanoma.data import make_split
 from melanoma.lab.experiments import auc_standard_error, flip_averaging, flip_views, run_experiments
+from melanoma.splits import make_split
 from tests.conftest import smoke_config
 from tests.test_data import synthetic_metadata
 

@@ -11,15 +11,11 @@ import pandas as pd
 import pytest
 
 from melanoma.config import TrainConfig
-from melanoma.data import (
-    DatasetError,
-    balanced_epoch_indices,
-    cleanse,
-    load_dataset,
-    make_split,
-    summarize,
-)
-from melanoma.sources import Source, as_sources
+from melanoma.data import cleanse, load_dataset
+from melanoma.data_summary import summarize
+from melanoma.pipeline import balanced_epoch_indices
+from melanoma.sources import DatasetError, Source, as_sources
+from melanoma.splits import make_split
 from tests.conftest import ROOT, smoke_config
 
 ISIC_DIR = ROOT.parent / "shared" / "isic2017"

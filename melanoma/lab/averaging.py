@@ -38,13 +38,13 @@ def training_batches(dataset, split, config: TrainConfig):
     """One balanced, augmented training epoch as the network saw them in training (images only)."""
     import keras
 
-    from melanoma import data as data_mod
+    from melanoma.pipeline import balanced_epoch_indices, make_augmenter, make_train_dataset
 
     labels = dataset.labels[split.train]
-    indices = data_mod.balanced_epoch_indices(labels, config.melanoma_per_epoch_factor,
-                                              np.random.default_rng(BN_RECOMPUTE_SEED))
-    batches = data_mod.make_train_dataset(dataset.images[split.train], labels, indices, config,
-                                          data_mod.make_augmenter(config))
+    indices = balanced_epoch_indices(labels, config.melanoma_per_epoch_factor,
+                                     np.random.default_rng(BN_RECOMPUTE_SEED))
+    batches = make_train_dataset(dataset.images[split.train], labels, indices, config,
+                                 make_augmenter(config))
     if isinstance(batches, keras.utils.PyDataset):
         return (batches[index][0] for index in range(len(batches)))
     return (images for images, _ in batches)
@@ -52,12 +52,12 @@ def training_batches(dataset, split, config: TrainConfig):
 
 def validation_scorer(data_dir, config: TrainConfig):
     """(the dataset, its split, a network, and score(weights) -> validation probabilities)."""
-    from melanoma import data as data_mod
     from melanoma.bundle import assign_weights
     from melanoma.inference import compiled_forward, predict_in_batches
     from melanoma.model import NetworkSpec, build_network
+    from melanoma.splits import load_split_dataset
 
-    dataset, split = data_mod.load_split_dataset(data_dir, config)
+    dataset, split = load_split_dataset(data_dir, config)
     val_images, val_metadata = dataset.images[split.val], dataset.metadata[split.val]
     model = build_network(NetworkSpec.from_config(config))
     forward = compiled_forward(model)  # reads the variables at call time: one trace serves every weight set

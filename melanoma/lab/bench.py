@@ -145,8 +145,8 @@ def bench_training(images: np.ndarray, labels: np.ndarray, steps: int, warmup_st
     times, so load from elsewhere on the machine hits both alike."""
     import keras
 
-    from melanoma.data import balanced_epoch_indices, make_augmenter, make_train_dataset
     from melanoma.model import build_resnet50
+    from melanoma.pipeline import balanced_epoch_indices, make_augmenter, make_train_dataset
 
     config = TrainConfig()
     per_round = max(1, steps // rounds)

@@ -123,10 +123,10 @@ def run_compare(args) -> int:
     """Each candidate paired with the baseline, its robustness read or measured, then the ship rule's
     checks and verdicts (melanoma/lab/decision.py) as text; the figures behind them in --json."""
     from melanoma.bundle import BundleError
-    from melanoma.data import DatasetError
     from melanoma.lab.compare import ComparisonError, compare_bundles
     from melanoma.lab.decision import DecisionError, Evidence, decide, render
     from melanoma.lab.robustness import robustness_report
+    from melanoma.sources import DatasetError
 
     reports = args.robustness or []
     if reports and len(reports) != len(args.candidate):
@@ -177,8 +177,8 @@ def _auc(value: float | None) -> str:
 
 def run_familiarity(args) -> int:
     from melanoma.bundle import BundleError
-    from melanoma.data import DatasetError
     from melanoma.lab.familiarity import familiarity_report, record, table
+    from melanoma.sources import DatasetError
 
     try:
         report = familiarity_report(args.model, args.data, use_metadata=not args.no_metadata)
@@ -196,9 +196,9 @@ def run_familiarity(args) -> int:
 
 def run_refusal(args) -> int:
     from melanoma.bundle import BundleError
-    from melanoma.data import DatasetError
     from melanoma.inference import Predictor
     from melanoma.lab.refusal import measure, table
+    from melanoma.sources import DatasetError
 
     try:
         predictor = Predictor.from_bundle(args.model)

@@ -27,7 +27,8 @@ class ComparisonError(RuntimeError):
 
 def validation_probabilities(predictor, data_dirs, split_config: TrainConfig, use_metadata: bool):
     """The validation photos of `split_config`'s split, at this predictor's own input."""
-    from melanoma.data import load_dataset, make_split
+    from melanoma.data import load_dataset
+    from melanoma.splits import make_split
 
     dataset = load_dataset(data_dirs, split_config.max_images, split_config.seed, predictor.image_spec)
     val = make_split(dataset.frame, split_config).val

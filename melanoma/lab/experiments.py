@@ -76,7 +76,7 @@ def run_variant(data_dir, run_dir: Path, config: TrainConfig) -> pd.DataFrame:
 
 def validation_counts(data_dir, config: TrainConfig) -> tuple[int, int]:
     """(melanoma, not) in the validation split, from the metadata (for the chance-level SE)."""
-    from melanoma.data import split_metadata
+    from melanoma.splits import split_metadata
 
     frame, split = split_metadata(data_dir, config)
     labels = frame["label"].to_numpy()[split.val]
@@ -223,9 +223,9 @@ def flip_views(images: np.ndarray) -> list[np.ndarray]:
 
 def flip_averaging(model_dir, data_dir) -> dict:
     """Validation AUC of the bundle on single images vs averaged over the 4 flips."""
-    from melanoma.data import load_split_dataset
     from melanoma.evaluate import roc_auc
     from melanoma.inference import Predictor
+    from melanoma.splits import load_split_dataset
 
     predictor = Predictor.from_bundle(model_dir)
     dataset, split = load_split_dataset(data_dir, TrainConfig.from_dict(predictor.bundle.train_config))

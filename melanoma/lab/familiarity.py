@@ -50,11 +50,12 @@ def familiarity_report(model_dir, data_dirs, use_metadata: bool = True) -> dict:
     """The band edges from the bundle's validation photos, then the table for each set of photos."""
     from melanoma.bundle import BundleError
     from melanoma.config import TrainConfig
-    from melanoma.data import load_dataset, make_split
+    from melanoma.data import load_dataset
     from melanoma.features import NOVELTY_FEATURES
     from melanoma.inference import Predictor
     from melanoma.novelty import colourfulness
     from melanoma.sources import SOURCE_COLUMN, as_sources
+    from melanoma.splits import make_split
 
     predictor = Predictor.from_bundle(model_dir)
     if predictor.extras is None or not predictor.extras.novelty.active:

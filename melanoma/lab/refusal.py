@@ -32,7 +32,7 @@ def refused_share(predictor, images: np.ndarray) -> np.ndarray:
 
 
 def measure(predictor, data_dirs, shifted_images: int, seed: int = 0) -> dict:
-    from melanoma.data import load_split_dataset
+    from melanoma.splits import load_split_dataset
 
     spec = predictor.image_spec
     dataset, split = load_split_dataset(data_dirs, TrainConfig.from_dict(predictor.bundle.train_config))

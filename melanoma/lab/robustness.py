@@ -88,7 +88,7 @@ def darkest_corner_mean(image: Image.Image, patch: int = CORNER_PATCH) -> float:
 def split_rows(bundle, data_dirs, split_name: str):
     """The split's rows of the folders' metadata (each with its source), as the bundle's training drew them."""
     from melanoma.config import TrainConfig
-    from melanoma.data import split_metadata
+    from melanoma.splits import split_metadata
 
     frame, split = split_metadata(data_dirs, TrainConfig.from_dict(bundle.train_config))
     rows = {"validation": split.val, "test": split.test}[split_name]
