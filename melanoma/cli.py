@@ -57,6 +57,12 @@ def add_train_parser(commands) -> None:
     parser.add_argument("--training-seed", type=int, default=None,
                         help="seed of the weights, sampling and augmentation (default: --seed); the "
                              "splits stay those of --seed")
+    add_run_control_arguments(parser)
+    parser.set_defaults(run=run_train)
+
+
+def add_run_control_arguments(parser) -> None:
+    """How much of the data a run uses, what it writes and keeps, and how it is distributed."""
     parser.add_argument("--max-images", type=int, default=None,
                         help="train on a stratified subset of this many images (smoke runs)")
     parser.add_argument("--train-subset", type=int, default=None,
@@ -84,7 +90,6 @@ def add_train_parser(commands) -> None:
     parser.add_argument("--cpu-replicas", type=int, default=None,
                         help="split the CPU into this many logical devices (to try --distribute "
                              "mirrored without GPUs)")
-    parser.set_defaults(run=run_train)
 
 
 def source_factor(text: str) -> tuple[str, float]:

@@ -92,13 +92,6 @@ def bench_inference(predictor, explainer, image_files: list[Path], runs: int) ->
         candidates["with_extras"] = with_extras
     samples = interleaved_runs(candidates, runs)
 
-    batch = [(f.name, f.read_bytes()) for f in image_files]
-    batches = interleaved_runs({  # classify_many against decoding one file after another (before #17)
-        "many": lambda: predictor.classify_many(batch),
-        "serial_decode": lambda: predictor.probabilities(
-            np.stack([prepare_image(data, spec, display=False).model_input for _, data in batch])),
-    }, runs=BATCH_RUNS, warmup=1)
-
     gradcam = timed_runs(lambda: explainer.heatmap(prepared[0]), max(10, runs // 3))
     result = {
         "predict_full_path": percentiles(samples["full_path"]),
@@ -107,9 +100,7 @@ def bench_inference(predictor, explainer, image_files: list[Path], runs: int) ->
         "bare_keras_resnet50_compiled": percentiles(samples["bare"]),
         "model_xla": {**percentiles(samples["model_xla"]), "first_call_s": round(first_call["xla"], 2)},
         "model_no_xla": {**percentiles(samples["model_no_xla"]), "first_call_s": round(first_call["no_xla"], 2)},
-        "batch_predict": {"images": len(batch), "runs": BATCH_RUNS,
-                          "images_per_s": round(len(batch) / statistics.median(batches["many"]), 1),
-                          "serial_decode_images_per_s": round(len(batch) / statistics.median(batches["serial_decode"]), 1)},
+        "batch_predict": bench_batch(predictor, image_files),
         "gradcam": {**percentiles(gradcam), "layer": DEFAULT_GRADCAM_LAYER},
     }
     result["ratio_full_path_to_bare"] = round(
@@ -119,6 +110,21 @@ def bench_inference(predictor, explainer, image_files: list[Path], runs: int) ->
         result["ratio_with_extras_to_classify_alone"] = round(
             result["classify_with_extras"]["p50_ms"] / result["model_no_xla"]["p50_ms"], 3)
     return result
+
+
+def bench_batch(predictor, image_files: list[Path]) -> dict:
+    """classify_many against decoding one file after another (as before issue 17)."""
+    from melanoma.images import prepare_image
+
+    batch = [(f.name, f.read_bytes()) for f in image_files]
+    batches = interleaved_runs({
+        "many": lambda: predictor.classify_many(batch),
+        "serial_decode": lambda: predictor.probabilities(
+            np.stack([prepare_image(data, predictor.image_spec, display=False).model_input for _, data in batch])),
+    }, runs=BATCH_RUNS, warmup=1)
+    return {"images": len(batch), "runs": BATCH_RUNS,
+            "images_per_s": round(len(batch) / statistics.median(batches["many"]), 1),
+            "serial_decode_images_per_s": round(len(batch) / statistics.median(batches["serial_decode"]), 1)}
 
 
 def step_timer():

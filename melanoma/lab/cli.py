@@ -10,6 +10,15 @@ from melanoma.cli import print_report
 
 
 def add_lab_commands(commands) -> None:
+    add_robustness_command(commands)
+    add_compare_command(commands)
+    add_familiarity_command(commands)
+    add_refusal_command(commands)
+    add_bench_command(commands)
+    add_experiments_command(commands)
+
+
+def add_robustness_command(commands) -> None:
     robustness = commands.add_parser(
         "robustness", help="ROC-AUC under synthetic camera shifts, and the dark-corner shortcut measures")
     robustness.add_argument("--model", default=None, help="bundle folder (default: the shipped one in models/)")
@@ -19,9 +28,10 @@ def add_lab_commands(commands) -> None:
                             help="which of the bundle's splits (default %(default)s; test once, for what ships)")
     robustness.add_argument("--no-metadata", action="store_true", help="the images alone")
     robustness.add_argument("--json", help="also write the report to this file")
-
     robustness.set_defaults(run=run_robustness)
 
+
+def add_compare_command(commands) -> None:
     compare = commands.add_parser("compare", help="candidates against the baseline on the same validation images "
                                                   "(AUC differences with lesion-level bootstrap intervals), "
                                                   "judged by the ship rule")
@@ -39,6 +49,8 @@ def add_lab_commands(commands) -> None:
     compare.add_argument("--json", help="also write the comparisons and the verdicts to this file")
     compare.set_defaults(run=run_compare)
 
+
+def add_familiarity_command(commands) -> None:
     familiarity = commands.add_parser(
         "familiarity", help="photos banded by how unlike the training photos they are: each band's share of "
                             "every source, and the AUC and sensitivity inside it")
@@ -52,6 +64,8 @@ def add_lab_commands(commands) -> None:
                                   "gives each photo's band, worded as measured")
     familiarity.set_defaults(run=run_familiarity)
 
+
+def add_refusal_command(commands) -> None:
     refusal = commands.add_parser("refusal", help="how often the not-a-lesion check refuses non-lesion "
                                                   "pictures, test lesions and camera-shifted test photos")
     refusal.add_argument("--model", default=None, help="bundle folder (default: the shipped one in models/)")
@@ -64,15 +78,18 @@ def add_lab_commands(commands) -> None:
     refusal.add_argument("--out", default="benchmarks/refusal.json", help="JSON report (default %(default)s)")
     refusal.set_defaults(run=run_refusal)
 
+
+def add_bench_command(commands) -> None:
     bench = commands.add_parser("bench", help="latency and throughput, each against its baseline in the same run")
     bench.add_argument("--model", default=None, help="bundle folder (default: the shipped one in models/)")
     bench.add_argument("--data", required=True, help="HAM10000-format folder (real images to time)")
     bench.add_argument("--out", default="benchmarks/latest.json", help="JSON results (default %(default)s)")
     bench.add_argument("--runs", type=int, default=50, help="timed runs per latency figure (default %(default)s)")
     bench.add_argument("--train-steps", type=int, default=4, help="timed training steps per model (default %(default)s)")
-
     bench.set_defaults(run=run_bench)
 
+
+def add_experiments_command(commands) -> None:
     experiments = commands.add_parser("experiments", help="short runs comparing settings on validation AUC")
     experiments.add_argument("--data", required=True, help="HAM10000-format folder")
     experiments.add_argument("--epochs", type=int, default=7, help="epochs per variant (default %(default)s)")
