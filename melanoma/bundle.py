@@ -30,6 +30,7 @@ from melanoma.records import (
     ExtrasInfo,
     Familiarity,
     Metrics,
+    Provenance,
     RecordError,
     evaluations_from_dict,
 )
@@ -196,6 +197,7 @@ class Bundle:
     extras_info: ExtrasInfo | None = None  # None for a bundle made before the extras
     evaluations: dict[str, Evaluation] = field(default_factory=dict)  # by source; {} where nothing was recorded
     familiarity: Familiarity | None = None  # None where the bands were never measured
+    provenance: Provenance | None = None  # the manifest's record of where it came from
 
     @property
     def settings(self) -> TrainConfig:
@@ -321,7 +323,7 @@ def load_bundle(path: str | Path | None = None) -> Bundle:
         raise BundleError(f"bundle {path}: weights_sha256 in {MANIFEST} does not match the weights file")
     has_extras = all(name in listed for name in EXTRAS_FILES)
     try:
-        return Bundle(path=path, manifest=manifest,
+        return Bundle(path=path, manifest=manifest, provenance=Provenance.from_dict(manifest, path.name),
                       metrics=Metrics.from_dict(_read_json(path, METRICS),
                                                 with_test=not manifest.get("validation_only")),
                       dataset_summary=DatasetSummary.from_dict(_read_json(path, DATASET_SUMMARY)),

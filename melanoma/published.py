@@ -1,6 +1,7 @@
 """What the model card publishes from a bundle, all measured, none typed in: the differential's test
 figures as the app shows it, the model's figures on data sources it was not trained on, and what the
-familiarity bands were measured to say.
+familiarity bands were measured to say. Beside them, the one figure from the literature the app
+quotes (Haenssle 2018's readers, on the reader-study page), with its citation.
 
 The first two come from `python -m melanoma evaluate --record` (the bundle's evaluations.json): on the
 training source's folder it measures the bundle's own test split, on another folder every photo. The
@@ -8,12 +9,27 @@ last comes from `python -m melanoma familiarity --record` (familiarity.json).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from melanoma.differential import FITTED_SOURCE
 from melanoma.records import DifferentialFigures, Evaluation, FamiliarityReading, WouldRefuse
 
-# The published anchor shown beside a visitor's result (level I: dermoscopy alone, 100 images).
-HAENSSLE_2018 = {"readers": 58, "sensitivity": 0.866, "specificity": 0.713, "cnn_auc": 0.86, "images": 100,
-                 "citation": "Haenssle et al., Annals of Oncology 29(8):1836-1842 (2018)"}
+
+@dataclass(frozen=True)
+class ReaderStudyAnchor:
+    """A published reader study's figures, shown beside a visitor's own result."""
+
+    readers: int
+    sensitivity: float  # the readers' mean
+    specificity: float
+    cnn_auc: float
+    images: int
+    citation: str
+
+
+# Level I of the study: dermoscopy alone, 100 images.
+HAENSSLE_2018 = ReaderStudyAnchor(readers=58, sensitivity=0.866, specificity=0.713, cnn_auc=0.86, images=100,
+                                  citation="Haenssle et al., Annals of Oncology 29(8):1836-1842 (2018)")
 
 SHOWN_DIFFERENTIAL = ("its melanoma share is the network's calibrated P(melanoma), the card's headline figure; the "
                       "other six diagnoses share the rest in the proportions that {source} gives them")

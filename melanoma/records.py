@@ -100,6 +100,34 @@ class Fields:
 # --- figures of a split ------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
+class Provenance:
+    """Where a bundle came from, as its manifest records it (manifest.json; the manifest itself is
+    checked in `bundle.load_bundle`)."""
+
+    name: str
+    created: str | None
+    architecture: str | None
+    split_seed: int | None
+    training_seed: int | None  # a bundle from before --training-seed trained with the split seed
+    trained_with: dict[str, str]  # package -> version when it was trained, as recorded (free-form)
+    backend: str  # the Keras backend it was trained on
+    weights_sha256: str
+    parents: tuple[str, ...]  # the bundles whose weights it started from (progressive resizing)
+
+    @classmethod
+    def from_dict(cls, data: dict, folder_name: str) -> Provenance:
+        part = Fields(data, "manifest.json")
+        versions = {str(package): str(version) for package, version in part.get("versions", {}).items()}
+        # Bundles written before the JAX backend could train name no backend: they are TensorFlow's.
+        backend = versions.get("backend", "tensorflow" if "tensorflow" in versions else "unknown")
+        return cls(name=part.get("name", folder_name), created=part.get("created"),
+                   architecture=part.get("architecture"), split_seed=part.get("seed"),
+                   training_seed=part.get("training_seed", part.get("seed")), trained_with=versions,
+                   backend=backend, weights_sha256=part.need("weights_sha256"),
+                   parents=tuple(str(step.get("bundle")) for step in part.get("lineage", [])))
+
+
+@dataclass(frozen=True)
 class Intervals:
     """Lesion-bootstrap intervals of a split's figures (`evaluate.lesion_bootstrap_intervals`); a
     bound is None where the draws could not measure one (too few lesions of a kind)."""

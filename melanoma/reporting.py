@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 import pandas as pd
 
 from melanoma.call import CALL_REFUSED
+from melanoma.records import Provenance
 from melanoma.sources import SOURCES
 from melanoma.wording import CLOSE_BELOW_THRESHOLD, DIFFERENTIAL_NAMES, DX_TYPE_NAMES, OTHER_MALIGNANCIES
 
@@ -210,14 +211,14 @@ def short_reason(reason: str) -> str:
     return reason.split(" (")[0].split(": ")[0] if reason else reason
 
 
-def results_csv(table: pd.DataFrame, manifest: dict, when: datetime | None = None) -> str:
+def results_csv(table: pd.DataFrame, made: Provenance, when: datetime | None = None) -> str:
     """The table as CSV, each row carrying what it was made with: its threshold and the patient
     information used (per row: a metadata network has a threshold per mode), model and date."""
-    return table.drop(columns="photo").assign(**provenance(manifest, when)).to_csv(index=False)
+    return table.drop(columns="photo").assign(**provenance(made, when)).to_csv(index=False)
 
 
-def provenance(manifest: dict, when: datetime | None = None) -> dict:
+def provenance(made: Provenance, when: datetime | None = None) -> dict:
     """The columns every downloaded row carries: which model (name, version, weights) and when."""
     when = when or datetime.now(UTC)
-    return {"model": manifest.get("name"), "model_created": manifest.get("created"),
-            "weights_sha256": manifest.get("weights_sha256"), "date": when.isoformat(timespec="seconds")}
+    return {"model": made.name, "model_created": made.created, "weights_sha256": made.weights_sha256,
+            "date": when.isoformat(timespec="seconds")}

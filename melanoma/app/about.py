@@ -49,7 +49,7 @@ def input_size(bundle) -> str:
 
 
 def origin(bundle) -> str:
-    parents = [step.get("bundle") for step in bundle.manifest.get("lineage", [])]
+    parents = bundle.provenance.parents
     continued = f", then trained on from this project's own {' and '.join(parents)}" if parents else ""
     sources = " and ".join(source_title(source) for source in bundle.sources)
     return (f"Trained from scratch (no pretrained weights){continued}, on {sources}"
@@ -86,7 +86,7 @@ or a lesion photo from an unfamiliar camera or lighting) gets no call.
 """)
 
 bundle = state.require_bundle()
-manifest, metrics = bundle.manifest, bundle.metrics
+metrics = bundle.metrics
 seen = ("one kind of camera, two clinics" if bundle.sources == ["ham10000"] else
         f"the clinics and cameras of {len(bundle.sources)} sources")
 st.markdown(training_data(bundle))
@@ -126,26 +126,23 @@ with right:
                     "common, more often, and a call below the threshold less safe.")
 
 st.subheader("Model bundle")
-trained = manifest.get("versions", {})
-# Bundles written before the JAX backend could train name no backend: they are TensorFlow's.
-backend = trained.get("backend", "tensorflow" if "tensorflow" in trained else "unknown")
+made = bundle.provenance
 # A static table: its values wrap on a phone, where a data grid's cells clip them.
 st.table(pd.DataFrame([
-    ("name", manifest.get("name")),
-    ("created", manifest.get("created")),
-    ("architecture", manifest.get("architecture")),
+    ("name", made.name),
+    ("created", made.created),
+    ("architecture", made.architecture),
     ("input", f"{input_size(bundle)}, colour"),
-    ("seed of the lesion-grouped splits", str(manifest.get("seed"))),
-    # Bundles from before --training-seed existed trained with the split seed.
-    ("training seed", str(manifest.get("training_seed", manifest.get("seed")))),
-    ("trained on Keras backend", f"{backend} {trained.get(backend, '')}".strip()),
+    ("seed of the lesion-grouped splits", str(made.split_seed)),
+    ("training seed", str(made.training_seed)),
+    ("trained on Keras backend", f"{made.backend} {made.trained_with.get(made.backend, '')}".strip()),
     ("version", bundle.version),
 ], columns=["property", "value"]).set_index("property"))
 with st.expander("Developer details: package versions"):
-    st.dataframe(pd.DataFrame([(package, trained.get(package, ""), installed(package))
+    st.dataframe(pd.DataFrame([(package, made.trained_with.get(package, ""), installed(package))
                                for package in RUNTIME_PACKAGES],
                               columns=["package", "trained with", "running"]), hide_index=True)
-st.markdown(f"**Weights sha256** `{manifest.get('weights_sha256')}` (checked on every load)")
+st.markdown(f"**Weights sha256** `{made.weights_sha256}` (checked on every load)")
 
 other = other_sources(bundle)
 by_source = metrics.test_by_source

@@ -116,7 +116,7 @@ if len(current) > 1:
     table = results_table(ranked)
     st.subheader(f"{len(current)} images, highest risk first")
     results.show_batch(table, ranked)
-    st.download_button("Download results (CSV)", results_csv(table, predictor.bundle.manifest),
+    st.download_button("Download results (CSV)", results_csv(table, predictor.bundle.provenance),
                        file_name="melanoma-triage.csv", mime="text/csv", icon=":material/download:",
                        on_click="ignore")
 

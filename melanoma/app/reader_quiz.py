@@ -157,7 +157,7 @@ def result(test: dict, bundle) -> None:
         f"{who}: sensitivity {whole(m['sensitivity'])}, specificity {whole(m['specificity'])}, AUC {auc_text(m['roc_auc'])}"
         for who, m in (("you", outcome.yours), ("the model", outcome.model)))
         + f"; Haenssle 2018's dermatologists: sensitivity "
-        f"{rate(HAENSSLE_2018['sensitivity'])} at specificity {rate(HAENSSLE_2018['specificity'])}.")
+        f"{rate(HAENSSLE_2018.sensitivity)} at specificity {rate(HAENSSLE_2018.specificity)}.")
     show_disagreements(test, outcome.disagreements, threshold)
     offer_download(test, bundle)
     st.button("Take another test", on_click=st.session_state.pop, args=(TEST, None), type="primary",
@@ -188,8 +188,8 @@ def show_rates(outcome: reader_study.TestResult, threshold: float) -> None:
 
 def show_roc(outcome: reader_study.TestResult) -> None:
     yours, model = outcome.yours, outcome.model
-    anchor = ((HAENSSLE_2018["specificity"], HAENSSLE_2018["sensitivity"]),
-              f"Haenssle 2018: mean of {HAENSSLE_2018['readers']} dermatologists")
+    anchor = ((HAENSSLE_2018.specificity, HAENSSLE_2018.sensitivity),
+              f"Haenssle 2018: mean of {HAENSSLE_2018.readers} dermatologists")
     st.plotly_chart(charts.reader_study_roc(
         outcome.model_roc, model["roc_auc"], (model["specificity"], model["sensitivity"]), outcome.your_roc,
         yours["roc_auc"], (yours["specificity"], yours["sensitivity"]), anchor), config={"displayModeBar": False})
@@ -209,12 +209,12 @@ def show_beside_published(outcome: reader_study.TestResult, photos: int) -> None
          "AUC": auc_text(yours["roc_auc"])},
         {"who": "the model", "sensitivity": whole(model["sensitivity"]), "specificity": whole(model["specificity"]),
          "AUC": auc_text(model["roc_auc"])},
-        {"who": f"{HAENSSLE_2018['readers']} dermatologists*", "sensitivity": rate(HAENSSLE_2018["sensitivity"]),
-         "specificity": rate(HAENSSLE_2018["specificity"]), "AUC": ""},
-        {"who": "Haenssle's CNN*", "sensitivity": "", "specificity": "", "AUC": f"{HAENSSLE_2018['cnn_auc']:.2f}"},
+        {"who": f"{HAENSSLE_2018.readers} dermatologists*", "sensitivity": rate(HAENSSLE_2018.sensitivity),
+         "specificity": rate(HAENSSLE_2018.specificity), "AUC": ""},
+        {"who": "Haenssle's CNN*", "sensitivity": "", "specificity": "", "AUC": f"{HAENSSLE_2018.cnn_auc:.2f}"},
     ]), hide_index=True)
-    st.caption(f"You and the model: these {photos} photos. \\* {HAENSSLE_2018['citation']}: the mean of "
-               f"{HAENSSLE_2018['readers']} dermatologists and a CNN on {HAENSSLE_2018['images']} other dermoscopic "
+    st.caption(f"You and the model: these {photos} photos. \\* {HAENSSLE_2018.citation}: the mean of "
+               f"{HAENSSLE_2018.readers} dermatologists and a CNN on {HAENSSLE_2018.images} other dermoscopic "
                "photos (level I: the photo alone). Published anchors, not the same test.")
     if outcome.diagnoses_answered:
         st.markdown(f"**Diagnosis:** you named one for {outcome.diagnoses_answered} of {photos} photos, "
@@ -228,9 +228,9 @@ def offer_download(test: dict, bundle) -> None:
     """The whole test as CSV, each row with the model and the draw it came from."""
     table = reader_study.answers_table(test["cases"], test["answers"], bundle.threshold, test["show_metadata"])
     table = table.assign(model_version=bundle.version, photos_from=test["pool"].description, draw_seed=test["seed"],
-                         **provenance(bundle.manifest))
+                         **provenance(bundle.provenance))
     st.download_button("Download the whole test (CSV)", table.to_csv(index=False),
-                       file_name=f"test-yourself-{bundle.manifest.get('name', 'model')}.csv", mime="text/csv",
+                       file_name=f"test-yourself-{bundle.provenance.name}.csv", mime="text/csv",
                        icon=":material/download:", on_click="ignore")
     check = test["pool"].probability_check
     st.caption("The model's P(melanoma) is the one in its test split (calibrated; the figures behind the Training "
