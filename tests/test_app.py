@@ -382,7 +382,7 @@ def test_dataset_page_draws_the_summary_and_a_gallery(smoke_app_env):
     assert metrics["Lesions"] == f"{summary.lesions:,}"
     split = table_with(app, "split")
     assert list(split["split"]) == ["train", "validation", "test"]
-    assert list(split["images"]) == [summary["split"][part]["images"] for part in ("train", "validation", "test")]
+    assert list(split["images"]) == [summary.split[part].images for part in ("train", "validation", "test")]
     # One wrapping row of thumbnails per diagnosis (a phone shows two or three a row, not one a screen).
     assert len(app.get("image")) >= 7 * 3
     assert DX_NAMES["mel"] in texts(app.markdown)
@@ -499,8 +499,11 @@ def test_the_model_card_of_a_model_that_refers_every_photo_still_draws(smoke_bun
     monkeypatch.setenv("MELANOMA_DATA", str(data_dir))
     app = open_page("about")
     assert "What a call means" not in texts(app.markdown)
-    table = charts.sources_table([("a source", {"n_images": 9, "n_melanoma": 1, "roc_auc": None, "sensitivity": 1.0,
-                                                "specificity": 0.0, "intervals": {"roc_auc": [None, None]}}, None)])
+    from melanoma.records import Intervals, SplitFigures
+
+    too_few = Intervals(level=0.95, resamples=2000, unit="lesion", n_lesions=9, roc_auc=(None, None))
+    table = charts.sources_table([("a source", SplitFigures(n_images=9, n_melanoma=1, roc_auc=None, sensitivity=1.0,
+                                                            specificity=0.0, intervals=too_few), None)])
     assert table.loc["ROC AUC", "a source"] == "n/a" and table.loc["specificity", "a source"] == "0.000"
 
 
