@@ -19,9 +19,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from starlette.routing import Mount  # noqa: E402
 
-from melanoma.api import api  # noqa: E402
+from melanoma.api import API_PREFIX, api  # noqa: E402
 from melanoma.app.state import load_at_server_start  # noqa: E402
-from melanoma.config import API_PREFIX  # noqa: E402
 
 # The HTTP API (melanoma/api.py) is served beside the pages, sharing their loaded network.
 app = st.App("melanoma/app/pages.py", lifespan=load_at_server_start, routes=[Mount(API_PREFIX, app=api)])

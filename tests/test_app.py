@@ -388,7 +388,7 @@ def test_dataset_page_draws_the_summary_and_a_gallery(smoke_app_env):
     assert DX_NAMES["mel"] in texts(app.markdown)
     assert "Photos: HAM10000 (Tschandl, Rosendahl & Kittler" in texts(app.caption)  # credited, with the licence
     assert "CC BY-NC-SA 4.0" in texts(app.caption)
-    held_back = 10_015 - summary["rows_in_metadata"]
+    held_back = 10_015 - summary.rows_in_metadata
     assert (f"The other {held_back:,} (about a tenth of the lesions, chosen by lesion) are held back by the data's "
             "keepers as an independent reserve") in texts(app.markdown)
 
