@@ -28,7 +28,7 @@ from PIL import Image, ImageOps
 from melanoma.bundle import Bundle, add_files, load_bundle
 from melanoma.call import Call, suspicious
 from melanoma.fileio import sha256_file
-from melanoma.records import READER_STUDY_DIR, READER_STUDY_INDEX, ReaderStudyIndex
+from melanoma.records import READER_STUDY_DIR, READER_STUDY_INDEX, ReaderStudyIndex, SplitFigures
 from melanoma.sources import SOURCES
 from melanoma.wording import DIFFERENTIAL_NAMES, DX_TYPE_NAMES, OTHER_MALIGNANCIES
 
@@ -377,8 +377,8 @@ class Answer:
 
 @dataclass
 class TestResult:
-    yours: dict  # metrics_at of the visitor's calls, with roc_auc from their likelihoods
-    model: dict  # metrics_at of the model's P(melanoma) at its threshold, on the same photos
+    yours: SplitFigures  # of the visitor's calls, with roc_auc from their likelihoods
+    model: SplitFigures  # of the model's P(melanoma) at its threshold, on the same photos
     your_roc: dict
     model_roc: dict
     diagnoses_answered: int
@@ -395,10 +395,10 @@ def score(cases: pd.DataFrame, answers: Sequence[Answer], threshold: float) -> T
     calls = np.array([answer.refer for answer in answers], dtype=float)
     likelihoods = np.array([answer.likelihood for answer in answers], dtype=float) / 100
     probabilities = cases["probability"].to_numpy(float)
-    yours = {**metrics_at(labels, calls, 0.5), "roc_auc": roc_auc(labels, likelihoods)}
+    yours = SplitFigures.from_dict({**metrics_at(labels, calls, 0.5), "roc_auc": roc_auc(labels, likelihoods)})
     named = [(answer.diagnosis, dx) for answer, dx in zip(answers, cases["dx"]) if answer.diagnosis]
     model_calls = suspicious(probabilities, threshold)
-    return TestResult(yours=yours, model=metrics_at(labels, probabilities, threshold),
+    return TestResult(yours=yours, model=SplitFigures.from_dict(metrics_at(labels, probabilities, threshold)),
                       your_roc=roc_points(labels, likelihoods), model_roc=roc_points(labels, probabilities),
                       diagnoses_answered=len(named), diagnoses_correct=sum(given == dx for given, dx in named),
                       disagreements=[i for i, answer in enumerate(answers) if answer.refer != model_calls[i]])

@@ -183,6 +183,11 @@ class SplitFigures:
     roc: Roc | None = None
 
     @classmethod
+    def from_dict(cls, data: dict, where: str = "figures") -> SplitFigures:
+        """From `evaluate.metrics_at`'s dict (figures computed on the fly, e.g. at another threshold)."""
+        return cls.read(Fields(data, where))
+
+    @classmethod
     def read(cls, part: Fields) -> SplitFigures:
         intervals = part.part("intervals", optional=True)
         return cls(n_images=part.count("n_images"), n_melanoma=part.count("n_melanoma"),

@@ -146,7 +146,7 @@ def result(test: dict, bundle) -> None:
     cases, answers = test["cases"], test["answers"]
     threshold = bundle.threshold
     outcome = reader_study.score(cases, answers, threshold)
-    st.header(f"Your result: {len(cases)} photos, {outcome.yours['n_melanoma']} melanoma", anchor=False)
+    st.header(f"Your result: {len(cases)} photos, {outcome.yours.n_melanoma} melanoma", anchor=False)
     show_rates(outcome, threshold)
     left, right = st.columns(2, gap="large")
     with left:
@@ -154,7 +154,7 @@ def result(test: dict, bundle) -> None:
     with right:
         show_beside_published(outcome, len(cases))
     st.caption("As text: " + "; ".join(
-        f"{who}: sensitivity {whole(m['sensitivity'])}, specificity {whole(m['specificity'])}, AUC {auc_text(m['roc_auc'])}"
+        f"{who}: sensitivity {whole(m.sensitivity)}, specificity {whole(m.specificity)}, AUC {auc_text(m.roc_auc)}"
         for who, m in (("you", outcome.yours), ("the model", outcome.model)))
         + f"; Haenssle 2018's dermatologists: sensitivity "
         f"{rate(HAENSSLE_2018.sensitivity)} at specificity {rate(HAENSSLE_2018.specificity)}.")
@@ -168,15 +168,15 @@ def result(test: dict, bundle) -> None:
 def show_rates(outcome: reader_study.TestResult, threshold: float) -> None:
     """Sensitivity, specificity and AUC: the visitor's row, then the model's."""
     def rates_row(who: str, metrics: dict, auc_note: str) -> None:
-        (tn, fp), (fn, tp) = metrics["confusion_matrix"]
+        (tn, fp), (fn, tp) = metrics.confusion_matrix
         columns = st.columns(3)
-        columns[0].metric(f"{who} sensitivity", f"{whole(metrics['sensitivity'])} ({tp} of {tp + fn})",
+        columns[0].metric(f"{who} sensitivity", f"{whole(metrics.sensitivity)} ({tp} of {tp + fn})",
                           help="Melanomas referred, of all melanomas shown")
-        columns[1].metric(f"{who} specificity", f"{whole(metrics['specificity'])} ({tn} of {tn + fp})",
+        columns[1].metric(f"{who} specificity", f"{whole(metrics.specificity)} ({tn} of {tn + fp})",
                           help="Lesions that were not melanoma and were not referred, of all shown")
-        columns[2].metric(f"{who} AUC", auc_text(metrics["roc_auc"]), help=auc_note)
+        columns[2].metric(f"{who} AUC", auc_text(metrics.roc_auc), help=auc_note)
 
-    melanomas = outcome.yours["n_melanoma"]
+    melanomas = outcome.yours.n_melanoma
     rates_row("Your", outcome.yours, "From your 0-100 likelihoods: the chance that a random melanoma got a higher "
                                      "likelihood from you than a random benign lesion (ties count half)")
     rates_row("Model's", outcome.model, f"From its P(melanoma); it refers at its threshold of {percent(threshold)} "
@@ -191,8 +191,8 @@ def show_roc(outcome: reader_study.TestResult) -> None:
     anchor = ((HAENSSLE_2018.specificity, HAENSSLE_2018.sensitivity),
               f"Haenssle 2018: mean of {HAENSSLE_2018.readers} dermatologists")
     st.plotly_chart(charts.reader_study_roc(
-        outcome.model_roc, model["roc_auc"], (model["specificity"], model["sensitivity"]), outcome.your_roc,
-        yours["roc_auc"], (yours["specificity"], yours["sensitivity"]), anchor), config={"displayModeBar": False})
+        outcome.model_roc, model.roc_auc, (model.specificity, model.sensitivity), outcome.your_roc,
+        yours.roc_auc, (yours.specificity, yours.sensitivity), anchor), config={"displayModeBar": False})
     st.caption("**How to read this ROC curve:** each curve shows the share of melanomas referred (up) against the "
                "share of other lesions referred (right) as the cut-off on P(melanoma), or on your 0-100 "
                "likelihood, moves; up and to the left is better. Each marker is one set of refer calls: a marker "
@@ -205,10 +205,10 @@ def show_beside_published(outcome: reader_study.TestResult, photos: int) -> None
     st.markdown("**Beside published figures**")
     # Four short columns: the table fits a phone's width without scrolling sideways.
     st.dataframe(pd.DataFrame([
-        {"who": "you", "sensitivity": whole(yours["sensitivity"]), "specificity": whole(yours["specificity"]),
-         "AUC": auc_text(yours["roc_auc"])},
-        {"who": "the model", "sensitivity": whole(model["sensitivity"]), "specificity": whole(model["specificity"]),
-         "AUC": auc_text(model["roc_auc"])},
+        {"who": "you", "sensitivity": whole(yours.sensitivity), "specificity": whole(yours.specificity),
+         "AUC": auc_text(yours.roc_auc)},
+        {"who": "the model", "sensitivity": whole(model.sensitivity), "specificity": whole(model.specificity),
+         "AUC": auc_text(model.roc_auc)},
         {"who": f"{HAENSSLE_2018.readers} dermatologists*", "sensitivity": rate(HAENSSLE_2018.sensitivity),
          "specificity": rate(HAENSSLE_2018.specificity), "AUC": ""},
         {"who": "Haenssle's CNN*", "sensitivity": "", "specificity": "", "AUC": f"{HAENSSLE_2018.cnn_auc:.2f}"},

@@ -8,6 +8,7 @@ from melanoma.app import charts, state
 from melanoma.app.charts import rate
 from melanoma.evaluate import metrics_at
 from melanoma.published import differential_test_report, how_the_differential_is_made
+from melanoma.records import SplitFigures
 from melanoma.reporting import source_title
 from melanoma.wording import DIFFERENTIAL_NAMES
 
@@ -78,27 +79,29 @@ slider_top = max(THRESHOLD_SLIDER_TOP, round(2 * bundle.threshold, 2))
 threshold = st.slider("Call suspicious from P(melanoma) ≥", 0.0, slider_top, value=min(bundle.threshold, slider_top),
                       step=0.001, format="%.3f",
                       help="Lower finds more melanomas (sensitivity) and refers more benign lesions.")
-explored = metrics_at(split["label"].to_numpy(), split["probability"].to_numpy(), threshold)
-at_model = metrics_at(split["label"].to_numpy(), split["probability"].to_numpy(), bundle.threshold)
-(tn, fp), (fn, tp) = explored["confusion_matrix"]
+explored = SplitFigures.from_dict(metrics_at(split["label"].to_numpy(), split["probability"].to_numpy(), threshold))
+at_model = SplitFigures.from_dict(metrics_at(split["label"].to_numpy(), split["probability"].to_numpy(),
+                                             bundle.threshold))
+(tn, fp), (fn, tp) = explored.confusion_matrix
 
 
-def change(key):
-    if explored[key] is None or at_model[key] is None or explored[key] == at_model[key]:
+def change(figure: str) -> str | None:
+    now, shipped = explored.figure(figure), at_model.figure(figure)
+    if now is None or shipped is None or now == shipped:
         return None
-    return f"{100 * (explored[key] - at_model[key]):+.1f} percentage points"
+    return f"{100 * (now - shipped):+.1f} percentage points"
 
 
 columns = st.columns(4)
-columns[0].metric("Sensitivity", rate(explored["sensitivity"]), change("sensitivity"))
-columns[1].metric("Specificity", rate(explored["specificity"]), change("specificity"))
+columns[0].metric("Sensitivity", rate(explored.sensitivity), change("sensitivity"))
+columns[1].metric("Specificity", rate(explored.specificity), change("specificity"))
 columns[2].metric("Melanomas missed", f"{fn} of {fn + tp}")
 columns[3].metric("Referred", f"{tp + fp} of {len(split)}")
 
 left, right = st.columns(2)
 left.plotly_chart(charts.roc_curve(metrics.test_roc, test.roc_auc,
-                                   (explored["specificity"], explored["sensitivity"])))
-right.plotly_chart(charts.confusion_matrix(explored["confusion_matrix"], f"Confusion matrix at {threshold:.3f}"))
+                                   (explored.specificity, explored.sensitivity)))
+right.plotly_chart(charts.confusion_matrix(explored.confusion_matrix, f"Confusion matrix at {threshold:.3f}"))
 
 table_column, calibration_column = st.columns(2)
 with table_column:
