@@ -63,3 +63,29 @@ def test_a_steep_fit_gives_0_and_1_without_overflow_warnings():
     assert probabilities.dtype == np.float32
     assert probabilities[0] == 0.0 and probabilities[-1] == 1.0
     assert np.all(np.diff(probabilities) >= 0)
+
+
+def test_validation_photos_the_score_separates_give_a_finite_fit_not_a_cliff():
+    """A small or barely trained model's validation split can be perfectly separated by its score
+    (a smoke bundle's 11 photos, one melanoma, scored within 4e-3 of each other). A plain fit's slope
+    then runs off (3e5 was seen), so one float32 step in a score moved P by 1e-3 and more; Platt's
+    targets keep it finite and no photo gets a certainty 11 photos cannot give."""
+    labels = np.r_[np.zeros(10), 1]
+    scores = np.r_[np.linspace(0.5352, 0.5380, 10), 0.5387].astype(np.float32)
+    calibration = fit_platt(labels, scores)
+    assert calibration is not None and np.isfinite(calibration["slope"])
+    probabilities = calibrate(calibration, scores)
+    assert np.all((probabilities > 0.01) & (probabilities < 0.99)) and probabilities.argmax() == 10
+    one_step = calibrate(calibration, np.nextafter(scores, np.float32(1)))
+    assert np.max(np.abs(one_step - probabilities)) < 1e-3
+
+
+def test_on_hundreds_of_photos_the_targets_barely_move_the_fit():
+    labels, scores = overconfident(3000, seed=3)
+    from sklearn.linear_model import LogisticRegression
+
+    logits = np.log(scores / (1 - scores))[:, None]
+    plain = LogisticRegression(C=np.inf).fit(logits, labels)
+    calibration = fit_platt(labels, scores)
+    assert calibration["slope"] == pytest.approx(plain.coef_[0, 0], rel=0.02)
+    assert calibration["intercept"] == pytest.approx(plain.intercept_[0], abs=0.05)
