@@ -60,8 +60,9 @@ def compare_bundles(baseline_dir, candidate_dir, data_dirs, use_metadata: bool =
     (the ship rule's floor is measured against it instead of the baseline)."""
     from melanoma.evaluate import metrics_at, paired_auc_difference, paired_worst_source_difference, roc_auc
     from melanoma.inference import Predictor
-    from melanoma.sources import SOURCE_COLUMN
+    from melanoma.sources import SOURCE_COLUMN, as_sources
 
+    data_dirs = as_sources(data_dirs)  # each metadata CSV read once, for all three bundles
     predictors = {"baseline": Predictor.from_bundle(baseline_dir), "candidate": Predictor.from_bundle(candidate_dir)}
     check_comparable(predictors["baseline"], predictors["candidate"], data_dirs)
     split_config = TrainConfig.from_dict(predictors["candidate"].bundle.train_config)
