@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import threading
 import time
 from concurrent.futures import Future, wait
@@ -128,8 +129,30 @@ LOADER = ModelLoader()
 
 def start_loading() -> ModelLoader:
     """Starts loading the configured bundle's network unless it is loaded or loading; returns at once."""
+    keep_compiled_functions_between_runs()
     path = bundle_path()
     return LOADER.start(str(path), _stamp(path))
+
+
+def keep_compiled_functions_between_runs() -> None:
+    """Streamlit calls `keras.backend.clear_session()` after every script run
+    (`script_runner._clean_problem_modules`), which clears TensorFlow's kernel cache: every rerun's
+    first call to the network then re-instantiated and re-optimised it (0.30 s of a warm upload's
+    0.33 s), and Grad-CAM likewise. The clearing frees models a script builds on each run; this app
+    builds its networks once per process, on the loader thread, and keeps them, so there is nothing
+    for it to free. The cleaner's other half, closing matplotlib's figures, is kept."""
+    from streamlit.runtime.scriptrunner import script_runner
+
+    streamlits_cleaner = script_runner._clean_problem_modules
+    if hasattr(streamlits_cleaner, "replaced"):
+        return
+
+    def close_matplotlib_figures() -> None:
+        if "matplotlib.pyplot" in sys.modules:
+            sys.modules["matplotlib.pyplot"].close("all")
+
+    close_matplotlib_figures.replaced = streamlits_cleaner
+    script_runner._clean_problem_modules = close_matplotlib_figures
 
 
 @contextlib.asynccontextmanager
