@@ -126,11 +126,14 @@ st.caption(f"{calibration.probability_note(predictor.bundle)} Called suspicious 
 grad_cam = results.grad_cam_view(model_id)
 if any(prediction.ok and prediction.assessment is not None for _, _, prediction in current):
     results.show_differential_method(predictor.bundle)
+maps = []  # every card's call first, then the Grad-CAM maps (a new photo's takes ~0.1 s)
 for position, (name, key, prediction) in enumerate(current):
     if prediction.not_a_lesion:
         results.show_not_a_lesion(name, prediction)
     elif not prediction.ok:
         st.warning(f"**{name}** was not assessed: {prediction.error}", icon=":material/block:")
     else:
-        results.show_result(name, key, prediction, prediction.threshold, grad_cam, predictor.bundle,
-                            predictor.takes_metadata, position)
+        maps.append(results.show_result(name, key, prediction, prediction.threshold, grad_cam, predictor.bundle,
+                                        predictor.takes_metadata, position))
+for draw_map in maps:
+    draw_map()

@@ -7,6 +7,7 @@ carries a text alternative.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pandas as pd
@@ -202,8 +203,11 @@ def map_settings(position: int) -> None:
 
 
 def show_result(name: str, key, prediction, threshold: float, grad_cam: GradCamView, bundle,
-                asks_for_metadata: bool = False, position: int = 0) -> None:
-    """`position` (the file's place on the page) keeps the charts of two identical uploads apart."""
+                asks_for_metadata: bool = False, position: int = 0) -> Callable[[], None]:
+    """The card, with a place kept for its Grad-CAM map; returns what draws the map there. A page
+    with several cards draws every card's call first and the maps after, so a new photo's call does
+    not wait for the maps of the cards above it. `position` (the file's place on the page) keeps the
+    charts of two identical uploads apart."""
     probability = prediction.probability
     with st.container(border=True):
         st.subheader(name, anchor=False)
@@ -234,10 +238,16 @@ def show_result(name: str, key, prediction, threshold: float, grad_cam: GradCamV
         photo_column.image(prediction.prepared.display, caption="Cropped as the network sees it (centre, 4:3)",
                            width="stretch", alt=f"The uploaded photo {name}, cropped to 4:3 as the network sees it")
         with map_column:
-            grad_cam.show(key, prediction)
+            map_slot = st.empty()
             map_settings(position)
         if prediction.assessment is not None:
             show_differential_and_cases(prediction.assessment, bundle, position)
+
+    def draw_map() -> None:
+        with map_slot.container():
+            grad_cam.show(key, prediction)
+
+    return draw_map
 
 
 def show_differential_and_cases(assessment, bundle, position: int = 0) -> None:
