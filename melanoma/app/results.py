@@ -304,12 +304,13 @@ def show_batch(table: pd.DataFrame, predictions) -> None:
                  column_order=["call", "file", "P(melanoma)", "photo", "most likely diagnosis", "reason not assessed"],
                  column_config={
                      "photo": st.column_config.ImageColumn("photo", width="small"),
-                     # Widths that fit the page at 1,400 px, so the last column is not clipped.
-                     "P(melanoma)": st.column_config.TextColumn(width=85),
-                     "most likely diagnosis": st.column_config.TextColumn(width=125),
-                     "call": st.column_config.TextColumn(width=290, pinned=True),
+                     # Widths that fit the page and every header at 1,400 px; the call's longest wording
+                     # needs 275 px.
+                     "P(melanoma)": st.column_config.TextColumn(width=97),
+                     "most likely diagnosis": st.column_config.TextColumn(width=145),
+                     "call": st.column_config.TextColumn(width=275, pinned=True),
                      "reason not assessed": st.column_config.TextColumn(
-                         width=245, help="In short; the full reason is on the photo's card below and in the CSV")})
+                         width=228, help="In short; the full reason is on the photo's card below and in the CSV")})
     st.caption("Photos with no call come first: someone has to look at them. A *refer* can sit beside a more "
                "likely benign diagnosis: the referral threshold is set low, so that most melanomas are referred.")
     # The thresholds as the predictions hold them: the table's are rounded for the CSV.
