@@ -30,10 +30,11 @@ def fit_platt(labels: np.ndarray, scores: np.ndarray) -> dict | None:
     labels = np.asarray(labels).astype(int)
     if len(np.unique(labels)) < 2:
         return None
-    # Platt's (1999) targets instead of 0 and 1: on validation photos the score separates perfectly
-    # (a small or barely trained model's) a plain fit's slope runs off to infinity (it reached 3e5),
-    # so float noise in the score flipped P between 0 and 1. Each photo enters once per class,
-    # weighted by its target. No further penalty: two parameters fitted on hundreds of images need none.
+    # Platt's (1999) targets instead of 0 and 1. Where the score separates the validation photos
+    # perfectly (a small or barely trained model's), a plain fit's slope runs off to infinity (it
+    # reached 3e5), and float noise in the score then flipped P between 0 and 1. Each photo enters
+    # once per class, weighted by its target. No further penalty: two parameters fitted on hundreds
+    # of images need none.
     positives, negatives = int(labels.sum()), int(len(labels) - labels.sum())
     targets = np.where(labels == 1, (positives + 1) / (positives + 2), 1 / (negatives + 2))
     # Fitted on the standardised logit: such scores can lie within 1e-3 of each other, too narrow for
@@ -41,7 +42,8 @@ def fit_platt(labels: np.ndarray, scores: np.ndarray) -> dict | None:
     logits = _logit(scores)
     centre, spread = logits.mean(), max(logits.std(), 1e-12)
     standard = ((logits - centre) / spread)[:, None]
-    regression = LogisticRegression(C=np.inf).fit(np.r_[standard, standard], np.r_[np.ones(len(labels)), np.zeros(len(labels))],
+    as_melanoma, as_not = np.ones(len(labels)), np.zeros(len(labels))
+    regression = LogisticRegression(C=np.inf).fit(np.r_[standard, standard], np.r_[as_melanoma, as_not],
                                                   sample_weight=np.r_[targets, 1 - targets])
     slope = float(regression.coef_[0, 0]) / spread
     intercept = float(regression.intercept_[0] - slope * centre)

@@ -5,7 +5,8 @@ Every session must get its own results: each probability as `predict` gives it f
 (its network score within SCORE_NOISE, through the bundle's calibration: in the CSV download, and
 on the page to its rounding), the bad file's reason, no exception and no spinner left. The time
 from upload to the last result is measured per session and round. CI runs N = 4;
-`MELANOMA_LOAD_SWEEP=1 python -m pytest -s tests/test_load.py` runs N = 1, 4 and 8 and writes the table to test-artifacts/load/.
+`MELANOMA_LOAD_SWEEP=1 python -m pytest -s tests/test_load.py` runs N = 1, 4 and 8 and writes the
+table to test-artifacts/load/.
 """
 from __future__ import annotations
 

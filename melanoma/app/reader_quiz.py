@@ -22,6 +22,7 @@ from melanoma.call import Call
 from melanoma.config import KNOWN_DX
 from melanoma.published import HAENSSLE_2018
 from melanoma.reader_study import READER_STUDY_MELANOMA_SHARE, READER_STUDY_PHOTO_SIZE
+from melanoma.records import SplitFigures
 from melanoma.reporting import credit_lines, percent, provenance, thumbnail_uri
 from melanoma.wording import DIFFERENTIAL_NAMES
 
@@ -167,7 +168,7 @@ def result(test: dict, bundle) -> None:
 
 def show_rates(outcome: reader_study.TestResult, threshold: float) -> None:
     """Sensitivity, specificity and AUC: the visitor's row, then the model's."""
-    def rates_row(who: str, metrics: dict, auc_note: str) -> None:
+    def rates_row(who: str, metrics: SplitFigures, auc_note: str) -> None:
         (tn, fp), (fn, tp) = metrics.confusion_matrix
         columns = st.columns(3)
         columns[0].metric(f"{who} sensitivity", f"{whole(metrics.sensitivity)} ({tp} of {tp + fn})",

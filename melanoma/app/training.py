@@ -79,9 +79,9 @@ slider_top = max(THRESHOLD_SLIDER_TOP, round(2 * bundle.threshold, 2))
 threshold = st.slider("Call suspicious from P(melanoma) ≥", 0.0, slider_top, value=min(bundle.threshold, slider_top),
                       step=0.001, format="%.3f",
                       help="Lower finds more melanomas (sensitivity) and refers more benign lesions.")
-explored = SplitFigures.from_dict(metrics_at(split["label"].to_numpy(), split["probability"].to_numpy(), threshold))
-at_model = SplitFigures.from_dict(metrics_at(split["label"].to_numpy(), split["probability"].to_numpy(),
-                                             bundle.threshold))
+labels, probabilities = split["label"].to_numpy(), split["probability"].to_numpy()
+explored = SplitFigures.from_dict(metrics_at(labels, probabilities, threshold))
+at_model = SplitFigures.from_dict(metrics_at(labels, probabilities, bundle.threshold))
 (tn, fp), (fn, tp) = explored.confusion_matrix
 
 
