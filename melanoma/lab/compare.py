@@ -16,7 +16,6 @@ from __future__ import annotations
 import numpy as np
 
 from melanoma.config import TrainConfig
-from melanoma.ship_rule import FLOOR_SOURCE
 
 SPLIT_SETTINGS = ("seed", "test_fraction", "val_fraction", "max_images")
 
@@ -32,7 +31,7 @@ def validation_probabilities(predictor, data_dirs, split_config: TrainConfig, us
 
     dataset = load_dataset(data_dirs, split_config.max_images, split_config.seed, predictor.image_spec)
     val = make_split(dataset.frame, split_config).val
-    metadata = dataset.metadata[val] if use_metadata and predictor.takes_metadata else None
+    metadata = dataset.metadata(predictor.patient_encoding)[val] if use_metadata and predictor.takes_metadata else None
     frame = dataset.frame.iloc[val].reset_index(drop=True)
     return frame, predictor.probabilities(dataset.images[val], metadata), metadata is not None
 
@@ -54,15 +53,14 @@ def check_comparable(baseline, candidate, data_dirs) -> None:
                               f"images are not the same")
 
 
-def compare_bundles(baseline_dir, candidate_dir, data_dirs, use_metadata: bool = True,
-                    floor_reference_dir=None) -> dict:
-    """The comparison report; with floor_reference_dir, also that bundle's AUC on the floor's source
-    (the ship rule's floor is measured against it instead of the baseline)."""
-    from melanoma.evaluate import metrics_at, paired_auc_difference, paired_worst_source_difference, roc_auc
+def compare_bundles(baseline_dir, candidate_dir, data_dirs, use_metadata: bool = True) -> dict:
+    """The comparison report: both bundles on the candidate's validation photos, pooled, per source,
+    and each model's worst source paired with the other's."""
+    from melanoma.evaluate import metrics_at, paired_auc_difference, paired_worst_source_difference
     from melanoma.inference import Predictor
     from melanoma.sources import SOURCE_COLUMN, as_sources
 
-    data_dirs = as_sources(data_dirs)  # each metadata CSV read once, for all three bundles
+    data_dirs = as_sources(data_dirs)  # each metadata CSV read once, for both bundles
     predictors = {"baseline": Predictor.from_bundle(baseline_dir), "candidate": Predictor.from_bundle(candidate_dir)}
     check_comparable(predictors["baseline"], predictors["candidate"], data_dirs)
     split_config = TrainConfig.from_dict(predictors["candidate"].bundle.train_config)
@@ -85,11 +83,4 @@ def compare_bundles(baseline_dir, candidate_dir, data_dirs, use_metadata: bool =
     worst = paired_worst_source_difference(labels, scored["baseline"], scored["candidate"], lesions, sources)
     result["worst_source"] = {"baseline": worst.pop("a"), "candidate": worst.pop("b"),
                               "candidate_minus_baseline_auc": worst}
-    if floor_reference_dir is not None:
-        reference = Predictor.from_bundle(floor_reference_dir)
-        check_comparable(reference, predictors["candidate"], data_dirs)
-        reference_frame, probabilities, _ = validation_probabilities(reference, data_dirs, split_config, use_metadata)
-        rows = np.flatnonzero(reference_frame[SOURCE_COLUMN].to_numpy() == FLOOR_SOURCE)
-        result["floor_reference"] = {"model": str(reference.bundle.path), "source": FLOOR_SOURCE,
-                                     "roc_auc": roc_auc(reference_frame["label"].to_numpy()[rows], probabilities[rows])}
     return result
