@@ -1,10 +1,13 @@
-"""Training augmentations beyond Keras' own layers: the dermatoscope's round field, and camera shifts.
+"""Training augmentations beyond Keras' own layers: the dermatoscope's round field, camera shifts,
+and photos taken with fewer pixels.
 
 Both are applied to both classes alike. In HAM10000, photos with a dark corner (the dermatoscope's
 round field) are melanoma 26% of the time against 10.5% for the rest, and model v1 learnt "dark
 corner, so melanoma": darkening only the corners of clear photos raised its P(melanoma). Drawing
 such a field on a random share of every class's photos makes the corner carry no label. Camera
-shifts (white balance, gamma, blur) stand for other clinics' dermatoscopes.
+shifts (white balance, gamma, blur) stand for other clinics' dermatoscopes. BCN20000's photos are 84
+pixels wide, softer than the others at the network's 100: softening a share of every source's photos
+the same way keeps softness from standing in for the source.
 
 Written with keras.ops and Keras' seeded random ops, so the same layers run in the tf.data
 pipeline and on Keras' JAX backend (`batches.py`).
@@ -21,6 +24,9 @@ FIELD_CENTRE_SHIFT = 0.1  # of the half-width / half-height
 FIELD_EDGE_SOFTNESS = (0.01, 0.08)
 FIELD_DARKNESS = (0.0, 30.0)  # pixel value outside the field
 BLUR_PROBABILITY = 0.3
+# Softening: the photo as an 84-pixel-wide camera took it (BCN20000's 84x84, a 4:3 crop of 84x63),
+# shrunk to this share of its size and enlarged back.
+SOFTENED_SCALE = 84 / 100
 # A 5-tap binomial kernel: a Gaussian of sigma 1 pixel, separable.
 BINOMIAL_5 = (1.0, 4.0, 6.0, 4.0, 1.0)
 
@@ -83,6 +89,31 @@ class RandomCameraShift(layers.Layer):
                                 "float32")
         blend = blur_applied * keras.random.uniform((count, 1, 1, 1), seed=self.seed_generator)
         return shifted * (1.0 - blend) + blurred * blend
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+
+class RandomSoften(layers.Layer):
+    """With `probability`, the photo as a camera with fewer pixels took it: shrunk to SOFTENED_SCALE
+    of its size (antialiased) and enlarged back (bilinear), as an 84-pixel-wide photo is enlarged
+    to the network's input."""
+
+    def __init__(self, probability: float, seed: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.probability = probability
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, images, training=True):
+        if not training or self.probability <= 0:
+            return images
+        height, width = images.shape[1], images.shape[2]
+        small = ops.image.resize(images, (round(height * SOFTENED_SCALE), round(width * SOFTENED_SCALE)),
+                                 interpolation="bilinear", antialias=True)
+        softened = ops.image.resize(small, (height, width), interpolation="bilinear")
+        applied = ops.cast(keras.random.uniform((ops.shape(images)[0], 1, 1, 1), seed=self.seed_generator)
+                           < self.probability, "float32")
+        return images * (1.0 - applied) + softened * applied
 
     def compute_output_shape(self, input_shape):
         return input_shape

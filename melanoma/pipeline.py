@@ -48,7 +48,7 @@ def make_augmenter(config: TrainConfig):
     import keras
     from keras import layers
 
-    from melanoma.augment import RandomCameraShift, RandomDermatoscopeField
+    from melanoma.augment import RandomCameraShift, RandomDermatoscopeField, RandomSoften
 
     steps = [
         layers.RandomFlip("horizontal_and_vertical"),
@@ -59,6 +59,8 @@ def make_augmenter(config: TrainConfig):
         layers.RandomContrast(config.color_jitter),
         layers.RandomSaturation((0.5 - config.color_jitter, 0.5 + config.color_jitter)),
     ]
+    if config.soften_probability:
+        steps.append(RandomSoften(config.soften_probability, name="soften"))
     if config.camera_jitter:
         steps.append(RandomCameraShift(config.camera_jitter, name="camera_shift"))
     if config.vignette_probability:

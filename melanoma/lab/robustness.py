@@ -25,6 +25,7 @@ DARK_CORNER_LEVEL = 40
 DARKENED_ELLIPSE_SCALE = 1.15
 DARKENED_VALUE = 8
 MAX_DARKENED_PHOTOS = 600
+NARROW_PHOTO_WIDTH = 84  # BCN20000's photos (84x84; a 4:3 crop of 84x63)
 # Gates: a shift may cost at most MAX_SHIFT_COST of AUC, and darkening corners may move P(melanoma)
 # by less than MAX_DARKENING_SHIFT on average (the ship rule's causal gates); benign photos with a
 # dark corner may average at most MAX_DARK_CORNER_RATIO times clear ones' P(melanoma) (an aim,
@@ -65,6 +66,12 @@ def darken_corners(image: Image.Image, scale: float = DARKENED_ELLIPSE_SCALE,
     return Image.composite(image, Image.new("RGB", image.size, (value,) * 3), mask)
 
 
+def as_narrow_photo(image: Image.Image, width: int = NARROW_PHOTO_WIDTH) -> Image.Image:
+    """The photo as a camera with `width` pixels across would have taken it: BCN20000's photos are
+    84 pixels wide, softer than the network's 100 once upscaled."""
+    return image.resize((width, round(width * image.height / image.width)), Image.Resampling.BILINEAR)
+
+
 # Each shift takes the source photo (RGB) and returns the bytes a user would upload.
 SHIFTS = {
     "white balance (warm camera: R x1.25, B x0.75)": lambda image: png_bytes(channel_gains(image, (1.25, 1.0, 0.75))),
@@ -76,6 +83,7 @@ SHIFTS = {
     "downscaled to half size": lambda image: png_bytes(image.resize((image.width // 2, image.height // 2),
                                                                     Image.Resampling.BILINEAR)),
     "dark corners": lambda image: png_bytes(darken_corners(image)),
+    "softened: taken 84 pixels wide, as BCN20000's photos": lambda image: png_bytes(as_narrow_photo(image)),
 }
 
 
@@ -100,7 +108,6 @@ def robustness_report(model_dir, data_dirs, split_name: str = "validation", use_
     on its own (`by_source`); the gates are judged on each."""
     from melanoma.images import prepare_image
     from melanoma.inference import Predictor
-    from melanoma.patient import encode_frame
     from melanoma.sources import SOURCE_COLUMN, as_sources
 
     predictor = Predictor.from_bundle(model_dir)
@@ -109,7 +116,7 @@ def robustness_report(model_dir, data_dirs, split_name: str = "validation", use_
     sources = frame[SOURCE_COLUMN].to_numpy()
     photos = [Image.open(by_name[source].image_path(image_id)).convert("RGB")
               for source, image_id in zip(sources, frame["image_id"])]
-    metadata = encode_frame(frame) if use_metadata and predictor.takes_metadata else None
+    metadata = predictor.patient_encoding.encode_frame(frame) if use_metadata and predictor.takes_metadata else None
 
     def probabilities(uploads: list[bytes], rows=slice(None)) -> np.ndarray:
         images = np.stack([prepare_image(data, predictor.image_spec, display=False).model_input for data in uploads])
@@ -152,7 +159,8 @@ class Measured:
         for name, probabilities in self.shifted.items():
             auc = roc_auc(labels, probabilities[rows])
             shifts[name] = {"roc_auc": auc, "change": None if auc is None or clean_auc is None
-                            else round(auc - clean_auc, 4)}
+                            else round(auc - clean_auc, 4),
+                            "mean_probability_change": float((probabilities[rows] - clean).mean())}
         benign = labels == 0
         benign_dark, benign_clear = clean[benign & dark], clean[benign & ~dark]
         was_darkened = ~np.isnan(self.darkened[rows])
