@@ -64,7 +64,7 @@ def main() -> None:
     rows = split_rows(bundle, list(by_name.values()), "validation")
     rows = rows.iloc[np.random.default_rng(0).permutation(len(rows))[:args.photos]]
     predictor = Predictor(bundle)
-    explainer = Explainer(predictor.model)
+    explainer = Explainer(predictor.model, predictor.patient_encoding)
     photos = []
     started = time.monotonic()
     for _, row in rows.iterrows():

@@ -35,7 +35,7 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 from melanoma import calibration
 from melanoma.app import state
 from melanoma.bundle import BundleError
-from melanoma.config import SEXES, SITES
+from melanoma.config import SEXES
 from melanoma.explain import (
     DEFAULT_GRADCAM_LAYER,
     DEFAULT_METHOD,
@@ -57,6 +57,7 @@ from melanoma.reporting import (
     source_licence,
     source_title,
 )
+from melanoma.sites import ACCEPTED_SITES
 from melanoma.sources import SOURCES
 
 # The HTTP API beside the app (melanoma/api.py), served by `streamlit run` under API_PREFIX. Off the
@@ -151,7 +152,7 @@ class PredictForm(BaseModel):
                                            f"most {MAX_UPLOAD_MB} MB, {API_MAX_REQUEST_MB} MB in all")
     age: list[str] | None = Field(None, description="years, one per photo in order; blank = unknown")
     sex: list[str] | None = Field(None, description=f"one per photo: {', '.join(SEXES)}; blank = unknown")
-    site: list[str] | None = Field(None, description=f"one per photo: {', '.join(SITES)}; blank = unknown")
+    site: list[str] | None = Field(None, description=f"one per photo: {', '.join(ACCEPTED_SITES)}; blank = unknown")
 
 
 # ---- access ------------------------------------------------------------------------------------------

@@ -8,10 +8,11 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from melanoma.config import IMAGE_ASPECT, SEXES, SITES, TrainConfig
+from melanoma.config import IMAGE_ASPECT, SEXES, TrainConfig
 from melanoma.images import MIN_IMAGE_SIDE
 from melanoma.quiet import import_tensorflow_quietly
 from melanoma.reader_study import READER_STUDY_MAX_PHOTOS, READER_STUDY_SEED
+from melanoma.sites import ACCEPTED_SITES, SITE_VOCABULARIES
 
 EXIT_REJECTED = 2
 
@@ -45,7 +46,10 @@ def add_train_parser(commands) -> None:
                              "and wherever the bundle is used")
     parser.add_argument("--metadata", action="store_true",
                         help="also give the network the patient's age, sex and body site (each optional)")
-    for name in ("metadata_hide_probability", "vignette_probability", "camera_jitter"):
+    parser.add_argument("--site-vocabulary", choices=SITE_VOCABULARIES, default=defaults.site_vocabulary,
+                        help="the body site as the coarse sites every source gives (general, the default) or as "
+                             "HAM10000's fine words (ham10000, as model v3 was trained)")
+    for name in ("metadata_hide_probability", "vignette_probability", "camera_jitter", "soften_probability"):
         default = getattr(defaults, name)
         parser.add_argument(f"--{name.replace('_', '-')}", type=float, default=default, help=f"(default {default})")
     parser.add_argument("--precise-bn-images", type=int, default=defaults.precise_bn_images, metavar="N",
@@ -286,7 +290,7 @@ def build_parser(extensions=()) -> argparse.ArgumentParser:
                               "file's name without extension), age, sex, localization; any may be blank")
     predict.add_argument("--age", help="the patient's age in years (one file only)")
     predict.add_argument("--sex", help=f"the patient's sex: {', '.join(SEXES)} (one file only)")
-    predict.add_argument("--site", help=f"body site: {', '.join(SITES)} (one file only)")
+    predict.add_argument("--site", help=f"body site: {', '.join(ACCEPTED_SITES)} (one file only)")
     predict.add_argument("files", nargs="+", help="image files (JPEG, PNG, ...)")
 
     predict.set_defaults(run=run_predict)

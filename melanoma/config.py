@@ -24,10 +24,8 @@ CLASS_NAMES = ("not melanoma", "melanoma")
 MELANOMA_DX = "mel"
 KNOWN_DX = ("akiec", "bcc", "bkl", "df", "mel", "nv", "vasc")
 # Patient information the network may be given (never dx_type: it gives the answer away). Each
-# field is optional everywhere; "unknown" in HAM10000's CSV means not given.
+# field is optional everywhere; "unknown" in HAM10000's CSV means not given. Body sites: sites.py.
 SEXES = ("male", "female")
-SITES = ("abdomen", "acral", "back", "chest", "ear", "face", "foot", "genital", "hand",
-         "lower extremity", "neck", "scalp", "trunk", "upper extremity")
 MAX_AGE = 120
 AGE_SCALE = 100.0  # ages enter the network as years / AGE_SCALE
 
@@ -78,6 +76,8 @@ class TrainConfig:
     image_size: tuple[int, int] = (IMAGE_HEIGHT, IMAGE_WIDTH)  # height, width
     colour_constancy: bool = False  # Shades of Gray inside prepare_image (training and inference)
     metadata: bool = False  # age, sex and body site through a small branch joined to the pooled features
+    # The body site as the coarse sites all sources share (sites.py); "ham10000": v3's fine words.
+    site_vocabulary: str = "general"
     # Each field of a training image's metadata is hidden this often, so the network also answers
     # with some or none of them (hidden = "unknown", as a missing field at inference).
     metadata_hide_probability: float = 0.4
@@ -87,6 +87,9 @@ class TrainConfig:
     # Camera shifts in training: per-channel gains up to +-this (white balance), gamma and blur;
     # 0 keeps the method's mild colour jitter only.
     camera_jitter: float = 0.0
+    # This share of training photos (every source alike) is softened as an 84-pixel-wide camera would
+    # take it (augment.RandomSoften): BCN20000's photos are, and softness must not stand for the source.
+    soften_probability: float = 0.0
     # Progressive resizing: start from this bundle's weights (layers that fit by name and shape);
     # the bundle records the lineage.
     init_from: str | None = None
@@ -107,6 +110,7 @@ class TrainConfig:
         older bundle's train_config.json)."""
         known = {f.name for f in fields(cls)}
         settings = {k: v for k, v in settings.items() if k in known}
+        settings.setdefault("site_vocabulary", "ham10000")  # every run before it was recorded (v3's)
         if "image_size" in settings:  # a list once it has been through JSON
             settings["image_size"] = tuple(int(side) for side in settings["image_size"])
         if settings.get("sources") is not None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -28,14 +27,14 @@ class LoadedDataset:
     images: np.ndarray  # uint8 (N, height, width, 3) of the ImageSpec it was loaded with, row-aligned with `frame`
     dropped: list[dict] = field(default_factory=list)  # {image_id, reason, source} per dropped row
     origins: dict[str, Source] = field(default_factory=dict)  # source name -> its folder
+    _encoded: dict = field(default_factory=dict, repr=False)
 
-    @cached_property
-    def metadata(self) -> np.ndarray:
-        """Each image's patient information (age, sex, site) as the network takes it; encoded once
-        (0.27 s for both sources), as training asks for it twice an epoch."""
-        from melanoma.patient import encode_frame
-
-        return encode_frame(self.frame)
+    def metadata(self, encoding) -> np.ndarray:
+        """Each image's patient information (age, sex, site) as a network with this PatientEncoding
+        takes it; encoded once per encoding (0.27 s for two sources), as training asks twice an epoch."""
+        if encoding not in self._encoded:
+            self._encoded[encoding] = encoding.encode_frame(self.frame)
+        return self._encoded[encoding]
 
     @property
     def labels(self) -> np.ndarray:

@@ -6,6 +6,8 @@ import numpy as np
 import pandas as pd
 
 from melanoma.data import LoadedDataset
+from melanoma.patient import GENERAL_SITES_ENCODING, PatientInfoError
+from melanoma.sites import coarse_site
 from melanoma.sources import SOURCE_COLUMN
 from melanoma.splits import Split
 
@@ -46,6 +48,7 @@ def _summary_of(frame: pd.DataFrame, dropped: list[dict], split: Split | None, t
         "melanoma_vs_not": {"melanoma": int(frame["label"].sum()), "not melanoma": int((frame["label"] == 0).sum())},
         "sex": counts("sex"),
         "localization": counts("localization"),
+        "site": coarse_site_counts(frame),
         "dx_type": counts("dx_type"),
         "age": {str(int(k)): int(v) for k, v in frame["age"].dropna().value_counts().sort_index().items()}
         if "age" in frame else {},
@@ -58,6 +61,19 @@ def _summary_of(frame: pd.DataFrame, dropped: list[dict], split: Split | None, t
             for part, idx in split.parts().items()
         }
     return summary
+
+
+def coarse_site_counts(frame: pd.DataFrame) -> dict:
+    """Each photo's body site in the coarse vocabulary every source can fill in (sites.py)."""
+    def site_of(row) -> str:
+        try:
+            site = GENERAL_SITES_ENCODING.from_row(row).site
+        except PatientInfoError:
+            site = None
+        return "unknown" if site is None else coarse_site(site)
+
+    return {str(k): int(v) for k, v in pd.Series([site_of(row) for row in frame.to_dict("records")],
+                                                 dtype=object).value_counts().items()}
 
 
 def count_reasons(dropped: list[dict]) -> dict:

@@ -13,7 +13,7 @@ import threading
 import numpy as np
 from PIL import Image
 
-from melanoma.patient import METADATA_FEATURES, NO_INFORMATION, PatientInfo
+from melanoma.patient import NO_INFORMATION, PatientEncoding, PatientInfo
 
 # Grad-CAM: at 75x100 the last stage is 3x4 cells; earlier stages have finer grids.
 GRADCAM_LAYERS = {
@@ -95,7 +95,7 @@ class Explainer:
     """Heat maps for one model. Build it once per model (it holds a linear-output copy of the
     network, ~100 MB); the compiled function per layer and method is made on first use."""
 
-    def __init__(self, model):
+    def __init__(self, model, patient_encoding: PatientEncoding):
         from tf_keras_vis.gradcam_plus_plus import GradcamPlusPlus
         from tf_keras_vis.utils.model_modifiers import ReplaceToLinear
 
@@ -104,6 +104,7 @@ class Explainer:
 
         self.image_shape = tuple(model.get_layer("image").output.shape[1:])
         self.takes_metadata = takes_metadata(model)
+        self.patient_encoding = patient_encoding  # the predictor's: how a PatientInfo enters this network
         # Scores are taken before the softmax (a saturated softmax has no gradient). The copy
         # keeps the predictor's own network untouched; both methods share it.
         gradcam = _graph_safe_gradcam_class()(single_output_network(model), model_modifier=ReplaceToLinear(),
@@ -135,7 +136,7 @@ class Explainer:
         cam = functools.partial(_coarse_cam, self._visualizers[method], melanoma_log_odds, layer)
         signature = [tf.TensorSpec((1, *self.image_shape), tf.float32)]
         if self.takes_metadata:
-            signature.append(tf.TensorSpec((1, METADATA_FEATURES), tf.float32))
+            signature.append(tf.TensorSpec((1, self.patient_encoding.features), tf.float32))
         return tf.function(cam, input_signature=signature)
 
     def raw_heatmap(self, model_input: np.ndarray, layer: str = DEFAULT_GRADCAM_LAYER,
@@ -148,7 +149,7 @@ class Explainer:
             raise ValueError(f"expected an image of shape {self.image_shape}, got {model_input.shape}")
         inputs = [np.asarray(model_input, np.float32)[None]]
         if self.takes_metadata:
-            inputs.append(patient.encode()[None])
+            inputs.append(self.patient_encoding.encode(patient)[None])
         cam = np.asarray(self._cam_function(layer, method)(*inputs))[0]
         height, width, _ = self.image_shape
         return resize_map(cam, (width, height), Image.Resampling.BILINEAR)

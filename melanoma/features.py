@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from melanoma.patient import METADATA_FEATURES
-
 PREDICT_BATCH = 32  # fixed batch shape for the compiled predict function (padded), see inference
 
 # A rest of fewer images than this goes one image at a time rather than padded to PREDICT_BATCH:
@@ -39,6 +37,17 @@ def takes_metadata(model) -> bool:
     return any(tensor.name == "metadata" for tensor in model.inputs)
 
 
+def metadata_width(model) -> int:
+    """How many floats the network's patient-information input takes (its PatientEncoding's); 0 for
+    a network that takes none."""
+    return next((int(tensor.shape[-1]) for tensor in model.inputs if tensor.name == "metadata"), 0)
+
+
+def unknown_metadata(model, count: int) -> np.ndarray:
+    """Nothing known, for `count` images, as `model` takes it."""
+    return np.zeros((count, metadata_width(model)), np.float32)
+
+
 def melanoma_output(outputs):
     """The melanoma softmax among a network's outputs (a dict when it has two heads)."""
     return outputs[MELANOMA_OUTPUT] if isinstance(outputs, dict) else outputs
@@ -47,10 +56,6 @@ def melanoma_output(outputs):
 def network_inputs(model, images, metadata):
     """What `model` is called with: the images, or {"image", "metadata"} for a metadata network."""
     return {"image": images, "metadata": metadata} if takes_metadata(model) else images
-
-
-def unknown_metadata(count: int) -> np.ndarray:
-    return np.zeros((count, METADATA_FEATURES), np.float32)
 
 
 def feature_network(model):
@@ -66,14 +71,17 @@ def feature_network(model):
 
 
 def compiled_outputs(network, jit_compile: bool = INFERENCE_JIT_COMPILE):
-    """For a `feature_network`: (uint8 or float images (N, H, W, 3), metadata (N, METADATA_FEATURES))
-    -> {output name: array (N, ...)}, traced once per input shape. A network that takes no metadata
-    ignores it."""
+    """For a `feature_network`: (uint8 or float images (N, H, W, 3), metadata (N, its width) or None
+    for nothing known) -> {output name: array (N, ...)}, traced once per input shape. A network that
+    takes no metadata ignores it."""
     import keras
 
+    def known_or_unknown(images, metadata):
+        return unknown_metadata(network, len(images)) if metadata is None else metadata
+
     if keras.backend.backend() != "tensorflow":
-        return lambda images, metadata: network.predict_on_batch(
-            network_inputs(network, np.asarray(images, np.float32), np.asarray(metadata, np.float32)))
+        return lambda images, metadata=None: network.predict_on_batch(network_inputs(
+            network, np.asarray(images, np.float32), np.asarray(known_or_unknown(images, metadata), np.float32)))
     import tensorflow as tf
 
     @tf.function(jit_compile=jit_compile, reduce_retracing=True)
@@ -81,35 +89,41 @@ def compiled_outputs(network, jit_compile: bool = INFERENCE_JIT_COMPILE):
         return network(network_inputs(network, tf.cast(images, tf.float32), tf.cast(metadata, tf.float32)),
                        training=False)
 
-    return forward
+    return lambda images, metadata=None: forward(images, known_or_unknown(images, metadata))
 
 
-def eager_outputs(network, images: np.ndarray, metadata: np.ndarray) -> dict[str, np.ndarray]:
+def eager_outputs(network, images: np.ndarray, metadata: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """The same outputs without tracing (a process's first few images: see inference)."""
+    metadata = unknown_metadata(network, len(images)) if metadata is None else metadata
     return _to_numpy(network(network_inputs(network, np.asarray(images, np.float32),
                                             np.asarray(metadata, np.float32)), training=False))
 
 
 def in_fixed_batches(forward, images: np.ndarray, metadata: np.ndarray | None = None,
                      batch_size: int = PREDICT_BATCH):
-    """`forward(images, metadata)` over uint8 images (N, H, W, 3) and their metadata vectors (default:
-    nothing known) in batches of one fixed shape, so a compiled function is traced for 1 image and
+    """`forward(images, metadata)` over uint8 images (N, H, W, 3) and their metadata vectors (None:
+    nothing known, as `forward` makes it) in batches of one fixed shape, so a compiled function is traced for 1 image and
     for `batch_size`, never again. Full batches go as they are; a smaller rest is padded if it is
     large enough to pay for the padding, else sent one image at a time (a padded batch costs as much
     as a full one). `forward` returns an array or a dict of arrays; so does this, with N rows."""
-    metadata = unknown_metadata(len(images)) if metadata is None else np.asarray(metadata, np.float32)
+    metadata = None if metadata is None else np.asarray(metadata, np.float32)
     if len(images) == 1:
         return _to_numpy(forward(images, metadata))
+
+    def rows_of(array, start, stop):
+        return None if array is None else array[start:stop]
+
     chunks = []
     for start in range(0, len(images), batch_size):
-        chunk, chunk_metadata = images[start:start + batch_size], metadata[start:start + batch_size]
+        chunk, chunk_metadata = images[start:start + batch_size], rows_of(metadata, start, start + batch_size)
         if len(chunk) < min(PAD_BATCH_FROM, batch_size):
-            chunks += [_to_numpy(forward(chunk[i:i + 1], chunk_metadata[i:i + 1])) for i in range(len(chunk))]
+            chunks += [_to_numpy(forward(chunk[i:i + 1], rows_of(chunk_metadata, i, i + 1))) for i in range(len(chunk))]
             continue
         padding = batch_size - len(chunk)
         padded = np.concatenate([chunk, np.zeros((padding, *chunk.shape[1:]), chunk.dtype)])
-        chunks.append(_rows(_to_numpy(forward(padded, np.concatenate([chunk_metadata, unknown_metadata(padding)]))),
-                            len(chunk)))
+        padded_metadata = None if chunk_metadata is None else np.concatenate(
+            [chunk_metadata, np.zeros((padding, chunk_metadata.shape[1]), np.float32)])
+        chunks.append(_rows(_to_numpy(forward(padded, padded_metadata)), len(chunk)))
     if isinstance(chunks[0], dict):
         return {name: np.concatenate([chunk[name] for chunk in chunks]) for name in chunks[0]}
     return np.concatenate(chunks)
@@ -133,6 +147,6 @@ def extract(model, images: np.ndarray, metadata: np.ndarray | None = None) -> di
     network = feature_network(model)
     if len(images) == 0:  # the outputs' shapes, with no rows
         empty = np.zeros((1, *images.shape[1:]))
-        return {name: value[:0] for name, value in eager_outputs(network, empty, unknown_metadata(1)).items()}
+        return {name: value[:0] for name, value in eager_outputs(network, empty).items()}
     outputs = in_fixed_batches(compiled_outputs(network), images, metadata)
     return {name: value.astype(np.float32) for name, value in outputs.items()}

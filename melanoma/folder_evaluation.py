@@ -26,16 +26,16 @@ def evaluate_folder(model_dir: str | Path | None, data_dir: str | Path, use_meta
     each mode is measured at its own threshold."""
     from melanoma.data import load_dataset
     from melanoma.inference import Predictor
-    from melanoma.patient import FIELD_SLICES
+    from melanoma.patient import SITE_COLUMNS
     from melanoma.sources import as_sources
 
     predictor = Predictor.from_bundle(model_dir)
     [source] = as_sources(data_dir)
     dataset = load_dataset(source, spec=predictor.image_spec)
-    columns = {"age": "age", "sex": "sex", "site": "localization"}
-    fields = [name for name in FIELD_SLICES if columns[name] in dataset.frame.columns]
+    columns = {"age": ("age",), "sex": ("sex",), "site": SITE_COLUMNS}
+    fields = [name for name, named in columns.items() if any(column in dataset.frame.columns for column in named)]
     metadata_used = fields if predictor.takes_metadata and use_metadata and fields else []
-    metadata = dataset.metadata if metadata_used else None
+    metadata = dataset.metadata(predictor.patient_encoding) if metadata_used else None
     outputs = predictor.outputs(dataset.images, metadata)
     probabilities = predictor.calibrated(outputs, metadata)
     threshold = predictor.threshold_for(bool(metadata_used))

@@ -37,7 +37,6 @@ from melanoma.features import (
     feature_network,
     in_fixed_batches,
     melanoma_output,
-    unknown_metadata,
 )
 from melanoma.images import ImageRejected, PreparedImage, prepare_image
 from melanoma.novelty import FAMILIARITY_BANDS
@@ -55,10 +54,10 @@ EAGER_IMAGES_BEFORE_COMPILING = 4
 
 
 def compiled_forward(model, jit_compile: bool = INFERENCE_JIT_COMPILE):
-    """(uint8 images (N, H, W, 3), metadata (N, METADATA_FEATURES)) -> the melanoma score (N,).
-    Metadata is ignored by a network that does not take it."""
+    """(uint8 images (N, H, W, 3), metadata (N, its width) or None) -> the melanoma score (N,).
+    Metadata is ignored by a network that does not take it; None is nothing known."""
     outputs = compiled_outputs(model, jit_compile)
-    return lambda images, metadata: melanoma_output(outputs(images, metadata))[:, 1]
+    return lambda images, metadata=None: melanoma_output(outputs(images, metadata))[:, 1]
 
 
 def predict_in_batches(forward, images: np.ndarray, metadata: np.ndarray | None = None,
@@ -124,6 +123,7 @@ class Predictor:
         self.bundle = bundle
         self.image_spec = bundle.image_spec
         self.takes_metadata = bundle.takes_metadata
+        self.patient_encoding = bundle.network_spec.patient_encoding
         self.model = load_model(bundle)
         self.threshold = bundle.threshold
         self.extras = Extras.from_bundle(bundle)
@@ -146,14 +146,14 @@ class Predictor:
             with self._eager_lock:
                 self._eager_images_left = 0
         else:
-            outputs = eager_outputs(self._network, blank, unknown_metadata(1))
+            outputs = eager_outputs(self._network, blank)
         if self.extras is not None:
             self.extras.assess(outputs, blank, self.calibrated(outputs))
 
     def outputs(self, images: np.ndarray, metadata: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """The network's outputs and pooled features for uint8 images (N, H, W, 3) with their
         metadata vectors (default: nothing known)."""
-        metadata = unknown_metadata(len(images)) if metadata is None else np.asarray(metadata, np.float32)
+        metadata = self.patient_encoding.unknown(len(images)) if metadata is None else np.asarray(metadata, np.float32)
         if self._take_eager_turn(len(images)):
             return eager_outputs(self._network, images, metadata)
         if len(images) == 0:
@@ -215,7 +215,8 @@ class Predictor:
         probability, image_only, assessment = {}, {}, {}
         if rows:
             images = np.stack([checked[i].model_input for i in rows])
-            metadata = np.stack([patients[i].encode() for i in good] + [NO_INFORMATION.encode()] * len(image_only_too))
+            encode = self.patient_encoding.encode
+            metadata = np.stack([encode(patients[i]) for i in good] + [encode(NO_INFORMATION)] * len(image_only_too))
             outputs = self.outputs(images, metadata)
             probabilities = self.calibrated(outputs, metadata)
             probability = dict(zip(good, map(float, probabilities[:len(good)])))

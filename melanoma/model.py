@@ -13,6 +13,8 @@ import keras
 from keras import layers
 
 from melanoma.config import CLASS_NAMES, IMAGE_SHAPE, KNOWN_DX
+from melanoma.patient import PatientEncoding
+from melanoma.sites import FINE_VOCABULARY
 
 BN_EPSILON = 1.001e-5  # keras.applications' value; keeps the numerics of the reference model
 METADATA_UNITS = 32  # the metadata branch's width, joined to the 2048 pooled image features
@@ -26,20 +28,27 @@ class NetworkSpec:
     image_shape: tuple[int, int, int] = IMAGE_SHAPE
     metadata: bool = False
     diagnosis_head: bool = False
+    # How the body site enters the metadata branch (sites.py); bundles before v4 used HAM10000's words.
+    site_vocabulary: str = FINE_VOCABULARY
 
     @classmethod
     def from_config(cls, config) -> NetworkSpec:
         return cls(image_shape=(*config.image_size, 3), metadata=config.metadata,
-                   diagnosis_head=config.diagnosis_loss_weight > 0)
+                   diagnosis_head=config.diagnosis_loss_weight > 0, site_vocabulary=config.site_vocabulary)
 
     @classmethod
     def from_dict(cls, values: dict) -> NetworkSpec:
         return cls(image_shape=tuple(values["image_shape"]), metadata=bool(values.get("metadata")),
-                   diagnosis_head=bool(values.get("diagnosis_head")))
+                   diagnosis_head=bool(values.get("diagnosis_head")),
+                   site_vocabulary=values.get("site_vocabulary", FINE_VOCABULARY))
 
     def to_dict(self) -> dict:
         return {"image_shape": list(self.image_shape), "metadata": self.metadata,
-                "diagnosis_head": self.diagnosis_head}
+                "diagnosis_head": self.diagnosis_head, "site_vocabulary": self.site_vocabulary}
+
+    @property
+    def patient_encoding(self) -> PatientEncoding:
+        return PatientEncoding(self.site_vocabulary)
 
 
 @dataclass(frozen=True)
@@ -124,13 +133,11 @@ def build_network(spec: NetworkSpec = NetworkSpec()) -> keras.Model:
     for different reasons) and gives the app its differential."""
     if not spec.metadata and not spec.diagnosis_head:
         return build_resnet50(spec.image_shape)
-    from melanoma.patient import METADATA_FEATURES
-
     image = keras.Input(shape=spec.image_shape, name="image")
     features = pooled_image_features(image)
     inputs = image
     if spec.metadata:
-        metadata = keras.Input(shape=(METADATA_FEATURES,), name="metadata")
+        metadata = keras.Input(shape=(spec.patient_encoding.features,), name="metadata")
         branch = layers.Dense(METADATA_UNITS, activation="relu", name="metadata_dense")(metadata)
         features = layers.Concatenate(name="image_and_metadata")([features, branch])
         inputs = {"image": image, "metadata": metadata}

@@ -13,15 +13,29 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from melanoma.config import AGE_SCALE, MAX_AGE, SEXES, SITES
+from melanoma.config import AGE_SCALE, MAX_AGE, SEXES
+from melanoma.sites import (
+    ACCEPTED_SITES,
+    FINE_SITES,
+    FINE_VOCABULARY,
+    GENERAL_VOCABULARY,
+    REGIONS,
+    SITE_VOCABULARIES,
+    TORSO_SIDES,
+    region_of,
+    used_by,
+)
 
 # Slices of the encoded vector, one per field; the last entry of each is the field's "known" flag.
 AGE_SLICE = slice(0, 2)  # years / AGE_SCALE, known
 SEX_SLICE = slice(2, 2 + len(SEXES) + 1)
-SITE_SLICE = slice(SEX_SLICE.stop, SEX_SLICE.stop + len(SITES) + 1)
-FIELD_SLICES = {"age": AGE_SLICE, "sex": SEX_SLICE, "site": SITE_SLICE}
-METADATA_FEATURES = SITE_SLICE.stop
+# The site's part depends on the network's site vocabulary (sites.py): HAM10000's 14 fine words
+# one-hot (v3), or the coarse region one-hot, then the torso's side one-hot where known.
+FINE_SITE_FEATURES = len(FINE_SITES) + 1
+GENERAL_SITE_FEATURES = len(REGIONS) + len(TORSO_SIDES) + 1
 UNKNOWN = ("", "unknown", "nan", "none")
+# A CSV row's site: the coarse column where a source gives one, else HAM10000's localization.
+SITE_COLUMNS = ("anatom_site_general", "localization")
 
 
 class PatientInfoError(ValueError):
@@ -38,29 +52,91 @@ class PatientInfo:
     def parse(cls, age=None, sex=None, site=None) -> PatientInfo:
         """From user input (text, numbers, blanks): blank or 'unknown' is not given; anything
         else that is not a valid value raises PatientInfoError rather than being guessed."""
-        return cls(age=_parse_age(age), sex=_parse_choice("sex", sex, SEXES), site=_parse_choice("site", site, SITES))
+        return cls(age=_parse_age(age), sex=_parse_choice("sex", sex, SEXES),
+                   site=_parse_choice("site", site, ACCEPTED_SITES))
 
     @property
     def given(self) -> tuple[str, ...]:
-        return tuple(name for name in FIELD_SLICES if getattr(self, name) is not None)
+        return tuple(name for name in ("age", "sex", "site") if getattr(self, name) is not None)
 
     def describe(self) -> str:
         parts = [f"age {self.age:g}" if self.age is not None else None, self.sex, self.site]
         return ", ".join(part for part in parts if part) or "none"
 
-    def encode(self) -> np.ndarray:
-        vector = np.zeros(METADATA_FEATURES, np.float32)
-        if self.age is not None:
-            vector[AGE_SLICE] = (self.age / AGE_SCALE, 1.0)
-        for name, choices in (("sex", SEXES), ("site", SITES)):
-            value, part = getattr(self, name), FIELD_SLICES[name]
-            if value is not None:
-                vector[part.start + choices.index(value)] = 1.0
-                vector[part.stop - 1] = 1.0
-        return vector
-
 
 NO_INFORMATION = PatientInfo()
+
+
+@dataclass(frozen=True)
+class PatientEncoding:
+    """Patient information as one network takes it: a vector of `features` floats, all zero where
+    nothing is known. The site's part follows the network's site vocabulary (sites.py)."""
+
+    site_vocabulary: str = FINE_VOCABULARY
+
+    def __post_init__(self):
+        if self.site_vocabulary not in SITE_VOCABULARIES:
+            raise ValueError(f"unknown site vocabulary {self.site_vocabulary!r}; one of {SITE_VOCABULARIES}")
+
+    @property
+    def site_slice(self) -> slice:
+        width = FINE_SITE_FEATURES if self.site_vocabulary == FINE_VOCABULARY else GENERAL_SITE_FEATURES
+        return slice(SEX_SLICE.stop, SEX_SLICE.stop + width)
+
+    @property
+    def field_slices(self) -> dict[str, slice]:
+        return {"age": AGE_SLICE, "sex": SEX_SLICE, "site": self.site_slice}
+
+    @property
+    def features(self) -> int:
+        return self.site_slice.stop
+
+    def reads_site(self, site: str | None) -> bool:
+        return site is not None and used_by(self.site_vocabulary, site)
+
+    def encode(self, patient: PatientInfo) -> np.ndarray:
+        vector = np.zeros(self.features, np.float32)
+        if patient.age is not None:
+            vector[AGE_SLICE] = (patient.age / AGE_SCALE, 1.0)
+        if patient.sex is not None:
+            vector[SEX_SLICE.start + SEXES.index(patient.sex)] = 1.0
+            vector[SEX_SLICE.stop - 1] = 1.0
+        if self.reads_site(patient.site):
+            for position in self._site_positions(patient.site):
+                vector[self.site_slice.start + position] = 1.0
+            vector[self.site_slice.stop - 1] = 1.0
+        return vector
+
+    def _site_positions(self, site: str) -> list[int]:
+        if self.site_vocabulary == FINE_VOCABULARY:
+            return [FINE_SITES.index(site)]
+        region, side = region_of(site)
+        return [REGIONS.index(region)] + ([] if side is None else [len(REGIONS) + TORSO_SIDES.index(side)])
+
+    def unknown(self, count: int) -> np.ndarray:
+        return np.zeros((count, self.features), np.float32)
+
+    def encode_frame(self, frame) -> np.ndarray:
+        """(N, features) for a HAM10000-style frame; unusable values count as unknown (the training
+        data is trusted to be the sources', whose only odd value is 'unknown')."""
+        rows = []
+        for row in frame.to_dict("records"):
+            try:
+                rows.append(self.encode(self.from_row(row)))
+            except PatientInfoError:
+                rows.append(self.encode(NO_INFORMATION))
+        return np.stack(rows) if rows else self.unknown(0)
+
+    def from_row(self, row) -> PatientInfo:
+        """A source's CSV row: a fine-words network reads HAM10000's `localization` alone, as it was
+        trained; a coarse one the source's coarse site where given, else `localization`."""
+        columns = SITE_COLUMNS[1:] if self.site_vocabulary == FINE_VOCABULARY else SITE_COLUMNS
+        site = next((row.get(column) for column in columns if not _is_blank(row.get(column))), None)
+        return PatientInfo.parse(age=row.get("age"), sex=row.get("sex"), site=site)
+
+
+FINE_SITES_ENCODING = PatientEncoding(FINE_VOCABULARY)  # model v3 and earlier
+GENERAL_SITES_ENCODING = PatientEncoding(GENERAL_VOCABULARY)
 
 
 def _is_blank(value) -> bool:
@@ -93,26 +169,16 @@ def _parse_choice(field: str, value, choices: tuple[str, ...]) -> str | None:
 
 
 def from_row(row) -> PatientInfo:
-    """A HAM10000-style CSV row (columns age, sex, localization; any may be missing)."""
-    return PatientInfo.parse(age=row.get("age"), sex=row.get("sex"), site=row.get("localization"))
+    """A CSV row a user gave (columns age, sex, and a site as anatom_site_general or localization;
+    any may be missing)."""
+    return GENERAL_SITES_ENCODING.from_row(row)
 
 
-def encode_frame(frame) -> np.ndarray:
-    """(N, METADATA_FEATURES) for a HAM10000-style frame; unusable values count as unknown (the
-    training data is trusted to be HAM10000's, whose only odd value is 'unknown')."""
-    rows = []
-    for row in frame.to_dict("records"):
-        try:
-            rows.append(from_row(row).encode())
-        except PatientInfoError:
-            rows.append(NO_INFORMATION.encode())
-    return np.stack(rows) if rows else np.zeros((0, METADATA_FEATURES), np.float32)
-
-
-def hide_at_random(vectors: np.ndarray, probability: float, rng: np.random.Generator) -> np.ndarray:
+def hide_at_random(vectors: np.ndarray, probability: float, rng: np.random.Generator,
+                   encoding: PatientEncoding) -> np.ndarray:
     """A copy with each field of each row zeroed (unknown) with `probability`, independently."""
     hidden = vectors.copy()
-    for part in FIELD_SLICES.values():
+    for part in encoding.field_slices.values():
         hidden[rng.random(len(vectors)) < probability, part] = 0.0
     return hidden
 

@@ -229,7 +229,6 @@ def write_set(bundle_path: str | Path | None, data_dirs: Sequence[str | Path], m
               seed: int = READER_STUDY_SEED) -> dict:
     """Chooses the set from the bundle's test split, checks the network gives the shipped photos the
     test split's P(melanoma), and writes it into the bundle (replacing any earlier set). Returns the index."""
-    from melanoma.patient import encode_frame
 
     if not 1 <= max_photos <= READER_STUDY_MAX_PHOTOS:
         raise ReaderStudyError(f"a set holds 1 to {READER_STUDY_MAX_PHOTOS} photos, not {max_photos}")
@@ -251,7 +250,8 @@ def write_set(bundle_path: str | Path | None, data_dirs: Sequence[str | Path], m
             photos[file] = shipped_photo(path)
         except (OSError, ValueError) as error:  # PIL's UnidentifiedImageError is an OSError
             raise ReaderStudyError(f"the test photo {path} cannot be read ({error})") from None
-    patients = encode_frame(chosen) if bundle.takes_metadata else None  # what the network is given, per photo
+    # what the network is given, per photo
+    patients = bundle.network_spec.patient_encoding.encode_frame(chosen) if bundle.takes_metadata else None
     shipped = recomputed_probabilities(bundle, photos, chosen, patients)
     difference = float(np.abs(shipped - scored_as_the_app_would(chosen, patients)).max())
     if difference > READER_STUDY_PROBABILITY_TOLERANCE:

@@ -351,7 +351,8 @@ class DatasetSummary:
     not_melanoma: int
     dx: dict[str, int]
     sex: dict[str, int]
-    localization: dict[str, int]
+    localization: dict[str, int]  # HAM10000's fine words, as each source's CSV gives them
+    site: dict[str, int]  # the coarse site every source can fill in (sites.py); {} before v4
     dx_type: dict[str, int]
     age: dict[str, int]
     split: dict[str, SplitCount]  # train, validation, test; {} where the summary has no split
@@ -372,7 +373,7 @@ class DatasetSummary:
             dropped=Dropped(total=dropped.count("total"), by_reason=dropped.counts("by_reason"),
                             examples=list(dropped.get("examples", []))),
             melanoma=classes.count("melanoma"), not_melanoma=classes.count("not melanoma"),
-            **{name: part.counts(name) for name in ("dx", "sex", "localization", "dx_type", "age")},
+            **{name: part.counts(name) for name in ("dx", "sex", "localization", "site", "dx_type", "age")},
             split={name: SplitCount(images=counts.count("images"), melanoma=counts.count("melanoma"),
                                     lesions=counts.count("lesions")) for name, counts in part.parts("split").items()},
             balanced_epoch=None if balanced is None else BalancedEpoch(

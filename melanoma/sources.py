@@ -17,7 +17,7 @@ import pandas as pd
 
 HAM10000_IMAGES = 10_015  # in the published dataset; a copy may hold fewer (the development copy: 8,980)
 
-SOURCE_COLUMN = "source"  # which data folder (by its name) a photo came from: ham10000, isic2017
+SOURCE_COLUMN = "source"  # which data folder (by its name) a photo came from: ham10000, isic2017, bcn20000
 
 # Bundles from before sources existed were trained on HAM10000 alone.
 DEFAULT_SOURCE = "ham10000"
@@ -33,6 +33,10 @@ SOURCES = {
                                                   "Memorial Sloan Kettering",
                  "licence": "CC BY-NC", "licence_url": "https://creativecommons.org/licenses/by-nc/4.0/",
                  "citation": "Codella et al., ISBI 2018, arXiv:1710.05006"},
+    "bcn20000": {"title": "BCN20000", "clinics": "the Hospital Clínic de Barcelona (ISIC 2019's BCN20000): other "
+                                                 "dermatoscopes, many hard sites (nails, palms and soles, mucosa)",
+                 "licence": "CC BY-NC 4.0", "licence_url": "https://creativecommons.org/licenses/by-nc/4.0/",
+                 "citation": "Combalia et al., BCN20000: Dermoscopic Lesions in the Wild, arXiv:1908.02288 (2019)"},
 }
 
 METADATA_FILE = "HAM10000_metadata.csv"

@@ -164,6 +164,17 @@ class Run:
         return self.per_epoch // self.config.batch_size
 
     @property
+    def patient_encoding(self):
+        from melanoma.model import NetworkSpec
+
+        return NetworkSpec.from_config(self.config).patient_encoding
+
+    @property
+    def patient_vectors(self) -> np.ndarray:
+        """Every photo's patient information as this run's network takes it."""
+        return self.dataset.metadata(self.patient_encoding)
+
+    @property
     def train_labels(self) -> np.ndarray:
         return self.dataset.labels[self.split.train]
 
@@ -290,7 +301,7 @@ def fit_epoch(run: Run, epoch: int, progress: Progress, keep_epoch_weights: bool
     config, dataset = run.config, run.dataset
     if config.precise_bn_images:
         batches = recompute_batch_norm_statistics(run.model, plain_training_batches(
-            dataset.images, dataset.metadata if config.metadata else None, run.split.train,
+            dataset.images, run.patient_vectors if config.metadata else None, run.split.train,
             config.precise_bn_images, config.batch_size))
         log(f"batch norm statistics recomputed on {batches} batches of plain training photos")
     row = {"epoch": epoch + 1, "loss": logs["loss"], "accuracy": logs["accuracy"], "auc": logs["auc"],
@@ -314,8 +325,8 @@ def fit_one_epoch(run: Run, epoch: int) -> dict:
     seed = config.effective_training_seed
     indices = run.epoch_indices([seed, epoch])
     epoch_metadata = None if not config.metadata else hide_at_random(
-        dataset.metadata[split.train], config.metadata_hide_probability,
-        np.random.default_rng([seed, epoch, METADATA_HIDING_STREAM]))
+        run.patient_vectors[split.train], config.metadata_hide_probability,
+        np.random.default_rng([seed, epoch, METADATA_HIDING_STREAM]), run.patient_encoding)
     diagnoses = dataset.diagnoses[split.train] if config.diagnosis_loss_weight else None
     train_ds = make_train_dataset(dataset.images[split.train], run.train_labels, indices, config,
                                   run.augmenter, diagnoses, epoch_metadata)
@@ -335,7 +346,7 @@ def validation_figures(run: Run) -> dict:
 
     dataset, val = run.dataset, run.split.val
     labels = dataset.labels[val]
-    probabilities = predict_in_batches(run.forward, dataset.images[val], dataset.metadata[val])
+    probabilities = predict_in_batches(run.forward, dataset.images[val], run.patient_vectors[val])
     image_only = {"val_auc_image_only": roc_auc(labels, predict_in_batches(
         run.forward, dataset.images[val]))} if run.config.metadata else {}
     return {"val_loss": log_loss(labels, probabilities),
@@ -402,7 +413,7 @@ def finish(run: Run, progress: Progress, look_at_test: bool = True, release: str
     if (run.run_dir / BEST_WEIGHTS).exists():
         assign_weights_from_npz(run.model, run.run_dir / BEST_WEIGHTS)
     parts = ("train", "validation", "test") if look_at_test else ("validation",)
-    metadata = run.dataset.metadata if run.config.metadata else None
+    metadata = run.patient_vectors if run.config.metadata else None
     mode = operating_mode(run.forward, run.dataset, run.split, metadata, run.config.target_sensitivity, parts)
     alone = operating_mode(run.forward, run.dataset, run.split, None, run.config.target_sensitivity,
                            parts) if run.config.metadata else None  # photos without patient information
@@ -542,7 +553,7 @@ def float16_round_trip(run: Run, test_scores: np.ndarray):
     half = build_network(NetworkSpec.from_config(run.config))
     assign_weights_from_npz(half, io.BytesIO(weights_to_npz(run.model)))
     test = run.split.test
-    metadata = run.dataset.metadata[test] if run.config.metadata else None
+    metadata = run.patient_vectors[test] if run.config.metadata else None
     half_probs = predict_in_batches(compiled_forward(half), run.dataset.images[test], metadata)
     return half, {
         "test_roc_auc": roc_auc(run.dataset.labels[test], half_probs),

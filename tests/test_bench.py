@@ -8,7 +8,7 @@ def test_inference_bench_times_every_path_and_compares_with_the_bare_model(predi
 
     predictor.warm_up()
     files = list(sample_images.values())[:4]
-    result = bench_inference(predictor, Explainer(predictor.model), files, runs=3)
+    result = bench_inference(predictor, Explainer(predictor.model, predictor.patient_encoding), files, runs=3)
     for name in ("predict_full_path", "predict_model_only", "predict_prepare_only",
                  "bare_keras_resnet50_compiled", "model_xla", "model_no_xla", "gradcam"):
         assert result[name]["runs"] >= 3 and 0 < result[name]["p50_ms"] <= result[name]["p95_ms"]

@@ -17,7 +17,8 @@ def test_predictor_and_explainer_give_every_thread_the_serial_answer(smoke_bundl
 
     predictor = Predictor.from_bundle(smoke_bundle)
     predictor.warm_up()  # as the app does: every call below takes the compiled path
-    explainer = Explainer(predictor.model)  # nothing traced yet: the first maps are traced in the race
+    # nothing traced yet: the first maps are traced in the race
+    explainer = Explainer(predictor.model, predictor.patient_encoding)
     files = [(path.name, path.read_bytes()) for path in sample_images.values()]
     jobs = [(files[i % len(files)], list(GRADCAM_LAYERS.values())[i % 3], METHODS[i % 2])
             for i in range(THREADS * ROUNDS)]

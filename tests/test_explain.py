@@ -8,7 +8,7 @@ from PIL import Image
 def explainer(predictor):
     from melanoma.explain import Explainer
 
-    return Explainer(predictor.model)
+    return Explainer(predictor.model, predictor.patient_encoding)
 
 
 def test_heatmap_matches_tf_keras_vis_and_leaves_the_predictor_alone(predictor, explainer, sample_images):

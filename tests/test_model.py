@@ -37,16 +37,17 @@ def test_a_v1_spec_builds_the_plain_resnet50():
 def test_metadata_branch_and_diagnosis_head_join_the_pooled_features():
     from melanoma.features import melanoma_output
     from melanoma.model import METADATA_UNITS, NetworkSpec, build_network, single_output_network
-    from melanoma.patient import METADATA_FEATURES, PatientInfo
+    from melanoma.patient import PatientInfo
 
-    model = build_network(NetworkSpec(image_shape=(60, 80, 3), metadata=True, diagnosis_head=True))
+    spec = NetworkSpec(image_shape=(60, 80, 3), metadata=True, diagnosis_head=True, site_vocabulary="general")
+    model = build_network(spec)
     assert sorted(tensor.name for tensor in model.inputs) == ["image", "metadata"]
     trunk = KERAS_APPLICATIONS_RESNET50_PARAMS - (2048 + 1) * 2  # the same convolutions, any image size
     joined = 2048 + METADATA_UNITS
-    assert model.count_params() == (trunk + (METADATA_FEATURES + 1) * METADATA_UNITS
+    assert model.count_params() == (trunk + (spec.patient_encoding.features + 1) * METADATA_UNITS
                                     + (joined + 1) * 2 + (joined + 1) * len(KNOWN_DX))
     images = np.random.default_rng(0).uniform(0, 255, (2, 60, 80, 3)).astype(np.float32)
-    known = np.stack([PatientInfo.parse(age=70, sex="male", site="back").encode()] * 2)
+    known = np.stack([spec.patient_encoding.encode(PatientInfo.parse(age=70, sex="male", site="back"))] * 2)
     outputs = model({"image": images, "metadata": known})
     assert outputs["diagnosis"].shape == (2, len(KNOWN_DX))
     assert np.allclose(np.sum(outputs["diagnosis"], axis=1), 1.0, atol=1e-5)

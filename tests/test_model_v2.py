@@ -65,7 +65,7 @@ def test_metadata_changes_the_answer_and_the_image_alone_is_shown_beside(smoke_v
     partial = predictor.classify_bytes("a", data, patient=PatientInfo.parse(age=75))
     assert partial.metadata_used and partial.as_dict()["metadata_used"] == ["age"]
     image = full.prepared.model_input[None]
-    scores = [float(predictor.scores(image, given.encode()[None])[0])
+    scores = [float(predictor.scores(image, predictor.patient_encoding.encode(given)[None])[0])
               for given in (patient, PatientInfo.parse(age=75), NO_INFORMATION)]
     assert len({round(score, 6) for score in scores}) == 3  # the metadata reaches the network
     # A network without a metadata input ignores what it is given, and says so.

@@ -4,31 +4,57 @@ import pytest
 
 from melanoma.patient import (
     AGE_SLICE,
-    FIELD_SLICES,
-    METADATA_FEATURES,
+    FINE_SITES_ENCODING,
+    GENERAL_SITES_ENCODING,
     NO_INFORMATION,
     PatientInfo,
     PatientInfoError,
-    encode_frame,
     hide_at_random,
     patients_for_files,
 )
+from melanoma.sites import FINE_SITES, GENERAL_SITES
+
+ENCODINGS = pytest.mark.parametrize("encoding", [FINE_SITES_ENCODING, GENERAL_SITES_ENCODING], ids=["fine", "general"])
 
 
-def test_blank_and_unknown_mean_not_given():
+@ENCODINGS
+def test_blank_and_unknown_mean_not_given(encoding):
     info = PatientInfo.parse(age="", sex="unknown", site=None)
     assert info == NO_INFORMATION and info.given == ()
-    assert not NO_INFORMATION.encode().any()
+    assert not encoding.encode(NO_INFORMATION).any()
 
 
-def test_values_are_normalised_and_encoded_with_their_known_flags():
+@ENCODINGS
+def test_values_are_normalised_and_encoded_with_their_known_flags(encoding):
     info = PatientInfo.parse(age="45", sex=" Female", site="Lower Extremity")
     assert info == PatientInfo(age=45.0, sex="female", site="lower extremity")
-    vector = info.encode()
-    assert vector.shape == (METADATA_FEATURES,)
+    vector = encoding.encode(info)
+    assert vector.shape == (encoding.features,)
     assert vector[AGE_SLICE].tolist() == pytest.approx([0.45, 1.0])
-    for part in FIELD_SLICES.values():
+    for part in encoding.field_slices.values():
         assert vector[part.stop - 1] == 1.0 and vector[part].sum() == pytest.approx(2.0 if part != AGE_SLICE else 1.45)
+
+
+def test_the_coarse_vocabulary_reads_every_sources_words_by_region_and_torso_side():
+    site = GENERAL_SITES_ENCODING.site_slice
+
+    def site_part(word):
+        return GENERAL_SITES_ENCODING.encode(PatientInfo.parse(site=word))[site]
+
+    # HAM10000's fine words land on the coarse site they lie in; the torso's side only where named
+    assert site_part("face").tolist() == site_part("scalp").tolist() == site_part("head/neck").tolist()
+    assert site_part("back").tolist() == site_part("posterior torso").tolist()
+    assert site_part("chest").tolist() == site_part("anterior torso").tolist()
+    assert site_part("acral").tolist() == site_part("palms/soles").tolist()
+    trunk, anterior = site_part("trunk"), site_part("anterior torso")
+    assert trunk.sum() == 2 and anterior.sum() == 3 and (anterior - trunk).min() == 0  # the side adds one
+    assert len({tuple(site_part(word)) for word in GENERAL_SITES}) == len(GENERAL_SITES)
+
+
+def test_a_fine_words_network_leaves_a_coarse_site_out_rather_than_guess():
+    vector = FINE_SITES_ENCODING.encode(PatientInfo.parse(age=40, site="head/neck"))
+    assert not vector[FINE_SITES_ENCODING.site_slice].any() and vector[AGE_SLICE][1] == 1.0
+    assert FINE_SITES_ENCODING.features == 2 + 3 + len(FINE_SITES) + 1
 
 
 @pytest.mark.parametrize("field, value, reason", [
@@ -41,23 +67,36 @@ def test_bad_values_get_a_one_line_reason_not_a_guess(field, value, reason):
     assert "\n" not in str(error.value)
 
 
-def test_hiding_zeroes_whole_fields_at_the_rate_asked():
-    rows = np.stack([PatientInfo.parse(age=60, sex="male", site="back").encode()] * 4000)
-    hidden = hide_at_random(rows, 0.4, np.random.default_rng(0))
-    for part in FIELD_SLICES.values():
+@ENCODINGS
+def test_hiding_zeroes_whole_fields_at_the_rate_asked(encoding):
+    rows = np.stack([encoding.encode(PatientInfo.parse(age=60, sex="male", site="back"))] * 4000)
+    hidden = hide_at_random(rows, 0.4, np.random.default_rng(0), encoding)
+    for part in encoding.field_slices.values():
         known = hidden[:, part.stop - 1] == 1.0
         assert known.mean() == pytest.approx(0.6, abs=0.03)
         assert not hidden[~known, part].any() and np.array_equal(hidden[known, part], rows[known, part])
     assert rows.all(axis=0)[AGE_SLICE].all()  # the input is left as it was
 
 
-def test_ham10000_rows_encode_with_unknowns_as_not_given():
+@ENCODINGS
+def test_ham10000_rows_encode_with_unknowns_as_not_given(encoding):
     import pandas as pd
 
     frame = pd.DataFrame({"age": [50.0, np.nan], "sex": ["male", "unknown"], "localization": ["back", "unknown"]})
-    encoded = encode_frame(frame)
-    assert encoded[0].tolist() == PatientInfo(age=50, sex="male", site="back").encode().tolist()
+    encoded = encoding.encode_frame(frame)
+    assert encoded[0].tolist() == encoding.encode(PatientInfo(age=50, sex="male", site="back")).tolist()
     assert not encoded[1].any()
+
+
+def test_a_rows_coarse_site_is_read_where_the_source_gives_one():
+    import pandas as pd
+
+    frame = pd.DataFrame({"age": [55, 30], "sex": ["male", "female"], "localization": ["trunk", ""],
+                          "anatom_site_general": ["anterior torso", "head/neck"]})  # BCN20000's, ISIC 2017's
+    assert [GENERAL_SITES_ENCODING.from_row(row).site for row in frame.to_dict("records")] == [
+        "anterior torso", "head/neck"]
+    # v3's network was trained on HAM10000's column alone, and is given it alone
+    assert [FINE_SITES_ENCODING.from_row(row).site for row in frame.to_dict("records")] == ["trunk", None]
 
 
 def test_predict_metadata_from_flags_or_a_csv_matched_by_file_stem(tmp_path):

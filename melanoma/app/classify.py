@@ -22,6 +22,7 @@ from melanoma.app.state import MODEL_LOAD_SECONDS
 from melanoma.images import MAX_UPLOAD_MB, UPLOAD_EXTENSIONS
 from melanoma.patient import NO_INFORMATION
 from melanoma.reporting import DISCLAIMER, distinct_labels, results_csv, results_table, triage_order
+from melanoma.sites import choices
 
 CAMERA_PHOTO = "camera photo.jpg"
 CAMERA_LIMITS = ("A phone or laptop camera without a dermatoscope is outside what the model knows: it learnt from "
@@ -80,13 +81,14 @@ if repeats:
 
 # Patient information, per photo, where the network takes it; blank means unknown.
 patients = {}
+site_choices = choices(bundle.network_spec.site_vocabulary)
 if bundle.takes_metadata:
     with st.expander("Patient information (optional): age, sex and body site of each photo", expanded=True):
         st.caption("Blank means unknown: the network is told so, never given a guess. Each result shows "
                    "P(melanoma) from the image alone beside the one with this information.")
         for upload in uploads:
             st.markdown(f"**{labels[upload.file_id]}**")
-            patients[upload.file_id] = patient_inputs(f"patient-{upload.file_id}")
+            patients[upload.file_id] = patient_inputs(f"patient-{upload.file_id}", site_choices)
 
 predictor = state.require_predictor()
 # Only the current uploads are remembered: removing a file from the uploader forgets its result.

@@ -44,6 +44,11 @@ def _caption(row) -> str:
     return ", ".join(part for part in known if part) or "age and site not recorded"
 
 
+def sites_of(summary: DatasetSummary) -> dict[str, int]:
+    """Body sites in the coarse words every source gives; HAM10000's own words for bundles before v4."""
+    return summary.site or summary.localization
+
+
 def source_table(per_source: dict[str, DatasetSummary]) -> pd.DataFrame:
     """One row per source: where its photos come from and what they hold."""
     rows = []
@@ -56,7 +61,7 @@ def source_table(per_source: dict[str, DatasetSummary]) -> pd.DataFrame:
             "diagnoses": ", ".join(f"{dx} {count:,}" for dx, count in part.dx.items()),
             "age known": f"{sum(part.age.values()) / images:.0%}",
             "female": f"{part.sex.get('female', 0) / images:.0%}",
-            "body site known": f"{1 - part.localization.get('unknown', 0) / images:.0%}",
+            "body site known": f"{1 - sites_of(part).get('unknown', 0) / images:.0%}",
             "rows dropped": part.dropped.total})
     return pd.DataFrame(rows)
 
@@ -115,7 +120,11 @@ if len(per_source) > 1:
 else:
     right.plotly_chart(charts.counts_bar(summary.sex, "Sex"))
 left, right = st.columns(2)
-left.plotly_chart(charts.counts_bar(summary.localization, "Body site", horizontal=True))
+if len(per_source) > 1 and summary.site:
+    left.plotly_chart(charts.grouped_bars({source_title(s): part.site for s, part in per_source.items()},
+                                          "Body site by source (the coarse sites every source gives)"))
+else:
+    left.plotly_chart(charts.counts_bar(sites_of(summary), "Body site", horizontal=True))
 right.plotly_chart(charts.counts_bar(summary.dx_type, "How the diagnosis was confirmed",
                                      labels=DX_TYPE_NAMES))
 

@@ -8,17 +8,18 @@ from __future__ import annotations
 
 import streamlit as st
 
-from melanoma.config import MAX_AGE, SEXES, SITES
+from melanoma.config import MAX_AGE, SEXES
 from melanoma.patient import NO_INFORMATION, PatientInfo, PatientInfoError
 
 
-def patient_inputs(key: str) -> PatientInfo:
-    """Three inputs in a row; what they hold now (nothing given: NO_INFORMATION)."""
+def patient_inputs(key: str, sites: tuple[str, ...]) -> PatientInfo:
+    """Three inputs in a row, the body site one of `sites` (the network's vocabulary); what they hold
+    now (nothing given: NO_INFORMATION)."""
     age_column, sex_column, site_column = st.columns(3)
     age = age_column.number_input("Age (years)", min_value=0, max_value=MAX_AGE, value=None, step=1,
                                   placeholder="unknown", key=f"{key}-age")
     sex = sex_column.selectbox("Sex", SEXES, index=None, placeholder="unknown", key=f"{key}-sex")
-    site = site_column.selectbox("Body site", SITES, index=None, placeholder="unknown", key=f"{key}-site")
+    site = site_column.selectbox("Body site", sites, index=None, placeholder="unknown", key=f"{key}-site")
     try:
         return PatientInfo.parse(age=age, sex=sex, site=site)
     except PatientInfoError as error:  # the widgets' own limits make this rare; never guess

@@ -288,14 +288,14 @@ def show_disagreements(test: dict, positions: list[int], threshold: float) -> No
 def disagreement_pictures(test: dict, position: int) -> tuple[str | None, str | None]:
     """The photo and its Grad-CAM overlay as small data URIs, made once per test."""
     from melanoma.images import ImageRejected, prepare_image
-    from melanoma.patient import NO_INFORMATION, PatientInfoError, from_row
+    from melanoma.patient import NO_INFORMATION, PatientInfoError
 
     if position not in test["grad_cam"]:
         case = test["cases"].iloc[position]
         bundle = state.require_bundle()
         try:
             prepared = prepare_image(Path(case["photo"]).read_bytes(), bundle.image_spec, display=True)
-            patient = from_row(case) if bundle.takes_metadata else NO_INFORMATION
+            patient = bundle.network_spec.patient_encoding.from_row(case) if bundle.takes_metadata else NO_INFORMATION
         except (OSError, ImageRejected, PatientInfoError):
             test["grad_cam"][position] = (None, None)
         else:  # drawn as the Classify page draws it by default

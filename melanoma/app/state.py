@@ -117,7 +117,7 @@ class ModelLoader:
             loaded.warm_up()  # the compiled function, for every upload after the first few
             from melanoma.explain import DEFAULT_METHOD, Explainer
 
-            grad_cam = Explainer(loaded.model)
+            grad_cam = Explainer(loaded.model, loaded.patient_encoding)
             grad_cam.heatmap(np.zeros(grad_cam.image_shape, np.uint8), DEFAULT_GRADCAM_LAYER, DEFAULT_METHOD)  # trace it
             explainer.set_result(grad_cam)
         except BaseException as error:  # noqa: BLE001

@@ -58,8 +58,9 @@ def validation_scorer(data_dir, config: TrainConfig):
     from melanoma.splits import load_split_dataset
 
     dataset, split = load_split_dataset(data_dir, config)
-    val_images, val_metadata = dataset.images[split.val], dataset.metadata[split.val]
-    model = build_network(NetworkSpec.from_config(config))
+    spec = NetworkSpec.from_config(config)
+    val_images, val_metadata = dataset.images[split.val], dataset.metadata(spec.patient_encoding)[split.val]
+    model = build_network(spec)
     forward = compiled_forward(model)  # reads the variables at call time: one trace serves every weight set
 
     def score(weights: dict[str, np.ndarray] | None = None) -> np.ndarray:

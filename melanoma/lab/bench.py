@@ -61,7 +61,6 @@ def bench_inference(predictor, explainer, image_files: list[Path], runs: int) ->
     same way), and our model compiled with and without XLA."""
     import keras
 
-    from melanoma.features import unknown_metadata
     from melanoma.images import prepare_image
     from melanoma.inference import compiled_forward
 
@@ -71,7 +70,7 @@ def bench_inference(predictor, explainer, image_files: list[Path], runs: int) ->
     bare = compiled_forward(keras.applications.ResNet50(weights=None, input_shape=spec.shape, classes=2))
     xla = compiled_forward(predictor.model, jit_compile=True)
     plain = compiled_forward(predictor.model, jit_compile=False)
-    no_metadata = unknown_metadata(1)
+    no_metadata = predictor.patient_encoding.unknown(1)
     first_call = {"xla": first_call_seconds(xla, prepared, no_metadata),
                   "no_xla": first_call_seconds(plain, prepared, no_metadata)}
     candidates = {
@@ -244,7 +243,7 @@ def run_bench(model_dir, data_dir, out: Path, runs: int = 50, batch_images: int 
     report["cold_start"] = bench_cold_start(model_dir, files[0])  # first, before this process warms caches
     predictor = Predictor.from_bundle(model_dir)
     predictor.warm_up()  # steady-state figures: the compiled path, as the app uses it
-    report["inference"] = bench_inference(predictor, Explainer(predictor.model), files, runs)
+    report["inference"] = bench_inference(predictor, Explainer(predictor.model, predictor.patient_encoding), files, runs)
     report["training"] = bench_training(dataset.images, dataset.labels, train_steps)
     report["bench_seconds"] = round(time.perf_counter() - started, 1)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -42,9 +42,6 @@ def add_compare_command(commands) -> None:
     compare.add_argument("--robustness", action="append", metavar="JSON",
                          help="each candidate's `robustness --json` report on validation, in --candidate's order "
                               "(without it, robustness is measured now)")
-    compare.add_argument("--floor-reference", metavar="BUNDLE",
-                         help="the bundle the HAM10000 floor is measured against (default: the baseline; "
-                              "issue 32 anchors it to model v1)")
     compare.add_argument("--no-metadata", action="store_true", help="the candidate's image-only mode")
     compare.add_argument("--json", help="also write the comparisons and the verdicts to this file")
     compare.set_defaults(run=run_compare)
@@ -154,8 +151,7 @@ def run_compare(args) -> int:
     results, decisions = [], []
     try:
         for number, candidate in enumerate(args.candidate):
-            comparison = compare_bundles(args.baseline, candidate, args.data, use_metadata=use_metadata,
-                                         floor_reference_dir=args.floor_reference)
+            comparison = compare_bundles(args.baseline, candidate, args.data, use_metadata=use_metadata)
             robustness = (json.loads(Path(reports[number]).read_text()) if reports
                           else robustness_report(candidate, args.data, "validation", use_metadata=use_metadata))
             decision = decide(Evidence.from_reports(comparison, robustness))

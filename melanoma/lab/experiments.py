@@ -230,7 +230,7 @@ def flip_averaging(model_dir, data_dir) -> dict:
     predictor = Predictor.from_bundle(model_dir)
     dataset, split = load_split_dataset(data_dir, TrainConfig.from_dict(predictor.bundle.train_config))
     val = split.val
-    metadata = dataset.metadata[val]
+    metadata = dataset.metadata(predictor.patient_encoding)[val]
     views = [predictor.probabilities(np.ascontiguousarray(v), metadata) for v in flip_views(dataset.images[val])]
     labels = dataset.labels[val]
     return {"single_view_val_auc": roc_auc(labels, views[0]),

@@ -69,7 +69,7 @@ def familiarity_report(model_dir, data_dirs, use_metadata: bool = True) -> dict:
 
     def scored(dataset, rows):
         images = dataset.images[rows]
-        metadata = dataset.metadata[rows] if use_metadata and predictor.takes_metadata else None
+        metadata = dataset.metadata(predictor.patient_encoding)[rows] if use_metadata and predictor.takes_metadata else None
         outputs = predictor.outputs(images, metadata)
         scores = predictor.extras.novelty(outputs[NOVELTY_FEATURES])
         refused = predictor.extras.novelty.refused(scores, colourfulness(images))
