@@ -260,6 +260,7 @@ def classify_files(predictor: Predictor, files: Sequence[tuple[str, PatientInfo 
     """One Prediction per (name, patient information or why it is unusable, bytes or why they could not
     be read), in order: the usable files are classified together, the others get their one-line reason.
     `predict` and the HTTP API both answer through here."""
+    files = [(name, _readable(predictor, patient), content) for name, patient, content in files]
     usable = [(name, patient, content) for name, patient, content in files
               if not isinstance(patient, PatientInfoError) and isinstance(content, bytes)]
     classified = iter(predictor.classify_many([(name, content) for name, _, content in usable], display=display,
@@ -273,6 +274,15 @@ def classify_files(predictor: Predictor, files: Sequence[tuple[str, PatientInfo 
         else:
             results.append(next(classified))
     return results
+
+
+def _readable(predictor: Predictor, patient: PatientInfo | PatientInfoError) -> PatientInfo | PatientInfoError:
+    if isinstance(patient, PatientInfoError) or not predictor.takes_metadata:
+        return patient
+    try:
+        return predictor.patient_encoding.readable(patient)
+    except PatientInfoError as error:
+        return error
 
 
 def predictions_report(predictor: Predictor, results: Sequence[Prediction]) -> dict:

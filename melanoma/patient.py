@@ -22,6 +22,7 @@ from melanoma.sites import (
     REGIONS,
     SITE_VOCABULARIES,
     TORSO_SIDES,
+    choices,
     region_of,
     used_by,
 )
@@ -93,6 +94,14 @@ class PatientEncoding:
 
     def reads_site(self, site: str | None) -> bool:
         return site is not None and used_by(self.site_vocabulary, site)
+
+    def readable(self, patient: PatientInfo) -> PatientInfo:
+        """`patient` itself, or PatientInfoError where its site is a word this network cannot read (a
+        coarse site given to a network that reads HAM10000's finer words, which it may span)."""
+        if patient.site is not None and not self.reads_site(patient.site):
+            raise PatientInfoError(f"site {patient.site!r} is not one this model reads; it reads: "
+                                   f"{', '.join(choices(self.site_vocabulary))}")
+        return patient
 
     def encode(self, patient: PatientInfo) -> np.ndarray:
         vector = np.zeros(self.features, np.float32)

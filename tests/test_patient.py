@@ -116,3 +116,14 @@ def test_predict_metadata_from_flags_or_a_csv_matched_by_file_stem(tmp_path):
         patients_for_files(["ISIC_1.jpg"], str(tmp_path / "wrong.csv"))
     with pytest.raises(PatientInfoError, match="no metadata file"):
         patients_for_files(["ISIC_1.jpg"], str(tmp_path / "absent.csv"))
+
+
+def test_a_coarse_site_is_refused_by_a_network_that_reads_only_ham10000s_finer_words():
+    """v3 reads HAM10000's 14 words; "anterior torso" spans several of them (chest, abdomen, trunk), so
+    it is refused with the words it does read rather than silently dropped; a v4 network reads both."""
+    coarse = PatientInfo.parse(age=50, site="anterior torso")
+    with pytest.raises(PatientInfoError, match="'anterior torso' is not one this model reads; it reads: abdomen"):
+        FINE_SITES_ENCODING.readable(coarse)
+    assert FINE_SITES_ENCODING.readable(PatientInfo.parse(site="back")).site == "back"
+    assert GENERAL_SITES_ENCODING.readable(coarse) == coarse
+    assert GENERAL_SITES_ENCODING.readable(PatientInfo.parse(site="scalp")).site == "scalp"
