@@ -31,9 +31,9 @@ SOFTENED_SCALE = 84 / 100
 BINOMIAL_5 = (1.0, 4.0, 6.0, 4.0, 1.0)
 
 
-class RandomDermatoscopeField(layers.Layer):
-    """With `probability`, darkens everything outside a random ellipse (soft-edged), as a
-    dermatoscope's round field does; the rest of the image is left as it is."""
+class _RandomlyApplied(layers.Layer):
+    """An augmentation applied to each training photo with `probability`; the identity otherwise and
+    at inference."""
 
     def __init__(self, probability: float, seed: int | None = None, **kwargs):
         super().__init__(**kwargs)
@@ -43,6 +43,20 @@ class RandomDermatoscopeField(layers.Layer):
     def call(self, images, training=True):
         if not training or self.probability <= 0:
             return images
+        return self.augment(images)
+
+    def augment(self, images):
+        raise NotImplementedError
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+
+class RandomDermatoscopeField(_RandomlyApplied):
+    """With `probability`, darkens everything outside a random ellipse (soft-edged), as a
+    dermatoscope's round field does; the rest of the image is left as it is."""
+
+    def augment(self, images):
         shape = ops.shape(images)
         count, height, width = shape[0], shape[1], shape[2]
 
@@ -60,9 +74,6 @@ class RandomDermatoscopeField(layers.Layer):
         keep = (1.0 - applied + applied * inside)[..., None]
         darkness = uniform(*FIELD_DARKNESS, dims=(1, 1, 1))
         return images * keep + darkness * (1.0 - keep)
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
 
 
 class RandomCameraShift(layers.Layer):
@@ -94,19 +105,12 @@ class RandomCameraShift(layers.Layer):
         return input_shape
 
 
-class RandomSoften(layers.Layer):
+class RandomSoften(_RandomlyApplied):
     """With `probability`, the photo as a camera with fewer pixels took it: shrunk to SOFTENED_SCALE
     of its size (antialiased) and enlarged back (bilinear), as an 84-pixel-wide photo is enlarged
     to the network's input."""
 
-    def __init__(self, probability: float, seed: int | None = None, **kwargs):
-        super().__init__(**kwargs)
-        self.probability = probability
-        self.seed_generator = keras.random.SeedGenerator(seed)
-
-    def call(self, images, training=True):
-        if not training or self.probability <= 0:
-            return images
+    def augment(self, images):
         height, width = images.shape[1], images.shape[2]
         small = ops.image.resize(images, (round(height * SOFTENED_SCALE), round(width * SOFTENED_SCALE)),
                                  interpolation="bilinear", antialias=True)
@@ -114,6 +118,3 @@ class RandomSoften(layers.Layer):
         applied = ops.cast(keras.random.uniform((ops.shape(images)[0], 1, 1, 1), seed=self.seed_generator)
                            < self.probability, "float32")
         return images * (1.0 - applied) + softened * applied
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
