@@ -19,11 +19,12 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
+from melanoma import dicom
 from melanoma.bundle import Bundle, load_bundle, load_model
 from melanoma.calibration import calibrate
 from melanoma.call import Call
@@ -85,6 +86,9 @@ class Prediction:
     # file judged not a lesion has an error (no call), and the network's score only here, unreliable.
     assessment: Assessment | None = None
     unreliable_probability: float | None = None
+    # A DICOM file's own patient information: the fields taken from it, and what it gave that was left out.
+    patient_from_file: tuple[str, ...] = ()
+    file_notes: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -96,7 +100,7 @@ class Prediction:
 
     def as_dict(self) -> dict:
         if not self.ok:
-            result = {"file": self.name, "error": self.error}
+            result = {"file": self.name, "error": self.error, **self._from_file()}
             if self.not_a_lesion:
                 result["not_a_lesion"] = {"score": round(self.assessment.not_a_lesion_score, 3),
                                           "threshold": round(self.assessment.not_a_lesion_threshold, 3),
@@ -104,7 +108,7 @@ class Prediction:
             return result
         result = {"file": self.name, "probability_melanoma": round(self.probability, 4),
                   "suspicious": self.suspicious, "call": self.call, "threshold": round(self.threshold, 4),
-                  "metadata_used": list(self.patient.given) if self.metadata_used else []}
+                  "metadata_used": list(self.patient.given) if self.metadata_used else [], **self._from_file()}
         if self.image_only_probability is not None:
             result["probability_melanoma_image_only"] = round(self.image_only_probability, 4)
         if self.assessment is not None:
@@ -116,6 +120,12 @@ class Prediction:
             if self.assessment.familiarity_band is not None:
                 result["familiarity"] = FAMILIARITY_BANDS[self.assessment.familiarity_band]
         return result
+
+    def _from_file(self) -> dict:
+        """Where a DICOM file gave patient information: which fields, and what was left out (never a value
+        that identifies the patient: only age, sex and site are ever read from it)."""
+        given = {"patient_from_dicom": list(self.patient_from_file)} if self.patient_from_file else {}
+        return {**given, "dicom_notes": list(self.file_notes)} if self.file_notes else given
 
 
 class Predictor:
@@ -259,11 +269,13 @@ def classify_files(predictor: Predictor, files: Sequence[tuple[str, PatientInfo 
                    display: bool = False) -> list[Prediction]:
     """One Prediction per (name, patient information or why it is unusable, bytes or why they could not
     be read), in order: the usable files are classified together, the others get their one-line reason.
-    `predict` and the HTTP API both answer through here."""
-    usable = [(name, patient, content) for name, patient, content in files
+    A DICOM file's own age, sex and site fill the fields not given. `predict` and the HTTP API both
+    answer through here."""
+    usable = [(name, *with_file_patient(predictor, patient, content)) for name, patient, content in files
               if not isinstance(patient, PatientInfoError) and isinstance(content, bytes)]
-    classified = iter(predictor.classify_many([(name, content) for name, _, content in usable], display=display,
-                                              patients=[patient for _, patient, _ in usable]))
+    classified = iter(predictor.classify_many([(name, content) for name, _, content, _ in usable], display=display,
+                                              patients=[patient for _, patient, _, _ in usable]))
+    from_file = iter(file_patient for *_, file_patient in usable)
     results = []
     for name, patient, content in files:
         if isinstance(patient, PatientInfoError):
@@ -271,8 +283,21 @@ def classify_files(predictor: Predictor, files: Sequence[tuple[str, PatientInfo 
         elif isinstance(content, str):
             results.append(Prediction(name=name, error=content))
         else:
-            results.append(next(classified))
+            result, (taken, notes) = next(classified), next(from_file)
+            results.append(replace(result, patient_from_file=taken, file_notes=notes))
     return results
+
+
+def with_file_patient(predictor: Predictor, patient: PatientInfo, content: bytes
+                      ) -> tuple[PatientInfo, bytes, tuple[tuple[str, ...], tuple[str, ...]]]:
+    """(the patient information filled from a DICOM file's own, the bytes, (the fields taken from the
+    file, what it gave that was left out)); a file that is no DICOM leaves the information as given."""
+    found = dicom.patient_of(content)
+    if found is None or not predictor.takes_metadata:
+        return patient, content, ((), ())
+    found = found.for_network(predictor.bundle.network_spec.site_vocabulary)
+    taken = tuple(name for name in found.info.given if getattr(patient, name) is None)
+    return patient.filled_from(found.info), content, (taken, found.left_out)
 
 
 def predictions_report(predictor: Predictor, results: Sequence[Prediction]) -> dict:
