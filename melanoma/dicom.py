@@ -121,20 +121,22 @@ def photograph(data: bytes) -> Image.Image:
         if "Rows" in dataset:
             raise NotAPhotograph(f"damaged DICOM file: a {what} whose pixel data is cut off or missing")
         if "SOPClassUID" not in dataset:
-            raise NotAPhotograph("damaged DICOM file: its contents cannot be read (cut off, or no DICOM data after its preamble)")
-        raise NotAPhotograph(f"DICOM {what} with no image in it (no pixel data)")
+            raise NotAPhotograph("damaged DICOM file: its contents cannot be read (cut off, or no data after "
+                                 "its preamble)")
+        raise NotAPhotograph(f"no image: a DICOM {what}, with no pixel data")
     modality = str(dataset.get("Modality", "") or "").upper()
     if modality and modality not in PHOTOGRAPHIC_MODALITIES:
-        raise NotAPhotograph(f"DICOM {what} (modality {modality}): not a photograph (accepted modalities: "
+        raise NotAPhotograph(f"not a photograph: a DICOM {what}, modality {modality} (accepted: "
                              f"{', '.join(PHOTOGRAPHIC_MODALITIES)})")
     samples, frames = int(dataset.get("SamplesPerPixel", 1) or 1), int(dataset.get("NumberOfFrames", 1) or 1)
     if samples != 3:
-        raise NotAPhotograph(f"DICOM {what} in grey ({dataset.get('PhotometricInterpretation', 'monochrome')}): "
-                             "not a colour photograph")
+        raise NotAPhotograph(f"not a colour photograph: a DICOM {what} in grey "
+                             f"({dataset.get('PhotometricInterpretation', 'monochrome')})")
     if frames > 1:
-        raise NotAPhotograph(f"DICOM {what} with {frames} frames: send a single still photograph")
+        raise NotAPhotograph(f"several frames: a DICOM {what} with {frames}; send a single still photograph")
     if int(dataset.get("BitsAllocated", 8) or 8) != 8:
-        raise NotAPhotograph(f"DICOM {what} with {dataset.BitsAllocated}-bit samples: expected an 8-bit colour photo")
+        raise NotAPhotograph(f"not an 8-bit colour photograph: a DICOM {what} with {dataset.BitsAllocated}-bit "
+                             "samples")
     try:
         pixels = dataset.pixel_array  # YBR converted to RGB by pydicom
     except Exception:  # noqa: BLE001 - a truncated or undecodable pixel stream
@@ -142,7 +144,7 @@ def photograph(data: bytes) -> Image.Image:
         raise NotAPhotograph(f"damaged DICOM file: its pixels ({getattr(syntax, 'name', 'unknown encoding')}) "
                              "cannot be decoded") from None
     if pixels.ndim != 3 or pixels.shape[-1] != 3:
-        raise NotAPhotograph(f"DICOM {what}: pixel data of shape {pixels.shape}, not one colour photograph")
+        raise NotAPhotograph(f"not one colour photograph: a DICOM {what} whose pixels are {pixels.shape}")
     return Image.fromarray(np.ascontiguousarray(pixels, dtype=np.uint8))
 
 

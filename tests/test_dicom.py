@@ -19,6 +19,7 @@ import pytest
 from melanoma import dicom
 from melanoma.images import ImageRejected, prepare_image
 from melanoma.patient import NO_INFORMATION, PatientInfo
+from melanoma.reporting import short_reason
 from melanoma.sites import ACCEPTED_SITES, FINE_VOCABULARY, GENERAL_VOCABULARY
 from tests.dicom_files import (
     IDENTIFIERS,
@@ -72,9 +73,9 @@ def test_a_dicom_is_known_by_its_preamble_not_its_name(jpeg):
 
 
 @pytest.mark.parametrize("make, phrase", [
-    (lambda jpeg: ct_slice(), "DICOM CT Image (modality CT): not a photograph"),
-    (lambda jpeg: structured_report(), "DICOM Comprehensive SR with no image in it"),
-    (several_frames, "with 2 frames: send a single still photograph"),
+    (lambda jpeg: ct_slice(), "not a photograph: a DICOM CT Image, modality CT"),
+    (lambda jpeg: structured_report(), "no image: a DICOM Comprehensive SR, with no pixel data"),
+    (several_frames, "several frames: a DICOM VL Photographic Image with 2;"),
     (lambda jpeg: damaged(dicom_photo(jpeg)), "damaged DICOM file: its pixels (Explicit VR Little Endian) cannot"),
     (lambda jpeg: damaged(dicom_photo(jpeg, compressed=True)), "damaged DICOM file: its contents cannot be read"),
     (lambda jpeg: header_only_garbage(), "damaged DICOM file"),
@@ -85,6 +86,7 @@ def test_a_dicom_that_is_no_colour_photograph_gets_a_one_line_reason_naming_no_o
         prepare_image(make(jpeg))
     reason = str(refused.value)
     assert phrase in reason and "\n" not in reason and len(reason) < 200
+    assert short_reason(reason) in ("not a photograph", "no image", "several frames", "damaged DICOM file")
     assert identifiers_in(reason) == []
 
 
