@@ -100,7 +100,7 @@ class Prediction:
 
     def as_dict(self) -> dict:
         if not self.ok:
-            result = {"file": self.name, "error": self.error, **self._from_file()}
+            result = {"file": self.name, "error": self.error}
             if self.not_a_lesion:
                 result["not_a_lesion"] = {"score": round(self.assessment.not_a_lesion_score, 3),
                                           "threshold": round(self.assessment.not_a_lesion_threshold, 3),
@@ -122,8 +122,8 @@ class Prediction:
         return result
 
     def _from_file(self) -> dict:
-        """Where a DICOM file gave patient information: which fields, and what was left out (never a value
-        that identifies the patient: only age, sex and site are ever read from it)."""
+        """Where a DICOM file gave an assessed photo patient information: which fields, and what was left
+        out (never a value that identifies the patient: only age, sex and site are ever read from it)."""
         given = {"patient_from_dicom": list(self.patient_from_file)} if self.patient_from_file else {}
         return {**given, "dicom_notes": list(self.file_notes)} if self.file_notes else given
 
@@ -271,11 +271,12 @@ def classify_files(predictor: Predictor, files: Sequence[tuple[str, PatientInfo 
     be read), in order: the usable files are classified together, the others get their one-line reason.
     A DICOM file's own age, sex and site fill the fields not given. `predict` and the HTTP API both
     answer through here."""
-    usable = [(name, *with_file_patient(predictor, patient, content)) for name, patient, content in files
+    usable = [(name, patient, content) for name, patient, content in files
               if not isinstance(patient, PatientInfoError) and isinstance(content, bytes)]
-    classified = iter(predictor.classify_many([(name, content) for name, _, content, _ in usable], display=display,
-                                              patients=[patient for _, patient, _, _ in usable]))
-    from_file = iter(file_patient for *_, file_patient in usable)
+    from_files = [from_file(predictor, patient, content) for _, patient, content in usable]
+    classified = iter(predictor.classify_many([(name, content) for name, _, content in usable], display=display,
+                                              patients=[patient for patient, _, _ in from_files]))
+    from_files = iter(from_files)
     results = []
     for name, patient, content in files:
         if isinstance(patient, PatientInfoError):
@@ -283,21 +284,22 @@ def classify_files(predictor: Predictor, files: Sequence[tuple[str, PatientInfo 
         elif isinstance(content, str):
             results.append(Prediction(name=name, error=content))
         else:
-            result, (taken, notes) = next(classified), next(from_file)
-            results.append(replace(result, patient_from_file=taken, file_notes=notes))
+            _, taken, notes = next(from_files)
+            results.append(replace(next(classified), patient_from_file=taken, file_notes=notes))
     return results
 
 
-def with_file_patient(predictor: Predictor, patient: PatientInfo, content: bytes
-                      ) -> tuple[PatientInfo, bytes, tuple[tuple[str, ...], tuple[str, ...]]]:
-    """(the patient information filled from a DICOM file's own, the bytes, (the fields taken from the
-    file, what it gave that was left out)); a file that is no DICOM leaves the information as given."""
+def from_file(predictor: Predictor, patient: PatientInfo, content: bytes
+              ) -> tuple[PatientInfo, tuple[str, ...], tuple[str, ...]]:
+    """(the patient information as given, each field not given filled from a DICOM file's own; the
+    fields so taken; what the file gave that was left out, one line each). A file that is no DICOM,
+    or a network that takes no patient information, leaves it as given."""
     found = dicom.patient_of(content)
     if found is None or not predictor.takes_metadata:
-        return patient, content, ((), ())
+        return patient, (), ()
     found = found.for_network(predictor.bundle.network_spec.site_vocabulary)
     taken = tuple(name for name in found.info.given if getattr(patient, name) is None)
-    return patient.filled_from(found.info), content, (taken, found.left_out)
+    return patient.filled_from(found.info), taken, found.left_out
 
 
 def predictions_report(predictor: Predictor, results: Sequence[Prediction]) -> dict:
