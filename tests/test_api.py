@@ -361,7 +361,8 @@ def test_the_served_openapi_document_describes_the_api_as_it_answers(server):
     assert {"200", "401", "413", "415", "422", "503"} <= set(predict_doc["responses"])
     body = predict_doc["requestBody"]["content"]["multipart/form-data"]["schema"]
     assert body["required"] == ["files"] and {"age", "sex", "site"} <= set(body["properties"])
-    assert [parameter["name"] for parameter in predict_doc["parameters"]] == ["gradcam"]
+    assert [parameter["name"] for parameter in predict_doc["parameters"]] == ["gradcam", "format", "subject"]
+    assert {"application/json", "application/fhir+json"} == set(predict_doc["responses"]["200"]["content"])
     assert {"200", "401", "503"} <= set(served["paths"]["/health"]["get"]["responses"])
     for path, schema in (("/model", "ModelCard"), ("/health", "Health")):
         answer = served["paths"][path]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
