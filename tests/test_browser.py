@@ -150,7 +150,8 @@ def test_the_app_in_a_real_browser(app_server, smoke_bundle, sample_images, tmp_
 
             uploader.set_input_files(str(sample_images["nv"]))
             expect(page.get_by_test_id("stMetricValue")).to_have_count(2, timeout=MODEL_TIMEOUT_MS)
-            expect(page.get_by_test_id("stDownloadButton")).to_be_visible()
+            for label in ("Download results (CSV)", "Download report (FHIR R4 JSON)"):
+                expect(page.get_by_test_id("stDownloadButton").filter(has_text=label)).to_be_visible()
             assert_no_exception(page)
             screenshot(page, "2-classify-several-and-rejected")
 
