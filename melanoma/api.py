@@ -1,7 +1,8 @@
 """The HTTP API beside the app, for a clinic's own software: `streamlit run streamlit_app.py` serves
 it under /api/v1/ (config.API_PREFIX), with its OpenAPI description at /api/v1/openapi.json.
 
-    POST /api/v1/predict   photos as multipart `files` (+ optional `age`, `sex`, `site`, one per photo)
+    POST /api/v1/predict   photos (or DICOM files) as multipart `files` (+ optional `age`, `sex`, `site`, one
+                           per photo); FHIR R4 with `Accept: application/fhir+json` or `?format=fhir`
     GET  /api/v1/model     the model card as data
     GET  /api/v1/health    ready, or still loading (503 with Retry-After)
 
@@ -32,7 +33,7 @@ from pydantic import BaseModel, Field
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 
-from melanoma import calibration
+from melanoma import calibration, fhir
 from melanoma.app import state
 from melanoma.bundle import BundleError
 from melanoma.config import SEXES
@@ -105,7 +106,9 @@ class PredictAnswer(BaseModel):
         description="one record per photo, in upload order, exactly as `python -m melanoma predict --json` "
                     "gives it: file, probability_melanoma, suspicious, call, threshold, metadata_used, "
                     "differential, similar_cases (image_id, dx, source, ...), not_a_lesion_score, familiarity (the "
-                    "photo's band: most familiar, middle or least familiar third, where the model has bands); or file and "
+                    "photo's band: most familiar, middle or least familiar third, where the model has bands), "
+                    "patient_from_dicom and dicom_notes (a DICOM file's own age, sex and site: those used, and "
+                    "those left out and why); or file and "
                     "error (the one-line reason), with not_a_lesion where the photo was refused. With "
                     "?gradcam=1 an assessed record also has gradcam_png_base64 and gradcam_layer.")
     model: ModelIdentity
@@ -148,9 +151,10 @@ class ModelCard(BaseModel):
 class PredictForm(BaseModel):
     """The request body of POST /predict (multipart/form-data); read by hand so that nothing spools to disk."""
 
-    files: list[bytes] = Field(description=f"1 to {API_MAX_FILES} photos (JPEG, PNG, BMP, TIFF, WebP), each at "
+    files: list[bytes] = Field(description=f"1 to {API_MAX_FILES} photos (JPEG, PNG, BMP, TIFF, WebP, DICOM), each at "
                                            f"most {MAX_UPLOAD_MB} MB, {API_MAX_REQUEST_MB} MB in all")
-    age: list[str] | None = Field(None, description="years, one per photo in order; blank = unknown")
+    age: list[str] | None = Field(None, description="years, one per photo in order; blank = unknown (a DICOM "
+                                                    "file's own age, sex and site fill what is not given)")
     sex: list[str] | None = Field(None, description=f"one per photo: {', '.join(SEXES)}; blank = unknown")
     site: list[str] | None = Field(None, description=f"one per photo: {', '.join(ACCEPTED_SITES)}; blank = unknown")
 
@@ -251,6 +255,17 @@ def predict_answer(loader, predictor, files, patients, gradcam: bool) -> dict:
                 record["gradcam_scale"] = ("fixed" if fixed_scale_applies(DEFAULT_GRADCAM_LAYER, DEFAULT_METHOD, weights)
                                            else "relative")
     return answer
+
+
+def fhir_answer(predictor, files, patients, subject: str | None) -> tuple[dict, bool]:
+    """(the FHIR DiagnosticReport of uploaded (name, bytes), whether any photo could be read)."""
+    results = classify_files(predictor, [(name, patient, data) for (name, data), patient in zip(files, patients)])
+    read = any(result.ok or result.not_a_lesion for result in results)
+    return fhir.diagnostic_report(predictor.bundle, results, subject), read
+
+
+def wants_fhir(request: Request, answer_format: str | None) -> bool:
+    return answer_format == "fhir" or fhir.MEDIA_TYPE in request.headers.get("accept", "").lower()
 
 
 # ---- reading a request ------------------------------------------------------------------------------------
@@ -409,7 +424,9 @@ def model():
 
 @api.post(
     "/predict", response_model=PredictAnswer,
-    responses={413: {"model": Refused, "description": "a photo or the request over its limit"},
+    responses={200: {"content": {fhir.MEDIA_TYPE: {"schema": {"type": "object", "description": "a FHIR R4 "
+                                                                "DiagnosticReport, where FHIR was asked for"}}}},
+               413: {"model": Refused, "description": "a photo or the request over its limit"},
                415: {"model": Refused, "description": "not multipart/form-data"},
                422: {"model": Unreadable | Refused,
                      "description": "no photo could be read (each record gives its reason), or a bad form"},
@@ -417,9 +434,14 @@ def model():
     openapi_extra={"requestBody": {"required": True, "content": {
         "multipart/form-data": {"schema": PredictForm.model_json_schema()}}}})
 async def predict(request: Request, gradcam: bool = Query(False, description="add each assessed photo's "
-                                                                             "Grad-CAM overlay (base64 PNG)")):
-    """Classify 1 to API_MAX_FILES photos. A file that is no usable image gets its one-line reason in its
-    place and the others still run; only when none could be read is the answer 422."""
+                                                                             "Grad-CAM overlay (base64 PNG)"),
+                  answer_format: str | None = Query(None, alias="format", pattern="^(json|fhir)$", description=(
+                      "fhir: answer a FHIR R4 DiagnosticReport (as does Accept: application/fhir+json)")),
+                  subject: str | None = Query(None, description="FHIR only: the Patient reference (Patient/123) "
+                                                                "to put in the report's subject; nothing else "
+                                                                "about the patient enters it")):
+    """Classify 1 to API_MAX_FILES photos or DICOM files. A file that is no usable image gets its one-line
+    reason in its place and the others still run; only when none could be read is the answer 422."""
     loader = state.start_loading()
     status, detail = loading_state(loader)
     if status != "ready":
@@ -435,6 +457,13 @@ async def predict(request: Request, gradcam: bool = Query(False, description="ad
         return JSONResponse({"detail": str(error)}, status_code=422)
     if QUEUE.full:
         return retry_later(f"busy: {API_MAX_WAITING} requests are already queued or running")
+    if wants_fhir(request, answer_format):
+        try:
+            subject = fhir.checked_subject(subject)
+        except fhir.SubjectError as error:
+            return JSONResponse({"detail": str(error)}, status_code=422)
+        report, read = await QUEUE.run(fhir_answer, loader.predictor.result(), files, patients, subject)
+        return JSONResponse(report, status_code=200 if read else 422, media_type=fhir.MEDIA_TYPE)
     answer = await QUEUE.run(predict_answer, loader, loader.predictor.result(), files, patients, gradcam)
     unread = [record for record in answer["results"] if "error" in record and "not_a_lesion" not in record]
     if len(unread) == len(answer["results"]):

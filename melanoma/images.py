@@ -2,7 +2,8 @@
 
 Training, evaluation, the command line and the app all go through `prepare_image`, so what the
 network sees at inference is exactly what it saw in training. Nothing here touches the disk:
-uploads are decoded from memory.
+uploads are decoded from memory. A DICOM file (known by its preamble, whatever its name) gives its
+photograph through `melanoma.dicom`, and then takes the same path as a JPEG.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from melanoma import dicom
 from melanoma.config import IMAGE_ASPECT, IMAGE_HEIGHT, IMAGE_WIDTH, SHADES_OF_GRAY_POWER
 
 # Input validation: below this an image cannot show a lesion's structure; above it we refuse
@@ -24,9 +26,11 @@ MAX_IMAGE_PIXELS = 40_000_000
 
 MAX_UPLOAD_MB = 20
 
-ACCEPTED_FORMATS = ("JPEG", "PNG", "BMP", "TIFF", "WEBP")
+ACCEPTED_FORMATS = ("JPEG", "PNG", "BMP", "TIFF", "WEBP")  # Pillow's; and DICOM, through melanoma.dicom
 
-UPLOAD_EXTENSIONS = ("jpg", "jpeg", "png", "bmp", "tif", "tiff", "webp")  # the app's uploader filter
+ACCEPTED_NAMES = ", ".join([*(f.lower() for f in ACCEPTED_FORMATS), "DICOM"])  # as reasons list them
+
+UPLOAD_EXTENSIONS = ("jpg", "jpeg", "png", "bmp", "tif", "tiff", "webp", "dcm", "dicom")  # the app's uploader filter
 
 # Pillow raises DecompressionBombError past twice this; we refuse past it ourselves, from the header.
 Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
@@ -66,6 +70,11 @@ class PreparedImage:
 def _open_checked(data: bytes) -> Image.Image:
     if not data:
         raise ImageRejected("empty file (0 bytes)")
+    if dicom.is_dicom(data):
+        try:
+            return _checked_size(dicom.photograph(data))
+        except dicom.NotAPhotograph as error:
+            raise ImageRejected(str(error)) from None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -76,7 +85,17 @@ def _open_checked(data: bytes) -> Image.Image:
         raise ImageRejected(f"image too large to decode safely (limit {MAX_IMAGE_PIXELS:,} pixels)") from None
     except Exception as error:  # Pillow raises a zoo of errors on malformed headers
         raise ImageRejected(f"{DAMAGED}: {_short(error)}") from None
+    _checked_size(image)
+    if getattr(image, "n_frames", 1) > 1:
+        raise ImageRejected(f"{image.format} with {image.n_frames} frames: upload a single still image")
+    try:
+        image.load()
+    except Exception as error:
+        raise ImageRejected(f"{DAMAGED}: {_short(error)}") from None
+    return image
 
+
+def _checked_size(image: Image.Image) -> Image.Image:
     width, height = image.size
     if width * height > MAX_IMAGE_PIXELS:
         raise ImageRejected(
@@ -84,12 +103,6 @@ def _open_checked(data: bytes) -> Image.Image:
     if min(width, height) < MIN_IMAGE_SIDE:
         raise ImageRejected(
             f"image too small to assess: {width}x{height} pixels (minimum {MIN_IMAGE_SIDE} per side)")
-    if getattr(image, "n_frames", 1) > 1:
-        raise ImageRejected(f"{image.format} with {image.n_frames} frames: upload a single still image")
-    try:
-        image.load()
-    except Exception as error:
-        raise ImageRejected(f"{DAMAGED}: {_short(error)}") from None
     return image
 
 
@@ -103,13 +116,13 @@ def _undecodable(data: bytes) -> str:
     """Why bytes Pillow cannot identify were refused: a damaged file of a format it begins as, or
     (a file the uploader let through by its name, e.g. a corrupt x.jpg, or a text) no image at all."""
     if data.startswith(b"GIF8"):
-        return f"not a supported image: a GIF (accepted: {', '.join(f.lower() for f in ACCEPTED_FORMATS)})"
+        return f"not a supported image: a GIF (accepted: {ACCEPTED_NAMES})"
     started = next((name for signature, name in SIGNATURES.items() if data.startswith(signature)), None)
     if started is None and data[:4] == b"RIFF" and data[8:12] == b"WEBP":
         started = "WEBP"
     if started:
         return f"{DAMAGED}: it begins as a {started} but cannot be decoded"
-    return f"{DAMAGED}, or not an image (accepted: {', '.join(f.lower() for f in ACCEPTED_FORMATS)})"
+    return f"{DAMAGED}, or not an image (accepted: {ACCEPTED_NAMES})"
 
 
 def _short(error: Exception) -> str:

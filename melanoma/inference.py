@@ -19,11 +19,12 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
+from melanoma import dicom
 from melanoma.bundle import Bundle, load_bundle, load_model
 from melanoma.calibration import calibrate
 from melanoma.call import Call
@@ -85,6 +86,9 @@ class Prediction:
     # file judged not a lesion has an error (no call), and the network's score only here, unreliable.
     assessment: Assessment | None = None
     unreliable_probability: float | None = None
+    # A DICOM file's own patient information: the fields taken from it, and what it gave that was left out.
+    patient_from_file: tuple[str, ...] = ()
+    file_notes: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -104,7 +108,7 @@ class Prediction:
             return result
         result = {"file": self.name, "probability_melanoma": round(self.probability, 4),
                   "suspicious": self.suspicious, "call": self.call, "threshold": round(self.threshold, 4),
-                  "metadata_used": list(self.patient.given) if self.metadata_used else []}
+                  "metadata_used": list(self.patient.given) if self.metadata_used else [], **self._from_file()}
         if self.image_only_probability is not None:
             result["probability_melanoma_image_only"] = round(self.image_only_probability, 4)
         if self.assessment is not None:
@@ -116,6 +120,12 @@ class Prediction:
             if self.assessment.familiarity_band is not None:
                 result["familiarity"] = FAMILIARITY_BANDS[self.assessment.familiarity_band]
         return result
+
+    def _from_file(self) -> dict:
+        """Where a DICOM file gave an assessed photo patient information: which fields, and what was left
+        out (never a value that identifies the patient: only age, sex and site are ever read from it)."""
+        given = {"patient_from_dicom": list(self.patient_from_file)} if self.patient_from_file else {}
+        return {**given, "dicom_notes": list(self.file_notes)} if self.file_notes else given
 
 
 class Predictor:
@@ -259,12 +269,15 @@ def classify_files(predictor: Predictor, files: Sequence[tuple[str, PatientInfo 
                    display: bool = False) -> list[Prediction]:
     """One Prediction per (name, patient information or why it is unusable, bytes or why they could not
     be read), in order: the usable files are classified together, the others get their one-line reason.
-    `predict` and the HTTP API both answer through here."""
+    A DICOM file's own age, sex and site fill the fields not given. `predict` and the HTTP API both
+    answer through here."""
     files = [(name, _readable(predictor, patient), content) for name, patient, content in files]
     usable = [(name, patient, content) for name, patient, content in files
               if not isinstance(patient, PatientInfoError) and isinstance(content, bytes)]
+    from_files = [from_file(predictor, patient, content) for _, patient, content in usable]
     classified = iter(predictor.classify_many([(name, content) for name, _, content in usable], display=display,
-                                              patients=[patient for _, patient, _ in usable]))
+                                              patients=[patient for patient, _, _ in from_files]))
+    from_files = iter(from_files)
     results = []
     for name, patient, content in files:
         if isinstance(patient, PatientInfoError):
@@ -272,7 +285,8 @@ def classify_files(predictor: Predictor, files: Sequence[tuple[str, PatientInfo 
         elif isinstance(content, str):
             results.append(Prediction(name=name, error=content))
         else:
-            results.append(next(classified))
+            _, taken, notes = next(from_files)
+            results.append(replace(next(classified), patient_from_file=taken, file_notes=notes))
     return results
 
 
@@ -283,6 +297,19 @@ def _readable(predictor: Predictor, patient: PatientInfo | PatientInfoError) -> 
         return predictor.patient_encoding.readable(patient)
     except PatientInfoError as error:
         return error
+
+
+def from_file(predictor: Predictor, patient: PatientInfo, content: bytes
+              ) -> tuple[PatientInfo, tuple[str, ...], tuple[str, ...]]:
+    """(the patient information as given, each field not given filled from a DICOM file's own; the
+    fields so taken; what the file gave that was left out, one line each). A file that is no DICOM,
+    or a network that takes no patient information, leaves it as given."""
+    found = dicom.patient_of(content)
+    if found is None or not predictor.takes_metadata:
+        return patient, (), ()
+    found = found.for_network(predictor.bundle.network_spec.site_vocabulary)
+    taken = tuple(name for name in found.info.given if getattr(patient, name) is None)
+    return patient.filled_from(found.info), taken, found.left_out
 
 
 def predictions_report(predictor: Predictor, results: Sequence[Prediction]) -> dict:

@@ -60,6 +60,11 @@ class PatientInfo:
     def given(self) -> tuple[str, ...]:
         return tuple(name for name in ("age", "sex", "site") if getattr(self, name) is not None)
 
+    def filled_from(self, other: PatientInfo) -> PatientInfo:
+        """These values, each field not given here taken from `other` (what a file says)."""
+        return PatientInfo(*(getattr(self, name) if getattr(self, name) is not None else getattr(other, name)
+                             for name in ("age", "sex", "site")))
+
     def describe(self) -> str:
         parts = [f"age {self.age:g}" if self.age is not None else None, self.sex, self.site]
         return ", ".join(part for part in parts if part) or "none"

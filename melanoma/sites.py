@@ -58,6 +58,17 @@ def choices(vocabulary: str) -> tuple[str, ...]:
     return FINE_SITES if vocabulary == FINE_VOCABULARY else GENERAL_SITES
 
 
+def in_words_of(vocabulary: str, site: str) -> str | None:
+    """The word a network with this vocabulary reads for an accepted word: the word itself where it
+    is one of `choices(vocabulary)`, else the coarse word that holds it; None where it has none (a
+    coarse site for a fine-words network, which may span several of its words; the side-less trunk)."""
+    offered = choices(vocabulary)
+    if site in offered:
+        return site
+    coarse = coarse_site(site)
+    return coarse if coarse in offered else None
+
+
 def used_by(vocabulary: str, site: str) -> bool:
     """Whether a network with this vocabulary reads this word: a fine-words network (v3) cannot
     read a coarse site, which may span several of its words."""

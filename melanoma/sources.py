@@ -1,6 +1,7 @@
 """A data source: one folder in HAM10000's layout, named after the folder (../shared/isic2017 is
 "isic2017"). The folder holds a metadata CSV (one row per photo: lesion_id, image_id, dx, and
-optionally age, sex, localization) and the photos as images/<image_id>.jpg.
+optionally age, sex, localization) and the photos as images/<image_id>.jpg (or a clinic's DICOM files,
+images/<image_id>.dcm: read like any photo, by `images.prepare_image`).
 
 This is the one place that knows that layout. Everything that needs a photo's file or a source's
 metadata asks a `Source`; its metadata CSV is read once, however many steps of a run need it.
@@ -42,6 +43,7 @@ SOURCES = {
 METADATA_FILE = "HAM10000_metadata.csv"
 IMAGES_DIR = "images"
 IMAGE_SUFFIX = ".jpg"
+DICOM_SUFFIX = ".dcm"  # a photo's file where no .jpg of its id is there
 REQUIRED_COLUMNS = ("lesion_id", "image_id", "dx")
 
 
@@ -58,7 +60,8 @@ class Source:
         return Path(self.folder).resolve().name
 
     def image_path(self, image_id: str) -> Path:
-        return self.folder / IMAGES_DIR / f"{image_id}{IMAGE_SUFFIX}"
+        photo, dicom = (self.folder / IMAGES_DIR / f"{image_id}{suffix}" for suffix in (IMAGE_SUFFIX, DICOM_SUFFIX))
+        return dicom if not photo.exists() and dicom.exists() else photo
 
     def metadata(self) -> pd.DataFrame:
         """The metadata CSV as read (a copy: callers may change it), checked for the required columns."""

@@ -31,9 +31,11 @@ def multipart(files: list[tuple[str, bytes]], fields: list[tuple[str, str]] = ()
 
 
 def call(url: str, path: str, *, data: bytes | None = None, content_type: str | None = None,
-         token: str | None = None) -> Answer:
+         token: str | None = None, accept: str | None = None) -> Answer:
     """GET (or POST with `data`) `url` + /api/v1 + `path`; any status comes back as an Answer."""
     headers = {"Content-Type": content_type} if content_type else {}
+    if accept:
+        headers["Accept"] = accept
     if token is not None:
         headers["Authorization"] = f"Bearer {token}"
     request = urllib.request.Request(f"{url}{API}{path}", data=data, headers=headers,
@@ -50,6 +52,6 @@ def lower(headers) -> dict:
 
 
 def predict(url: str, files: list[tuple[str, bytes]], fields: list[tuple[str, str]] = (), query: str = "",
-            token: str | None = None) -> Answer:
+            token: str | None = None, accept: str | None = None) -> Answer:
     body, content_type = multipart(files, fields)
-    return call(url, f"/predict{query}", data=body, content_type=content_type, token=token)
+    return call(url, f"/predict{query}", data=body, content_type=content_type, token=token, accept=accept)

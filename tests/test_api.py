@@ -361,7 +361,8 @@ def test_the_served_openapi_document_describes_the_api_as_it_answers(server):
     assert {"200", "401", "413", "415", "422", "503"} <= set(predict_doc["responses"])
     body = predict_doc["requestBody"]["content"]["multipart/form-data"]["schema"]
     assert body["required"] == ["files"] and {"age", "sex", "site"} <= set(body["properties"])
-    assert [parameter["name"] for parameter in predict_doc["parameters"]] == ["gradcam"]
+    assert [parameter["name"] for parameter in predict_doc["parameters"]] == ["gradcam", "format", "subject"]
+    assert {"application/json", "application/fhir+json"} == set(predict_doc["responses"]["200"]["content"])
     assert {"200", "401", "503"} <= set(served["paths"]["/health"]["get"]["responses"])
     for path, schema in (("/model", "ModelCard"), ("/health", "Health")):
         answer = served["paths"][path]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
@@ -406,3 +407,66 @@ def test_upload_bytes_never_reach_the_servers_log(server):
     url, _ = server
     assert predict(url, [("private.jpg", b"not an image " + NOT_IN_LOGS)]).status == 422
     assert NOT_IN_LOGS not in LOG.read_bytes()
+
+
+# ---- DICOM in, FHIR out (issue 40) ------------------------------------------------------------------------
+
+@slow
+def test_a_dicom_file_is_read_like_its_jpeg_and_its_patient_information_is_used(server, sample_images):
+    """A photo, its JPEG-compressed DICOM copy, the uncompressed copy sent under a name with no extension,
+    a CT slice and a cut-off file: each DICOM photo gets its JPEG's P from the image alone, and the
+    file's age, sex and site; the others their one-line reasons; no identifier in the answer."""
+    from melanoma.api import PredictAnswer
+    from tests.dicom_files import ct_slice, damaged, dicom_photo, jpeg_422
+    from tests.test_dicom import SAME_PHOTO_TOLERANCE, identifiers_in
+
+    url, _ = server
+    jpeg = sample_images["mel"].read_bytes()
+    answer = predict(url, [("photo.jpg", jpeg_422(jpeg)), ("photo.dcm", dicom_photo(jpeg, compressed=True)),
+                           ("scan", dicom_photo(jpeg_422(jpeg))), ("ct.dcm", ct_slice()),
+                           ("cut.dcm", damaged(dicom_photo(jpeg)))])
+    assert answer.status == 200, answer.body
+    PredictAnswer.model_validate(answer.body)
+    photo, copy, unnamed, ct, cut = answer.body["results"]
+    for dicom_copy in (copy, unnamed):
+        assert dicom_copy["patient_from_dicom"] == ["age", "sex", "site"] == dicom_copy["metadata_used"]
+        assert abs(dicom_copy["probability_melanoma_image_only"] - photo["probability_melanoma"]) <= (
+            SAME_PHOTO_TOLERANCE + 1e-4)  # both rounded to 4 places in the answer
+    assert "not a photograph" in ct["error"] and cut["error"].startswith("damaged DICOM file")
+    assert identifiers_in(json.dumps(answer.body)) == []
+
+
+@slow
+@pytest.mark.parametrize("how", ["accept", "query"])
+def test_fhir_comes_back_when_asked_and_fhir_resources_validates_it(server, sample_images, how):
+    from fhir.resources.R4B.diagnosticreport import DiagnosticReport
+
+    from tests.dicom_files import ct_slice, dicom_photo
+    from tests.test_dicom import identifiers_in
+
+    url, _ = server
+    files = [("photo.dcm", dicom_photo(sample_images["mel"].read_bytes())), ("ct.dcm", ct_slice())]
+    asked = {"accept": "application/fhir+json"} if how == "accept" else {"query": "?format=fhir"}
+    answer = predict(url, files, **asked)
+    assert answer.status == 200 and answer.headers["content-type"].startswith("application/fhir+json")
+    report = DiagnosticReport.model_validate(answer.body)
+    device, photo, ct = report.contained
+    assert device.get_resource_type() == "Device" and photo.valueQuantity.value > 0
+    assert ct.dataAbsentReason.text.startswith("not assessed: not a photograph: a DICOM CT Image")
+    assert report.subject is None and identifiers_in(json.dumps(answer.body)) == []
+    with_patient = predict(url, files[:1], query="?format=fhir&subject=Patient/example-7")
+    assert DiagnosticReport.model_validate(with_patient.body).subject.reference == "Patient/example-7"
+    refused = predict(url, files[:1], query="?format=fhir&subject=Zyxwick")
+    assert refused.status == 422 and "FHIR Patient reference" in refused.body["detail"]
+    unread = predict(url, files[1:], query="?format=fhir")
+    assert unread.status == 422 and DiagnosticReport.model_validate(unread.body).contained[1].dataAbsentReason
+
+
+@slow
+def test_no_dicom_identifier_reaches_the_servers_log(server, sample_images):
+    from tests.dicom_files import IDENTIFIERS, dicom_photo, structured_report
+
+    url, _ = server
+    predict(url, [("photo.dcm", dicom_photo(sample_images["nv"].read_bytes())), ("sr.dcm", structured_report())])
+    log = LOG.read_text(errors="replace")
+    assert [value for value in IDENTIFIERS.values() if value.split("^")[0] in log] == []

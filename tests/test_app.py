@@ -363,6 +363,40 @@ def test_patient_information_is_asked_per_photo_and_shown_beside_the_image_alone
     assert f"{side} the referral threshold of {percent(predictor.bundle.threshold)}" in texts(app.caption)
 
 
+def test_a_dicom_files_age_sex_and_site_fill_the_inputs_once_and_the_user_can_change_them(shipped_app_env,
+                                                                                            sample_images):
+    from melanoma.inference import Predictor
+    from melanoma.patient import PatientInfo
+    from melanoma.reporting import percent
+    from tests.dicom_files import dicom_photo
+
+    jpeg = sample_images["mel"].read_bytes()
+    predictor = Predictor.from_bundle(shipped_app_env)
+    app = open_page()
+    app.file_uploader[0].set_value([("lesion.dcm", dicom_photo(jpeg), "application/dicom"),
+                                    ("nail.dcm", dicom_photo(jpeg, site=("125681006", "Nail")), "application/dicom")]
+                                   ).run()
+    assert not app.exception
+    assert [box.value for box in app.number_input] == [55, 55]
+    assert [box.value for box in app.selectbox if box.label in ("Sex", "Body site")] == ["female", "back", "female",
+                                                                                         None]
+    assert "From the DICOM file, body site code SCT 125681006 (Nail) maps to no site the model knows: left out." in (
+        texts(app.caption))
+    filled = predictor.classify_bytes("lesion.dcm", jpeg, patient=PatientInfo(age=55, sex="female", site="back"))
+    assert (f"With the patient's age 55, female, back (age, sex and site from the DICOM file). From the image "
+            f"alone: {filled.image_only_probability:.1%}." in texts(app.caption))
+
+    app.number_input[0].set_value(70)
+    next(box for box in app.selectbox if box.label == "Body site").set_value(None)
+    app.run()
+    app.run()  # a later run does not fill a cleared input again
+    assert not app.exception and app.number_input[0].value == 70
+    assert next(box for box in app.selectbox if box.label == "Body site").value is None
+    changed = predictor.classify_bytes("lesion.dcm", jpeg, patient=PatientInfo(age=70, sex="female"))
+    assert percent(changed.probability) in [metric.value for metric in app.metric]
+    assert "With the patient's age 70, female (sex from the DICOM file)." in texts(app.caption)
+
+
 def test_a_model_without_patient_inputs_says_so_and_asks_nothing(smoke_app_env, sample_images):
     app = open_page()
     app.file_uploader[0].set_value([("lesion.jpg", sample_images["nv"].read_bytes(), "image/jpeg")]).run()

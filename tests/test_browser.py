@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from melanoma.bundle import load_bundle
-from tests.app_server import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, require_browser, running_app
+from tests.app_server import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, SHOWN_RESULTS_JS, require_browser, running_app
 from tests.conftest import DATA_DIR
 
 SCREENSHOTS = ARTIFACTS / "screenshots"
@@ -150,7 +150,8 @@ def test_the_app_in_a_real_browser(app_server, smoke_bundle, sample_images, tmp_
 
             uploader.set_input_files(str(sample_images["nv"]))
             expect(page.get_by_test_id("stMetricValue")).to_have_count(2, timeout=MODEL_TIMEOUT_MS)
-            expect(page.get_by_test_id("stDownloadButton")).to_be_visible()
+            for label in ("Download results (CSV)", "Download report (FHIR R4 JSON)"):
+                expect(page.get_by_test_id("stDownloadButton").filter(has_text=label)).to_be_visible()
             assert_no_exception(page)
             screenshot(page, "2-classify-several-and-rejected")
 
@@ -437,3 +438,66 @@ def test_the_phone_flow_at_420_px(shipped_app_server, data_dir, tmp_path):
                 screenshot(page, f"11-phone-camera-{name}")
             finally:
                 browser.close()
+
+
+def test_a_dicom_file_in_a_real_browser(shipped_app_server, sample_images, tmp_path):
+    """A clinic's JPEG-compressed DICOM dermoscopy file beside its JPEG: the file's age, sex and site
+    fill the patient information, saying so; its card gives the JPEG's P(melanoma) from the image
+    alone; a CT slice gets its reason; no identifier on the page, in the CSV, the FHIR download or the
+    server's log. At 1400 and 420 px."""
+    from fhir.resources.R4B.diagnosticreport import DiagnosticReport
+    from playwright.sync_api import expect, sync_playwright
+
+    from melanoma.bundle import DEFAULT_BUNDLE
+    from melanoma.inference import Predictor
+    from melanoma.patient import PatientInfo
+    from melanoma.reporting import percent
+    from tests.dicom_files import ct_slice, dicom_photo, jpeg_422
+    from tests.test_dicom import identifiers_in
+
+    photo = jpeg_422(sample_images["mel"].read_bytes())
+    files = {"lesion.jpg": photo, "lesion.dcm": dicom_photo(sample_images["mel"].read_bytes(), compressed=True),
+             "ct.dcm": ct_slice()}
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    predictor = Predictor.from_bundle(DEFAULT_BUNDLE)
+    alone = predictor.classify_bytes("lesion.jpg", photo)
+    given = predictor.classify_bytes("lesion.jpg", photo, patient=PatientInfo(age=55, sex="female", site="back"))
+    url, _ = shipped_app_server
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            for width in (1400, PHONE_WIDTH):
+                page, uploader = open_classify_page(browser, url, width)
+                uploader.set_input_files([str(tmp_path / name) for name in files])
+                expect(page.get_by_test_id("stMetricValue")).to_have_count(2, timeout=MODEL_TIMEOUT_MS)
+                expect(page.get_by_test_id("stSpinner")).to_have_count(0, timeout=MODEL_TIMEOUT_MS)
+                expect(page.get_by_text(f"With the patient's age 55, female, back (age, sex and site from the DICOM "
+                                        f"file). From the image alone: {alone.probability:.1%}.")).to_be_visible(
+                    timeout=MODEL_TIMEOUT_MS)
+                expect(page.get_by_text("Age, sex and site from the DICOM file: change them if they are wrong.")
+                       ).to_be_visible()
+                assert page.get_by_label("Age (years)").nth(1).input_value() == "55"
+                shown = dict(page.evaluate(SHOWN_RESULTS_JS))
+                assert shown == {"lesion.jpg": percent(alone.probability), "lesion.dcm": percent(given.probability)}
+                expect(page.get_by_text("ct.dcm was not assessed: not a photograph: a DICOM CT Image, modality CT",
+                                        exact=False)).to_be_visible()
+                assert_no_exception(page)
+                assert identifiers_in(page.inner_text("body")) == []
+                if width == 1400:
+                    downloads = {}
+                    for label in ("Download results (CSV)", "Download report (FHIR R4 JSON)"):
+                        with page.expect_download() as download:
+                            page.get_by_role("button", name=label).click()
+                        downloads[label] = Path(download.value.path()).read_text()
+                    assert "lesion.dcm" in downloads["Download results (CSV)"]
+                    report = DiagnosticReport.model_validate_json(downloads["Download report (FHIR R4 JSON)"])
+                    assert len(report.contained) == 1 + len(files)
+                    assert identifiers_in(" ".join(downloads.values())) == []
+                else:
+                    assert document_width(page) <= PHONE_WIDTH
+                screenshot(page, f"14-dicom-{width}")
+                page.close()
+        finally:
+            browser.close()
+    assert identifiers_in((ARTIFACTS / "streamlit-server.log").read_text(errors="replace")) == []

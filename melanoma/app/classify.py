@@ -15,13 +15,13 @@ from typing import NamedTuple
 
 import streamlit as st
 
-from melanoma import calibration
+from melanoma import calibration, dicom
 from melanoma.app import results, state
-from melanoma.app.patient_inputs import patient_inputs
+from melanoma.app.patient_inputs import from_file_fields, patient_inputs
 from melanoma.app.state import MODEL_LOAD_SECONDS
 from melanoma.images import MAX_UPLOAD_MB, UPLOAD_EXTENSIONS
 from melanoma.patient import NO_INFORMATION
-from melanoma.reporting import DISCLAIMER, distinct_labels, results_csv, results_table, triage_order
+from melanoma.reporting import DISCLAIMER, distinct_labels, results_table, triage_order
 from melanoma.sites import choices
 
 CAMERA_PHOTO = "camera photo.jpg"
@@ -79,16 +79,20 @@ if repeats:
     st.info(" ".join(f"**{repeat.name}** is the same photo as **{labels[original.file_id]}** (identical bytes): "
                      "shown once." for repeat, original in repeats), icon=":material/content_copy:")
 
-# Patient information, per photo, where the network takes it; blank means unknown.
-patients = {}
+# Patient information, per photo, where the network takes it; blank means unknown. A DICOM file's own
+# age, sex and site fill it (in the network's site words), and the user may change them.
+patients, from_file = {}, {}
 site_choices = choices(bundle.network_spec.site_vocabulary)
 if bundle.takes_metadata:
     with st.expander("Patient information (optional): age, sex and body site of each photo", expanded=True):
         st.caption("Blank means unknown: the network is told so, never given a guess. Each result shows "
                    "P(melanoma) from the image alone beside the one with this information.")
         for upload in uploads:
+            found = dicom.patient_of(upload.data)
+            from_file[upload.file_id] = found and found.for_network(bundle.network_spec.site_vocabulary)
             st.markdown(f"**{labels[upload.file_id]}**")
-            patients[upload.file_id] = patient_inputs(f"patient-{upload.file_id}", site_choices)
+            patients[upload.file_id] = patient_inputs(f"patient-{upload.file_id}", site_choices,
+                                                      from_file[upload.file_id])
 
 predictor = state.require_predictor()
 # Only the current uploads are remembered: removing a file from the uploader forgets its result.
@@ -102,8 +106,9 @@ with st.spinner(f"Classifying {len(uploads)} image(s)…"):
         predictions.update(zip(new, predictor.classify_many([(u.name, u.data) for u in new.values()],
                                                             display=True, patients=[key[2] for key in new])))
     # Each under its label (the cached result keeps the name it was classified under).
-    current = [(labels[upload.file_id], key, replace(predictions[key], name=labels[upload.file_id]))
-               for upload, key in keyed]
+    current = [(labels[upload.file_id], key, replace(
+        predictions[key], name=labels[upload.file_id],
+        patient_from_file=from_file_fields(key[2], from_file.get(upload.file_id)))) for upload, key in keyed]
 if not predictor.takes_metadata:
     st.caption("This model reads the image alone: it takes no age, sex or body site.")
 kept = {key for _, key, _ in current}
@@ -118,9 +123,7 @@ if len(current) > 1:
     table = results_table(ranked)
     st.subheader(f"{len(current)} images, highest risk first")
     results.show_batch(table, ranked)
-    st.download_button("Download results (CSV)", results_csv(table, predictor.bundle.provenance),
-                       file_name="melanoma-triage.csv", mime="text/csv", icon=":material/download:",
-                       on_click="ignore")
+    results.downloads([prediction for _, _, prediction in current], predictor.bundle, table)
 
 st.caption(f"{calibration.probability_note(predictor.bundle)} Called suspicious from P(melanoma) ≥ "
            f"{predictor.threshold:.1%}: {predictor.bundle.metrics.threshold_rule or ''}. Below it, the call "
@@ -137,5 +140,7 @@ for position, (name, key, prediction) in enumerate(current):
     else:
         maps.append(results.show_result(name, key, prediction, prediction.threshold, grad_cam, predictor.bundle,
                                         predictor.takes_metadata, position))
+if len(current) == 1:
+    results.downloads([prediction for _, _, prediction in current], predictor.bundle)
 for draw_map in maps:
     draw_map()

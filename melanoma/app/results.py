@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import pandas as pd
 import streamlit as st
 
+from melanoma import fhir
 from melanoma.app import charts, state
 from melanoma.app.patient_inputs import metadata_caption
 from melanoma.call import CALL_REFUSED, CALL_SUSPICIOUS
@@ -41,6 +42,7 @@ from melanoma.reporting import (
     familiarity_line,
     other_malignancy_note,
     percent,
+    results_csv,
     short_reason,
     triage_order,
 )
@@ -321,3 +323,18 @@ def show_batch(table: pd.DataFrame, predictions) -> None:
         st.caption("As text: " + "; ".join(f"{file} {percent(p)} (threshold {percent(threshold)})"
                                            for file, p, threshold in rows)
                    + ". Red: at or above its referral threshold (the black mark on its row).")
+
+
+def downloads(predictions, bundle, table: pd.DataFrame | None = None) -> None:
+    """The results to take away: the table as CSV (where there is one) and, beside it, the FHIR R4
+    DiagnosticReport a record system reads (the HTTP API's ?format=fhir answer for the same photos)."""
+    columns = st.columns(2 if table is not None else 1, gap="small")
+    if table is not None:
+        columns[0].download_button("Download results (CSV)", results_csv(table, bundle.provenance),
+                                   file_name="melanoma-triage.csv", mime="text/csv", icon=":material/download:",
+                                   on_click="ignore")
+    columns[-1].download_button(
+        "Download report (FHIR R4 JSON)", fhir.as_json(fhir.diagnostic_report(bundle, predictions)),
+        file_name="melanoma-triage.fhir.json", mime=fhir.MEDIA_TYPE, icon=":material/download:", on_click="ignore",
+        help="A FHIR DiagnosticReport with one Observation per photo and the model as a Device, for a clinic's "
+             "record system. No patient identifier is in it.")
