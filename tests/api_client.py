@@ -1,16 +1,18 @@
 """A small client of the HTTP API (melanoma/api.py) on the standard library alone, as a clinic's
 program would call it: multipart photos in, JSON out. Shared by tests/test_api.py and
-benchmarks/api_load.py."""
+benchmarks/api_load.py and benchmarks/api_burst.py."""
 from __future__ import annotations
 
 import json
 import secrets
+import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 
 API = "/api/v1"
 TIMEOUT_S = 600
+RETRIES = 20  # 503 answers followed, each after its Retry-After
 
 
 @dataclass
@@ -53,3 +55,15 @@ def predict(url: str, files: list[tuple[str, bytes]], fields: list[tuple[str, st
             token: str | None = None) -> Answer:
     body, content_type = multipart(files, fields)
     return call(url, f"/predict{query}", data=body, content_type=content_type, token=token)
+
+
+def predict_retrying(url: str, files: list[tuple[str, bytes]], fields: list[tuple[str, str]] = (),
+                     retries: int = RETRIES) -> tuple[Answer, int, float]:
+    """`predict`, trying again after each 503 (loading or busy) once its Retry-After has passed, as
+    docs/api.md's client does: (the last answer, how many 503s came before it, the last try's seconds)."""
+    for refused in range(retries + 1):
+        sent = time.monotonic()
+        answer = predict(url, files, fields)
+        if answer.status != 503 or refused == retries:
+            return answer, refused, time.monotonic() - sent
+        time.sleep(int(answer.headers.get("retry-after", "1")))
