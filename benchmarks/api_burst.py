@@ -8,8 +8,8 @@ Per server: first one client alone sends R requests of P photos one after anothe
 the same run), then the burst. Each request's time runs from its first send to its final answer,
 retries and their waits included; `admitted_request_to_answer` times the last try alone (the wait
 the server promises to keep short). Every answer is compared with `python -m melanoma predict
---json` for the same photos (same call; probabilities within ROUNDING, the records' 4 decimals plus
-the network's float noise). With --baseline, each run serves the baseline checkout too, alternating.
+--json` for the same photos (`same_record`: equal, numbers within the records' rounding plus the
+network's float noise). With --baseline, each run serves the baseline checkout too, alternating.
 Writes benchmarks/api-burst.json.
 """
 from __future__ import annotations
@@ -30,29 +30,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.api_load import choose_photos, predict_json  # noqa: E402
-from tests.api_client import call, predict_retrying  # noqa: E402
+from tests.api_client import call, predict_retrying, same_record  # noqa: E402
 from tests.app_server import ARTIFACTS, running_app  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "api-burst.json"
 READY_TIMEOUT_S = 300
-# Records give probabilities to 4 decimals; the network's floats differ by ~1e-5 between batchings
-# and threads, so a value may round either side of a last digit: at most 1e-4 + 2e-5 apart.
-ROUNDING = 1.2e-4
-
-
-def same_record(answer, expected) -> bool:
-    """Equal, numbers within ROUNDING (lists and dicts compared item by item)."""
-    if isinstance(expected, float) or isinstance(answer, float):
-        return isinstance(answer, int | float) and math.isclose(answer, expected, rel_tol=0, abs_tol=ROUNDING)
-    if isinstance(expected, dict):
-        return isinstance(answer, dict) and answer.keys() == expected.keys() and all(
-            same_record(answer[key], value) for key, value in expected.items())
-    if isinstance(expected, list):
-        return isinstance(answer, list) and len(answer) == len(expected) and all(
-            same_record(a, e) for a, e in zip(answer, expected))
-    return answer == expected
-
-
 def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, math.ceil(fraction * len(ordered)) - 1)]

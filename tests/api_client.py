@@ -4,6 +4,7 @@ benchmarks/api_load.py and benchmarks/api_burst.py."""
 from __future__ import annotations
 
 import json
+import math
 import secrets
 import time
 import urllib.error
@@ -67,3 +68,21 @@ def predict_retrying(url: str, files: list[tuple[str, bytes]], fields: list[tupl
         if answer.status != 503 or refused == retries:
             return answer, refused, time.monotonic() - sent
         time.sleep(int(answer.headers.get("retry-after", "1")))
+
+
+# Records give probabilities to 4 decimals; the network's floats differ by ~1e-5 between batchings
+# and threads, so a value may round either side of a last digit: at most 1e-4 + 2e-5 apart.
+ROUNDING = 1.2e-4
+
+
+def same_record(answer, expected) -> bool:
+    """Equal, numbers within ROUNDING (lists and dicts compared item by item)."""
+    if isinstance(expected, float) or isinstance(answer, float):
+        return isinstance(answer, int | float) and math.isclose(answer, expected, rel_tol=0, abs_tol=ROUNDING)
+    if isinstance(expected, dict):
+        return isinstance(answer, dict) and answer.keys() == expected.keys() and all(
+            same_record(answer[key], value) for key, value in expected.items())
+    if isinstance(expected, list):
+        return isinstance(answer, list) and len(answer) == len(expected) and all(
+            same_record(a, e) for a, e in zip(answer, expected))
+    return answer == expected
