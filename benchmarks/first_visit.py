@@ -3,7 +3,9 @@ server answers and uploads a photo the moment the uploader shows, then adds a se
 
     python benchmarks/first_visit.py --runs 4 [--baseline /path/to/another/checkout]
 
-Each run is a fresh server process. With --baseline, each run serves the baseline checkout's app
+Each run is a fresh server process; besides the seconds, the server's CPU seconds by the time the
+uploader shows and the first call comes (steadier than the wall clock on a machine shared with
+other work). With --baseline, each run serves the baseline checkout's app
 too, alternating, so the machine's load falls on both, and the medians' ratios are reported.
 Writes benchmarks/first-visit.json (every run, the medians and the ratios).
 """
@@ -57,8 +59,8 @@ def main() -> None:
             for run in range(args.runs):
                 for name, root in (roots.items() if run % 2 else reversed(roots.items())):
                     with running_app(Path(args.model), Path(args.data), ARTIFACTS / f"first-visit-{name}.log",
-                                     root=root) as (url, _, started):
-                        runs[name].append(first_visit(browser, url, started, first, second))
+                                     root=root) as (url, server, started):
+                        runs[name].append(first_visit(browser, url, started, first, second, server_pid=server.pid))
                     print(f"run {run + 1} {name}: {runs[name][-1]}", flush=True)
         finally:
             browser.close()

@@ -9,7 +9,9 @@ it under /api/v1/ (config.API_PREFIX), with its OpenAPI description at /api/v1/o
 It shares the page's network: the predictor that `melanoma.app.state` loads at server start, in the
 same process. Answers are `predict --json`'s records (`inference.classify_files` and
 `predictions_report`), with the model's name, version and weights hash. Predictions run on a small
-pool of worker threads, never on the event loop that serves the pages, behind a bounded queue.
+pool of worker threads, never on the event loop that serves the pages; a request is turned away
+(503, busy) only when the work already waiting would keep its answer longer than API_MAX_WAIT_SECONDS
+at the throughput measured on this server.
 
 Uploads are read into memory and never written (the multipart parser's spool is larger than any
 accepted request); nothing logs their bytes. Off the loopback interface every endpoint needs
@@ -21,22 +23,25 @@ from __future__ import annotations
 import asyncio
 import hmac
 import ipaddress
+import math
 import os
 import time
+from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict
-from typing import Any
+from typing import Annotated, Any, Literal
 
 from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 
 from melanoma import calibration, fhir
 from melanoma.app import state
 from melanoma.bundle import BundleError
-from melanoma.config import SEXES
+from melanoma.config import MAX_AGE, SEXES
 from melanoma.explain import (
     DEFAULT_GRADCAM_LAYER,
     DEFAULT_METHOD,
@@ -47,7 +52,7 @@ from melanoma.explain import (
 )
 from melanoma.images import MAX_UPLOAD_MB
 from melanoma.inference import PATIENT_INFO_UNUSED, classify_files, predictions_report
-from melanoma.patient import NO_INFORMATION, PatientInfo, PatientInfoError
+from melanoma.patient import NO_INFORMATION, PatientInfo
 from melanoma.published import other_sources
 from melanoma.reporting import (
     DISCLAIMER,
@@ -72,14 +77,31 @@ API_MAX_FILES = 8  # photos per request; each at most MAX_UPLOAD_MB, like the pa
 API_MAX_REQUEST_MB = 2 * MAX_UPLOAD_MB  # a whole request body; every upload is held in memory
 
 # Predictions run on this many worker threads, never on the server's event loop, so the pages stay
-# responsive; at most API_MAX_WAITING requests are queued or running, the next gets 503 (busy).
+# responsive. A request is refused (503, busy) only when the photos queued or running ahead of it,
+# and its own, would take longer than API_MAX_WAIT_SECONDS at the measured throughput: seconds of
+# busy time per photo over the last API_THROUGHPUT_WINDOW requests answered. Until the first answer
+# the estimate uses API_FIRST_SECONDS_PER_PHOTO, an eager (not yet compiled) call's time here.
 API_PREDICT_WORKERS = 2
 
-API_MAX_WAITING = 16
+API_MAX_WAIT_SECONDS = 15
 
-API_RETRY_AFTER_SECONDS = 5  # told to a caller who finds the network still loading, or the queue full
+API_THROUGHPUT_WINDOW = 32
 
-MB = 1024 * 1024
+API_FIRST_SECONDS_PER_PHOTO = 0.3
+
+# Uploads the queue may hold at once (each waiting request keeps its photos in memory): ordinary
+# photos (~0.3 MB) reach the wait's limit long before this; a flood of 20 MB files does not.
+API_MAX_QUEUED_MB = 1024
+
+API_RETRY_AFTER_SECONDS = 5  # told to a caller who finds the network still loading
+
+MB = 1024 * 1024  # sizes are said in MB of 1,048,576 bytes, with the exact byte count beside them
+MAX_UPLOAD_BYTES = MAX_UPLOAD_MB * MB
+REQUEST_LIMIT = API_MAX_REQUEST_MB * MB
+
+
+def mebibytes(size: int) -> str:
+    return f"{size / MB:g} MiB" if size % MB == 0 else f"{size / MB:.2f} MiB"
 FILES_FIELD = "files"
 PATIENT_FIELDS = ("age", "sex", "site")
 # The figures of a test split the card gives (each source's evaluation has more: curves, counts).
@@ -148,15 +170,33 @@ class ModelCard(BaseModel):
     not_a_lesion: dict[str, Any] | None = Field(description="the refusal rule, where the bundle has one")
 
 
-class PredictForm(BaseModel):
-    """The request body of POST /predict (multipart/form-data); read by hand so that nothing spools to disk."""
+# One photo's patient information as the API takes it: exactly these values, or blank / "unknown".
+UNKNOWN_VALUES = ("", "unknown")
+AgeValue = Annotated[float, Field(ge=0, le=MAX_AGE)] | Literal[UNKNOWN_VALUES]
+SexValue = Literal[SEXES + UNKNOWN_VALUES]
+SiteValue = Literal[ACCEPTED_SITES + UNKNOWN_VALUES]
+PATIENT_VALUES = {"age": AgeValue, "sex": SexValue, "site": SiteValue}
+PATIENT_VALUE_WANTED = {"age": f"a number of years from 0 to {MAX_AGE}", "sex": f"one of: {', '.join(SEXES)}",
+                        "site": f"one of: {', '.join(ACCEPTED_SITES)}"}
 
-    files: list[bytes] = Field(description=f"1 to {API_MAX_FILES} photos (JPEG, PNG, BMP, TIFF, WebP, DICOM), each at "
-                                           f"most {MAX_UPLOAD_MB} MB, {API_MAX_REQUEST_MB} MB in all")
-    age: list[str] | None = Field(None, description="years, one per photo in order; blank = unknown (a DICOM "
-                                                    "file's own age, sex and site fill what is not given)")
-    sex: list[str] | None = Field(None, description=f"one per photo: {', '.join(SEXES)}; blank = unknown")
-    site: list[str] | None = Field(None, description=f"one per photo: {', '.join(ACCEPTED_SITES)}; blank = unknown")
+
+class PredictForm(BaseModel):
+    """The request body of POST /predict (multipart/form-data); read by hand so that nothing spools to
+    disk, and checked against this model: its JSON schema is the OpenAPI description's."""
+
+    files: list[Annotated[bytes, Field(max_length=MAX_UPLOAD_BYTES)]] = Field(
+        min_length=1, max_length=API_MAX_FILES,
+        description=f"1 to {API_MAX_FILES} photos (JPEG, PNG, BMP, TIFF, WebP, DICOM), each at most "
+                    f"{mebibytes(MAX_UPLOAD_BYTES)} ({MAX_UPLOAD_BYTES:,} bytes), {mebibytes(REQUEST_LIMIT)} "
+                    f"({REQUEST_LIMIT:,} bytes) for the whole request")
+    age: list[AgeValue] = Field(default_factory=list, max_length=API_MAX_FILES,
+                                description="years, once per photo in the photos' order, or not at all; blank or "
+                                            "'unknown' = not known")
+    sex: list[SexValue] = Field(default_factory=list, max_length=API_MAX_FILES,
+                                description="once per photo in order, or not at all; blank or 'unknown' = not known")
+    site: list[SiteValue] = Field(default_factory=list, max_length=API_MAX_FILES,
+                                  description="the body site (either vocabulary of melanoma/sites.py), once per photo "
+                                              "in order, or not at all; blank or 'unknown' = not known")
 
 
 # ---- access ------------------------------------------------------------------------------------------
@@ -202,24 +242,60 @@ class TokenOffLoopback:
 # ---- the work, off the event loop -----------------------------------------------------------------------
 
 class PredictionQueue:
-    """Predictions on API_PREDICT_WORKERS threads; at most API_MAX_WAITING requests queued or running.
-    Counted on the event loop's one thread, so no lock is needed."""
+    """Predictions on `workers` threads, off the event loop. A request is admitted unless the photos
+    queued or running and its own would take longer than `max_wait_s` at the measured throughput, or
+    would hold more than `max_bytes` of uploads. Counted on the event loop's one thread: no lock.
 
-    def __init__(self, workers: int = API_PREDICT_WORKERS, waiting: int = API_MAX_WAITING):
+    Throughput is measured while busy: each answer adds (seconds since the previous answer, or since
+    the queue last became busy; its photos), so two workers finishing close together count as the
+    two-at-a-time speed they are. The estimate is the sum of the last `window` answers' seconds over
+    their photos."""
+
+    def __init__(self, workers: int = API_PREDICT_WORKERS, max_wait_s: float = API_MAX_WAIT_SECONDS,
+                 max_bytes: int = API_MAX_QUEUED_MB * MB, window: int = API_THROUGHPUT_WINDOW,
+                 first_seconds_per_photo: float = API_FIRST_SECONDS_PER_PHOTO):
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="melanoma-api")
-        self._limit = waiting
-        self.waiting = 0
+        self.max_wait_s, self.max_bytes = max_wait_s, max_bytes
+        self._answers: deque[tuple[float, int]] = deque(maxlen=window)  # (busy seconds, photos)
+        self._first_seconds_per_photo = first_seconds_per_photo
+        self.photos = 0  # queued or running
+        self.bytes = 0
+        self._since = 0.0  # the previous answer, or when the queue became busy
 
     @property
-    def full(self) -> bool:
-        return self.waiting >= self._limit
+    def seconds_per_photo(self) -> float:
+        photos = sum(count for _, count in self._answers)
+        return sum(seconds for seconds, _ in self._answers) / photos if photos else self._first_seconds_per_photo
 
-    async def run(self, function, *args):
-        self.waiting += 1
+    def estimated_wait(self, photos: int) -> float:
+        """Seconds until a request of `photos` admitted now would be answered."""
+        return (self.photos + photos) * self.seconds_per_photo
+
+    def refusal(self, photos: int, size: int) -> tuple[str, int] | None:
+        """(the one-line reason, Retry-After seconds) if a request of `photos` and `size` bytes must
+        wait elsewhere; None if it is admitted."""
+        wait = self.estimated_wait(photos)
+        if wait > self.max_wait_s:
+            return (f"busy: an answer now would take about {wait:.0f} s (limit {self.max_wait_s:g} s) at "
+                    f"{self.seconds_per_photo:.2f} s a photo; {self.photos} photos are ahead of it"), \
+                math.ceil(wait - self.max_wait_s)
+        if self.bytes and self.bytes + size > self.max_bytes:
+            return (f"busy: the photos waiting hold {self.bytes / MB:.0f} MB of uploads, and this request's "
+                    f"{size / MB:.1f} MB would pass the {self.max_bytes // MB} MB the server keeps at once"), \
+                max(1, math.ceil(self.photos * self.seconds_per_photo))
+        return None
+
+    async def run(self, photos: int, size: int, function, *args):
+        if self.photos == 0:
+            self._since = time.monotonic()
+        self.photos, self.bytes = self.photos + photos, self.bytes + size
         try:
             return await asyncio.get_running_loop().run_in_executor(self._pool, function, *args)
         finally:
-            self.waiting -= 1
+            now = time.monotonic()
+            self._answers.append((now - self._since, photos))
+            self._since = now
+            self.photos, self.bytes = self.photos - photos, self.bytes - size
 
 
 QUEUE = PredictionQueue()
@@ -270,9 +346,19 @@ def wants_fhir(request: Request, answer_format: str | None) -> bool:
 
 # ---- reading a request ------------------------------------------------------------------------------------
 
-REQUEST_LIMIT = API_MAX_REQUEST_MB * MB
-REQUEST_TOO_LARGE = (f"request over {API_MAX_REQUEST_MB} MB in all: send fewer photos at a time (each at most "
-                     f"{MAX_UPLOAD_MB} MB, at most {API_MAX_FILES} a request)")
+
+
+def request_too_large(size: int | None) -> str:
+    """The one-line reason for a request body over REQUEST_LIMIT (`size` where declared)."""
+    given = f"{size:,} bytes" if size is not None else f"more than {REQUEST_LIMIT:,} bytes"
+    return (f"request of {given}, over the limit of {REQUEST_LIMIT:,} bytes ({mebibytes(REQUEST_LIMIT)}) for a whole "
+            f"request: send fewer photos at a time (each at most {mebibytes(MAX_UPLOAD_BYTES)}, at most "
+            f"{API_MAX_FILES} a request)")
+
+
+def photo_too_large(name: str, size: int) -> str:
+    return (f"{name}: {size:,} bytes ({mebibytes(size)}), over the limit of {MAX_UPLOAD_BYTES:,} bytes "
+            f"({mebibytes(MAX_UPLOAD_BYTES)}) for a photo")
 
 
 class InMemoryMultiPartParser(MultiPartParser):
@@ -286,16 +372,20 @@ async def limited(stream):
     async for chunk in stream:
         received += len(chunk)
         if received > REQUEST_LIMIT:
-            raise TooLarge(REQUEST_TOO_LARGE)
+            raise TooLarge(request_too_large(None))
         yield chunk
 
 
-async def read_form(request: Request) -> tuple[list[tuple[str, bytes]], list[PatientInfo | PatientInfoError]]:
-    """The photos (name, bytes) and each one's patient information; raises TooLarge, or ValueError with
-    the reason the request as a whole cannot be used."""
+class BadPatientInformation(ValueError):
+    """A patient field outside the OpenAPI description's values; str() names the photos and values."""
+
+
+async def read_form(request: Request) -> tuple[list[tuple[str, bytes]], list[PatientInfo]]:
+    """The photos (name, bytes) and each one's patient information; raises TooLarge,
+    BadPatientInformation, or ValueError with the reason the request as a whole cannot be used."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > REQUEST_LIMIT:  # refused before reading it
-        raise TooLarge(REQUEST_TOO_LARGE)
+        raise TooLarge(request_too_large(int(declared)))
     parser = InMemoryMultiPartParser(request.headers, limited(request.stream()), max_files=API_MAX_FILES,
                                      max_fields=API_MAX_FILES * len(PATIENT_FIELDS))
     try:
@@ -310,30 +400,33 @@ async def read_form(request: Request) -> tuple[list[tuple[str, bytes]], list[Pat
         for position, upload in enumerate(uploads):
             data = await upload.read()
             name = upload.filename or f"photo {position + 1}"
-            if len(data) > MAX_UPLOAD_MB * MB:
-                raise TooLarge(f"{name}: {len(data) / MB:.1f} MB, over the {MAX_UPLOAD_MB} MB limit of a photo")
+            if len(data) > MAX_UPLOAD_BYTES:
+                raise TooLarge(photo_too_large(name, len(data)))
             files.append((name, data))
     finally:
         await form.close()
-    return files, patients_of(form, len(files))
+    return files, patients_of(form, [name for name, _ in files])
 
 
-def patients_of(form, count: int) -> list[PatientInfo | PatientInfoError]:
-    """Each photo's age, sex and site: every field given is given once per photo (blank = unknown)."""
-    columns = {}
+def patients_of(form, names: list[str]) -> list[PatientInfo]:
+    """Each photo's age, sex and site: a field given is given once per photo, in order, with one of
+    the values PredictForm declares (blank or 'unknown' = not known)."""
+    columns, wrong = {}, []
     for field in PATIENT_FIELDS:
         values = [value for value in form.getlist(field) if isinstance(value, str)]
-        if values and len(values) != count:
-            raise ValueError(f"'{field}' given {len(values)} times for {count} photo(s): give it once per photo, "
-                             "in the photos' order (blank = unknown), or not at all")
-        columns[field] = values or [None] * count
-    patients = []
-    for age, sex, site in zip(*columns.values()):
-        try:
-            patients.append(PatientInfo.parse(age=age, sex=sex, site=site))
-        except PatientInfoError as error:
-            patients.append(error)
-    return patients
+        if values and len(values) != len(names):
+            raise ValueError(f"'{field}' given {len(values)} times for {len(names)} photo(s): give it once per "
+                             "photo, in the photos' order (blank = unknown), or not at all")
+        checker = TypeAdapter(PATIENT_VALUES[field])
+        for name, value in zip(names, values):
+            try:
+                checker.validate_python(value)
+            except ValidationError:
+                wrong.append(f"{name}: {field} {value!r} is not {PATIENT_VALUE_WANTED[field]} (or blank)")
+        columns[field] = values or [None] * len(names)
+    if wrong:
+        raise BadPatientInformation("patient information refused (the photos were not assessed): " + "; ".join(wrong))
+    return [PatientInfo.parse(age=age, sex=sex, site=site) for age, sex, site in zip(*columns.values())]
 
 
 # ---- the model card -------------------------------------------------------------------------------------
@@ -373,8 +466,12 @@ def model_card(bundle) -> dict:
 
 # ---- the endpoints ---------------------------------------------------------------------------------------
 
-def retry_later(detail: str) -> JSONResponse:
-    return JSONResponse({"detail": detail}, status_code=503, headers={"Retry-After": str(API_RETRY_AFTER_SECONDS)})
+def retry_later(detail: str, seconds: int = API_RETRY_AFTER_SECONDS) -> JSONResponse:
+    return JSONResponse({"detail": detail}, status_code=503, headers={"Retry-After": str(max(1, seconds))})
+
+
+RETRY_AFTER = {"Retry-After": {"description": "seconds to wait before trying again", "required": True,
+                               "schema": {"type": "integer", "minimum": 1}}}
 
 
 def loading_state(loader) -> tuple[str, str]:
@@ -395,11 +492,20 @@ api = FastAPI(
                 f"the token being the server's environment variable `{API_TOKEN_ENV}`.",
     docs_url="/docs", openapi_url="/openapi.json", redoc_url=None,
     responses={401: {"model": Refused, "description": f"off the loopback interface without the bearer token "
-                                                      f"({API_TOKEN_ENV})"}})
+                                                      f"({API_TOKEN_ENV})",
+                     "headers": {"WWW-Authenticate": {"required": True, "schema": {"type": "string"}}}}})
 api.add_middleware(TokenOffLoopback)
 
 
-@api.get("/health", response_model=Health, responses={503: {"model": Health, "description": "loading or failed"}})
+@api.exception_handler(RequestValidationError)
+async def invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:
+    """FastAPI's own checks (e.g. ?gradcam=maybe) answer in the declared 422 body: one line."""
+    reasons = "; ".join(f"{' '.join(map(str, problem['loc']))}: {problem['msg']}" for problem in error.errors())
+    return JSONResponse({"detail": f"request refused: {reasons}"}, status_code=422)
+
+
+@api.get("/health", response_model=Health,
+         responses={503: {"model": Health, "description": "loading or failed", "headers": RETRY_AFTER}})
 def health() -> JSONResponse:
     """Whether the network is ready; while it loads, 503 with Retry-After."""
     loader = state.start_loading()
@@ -413,7 +519,8 @@ def health() -> JSONResponse:
                                grad_cam=grad_cam).model_dump())
 
 
-@api.get("/model", response_model=ModelCard, responses={503: {"model": Refused}})
+@api.get("/model", response_model=ModelCard,
+         responses={503: {"model": Refused, "description": "the model cannot be loaded", "headers": RETRY_AFTER}})
 def model():
     """The model card: sources, test figures per source, other clinics' figures, threshold, intended use."""
     try:
@@ -429,8 +536,12 @@ def model():
                413: {"model": Refused, "description": "a photo or the request over its limit"},
                415: {"model": Refused, "description": "not multipart/form-data"},
                422: {"model": Unreadable | Refused,
-                     "description": "no photo could be read (each record gives its reason), or a bad form"},
-               503: {"model": Refused, "description": "the network is still loading, or the queue is full"}},
+                     "description": "no photo could be read (Unreadable: each record gives its reason), or the "
+                                    "request is refused (Refused): patient information outside the values below, "
+                                    "a field not given once per photo, no or too many files, a bad query"},
+               503: {"model": Refused, "headers": RETRY_AFTER,
+                     "description": f"the network is still loading, or busy: the work ahead would keep the answer "
+                                    f"longer than {API_MAX_WAIT_SECONDS} s (Retry-After from that estimate)"}},
     openapi_extra={"requestBody": {"required": True, "content": {
         "multipart/form-data": {"schema": PredictForm.model_json_schema()}}}})
 async def predict(request: Request, gradcam: bool = Query(False, description="add each assessed photo's "
@@ -453,18 +564,22 @@ async def predict(request: Request, gradcam: bool = Query(False, description="ad
         files, patients = await read_form(request)
     except TooLarge as error:
         return JSONResponse({"detail": str(error)}, status_code=413)
-    except ValueError as error:
+    except ValueError as error:  # BadPatientInformation among them
         return JSONResponse({"detail": str(error)}, status_code=422)
-    if QUEUE.full:
-        return retry_later(f"busy: {API_MAX_WAITING} requests are already queued or running")
+    size = sum(len(data) for _, data in files)
+    refusal = QUEUE.refusal(len(files), size)
+    if refusal:
+        return retry_later(*refusal)
     if wants_fhir(request, answer_format):
         try:
             subject = fhir.checked_subject(subject)
         except fhir.SubjectError as error:
             return JSONResponse({"detail": str(error)}, status_code=422)
-        report, read = await QUEUE.run(fhir_answer, loader.predictor.result(), files, patients, subject)
+        report, read = await QUEUE.run(len(files), size, fhir_answer, loader.predictor.result(), files, patients,
+                                       subject)
         return JSONResponse(report, status_code=200 if read else 422, media_type=fhir.MEDIA_TYPE)
-    answer = await QUEUE.run(predict_answer, loader, loader.predictor.result(), files, patients, gradcam)
+    answer = await QUEUE.run(len(files), size, predict_answer, loader, loader.predictor.result(), files, patients,
+                             gradcam)
     unread = [record for record in answer["results"] if "error" in record and "not_a_lesion" not in record]
     if len(unread) == len(answer["results"]):
         return JSONResponse({"detail": "no photo could be read: " + "; ".join(

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import keras
-from keras import layers
-
 from melanoma.config import CLASS_NAMES, IMAGE_SHAPE, KNOWN_DX
+from melanoma.keras_import import import_keras
 from melanoma.patient import PatientEncoding
 from melanoma.sites import FINE_VOCABULARY
+
+keras = import_keras()  # before `from keras import ...`, which would import it with its extras
+from keras import layers  # noqa: E402
 
 BN_EPSILON = 1.001e-5  # keras.applications' value; keeps the numerics of the reference model
 METADATA_UNITS = 32  # the metadata branch's width, joined to the 2048 pooled image features

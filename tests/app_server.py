@@ -99,6 +99,13 @@ def running_app(model: Path | None, data: Path, log: Path, root: Path = ROOT, ad
             server.wait()
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time a process (all its threads) has used so far, from /proc (Linux): on a machine shared
+    with other work, a steadier measure of what it did than the wall clock."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
+
 def rss_mb(pid: int) -> float:
     """Resident memory of a process, from /proc (Linux)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -115,11 +122,13 @@ SHOWN_RESULTS_JS = """() => [...document.querySelectorAll('[data-testid=stMetric
 })"""
 
 
-def first_visit(browser, url: str, started: float, first: Path, second: Path, timeout_ms: int = 300_000) -> dict:
+def first_visit(browser, url: str, started: float, first: Path, second: Path, timeout_ms: int = 300_000,
+                server_pid: int | None = None) -> dict:
     """A visitor who opens the page as soon as the server answers and uploads `first` the moment the
     uploader shows, then adds `second` once the first result is in. Seconds: `streamlit run` -> uploader
     shown, -> first photo's P(melanoma) shown (the call), -> its Grad-CAM drawn; and the warm upload
-    -> call of the second photo. Measured, never asserted against a wall-clock limit (machines differ).
+    -> call of the second photo; with `server_pid`, also the server's CPU seconds by the time the
+    uploader showed and the first call came. Measured, never asserted against a wall-clock limit (machines differ).
     The page is checked on every animation frame: Playwright's `expect` polls at 0.1-1 s steps, which
     added up to 0.9 s to a warm call that was already on screen."""
     from playwright.sync_api import expect
@@ -134,9 +143,12 @@ def first_visit(browser, url: str, started: float, first: Path, second: Path, ti
         uploader = page.locator("input[type=file]")
         uploader.wait_for(state="attached", timeout=timeout_ms)
         uploader_shown = time.monotonic()
+        cpu = {"server_cpu_at_uploader_s": round(cpu_seconds(server_pid), 2)} if server_pid else {}
         uploader.set_input_files(str(first))
         metrics_shown(1)
         first_call = time.monotonic()
+        if server_pid:
+            cpu["server_cpu_at_first_call_s"] = round(cpu_seconds(server_pid), 2)
         page.get_by_test_id("stImage").filter(has_text="Grad-CAM").locator("img").first.wait_for(timeout=timeout_ms)
         first_map = time.monotonic()
         expect(page.get_by_test_id("stSpinner")).to_have_count(0, timeout=timeout_ms)
@@ -149,7 +161,8 @@ def first_visit(browser, url: str, started: float, first: Path, second: Path, ti
     finally:
         page.close()
     return {"uploader_shown_s": round(uploader_shown - started, 2), "first_call_s": round(first_call - started, 2),
-            "first_grad_cam_s": round(first_map - started, 2), "warm_upload_to_call_s": round(warm_call - warm_upload, 2)}
+            "first_grad_cam_s": round(first_map - started, 2), "warm_upload_to_call_s": round(warm_call - warm_upload, 2),
+            **cpu}
 
 
 def y4m_video(photo: Path, size: tuple[int, int], frames: int = 5) -> bytes:
