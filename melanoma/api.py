@@ -529,14 +529,19 @@ def model():
         return retry_later(f"the model cannot be loaded: {error}")
 
 
+FHIR_CONTENT = {fhir.MEDIA_TYPE: {"schema": {"type": "object", "description": "a FHIR R4 DiagnosticReport, where "
+                                                                   "FHIR was asked for"}}}
+
+
 @api.post(
     "/predict", response_model=PredictAnswer,
-    responses={200: {"content": {fhir.MEDIA_TYPE: {"schema": {"type": "object", "description": "a FHIR R4 "
-                                                                "DiagnosticReport, where FHIR was asked for"}}}},
+    responses={200: {"content": FHIR_CONTENT},
                413: {"model": Refused, "description": "a photo or the request over its limit"},
                415: {"model": Refused, "description": "not multipart/form-data"},
                422: {"model": Unreadable | Refused,
-                     "description": "no photo could be read (Unreadable: each record gives its reason), or the "
+                     "content": FHIR_CONTENT,
+                     "description": "no photo could be read (Unreadable: each record gives its reason; where FHIR "
+                                    "was asked for, the DiagnosticReport with each photo's reason), or the "
                                     "request is refused (Refused): patient information outside the values below, "
                                     "a field not given once per photo, no or too many files, a bad query"},
                503: {"model": Refused, "headers": RETRY_AFTER,
