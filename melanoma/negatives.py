@@ -1,10 +1,16 @@
-"""Pictures that are not dermatoscopic photos of a lesion, to MEASURE the not-a-lesion refusal.
+"""Pictures that are not dermatoscopic photos of a lesion, to FIT the not-a-lesion classifier
+(`melanoma.lesion_or_not`), and one seed's draw of them that the lab measured the check on before
+(`lab_pictures`, issue 29).
 
-Never used to fit or tune it. Two sources: renders made here (flat colours, noise, gradients,
-patterns, charts, documents, app-like screenshots, drawn faces), and the photos scikit-image ships
-under its BSD-compatible licences (people, animals, objects, astronomy, retina and histology
-images) plus its subset of Labeled Faces in the Wild. Each picture is encoded as PNG or JPEG bytes,
-so it reaches the model through the same `prepare_image` as an upload.
+Two sources: renders made here (flat colours, noise, gradients, patterns, charts, documents,
+app-like screenshots, drawn faces, drawn skin), and the photos scikit-image ships under its
+BSD-compatible licences (people, animals, objects, astronomy, retina and histology images, whole and
+cropped) plus its subset of Labeled Faces in the Wild, and crops of the bare skin of its one colour
+portrait. Each picture is encoded as PNG or JPEG bytes, so it reaches the model through the same
+`prepare_image` as an upload. What judges the classifier comes from other sources
+(`melanoma.lab.held_out_pictures`).
+
+scikit-image is needed only to fit (`python -m melanoma extras`, `train`), never to apply.
 """
 from __future__ import annotations
 
@@ -210,6 +216,70 @@ def photos(seed: int = 0) -> list[tuple[str, str, bytes]]:
     return pictures
 
 
-def non_lesion_pictures(seed: int = 0) -> list[tuple[str, str, bytes]]:
-    """Another seed gives other renders, crops and faces (the 24 whole photos stay)."""
+def lab_pictures(seed: int = 0) -> list[tuple[str, str, bytes]]:
+    """The lab's set of issue 29: another seed gives other renders, crops and faces (the 24 whole photos stay)."""
     return renders(seed) + photos(seed)
+
+
+# The fitting pool: renders from these seeds (never the lab's 0 and 1), and each scikit-image photo
+# as this many more crops; crops of the astronaut's bare face stand for an ordinary camera's photo of skin.
+FITTING_SEEDS = (1000, 1001, 1002, 1003)
+FITTING_CROPS_PER_PHOTO = 12
+PORTRAIT_SKIN = ("astronaut.png", (180, 95, 255, 175))  # the face, in the photo's pixels
+SKIN_CROPS = 40
+
+
+def drawn_skin(rng) -> Image.Image:
+    """Skin as an ordinary camera sees it from a hand's breadth: a skin tone under uneven light, pores
+    and a few hairs, sometimes a small mole; no dermatoscope's magnification, contact or ring of light."""
+    tone = rng.uniform([150, 100, 70], [250, 200, 170])
+    y, x = np.mgrid[0:SIZE[1], 0:SIZE[0]] / max(SIZE)
+    light = 1 + 0.25 * (np.cos(rng.uniform(0, 6) + x * rng.uniform(1, 4)) * np.sin(rng.uniform(0, 6) + y * rng.uniform(1, 4)))
+    pixels = tone * light[..., None] + rng.normal(0, rng.uniform(2, 8), (SIZE[1], SIZE[0], 1))
+    image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+    draw = ImageDraw.Draw(image)
+    for _ in range(int(rng.integers(0, 12))):
+        x0, y0 = rng.integers(0, SIZE[0]), rng.integers(0, SIZE[1])
+        draw.line([x0, y0, x0 + rng.integers(-60, 60), y0 + rng.integers(-60, 60)], fill=tuple(int(c * 0.5) for c in tone),
+                  width=1)
+    if rng.integers(2):
+        cx, cy, r = rng.integers(60, SIZE[0] - 60), rng.integers(60, SIZE[1] - 60), rng.integers(3, 15)
+        draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=tuple(int(c * rng.uniform(0.3, 0.7)) for c in tone))
+    return image
+
+
+def fitting_pictures() -> list[tuple[str, str, bytes]]:
+    """(kind, name, bytes) the classifier is fitted on as "not a lesion photo"."""
+    rng = np.random.default_rng(FITTING_SEEDS[0])
+    pictures = []
+    for seed in FITTING_SEEDS:
+        pictures += renders(seed)
+    pictures += [("drawn skin", f"drawn skin {i}", encode(drawn_skin(rng), "JPEG")) for i in range(SKIN_CROPS)]
+    for file_name in SKIMAGE_PHOTOS:
+        with Image.open(_skimage_folder() / file_name) as opened:
+            image = opened.convert("RGB")
+        pictures.append(("photo", file_name, encode(image, "JPEG")))
+        pictures += [("photo crop", f"{file_name} crop {i}", encode(crop, "JPEG"))
+                     for i, crop in enumerate(random_crops(image, FITTING_CROPS_PER_PHOTO, rng))]
+    file_name, box = PORTRAIT_SKIN
+    with Image.open(_skimage_folder() / file_name) as opened:
+        face = opened.convert("RGB").crop(box)
+    pictures += [("ordinary-camera skin", f"{file_name} skin {i}", encode(crop, "JPEG"))
+                 for i, crop in enumerate(random_crops(face, SKIN_CROPS, rng))]
+    faces = np.load(_skimage_folder() / "lfw_subset.npy")
+    pictures += [("face photo (LFW)", f"lfw {i}", encode(Image.fromarray((face * 255).astype(np.uint8)).resize(
+        (120, 120), Image.Resampling.BICUBIC), "JPEG")) for i, face in enumerate(faces)]
+    return pictures
+
+
+def random_crops(image: Image.Image, count: int, rng: np.random.Generator) -> list[Image.Image]:
+    """Random 4:3 crops of 35-70% of the shorter side but at least 40 pixels (as wide as the picture
+    allows), some mirrored."""
+    crops = []
+    for _ in range(count):
+        side = min(min(image.size), max(40, int(min(image.size) * rng.uniform(0.35, 0.7))))
+        width = min(image.width, int(side * 4 / 3))
+        left, top = rng.integers(0, image.width - width + 1), rng.integers(0, image.height - side + 1)
+        crop = image.crop((left, top, left + width, top + side))
+        crops.append(crop.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if rng.integers(2) else crop)
+    return crops
