@@ -102,12 +102,13 @@ def measure(predictor, data_dirs, shifted_images: int, seed: int = 0) -> dict:
     if len(dataset.source_names) > 1:
         labels = dataset.labels
         for name in dataset.source_names:
-            own = {part: (rows[dataset.sources[rows] == name], refused_in[dataset.sources[rows] == name])
-                   for part, rows, refused_in in (("validation", split.val, val_refused), ("test", split.test, test_refused))}
-            by_source[name] = {part: lesion_refusals(no, labels[rows]) for part, (rows, no) in own.items()}
-            rows = np.concatenate([rows for rows, _ in own.values()])
+            own = {part: (part_rows[dataset.sources[part_rows] == name], refused_in[dataset.sources[part_rows] == name])
+                   for part, part_rows, refused_in in (("validation", split.val, val_refused),
+                                                        ("test", split.test, test_refused))}
+            by_source[name] = {part: lesion_refusals(no, labels[mine]) for part, (mine, no) in own.items()}
+            both = np.concatenate([mine for mine, _ in own.values()])
             by_source[name]["melanoma against the rest (both splits)"] = melanoma_against_rest(
-                np.concatenate([no for _, no in own.values()]), labels[rows])
+                np.concatenate([no for _, no in own.values()]), labels[both])
 
     return {
         "model": predictor.bundle.version,
