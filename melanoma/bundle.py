@@ -25,6 +25,7 @@ from melanoma.records import (
     EXTRAS_INFO,
     FAMILIARITY,
     METRICS,
+    REFUSAL,
     DatasetSummary,
     Evaluation,
     ExtrasInfo,
@@ -32,6 +33,7 @@ from melanoma.records import (
     Metrics,
     Provenance,
     RecordError,
+    RefusalMeasured,
     evaluations_from_dict,
 )
 from melanoma.sources import DEFAULT_SOURCE, SOURCE_COLUMN
@@ -48,7 +50,7 @@ REQUIRED_FILES = (WEIGHTS, METRICS, HISTORY, DATASET_SUMMARY, TEST_SPLIT, CONFIG
 EXTRAS_ARRAYS = "extras.npz"
 EXTRAS_FILES = (EXTRAS_ARRAYS, EXTRAS_INFO)
 # Also optional: `evaluate --record`'s figures per data source (e.g. another clinic's photos), and
-# `familiarity --record`'s.
+# `familiarity --record`'s, and `refusal --record`'s.
 FORMAT_VERSION = 1
 
 
@@ -197,6 +199,7 @@ class Bundle:
     extras_info: ExtrasInfo | None = None  # None for a bundle made before the extras
     evaluations: dict[str, Evaluation] = field(default_factory=dict)  # by source; {} where nothing was recorded
     familiarity: Familiarity | None = None  # None where the bands were never measured
+    refusal: RefusalMeasured | None = None  # None where the not-a-lesion check was never measured (`refusal --record`)
     provenance: Provenance | None = None  # the manifest's record of where it came from
 
     @property
@@ -333,7 +336,8 @@ def load_bundle(path: str | Path | None = None) -> Bundle:
                       evaluations=evaluations_from_dict(_read_json(path, EVALUATIONS)) if EVALUATIONS in listed
                       else {},
                       familiarity=Familiarity.from_dict(_read_json(path, FAMILIARITY)) if FAMILIARITY in listed
-                      else None)
+                      else None,
+                      refusal=RefusalMeasured.from_dict(_read_json(path, REFUSAL)) if REFUSAL in listed else None)
     except RecordError as error:
         raise BundleError(f"bundle {path}: {error}") from None
 

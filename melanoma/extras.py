@@ -4,6 +4,11 @@ similar-cases index, fitted from one pass over the bundle's data and stored as t
 - `extras.npz`: arrays only (loaded with allow_pickle=False), keyed "<part>/<name>".
 - `extras.json`: thresholds, how each part was fitted, and its test-split figures.
 
+The not-a-lesion refusal is two checks, either of which refuses: how far a picture lies from the
+training photos (`melanoma.novelty`), and a classifier of lesion photo or not, fitted on the training
+photos against pictures that are not lesion photos (`melanoma.lesion_or_not`, `melanoma.negatives`).
+A bundle fitted before the classifier has the first alone, and still works.
+
 `fit_extras` runs when `train` writes a bundle and from `python -m melanoma extras` for a bundle
 that has none; everything is fitted on the training split, the refusal threshold comes from the
 validation split, and the test split is only measured. `Extras` applies them with numpy alone.
@@ -29,6 +34,7 @@ from melanoma.differential import (
     with_melanoma,
 )
 from melanoma.features import DIAGNOSIS_OUTPUT, FEATURES, MELANOMA_OUTPUT, NOVELTY_FEATURES
+from melanoma.lesion_or_not import CLASSIFIER_PERCENTILE, LesionClassifier, fit_lesion_classifier
 from melanoma.neighbours import SIMILAR_CASES, NeighbourIndex, build_index
 from melanoma.novelty import (
     COLOURFULNESS_PERCENTILE,
@@ -66,6 +72,9 @@ class Assessment:
     similar_cases: list[dict]  # nearest first: image_id, dx, dx_type, age, sex, localization
     similar_melanoma_share: float
     familiarity_band: int | None = None  # index into novelty.FAMILIARITY_BANDS; None for bundles without bands
+    # the lesion-or-not classifier's score and threshold; None for a bundle fitted before it
+    classifier_score: float | None = None
+    classifier_threshold: float | None = None
 
 
 @dataclass
@@ -75,6 +84,7 @@ class Extras:
     head: FittedHead | None  # None where the network has its own diagnosis output
     index: NeighbourIndex
     info: ExtrasInfo  # extras.json's figures
+    classifier: LesionClassifier | None = None  # None for a bundle fitted before it (novelty alone)
 
     @classmethod
     def from_bundle(cls, bundle: Bundle) -> Extras | None:
@@ -90,7 +100,8 @@ class Extras:
             return cls(projection=Projection.from_arrays(parts["projection"]),
                        novelty=NoveltyScore.from_arrays(parts["novelty"]),
                        head=FittedHead.from_arrays(parts["differential"]) if "differential" in parts else None,
-                       index=NeighbourIndex.from_arrays(parts["neighbours"]), info=bundle.extras_info)
+                       index=NeighbourIndex.from_arrays(parts["neighbours"]), info=bundle.extras_info,
+                       classifier=LesionClassifier.from_arrays(parts["classifier"]) if "classifier" in parts else None)
         except (KeyError, ValueError, OSError) as error:
             raise BundleError(f"cannot read {bundle.extras_path}: {str(error).splitlines()[0]}") from None
 
@@ -103,7 +114,8 @@ class Extras:
         (`features.compiled_outputs`) and their calibrated P(melanoma), the differential's melanoma share."""
         features = outputs[FEATURES]
         scores = self.novelty(outputs[NOVELTY_FEATURES])
-        refused = self.novelty.refused(scores, colourfulness(images))
+        classifier_scores = self.classifier_scores(outputs, images)
+        refused = self._refused(scores, classifier_scores, images)
         diagnosis = with_melanoma(self.diagnoses(outputs), melanoma)
         nearest = self.index.nearest(self.projection(features))
         shares = self.index.melanoma_share(nearest)
@@ -111,7 +123,9 @@ class Extras:
         return [Assessment(not_a_lesion_score=float(score), not_a_lesion_threshold=self.novelty.threshold,
                            not_a_lesion=bool(no), differential=as_named(probabilities),
                            similar_cases=self.index.cases_for(rows), similar_melanoma_share=float(share),
-                           familiarity_band=None if bands is None else int(bands[row]))
+                           familiarity_band=None if bands is None else int(bands[row]),
+                           classifier_score=None if classifier_scores is None else float(classifier_scores[row]),
+                           classifier_threshold=None if self.classifier is None else self.classifier.threshold)
                 for row, (score, no, probabilities, rows, share) in enumerate(
                     zip(scores, refused, diagnosis, nearest, shares))]
 
@@ -119,27 +133,49 @@ class Extras:
         """The 7 diagnoses' probabilities (N x 7) as the network's output or the fitted head gives them."""
         return outputs[DIAGNOSIS_OUTPUT] if DIAGNOSIS_OUTPUT in outputs else self.head.probabilities(outputs[FEATURES])
 
+    def classifier_scores(self, outputs: dict[str, np.ndarray], images: np.ndarray) -> np.ndarray | None:
+        return None if self.classifier is None else self.classifier(outputs[NOVELTY_FEATURES], images)
+
     def refused(self, outputs: dict[str, np.ndarray], images: np.ndarray) -> np.ndarray:
         """Per image, whether it would be refused as not a lesion."""
-        return self.novelty.refused(self.novelty(outputs[NOVELTY_FEATURES]), colourfulness(images))
+        return self._refused(self.novelty(outputs[NOVELTY_FEATURES]), self.classifier_scores(outputs, images), images)
+
+    def _refused(self, scores: np.ndarray, classifier_scores: np.ndarray | None, images: np.ndarray) -> np.ndarray:
+        refused = self.novelty.refused(scores, colourfulness(images))
+        return refused if classifier_scores is None else refused | self.classifier.refused(classifier_scores)
 
 
-def fit_extras(outputs: dict[str, np.ndarray], colours: np.ndarray, frame, train: np.ndarray, val: np.ndarray,
-               test: np.ndarray, camera_activations: np.ndarray) -> dict[str, bytes]:
+def fit_extras(outputs: dict[str, np.ndarray], images: np.ndarray, frame, train: np.ndarray, val: np.ndarray,
+               test: np.ndarray, camera: tuple[np.ndarray, np.ndarray],
+               others: tuple[np.ndarray, np.ndarray, list[str]] | None = None) -> dict[str, bytes]:
     """The two extras files for a bundle, from the network's outputs on every image of its data
-    (`features.extract`), the images' colourfulness, their metadata `frame` (all row-aligned), the
-    split's row indices, and the not-a-lesion activations of training photos under camera changes."""
+    (`features.extract`), the images (uint8, as the network takes them), their metadata `frame` (all
+    row-aligned), the split's row indices, training photos under camera changes (their not-a-lesion
+    activations, images), and pictures that are not lesion photos (activations, images, kinds:
+    `negatives.fitting_pictures`; None: no classifier, the distance check alone)."""
     features, activations = outputs[FEATURES], outputs[NOVELTY_FEATURES]
+    colours = colourfulness(images)
     diagnoses = frame["dx"].map(KNOWN_DX.index).to_numpy()
     projection, variance_kept = fit_projection(features[train], FEATURE_COMPONENTS)
     sources = frame[SOURCE_COLUMN].to_numpy() if SOURCE_COLUMN in frame else None
-    novelty = fit_novelty(np.concatenate([activations[train], camera_activations]), activations[val], colours[val],
+    camera_activations, camera_images = camera
+    lesion_activations = np.concatenate([activations[train], camera_activations])
+    novelty = fit_novelty(lesion_activations, activations[val], colours[val],
                           val_sources=None if sources is None else sources[val])
+    classifier = None
+    if novelty.active and others is not None and len(others[0]):
+        classifier = fit_lesion_classifier((lesion_activations, np.concatenate([images[train], camera_images])),
+                                           others[:2], (activations[val], images[val]),
+                                           None if sources is None else sources[val])
     head = None if DIAGNOSIS_OUTPUT in outputs else fit_head(features[train], diagnoses[train])
     index = build_index(projection(features[train]), frame.iloc[train])
 
-    val_refused = novelty.refused(novelty(activations[val]), colours[val])
-    test_refused = novelty.refused(novelty(activations[test]), colours[test])
+    def refused(rows: np.ndarray) -> np.ndarray:
+        by_distance = novelty.refused(novelty(activations[rows]), colours[rows])
+        return by_distance if classifier is None else by_distance | classifier.refused(
+            classifier(activations[rows], images[rows]))
+
+    val_refused, test_refused = refused(val), refused(test)
     test_labels = diagnoses[test] == KNOWN_DX.index("mel")
     differential = (outputs[DIAGNOSIS_OUTPUT][test] if head is None else head.probabilities(features[test]))
     vote = index.melanoma_share(index.nearest(projection(features[test])))
@@ -162,6 +198,14 @@ def fit_extras(outputs: dict[str, np.ndarray], colours: np.ndarray, frame, train
                         "test": _refused_counts(test_refused, diagnoses[test])},
             "familiarity_band_edges": novelty.band_edges.round(4).tolist(),
             "familiarity_bands_from": f"terciles of the {int((~val_refused).sum())} accepted validation photos' scores",
+            **({"classifier": {
+                "threshold": classifier.threshold,
+                "rule": (f"also refused: a lesion-or-not classifier's score above the {CLASSIFIER_PERCENTILE}th "
+                         "percentile of the validation split's (each source's, the loosest kept)"),
+                "fitted_on": {"lesion photos (training split and its camera copies)": int(len(lesion_activations)),
+                              "other pictures": int(len(others[0])),
+                              "other pictures by kind": {kind: others[2].count(kind) for kind in dict.fromkeys(others[2])}},
+            }} if classifier is not None else {}),
         },
         "differential": {"source": FITTED_SOURCE if head is not None else NETWORK_SOURCE,
                          "test": report(diagnoses[test], differential)},
@@ -173,7 +217,8 @@ def fit_extras(outputs: dict[str, np.ndarray], colours: np.ndarray, frame, train
     }
     arrays = {f"{part}/{name}": value for part, source in (
         ("projection", projection), ("novelty", novelty), ("neighbours", index),
-        *((("differential", head),) if head is not None else ())) for name, value in source.arrays().items()}
+        *((("differential", head),) if head is not None else ()),
+        *((("classifier", classifier),) if classifier is not None else ())) for name, value in source.arrays().items()}
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **arrays)
     return {EXTRAS_ARRAYS: buffer.getvalue(), EXTRAS_INFO: (json.dumps(info, indent=2) + "\n").encode()}
@@ -191,15 +236,31 @@ def _auc(labels: np.ndarray, scores: np.ndarray) -> float | None:
     return roc_auc(np.asarray(labels).astype(int), scores)
 
 
-def fit_for_bundle(model, dataset, split, seed: int = 0) -> dict[str, bytes]:
-    """The extras files for a bundle whose network is `model`, trained on `dataset` split as `split`."""
+def fit_for_bundle(model, dataset, split, spec, seed: int = 0) -> dict[str, bytes]:
+    """The extras files for a bundle whose network is `model`, trained on `dataset` (loaded at its
+    input, the ImageSpec `spec`) split as `split`."""
     from melanoma.features import extract
 
     rng = np.random.default_rng(seed)
     copies = rng.choice(split.train, min(NOVELTY_CAMERA_COPIES, len(split.train)), replace=False)
-    camera = extract(model, camera_variations(dataset.images[copies], rng))[NOVELTY_FEATURES]
-    return fit_extras(extract(model, dataset.images), colourfulness(dataset.images), dataset.frame, split.train,
-                      split.val, split.test, camera)
+    camera_images = camera_variations(dataset.images[copies], rng)
+    camera = extract(model, camera_images)[NOVELTY_FEATURES], camera_images
+    others = None
+    if len(split.val) >= NOVELTY_MIN_VALIDATION:  # else no check is fitted: not worth the pictures' pass
+        kinds, images = other_pictures(spec)
+        others = extract(model, images)[NOVELTY_FEATURES], images, kinds
+    return fit_extras(extract(model, dataset.images), dataset.images, dataset.frame, split.train, split.val,
+                      split.test, camera, others)
+
+
+def other_pictures(spec) -> tuple[list[str], np.ndarray]:
+    """The pictures the lesion-or-not classifier learns as "not a lesion photo", as the network's input."""
+    from melanoma.images import prepare_image
+    from melanoma.negatives import fitting_pictures
+
+    pictures = fitting_pictures()
+    return ([kind for kind, _, _ in pictures],
+            np.stack([prepare_image(data, spec, display=False).model_input for _, _, data in pictures]))
 
 
 def add_to_bundle(bundle_dir: str | Path, data_dirs, log=print) -> Path:
@@ -214,7 +275,7 @@ def add_to_bundle(bundle_dir: str | Path, data_dirs, log=print) -> Path:
     _check_same_test_split(bundle, dataset.frame["image_id"].iloc[split.test])
     log(f"{len(dataset.frame)} images; split by lesion: train {len(split.train)}, validation {len(split.val)}, "
         f"test {len(split.test)}; extracting features ...")
-    files = fit_for_bundle(load_model(bundle), dataset, split)
+    files = fit_for_bundle(load_model(bundle), dataset, split, bundle.image_spec)
     add_files(bundle.path, files)
     return bundle.path
 

@@ -103,8 +103,11 @@ class Prediction:
             result = {"file": self.name, "error": self.error}
             if self.not_a_lesion:
                 result["not_a_lesion"] = {"score": round(self.assessment.not_a_lesion_score, 3),
-                                          "threshold": round(self.assessment.not_a_lesion_threshold, 3),
-                                          "unreliable_probability_melanoma": round(self.unreliable_probability, 4)}
+                                          "threshold": round(self.assessment.not_a_lesion_threshold, 3)}
+                if self.assessment.classifier_score is not None:
+                    result["not_a_lesion"].update(
+                        classifier_score=round(self.assessment.classifier_score, 3),
+                        classifier_threshold=round(self.assessment.classifier_threshold, 3))
             return result
         result = {"file": self.name, "probability_melanoma": round(self.probability, 4),
                   "suspicious": self.suspicious, "call": self.call, "threshold": round(self.threshold, 4),

@@ -5,7 +5,8 @@ quotes (Haenssle 2018's readers, on the reader-study page), with its citation.
 
 The first two come from `python -m melanoma evaluate --record` (the bundle's evaluations.json): on the
 training source's folder it measures the bundle's own test split, on another folder every photo. The
-last comes from `python -m melanoma familiarity --record` (familiarity.json).
+familiarity reading comes from `python -m melanoma familiarity --record` (familiarity.json); what the
+not-a-lesion check was measured to do on pictures it never saw, from `refusal --record` (refusal.json).
 """
 from __future__ import annotations
 
@@ -83,3 +84,24 @@ def familiarity_reading(bundle) -> FamiliarityReading | None:
     """What the familiarity bands were measured to say (read once per bundle); None where the bands
     were never measured (`familiarity --record`) or the bundle has none."""
     return bundle.familiarity.reading if bundle.familiarity else None
+
+
+def refusal_reading(bundle) -> str | None:
+    """The not-a-lesion classifier and what the check was measured to do, in words for the model card;
+    None for a bundle without the classifier."""
+    check = bundle.extras_info.not_a_lesion if bundle.extras_info else None
+    if check is None or check.classifier_rule is None:
+        return None
+    words = (f"A second check also refuses: a classifier taught the training photos against "
+             f"{check.classifier_other_pictures:,} pictures that are not lesion photos (renders, scikit-image's "
+             "photos and crops, faces, bare skin from an ordinary camera), about 1 lesion photo in 200 of each "
+             "source refused by it.")
+    measured = bundle.refusal
+    if measured is None:
+        return words + " How it does on pictures from other sources was not measured for this model."
+    kinds = "; ".join(f"{kind} {count}" for kind, count in measured.held_out_by_kind.items())
+    lesions = ", ".join(f"{name} {share:.1%}" for name, share in measured.lesions_refused.items())
+    return (words + f" On {measured.held_out_pictures} pictures from sources it never saw (neither fitted nor "
+            f"chosen on), the two refused {measured.held_out_share:.1%} (target 95%): {kinds}. Food, retina "
+            f"and plain X-ray photos were not among them. Lesion photos refused: {lesions}"
+            f" ({measured.date}).")

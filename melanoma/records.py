@@ -27,6 +27,7 @@ DATASET_SUMMARY = "dataset_summary.json"
 EXTRAS_INFO = "extras.json"  # the refusal, differential and similar-cases index's figures (melanoma/extras.py)
 EVALUATIONS = "evaluations.json"  # `evaluate --record`'s figures per data source (folder name)
 FAMILIARITY = "familiarity.json"  # `familiarity --record`: what the bands were measured to say
+REFUSAL = "refusal.json"  # `refusal --record`: the not-a-lesion check measured on pictures it never saw
 TEST_SET_SUFFIX = " test"  # familiarity's name of a trained source's test split: "<source> test"
 INTERVAL_FIGURES = ("roc_auc", "sensitivity", "specificity")  # the figures a lesion bootstrap bounds
 NAMED_FIGURES = ("roc_auc", "sensitivity", "specificity", "precision", "f1", "accuracy", "balanced_accuracy",
@@ -416,15 +417,50 @@ class NotALesionCheck:
     rule: str
     refused: dict[str, RefusalTally]  # validation, test
     familiarity_band_edges: list[float] | None  # None for a bundle made before the familiarity bands
+    # the lesion-or-not classifier (melanoma.lesion_or_not): its rule and how many other pictures it
+    # was fitted on; None for a bundle fitted before it
+    classifier_rule: str | None = None
+    classifier_other_pictures: int | None = None
 
     @classmethod
     def read(cls, part: Fields) -> NotALesionCheck:
+        classifier = part.part("classifier", optional=True)
         return cls(active=bool(part.get("active", True)), threshold=part.optional_number("threshold"),
                    rule=part.get("rule", ""),
+                   classifier_rule=classifier and classifier.get("rule"),
+                   classifier_other_pictures=classifier and classifier.part("fitted_on").count("other pictures"),
                    refused={split: RefusalTally(**{name: tally.count(name) for name in
                                                    ("images", "refused", "melanoma", "melanoma_refused")})
                             for split, tally in part.parts("refused").items()},
                    familiarity_band_edges=part.get("familiarity_band_edges"))
+
+
+@dataclass(frozen=True)
+class RefusalMeasured:
+    """refusal.json (`refusal --record`): the not-a-lesion check on pictures from sources its fitting
+    never saw (the held-out set), per kind, and each source's lesion photos refused."""
+
+    held_out_pictures: int
+    held_out_refused: int
+    held_out_by_kind: dict[str, str]  # kind -> "refused of pictures"
+    lesions_refused: dict[str, float]  # "<source> <validation|test>" -> share refused
+    date: str
+
+    @property
+    def held_out_share(self) -> float:
+        return self.held_out_refused / self.held_out_pictures
+
+    @classmethod
+    def from_dict(cls, data: dict) -> RefusalMeasured:
+        part = Fields(data, REFUSAL)
+        held = part.part("held_out_non_lesion")
+        lesions = {f"{source} {split}": figures.number("share")
+                   for source, parts in part.parts("by_source").items()
+                   for split, figures in parts.each().items() if split in ("validation", "test")
+                   and figures.optional_number("share") is not None} if part.has("by_source") else {}
+        return cls(held_out_pictures=held.count("pictures"), held_out_refused=held.count("refused"),
+                   held_out_by_kind=dict(held.need("by_kind")), lesions_refused=lesions,
+                   date=str(part.get("date", ""))[:10])
 
 
 @dataclass(frozen=True)

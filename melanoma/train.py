@@ -539,8 +539,10 @@ def look_at_test_split(run: Run, mode: dict, alone: dict | None) -> TestLook:
         test_split["probability_image_only"] = np.round(alone["probabilities"]["test"], 5)
     # The refusal, differential and similar cases, fitted on the network as shipped (float16 kernels).
     from melanoma.extras import fit_for_bundle
+    from melanoma.images import ImageSpec
 
-    return TestLook(metrics, fit_for_bundle(half, dataset, split), test_split.to_csv(index=False))
+    return TestLook(metrics, fit_for_bundle(half, dataset, split, ImageSpec.from_config(run.config)),
+                    test_split.to_csv(index=False))
 
 
 def float16_round_trip(run: Run, test_scores: np.ndarray):

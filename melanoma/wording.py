@@ -16,15 +16,18 @@ DX_NAMES = {
 DX_TYPE_NAMES = {"histo": "histopathology", "follow_up": "follow-up examination",
                  "consensus": "expert consensus", "confocal": "confocal microscopy"}
 
-# A refused picture may be no lesion at all, or a lesion photo from a camera unlike the training ones
-# (other clinics' photos are refused far more often than HAM10000's): the wording fits both.
-NOT_A_LESION_REASON = ("outside what the model was trained on (not a lesion photo, or an unfamiliar camera or "
-                       "lighting): no call; assess clinically")
+# A refused picture may be no lesion at all, a photo of skin from an ordinary camera (not a
+# dermatoscope's), or a lesion photo from a dermatoscope unlike the training ones: the wording fits all three.
+NOT_A_LESION_REASON = ("not a dermatoscope photo of a skin lesion (another kind of picture, skin photographed with an "
+                       "ordinary camera, or a dermatoscope or lighting unlike the training photos'): no call; assess "
+                       "clinically")
 
 # The same refusal on a card, in plain words (the scores behind it go in a details box).
-NOT_A_LESION_PLAIN = ("This picture does not look like the dermatoscope photos the model learnt from, so the model "
-                      "cannot judge it. That happens with pictures that are not of a skin lesion, and also with real "
-                      "lesion photos taken with another dermatoscope, a phone camera or unusual lighting.")
+NOT_A_LESION_PLAIN = ("This picture does not look like the dermatoscope photos of skin lesions the model learnt from, "
+                      "so the model gives it no call and no probability. A photo of skin taken with an ordinary or "
+                      "phone camera is not a dermatoscope photo either: the model cannot judge one. Now and then a "
+                      "real dermatoscope photo from another clinic's dermatoscope, or under unusual lighting, is "
+                      "refused too.")
 
 # A P(melanoma) this close below the threshold (absolute, 5 percentage points) is called close to it:
 # photos of one lesion disagree by more. Of 117 HAM10000 validation lesions with several photos and a

@@ -386,7 +386,7 @@ def test_predict_gives_what_predict_json_gives_for_the_same_files(server, sample
     mel, nv, refused = answer.body["results"]
     assert mel["call"] and mel["differential"] and len(mel["similar_cases"]) > 0
     assert {"image_id", "dx", "source"} <= set(mel["similar_cases"][0])
-    assert "not_a_lesion" in refused and refused["error"].startswith("outside what the model was trained on")
+    assert "not_a_lesion" in refused and refused["error"].startswith("not a dermatoscope photo of a skin lesion")
     assert answer.body["model"]["weights_sha256"] == json.loads((DEFAULT_BUNDLE / "manifest.json").read_text())[
         "weights_sha256"]
 

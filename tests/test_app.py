@@ -155,7 +155,8 @@ def test_a_picture_that_is_not_a_lesion_gets_a_warning_and_a_lesion_its_differen
     assert len(app.metric) == 1  # the lesion's P(melanoma) only: no call for the portrait
     assert "portrait.jpg" not in texts(app.error) + texts(app.info)
     expander = next(e for e in app.expander if "portrait.jpg" in e.label)
-    assert "numbers behind the refusal" in expander.label and "**unreliable**" in texts(expander.markdown)
+    assert "numbers behind the refusal" in expander.label
+    assert "P(melanoma)" not in texts(expander.markdown)  # a refused picture gets no probability, not even hidden
 
     differential = next(json.loads(chart.proto.spec) for chart in app.get("plotly_chart")
                         if "Differential" in chart.proto.spec)
@@ -174,7 +175,7 @@ def test_a_picture_that_is_not_a_lesion_gets_a_warning_and_a_lesion_its_differen
     table = table_with(app, "file")
     assert list(table["file"]) == ["portrait.jpg", "lesion.jpg"]  # no call first: it needs a clinician
     assert table["call"].iloc[0] == CALL_REFUSED  # the full reason is on its card (above); the table gives its gist
-    assert table["reason not assessed"].iloc[0] == "outside what the model was trained on"
+    assert table["reason not assessed"].iloc[0] == "not a dermatoscope photo of a skin lesion"
 
 
 def shown_differential(app) -> dict[str, float]:

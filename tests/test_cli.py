@@ -100,8 +100,8 @@ def test_damaged_bundle_is_refused_with_a_clear_message(smoke_bundle, sample_ima
 
 
 def test_predict_gives_no_call_for_a_picture_that_is_not_a_lesion(sample_images, tmp_path):
-    """The shipped bundle: a rendered document gets "not assessed" and exit status 2; its score is
-    kept apart, marked unreliable, and no call is made."""
+    """The shipped bundle: a rendered document gets "not assessed" and exit status 2, with the scores
+    that refused it and no probability or call."""
     import numpy as np
 
     from melanoma.bundle import DEFAULT_BUNDLE
@@ -120,8 +120,10 @@ def test_predict_gives_no_call_for_a_picture_that_is_not_a_lesion(sample_images,
     row = json.loads(result.stdout)["results"][0]
     assert row["error"] == NOT_A_LESION_REASON
     assert "probability_melanoma" not in row and "call" not in row
-    assert 0 <= row["not_a_lesion"]["unreliable_probability_melanoma"] <= 1
-    assert row["not_a_lesion"]["score"] > row["not_a_lesion"]["threshold"]
+    refusal = row["not_a_lesion"]
+    assert not any("probability" in key for key in refusal)  # a refused picture gets no P(melanoma)
+    assert (refusal["score"] > refusal["threshold"]
+            or refusal["classifier_score"] > refusal["classifier_threshold"])
 
 
 def test_predict_json_carries_the_differential_and_similar_cases(sample_images):

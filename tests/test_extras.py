@@ -91,6 +91,42 @@ def test_another_clinics_photos_place_their_own_threshold_so_they_are_not_refuse
     assert own.threshold >= pooled.threshold
 
 
+def test_the_lesion_or_not_classifier_refuses_what_it_was_shown_and_each_sources_chosen_share_of_lesions():
+    """Lesion activations against another kind of picture's: the other kind is refused, and each
+    source's validation photos are refused at most at the percentile's share (the loosest source's kept)."""
+    from melanoma.lesion_or_not import LesionClassifier, fit_lesion_classifier
+
+    rng = np.random.default_rng(3)
+
+    def pictures(count, shift):  # activations, and images of one mid-grey tone (no property tells them apart)
+        return np.exp(rng.normal(shift, 1.0, size=(count, 30))), np.full((count, 8, 8, 3), 128, np.uint8)
+
+    lesions, others, home, shifted = pictures(3000, 0), pictures(600, 1.5), pictures(1500, 0), pictures(400, 0.2)
+    validation = tuple(np.concatenate(parts) for parts in zip(home, shifted))
+    sources = np.array(["ham10000"] * 1500 + ["isic2017"] * 400)
+    classifier = fit_lesion_classifier(lesions, others, validation, sources, percentile=99.0)
+    for source in ("ham10000", "isic2017"):  # 99th percentile: at most 1 in 100 of each source
+        rows = sources == source
+        assert classifier.refused(classifier(validation[0][rows], validation[1][rows])).mean() <= 0.01 + 1 / rows.sum()
+    unseen = pictures(500, 1.5)  # the other kind, pictures it was not fitted on
+    assert classifier.refused(classifier(*unseen)).mean() > 0.9
+    restored = LesionClassifier.from_arrays(classifier.arrays())
+    assert np.allclose(restored(*unseen), classifier(*unseen), atol=1e-4) and restored.threshold == classifier.threshold
+
+
+def test_a_dermatoscope_photos_properties_are_read_from_its_pixels():
+    from melanoma.lesion_or_not import photo_properties
+
+    vignetted = np.full((1, 75, 100, 3), 180, np.uint8)
+    vignetted[:, :18, :25] = vignetted[:, -18:, -25:] = vignetted[:, :18, -25:] = vignetted[:, -18:, :25] = 0
+    vignetted[:, 25:50, 33:66] = (90, 50, 40)  # a brown lesion in the middle
+    colourful, corners, centre, spread = photo_properties(vignetted)[0]
+    assert corners < 0.05 and centre < 0.6 and spread > 0.5 and colourful == pytest.approx(
+        50 * 25 * 33 / (75 * 100) / 50, abs=0.01)
+    flat = photo_properties(np.full((1, 75, 100, 3), 128, np.uint8))[0]
+    assert flat.tolist() == pytest.approx([0, 128 / 129, 128 / 129, 0])
+
+
 def test_differential_head_ranks_the_right_diagnosis_first_and_reports_per_class():
     from melanoma.differential import FittedHead, as_named, fit_head, report
 

@@ -34,14 +34,16 @@ def test_refusal_is_measured_on_non_lesions_lesions_and_shifted_photos(small_fol
     from melanoma.lab.robustness import SHIFTS
 
     report = measure(Predictor.from_bundle(DEFAULT_BUNDLE), [small_folder, small_isic_folder], shifted_images=4)
-    non_lesion = report["non_lesion"]
-    # v3 refuses 85.1% of the design set (seed 0) and 86.7% of the measured one (seed 1): the 95% target is missed
-    assert non_lesion["pictures"] > 100 and non_lesion["share"] >= 0.8
+    non_lesion, held_out = report["non_lesion"], report["held_out_non_lesion"]
+    # v3 with the lesion-or-not classifier refuses 99.1% of the lab's set (seed 1; of the kinds it was fitted on)
+    assert non_lesion["pictures"] > 100 and non_lesion["share"] >= 0.95
+    assert held_out["pictures"] > 100 and set(held_out["by_kind"]) >= {"ordinary-camera skin", "micrograph", "face"}
     assert report["shifted_test_photos"]["photos"] == 4 and set(report["shifted_test_photos"]["by_shift"]) == set(SHIFTS)
     assert 0 < report["test_split"]["images"] < 90 + 45
     assert set(report["by_source"]) == {"ham10000", "isic2017"}
     rendered = table(report)
-    assert f"| non-lesion pictures ({non_lesion['pictures']}) | {non_lesion['refused']} " in rendered
+    assert f"| the lab's non-lesion pictures ({non_lesion['pictures']}) | {non_lesion['refused']} " in rendered
+    assert f"| held-out non-lesion pictures ({held_out['pictures']}) | {held_out['refused']} " in rendered
 
 
 def test_the_refusal_command_prints_its_table_and_writes_its_report(small_folder, small_isic_folder, tmp_path):
@@ -53,7 +55,7 @@ def test_the_refusal_command_prints_its_table_and_writes_its_report(small_folder
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads(out.read_text())
     assert report["shifted_test_photos"]["photos"] == 2 and report["seed"] == 1
-    assert f"| non-lesion pictures ({report['non_lesion']['pictures']}) |" in result.stdout
+    assert f"| the lab's non-lesion pictures ({report['non_lesion']['pictures']}) |" in result.stdout
     missing = subprocess.run([sys.executable, "-m", "melanoma", "refusal", "--data", str(tmp_path / "nowhere")],
                              cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert missing.returncode == 1 and "Traceback" not in missing.stderr

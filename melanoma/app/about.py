@@ -16,6 +16,7 @@ from melanoma.published import (
     differential_test_report,
     how_the_differential_is_made,
     other_sources,
+    refusal_reading,
     test_split_refusals,
 )
 from melanoma.reporting import INTENDED_USE, credit_lines, source_clinics, source_licence, source_title
@@ -194,11 +195,15 @@ if extras:
                     f"{refused.melanoma} melanomas); other clinics' lesion photos are refused more often "
                     "(table above)." if refusal.active else
                     f"this bundle has no such check ({refusal.rule}).")
+    reading = refusal_reading(bundle)
+    not_a_lesion += f" {reading}" if reading else ""
     accuracy = differential_accuracy(bundle)
     if refusal.active:
         with st.expander("How the not-a-lesion check decides, in technical terms"):
             st.markdown(f"No call for a picture with a {refusal.rule}. The score is the Mahalanobis distance of "
-                        "the network's stage-3 activations from the training photos'; see docs/limits.md.")
+                        "the network's stage-3 activations from the training photos'"
+                        + (f"; {refusal.classifier_rule}, a logistic regression on the same activations"
+                           if refusal.classifier_rule else "") + "; see docs/limits.md.")
     st.markdown(
         f"- **Not a lesion:** {not_a_lesion}\n"
         f"- **Differential:** {how_the_differential_is_made(bundle)}."

@@ -290,10 +290,12 @@ def show_not_a_lesion(name: str, prediction) -> None:
     assessment = prediction.assessment
     st.warning(f"**{name}: {CALL_REFUSED}.** {NOT_A_LESION_PLAIN}", icon=":material/hide_image:")
     with st.expander(f"Details for {name}: the numbers behind the refusal"):
-        st.markdown(f"- How unlike the training photos it is: {assessment.not_a_lesion_score:.1f} on the model's "
-                    f"scale; above {assessment.not_a_lesion_threshold:.1f}, a photo gets no call\n"
-                    f"- P(melanoma) the network would have given: {percent(prediction.unreliable_probability)} "
-                    "— **unreliable**, the network has not seen photos like this one")
+        lines = [f"- How unlike the training photos it is: {assessment.not_a_lesion_score:.1f} on the model's "
+                 f"scale; above {assessment.not_a_lesion_threshold:.1f}, a photo gets no call"]
+        if assessment.classifier_score is not None:
+            lines.append(f"- How much it looks like a picture that is not a lesion photo: "
+                         f"{assessment.classifier_score:.1f}; above {assessment.classifier_threshold:.1f}, no call")
+        st.markdown("\n".join(lines))
 
 
 def show_batch(table: pd.DataFrame, predictions) -> None:

@@ -73,6 +73,9 @@ def add_refusal_command(commands) -> None:
                          help="which renders, crops and faces (default %(default)s; seed 0 is the set looked at "
                               "while choosing the check's layer, so it flatters it)")
     refusal.add_argument("--out", default="benchmarks/refusal.json", help="JSON report (default %(default)s)")
+    refusal.add_argument("--record", action="store_true",
+                         help="also keep the report in the bundle (refusal.json): About then gives the check's "
+                              "figures on the held-out pictures and each source's lesion photos")
     refusal.set_defaults(run=run_refusal)
 
 
@@ -210,7 +213,7 @@ def run_familiarity(args) -> int:
 def run_refusal(args) -> int:
     from melanoma.bundle import BundleError
     from melanoma.inference import Predictor
-    from melanoma.lab.refusal import measure, table
+    from melanoma.lab.refusal import measure, record, table
     from melanoma.sources import DatasetError
 
     try:
@@ -226,6 +229,8 @@ def run_refusal(args) -> int:
     Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
     print(table(report))
     print(f"\nwritten to {args.out}")
+    if args.record:
+        print(f"recorded in {record(report, predictor.bundle.path)}")
     return 0
 
 

@@ -2,6 +2,11 @@
 not lesions, lesion photos of the test split, and test-split photos under the model issue's synthetic
 camera shifts (`melanoma.lab.robustness.SHIFTS`).
 
+Two sets of pictures that are not lesion photos: the lab's (issue 29; of the kinds the lesion-or-not
+classifier is fitted on, so in-sample for a bundle that has one), and the held-out set
+(`melanoma.lab.held_out_pictures`: other sources, never fitted on), each per kind. Lesion photos are
+given per source, melanoma and the rest apart, with Fisher's exact test of "refused as often".
+
     python -m melanoma refusal --model models/melanoma-resnet50 --data ../shared/ham10000 [--data DIR ...] \
         [--shifted-images 400] [--seed 1] [--out benchmarks/refusal.json]
 
@@ -12,13 +17,16 @@ Nothing here fits or tunes anything: the threshold is the bundle's, set on its v
 """
 from __future__ import annotations
 
+import json
 from collections import Counter
+from datetime import UTC, datetime
 
 import numpy as np
 from PIL import Image
 
 from melanoma.config import TrainConfig
 from melanoma.images import ImageRejected, prepare_image
+from melanoma.lab.held_out_pictures import held_out_pictures, missing_sources
 from melanoma.lab.non_lesions import non_lesion_pictures
 from melanoma.lab.robustness import SHIFTS
 
@@ -31,6 +39,38 @@ def refused_share(predictor, images: np.ndarray) -> np.ndarray:
     return predictor.extras.refused(predictor.outputs(images), images)
 
 
+def pictures_refused(predictor, pictures) -> dict:
+    """How many of (kind, name, bytes) pictures the bundle refuses, overall and per kind."""
+    spec = predictor.image_spec
+    images = np.stack([prepare_image(data, spec, display=False).model_input for _, _, data in pictures])
+    refused = refused_share(predictor, images)
+    by_kind = Counter(kind for kind, _, _ in pictures)
+    refused_by_kind = Counter(kind for (kind, _, _), no in zip(pictures, refused) if no)
+    return {"pictures": len(pictures), "refused": int(refused.sum()), "share": float(refused.mean()),
+            "by_kind": {kind: f"{refused_by_kind[kind]} of {count}" for kind, count in by_kind.items()},
+            "not_refused": [name for (_, name, _), no in zip(pictures, refused) if not no]}
+
+
+def lesion_refusals(refused: np.ndarray, labels: np.ndarray) -> dict:
+    melanoma = labels == 1
+    return {"images": int(len(refused)), "refused": int(refused.sum()),
+            "share": float(refused.mean()) if len(refused) else None,
+            "melanoma": int(melanoma.sum()), "melanoma_refused": int(refused[melanoma].sum()),
+            "other_refused": int(refused[~melanoma].sum())}
+
+
+def melanoma_against_rest(refused: np.ndarray, labels: np.ndarray) -> dict:
+    """Are melanomas refused more often than the other lesions? Shares and Fisher's exact test."""
+    from scipy.stats import fisher_exact
+
+    melanoma = labels == 1
+    counts = [[int(refused[melanoma].sum()), int((~refused[melanoma]).sum())],
+              [int(refused[~melanoma].sum()), int((~refused[~melanoma]).sum())]]
+    return {"melanoma_share": float(refused[melanoma].mean()) if melanoma.any() else None,
+            "other_share": float(refused[~melanoma].mean()) if (~melanoma).any() else None,
+            "fisher_p": float(fisher_exact(counts)[1])}
+
+
 def measure(predictor, data_dirs, shifted_images: int, seed: int = 0) -> dict:
     from melanoma.splits import load_split_dataset
 
@@ -38,12 +78,9 @@ def measure(predictor, data_dirs, shifted_images: int, seed: int = 0) -> dict:
     dataset, split = load_split_dataset(data_dirs, TrainConfig.from_dict(predictor.bundle.train_config))
     test_labels = dataset.labels[split.test]
 
-    pictures = [(kind, name, prepare_image(data, spec, display=False).model_input) for kind, name, data in
-                non_lesion_pictures(seed)]
-    refused = refused_share(predictor, np.stack([image for _, _, image in pictures]))
-    by_kind = Counter(kind for kind, _, _ in pictures)
-    refused_by_kind = Counter(kind for (kind, _, _), no in zip(pictures, refused) if no)
-    missed = [name for (_, name, _), no in zip(pictures, refused) if not no]
+    lab_set = pictures_refused(predictor, non_lesion_pictures(seed))
+    held_out = pictures_refused(predictor, held_out_pictures(0))
+    held_out["sources missing (not installed)"] = missing_sources()
 
     test_refused = refused_share(predictor, dataset.images[split.test])
     val_refused = refused_share(predictor, dataset.images[split.val])
@@ -63,20 +100,22 @@ def measure(predictor, data_dirs, shifted_images: int, seed: int = 0) -> dict:
     all_shifted = float(np.mean(list(shifted.values())))
     by_source = {}
     if len(dataset.source_names) > 1:
+        labels = dataset.labels
         for name in dataset.source_names:
-            own = {part: dataset.sources[rows] == name for part, rows in (("validation", split.val), ("test", split.test))}
-            refused_in = {"validation": val_refused, "test": test_refused}
-            by_source[name] = {part: {"images": int(mine.sum()), "refused": int(refused_in[part][mine].sum()),
-                                      "share": float(refused_in[part][mine].mean()) if mine.any() else None}
-                               for part, mine in own.items()}
+            own = {part: (part_rows[dataset.sources[part_rows] == name], refused_in[dataset.sources[part_rows] == name])
+                   for part, part_rows, refused_in in (("validation", split.val, val_refused),
+                                                        ("test", split.test, test_refused))}
+            by_source[name] = {part: lesion_refusals(no, labels[mine]) for part, (mine, no) in own.items()}
+            both = np.concatenate([mine for mine, _ in own.values()])
+            by_source[name]["melanoma against the rest (both splits)"] = melanoma_against_rest(
+                np.concatenate([no for _, no in own.values()]), labels[both])
 
     return {
         "model": predictor.bundle.version,
         "seed": seed,
         "threshold": predictor.extras.threshold,
-        "non_lesion": {"pictures": len(pictures), "refused": int(refused.sum()), "share": float(refused.mean()),
-                       "by_kind": {kind: f"{refused_by_kind[kind]} of {count}" for kind, count in by_kind.items()},
-                       "not_refused": missed},
+        "non_lesion": lab_set,
+        "held_out_non_lesion": held_out,
         "test_split": {"images": int(len(split.test)), "refused": int(test_refused.sum()),
                        "share": float(test_refused.mean()),
                        "melanoma": int(test_labels.sum()), "melanoma_refused": int(test_refused[test_labels == 1].sum()),
@@ -90,9 +129,11 @@ def measure(predictor, data_dirs, shifted_images: int, seed: int = 0) -> dict:
 
 
 def table(report: dict) -> str:
-    nl, test, shifted = report["non_lesion"], report["test_split"], report["shifted_test_photos"]
+    lab, held, test, shifted = (report["non_lesion"], report["held_out_non_lesion"], report["test_split"],
+                                report["shifted_test_photos"])
     lines = ["| set | refused | target |", "|---|---|---|",
-             f"| non-lesion pictures ({nl['pictures']}) | {nl['refused']} ({nl['share']:.1%}) | >= 95% |",
+             f"| held-out non-lesion pictures ({held['pictures']}) | {held['refused']} ({held['share']:.1%}) | >= 95% |",
+             f"| the lab's non-lesion pictures ({lab['pictures']}) | {lab['refused']} ({lab['share']:.1%}) | >= 95% |",
              f"| test-split lesion photos ({test['images']:,}) | {test['refused']} ({test['share']:.2%}) | <= 2% |",
              f"| of which melanomas ({test['melanoma']}) | {test['melanoma_refused']} ({test['melanoma_share']:.2%}) "
              f"| <= 2% |",
@@ -100,8 +141,23 @@ def table(report: dict) -> str:
              f"| <= 5% |"]
     lines += [f"| - {shift} | {share:.2%} | |" for shift, share in shifted["by_shift"].items()]
     for name, parts in report.get("by_source", {}).items():
-        lines += [f"| {name} {part} photos ({own['images']:,}) | {own['refused']} ({own['share']:.2%}) | <= 5% |"
-                  for part, own in parts.items() if own["share"] is not None]
-    lines += ["", "| kind of non-lesion picture | refused |", "|---|---|"]
-    lines += [f"| {kind} | {share} |" for kind, share in nl["by_kind"].items()]
+        lines += [f"| {name} {part} photos ({own['images']:,}; melanomas {own['melanoma_refused']} of "
+                  f"{own['melanoma']}) | {own['refused']} ({own['share']:.2%}) | <= 2% |"
+                  for part, own in parts.items() if "images" in own and own["share"] is not None]
+        versus = parts["melanoma against the rest (both splits)"]
+        if versus["melanoma_share"] is not None and versus["other_share"] is not None:
+            lines.append(f"| {name}: melanomas / other lesions refused | {versus['melanoma_share']:.2%} / "
+                         f"{versus['other_share']:.2%} (Fisher p {versus['fisher_p']:.2f}) | no likelier |")
+    for title, pictures in (("held-out", held), ("the lab's", lab)):
+        lines += ["", f"| kind of {title} non-lesion picture | refused |", "|---|---|"]
+        lines += [f"| {kind} | {share} |" for kind, share in pictures["by_kind"].items()]
     return "\n".join(lines)
+
+
+def record(report: dict, bundle_path, when: datetime | None = None):
+    """Keeps the report in its bundle (`refusal.json`), where About reads what the check was measured to do."""
+    from melanoma.bundle import add_files
+    from melanoma.records import REFUSAL
+
+    kept = {**report, "date": (when or datetime.now(UTC)).isoformat(timespec="seconds")}
+    return add_files(bundle_path, {REFUSAL: (json.dumps(kept, indent=2) + "\n").encode()})
