@@ -348,9 +348,11 @@ def test_a_whole_test_with_known_answers_shows_the_sensitivity_specificity_and_a
     for number, right in zip(disagreements["#"], disagreements["who was right"]):
         referred_by_you = calls[number - 1]
         if labels[number - 1]:
-            assert right == f"{'you' if referred_by_you else 'the model'}: melanoma"
-        elif truth["dx"].iloc[number - 1] in OTHER_MALIGNANCIES:  # referring it was sensible
-            assert right == f"{'you' if referred_by_you else 'the model'}, sensibly: malignant"
+            assert right == f"{'you' if referred_by_you else 'the model'}: melanoma, refer"
+        elif truth["dx"].iloc[number - 1] in OTHER_MALIGNANCIES:  # referring it was right
+            named_benign = referred_by_you and names[number - 1] not in (None, "mel", *OTHER_MALIGNANCIES)
+            assert right == ("you referred, but named benign" if named_benign else
+                             f"{'you' if referred_by_you else 'the model'}: malignant, refer")
         else:  # benign: the one who did not refer
             assert right == f"{'the model' if referred_by_you else 'you'}: benign"
     roc = next(json.loads(chart.proto.spec) for chart in app.get("plotly_chart"))
@@ -510,20 +512,34 @@ def test_a_visitor_takes_the_test_in_chromium_on_a_fresh_clone_at_desktop_and_ph
             browser.close()
 
 
-@pytest.mark.parametrize(("dx", "you_refer", "model_refers", "expected"), [
-    ("mel", True, False, "you: a melanoma should be referred"),
-    ("mel", False, True, "the model: a melanoma should be referred"),
-    ("nv", True, False, "the model: melanocytic naevus is benign, no referral needed"),
-    ("bcc", False, True, "you on melanoma, but the model sensibly: basal cell carcinoma is not melanoma (so the "
-                         "referral counts as a false alarm here), yet it is malignant and needs a clinician too"),
-    ("akiec", True, True, "you agreed"),
+@pytest.mark.parametrize(("dx", "you_refer", "your_dx", "model_refers", "expected"), [
+    ("mel", True, None, False, "you: a melanoma should be referred"),
+    ("mel", False, None, True, "the model: a melanoma should be referred"),
+    ("nv", True, None, False, "the model: melanocytic naevus is benign, no referral needed"),
+    ("bcc", False, None, True, "the model: it is basal cell carcinoma: not melanoma, so this test scores the referral "
+                               "as a false alarm, but it is malignant and needs a clinician, so referring it was right"),
+    ("akiec", True, "akiec", False, "you: it is actinic keratosis / intraepithelial carcinoma: not melanoma, so this "
+                                    "test scores the referral as a false alarm, but it is malignant and needs a "
+                                    "clinician, so referring it was right"),
+    # Issue 42: a reader who referred a BCC they had named a benign keratosis is not credited with the reason.
+    ("bcc", True, "bkl", False, "you referred it, though you named it benign keratosis; it is basal cell carcinoma: "
+                                "not melanoma, so this test scores the referral as a false alarm, but it is malignant "
+                                "and needs a clinician, so referring was right, for a reason you did not give"),
+    ("akiec", True, None, True, "you agreed"),
 ])
-def test_who_was_right_is_said_in_words_and_a_referred_other_malignancy_is_sensible(dx, you_refer, model_refers,
-                                                                                      expected):
+def test_who_was_right_is_said_in_plain_sentences_and_credits_only_a_reason_given(dx, you_refer, your_dx,
+                                                                                   model_refers, expected):
     threshold = 0.2
     case = {"dx": dx, "label": int(dx == "mel"), "probability": 0.5 if model_refers else 0.1}
-    verdict = reader_study.who_was_right(case, reader_study.Answer(you_refer, 50), threshold)
+    verdict = reader_study.who_was_right(case, reader_study.Answer(you_refer, 50, your_dx), threshold)
     assert verdict.sentence == expected and len(verdict.short) <= 30  # the table's cell, whole
+    assert "sensibly" not in verdict.sentence and "(" not in verdict.sentence  # issue 42's unparseable wording
+
+
+def test_how_a_diagnosis_was_confirmed_reads_whether_or_not_it_was_recorded():
+    assert reader_study.confirmation({"dx_type": "histo"}) == "confirmed by histopathology"
+    assert reader_study.confirmation({"dx_type": None}) == "how it was confirmed is not recorded"
+    assert reader_study.confirmed_by({}) == "not recorded"  # the table's column
 
 
 def test_the_whole_test_split_counts_photos_and_lesions_apart(data_dir):
