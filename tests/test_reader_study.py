@@ -419,6 +419,15 @@ def fresh_clone(folder: Path) -> Path:
     return folder
 
 
+# The photo's top below Streamlit's 60 px header and the answer form's button above the screen's bottom.
+PHOTO_AND_FORM_ON_SCREEN = """() => {
+    const photo = document.querySelector('[data-testid=stImage] img');
+    const button = [...document.querySelectorAll('[data-testid=stBaseButton-primaryFormSubmit]')].pop();
+    if (!photo || !button) return false;
+    return photo.getBoundingClientRect().top >= 55 && button.getBoundingClientRect().bottom <= window.innerHeight;
+}"""
+
+
 def take_a_test(page, url: str, label: str, length: int = 10, touch: bool = False) -> pd.DataFrame:
     """A visitor's whole test: the setup, every photo answered (tapped on a phone), the result;
     screenshots of each stage; the downloaded CSV, checked against what the page shows."""
@@ -448,6 +457,8 @@ def take_a_test(page, url: str, label: str, length: int = 10, touch: bool = Fals
         expect(photo).to_be_visible()
         assert photo.evaluate("img => img.decode().then(() => img.naturalWidth)") == 200
         expect(page.get_by_text("P(melanoma)")).to_have_count(0)  # nothing of the model before the end
+        if touch:  # issue 42: on a phone the photo and its answer form are on screen together, below the header
+            page.wait_for_function(PHOTO_AND_FORM_ON_SCREEN, timeout=PAGE_TIMEOUT_MS)
         refer = position % 2 == 0
         choice = form.get_by_text(REFER if refer else REASSURE)
         expect(choice).to_have_count(1, timeout=PAGE_TIMEOUT_MS)  # a rerun may briefly show the stale one beside it
@@ -483,6 +494,11 @@ def take_a_test(page, url: str, label: str, length: int = 10, touch: bool = Fals
     if disagreeing:
         expect(page.get_by_text(f"Where you and the model disagreed: {disagreeing} of {length} photos")).to_be_visible(
             timeout=PAGE_TIMEOUT_MS)
+        if not touch:  # issue 42: at 1,400 px "who was right" is among the columns drawn without scrolling sideways
+            grid = page.get_by_test_id("stDataFrame").last
+            expect(grid.get_by_role("columnheader", name="who was right")).to_have_count(1, timeout=PAGE_TIMEOUT_MS)
+        caption = page.get_by_text(re.compile(r"^As text: #")).inner_text()
+        assert "confirmed by not recorded" not in caption and "sensibly" not in caption
     assert_no_exception(page)
     screenshot(page, f"reader-3-result-{label}")
     return table

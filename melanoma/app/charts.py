@@ -250,16 +250,16 @@ def interval_note(intervals: Intervals) -> str:
             "move on another set of lesions like these.")
 
 
-def probability_bar(probability: float, threshold: float, suspicious: bool) -> go.Figure:
-    """P(melanoma) as a bar on 0-100% with the referral threshold marked on it, coloured by the call
-    already made (`suspicious`)."""
+def probability_bar(probability: float, threshold: float, suspicious: bool, mode: str | None = None) -> go.Figure:
+    """P(melanoma) as a bar on 0-100% with the referral threshold marked on it (named with its mode where
+    given), coloured by the call already made (`suspicious`)."""
     colour = MELANOMA_COLOUR if suspicious else OTHER_COLOUR
     figure = go.Figure(go.Bar(x=[100 * probability], y=[""], orientation="h", marker_color=colour,
                               hoverinfo="skip"))
     # The label above the plot, on the side of the line with room for it: inside, it would run over
     # the bar; on the other side, a narrow column would clip it.
     figure.add_vline(x=100 * threshold, line=dict(color="black", width=2, dash="dash"),
-                     annotation_text=f"referral threshold {percent(threshold)}",
+                     annotation_text=f"referral threshold {percent(threshold)}" + (f" ({mode})" if mode else ""),
                      annotation_position="top right" if threshold < 0.5 else "top left", annotation_yanchor="bottom")
     # Ticks every 25%, fixed: left to Plotly, a phone-width bar showed only 0% and 50%.
     figure.update_xaxes(range=[0, 100], tickvals=[0, 25, 50, 75, 100], ticktext=["0%", "25%", "50%", "75%", "100%"],

@@ -232,7 +232,8 @@ def show_result(name: str, key, prediction, threshold: float, grad_cam: GradCamV
             else:  # no tick: below the threshold is not a rule-out
                 st.info(f"**{call}**", icon=":material/remove:")
             st.metric("P(melanoma)", percent(probability))
-            st.plotly_chart(charts.probability_bar(probability, threshold, prediction.suspicious),
+            st.plotly_chart(charts.probability_bar(probability, threshold, prediction.suspicious,
+                                                   mode_name(prediction.metadata_used)),
                             config={"displayModeBar": False}, key=f"probability-{position}")
             point = bundle.metrics.operating_point(prediction.metadata_used)
             validation = validation_in_words(point)
@@ -342,7 +343,7 @@ def show_batch(table: pd.DataFrame, predictions) -> None:
                  column_config={
                      # Widths that fit the page and every header at 1,400 px, the reasons whole; on a phone
                      # (420 px) the call and P(melanoma) fit beside each other.
-                     "call": st.column_config.TextColumn(width=105, pinned=True, help="In short: refer (suspicious "
+                     "call": st.column_config.TextColumn(width=112, pinned=True, help="In short: refer (suspicious "
                                                          "for melanoma), below threshold (not a rule-out), no call "
                                                          "(assess clinically), not assessed"),
                      "P(melanoma)": st.column_config.TextColumn(width=90),
@@ -353,7 +354,7 @@ def show_batch(table: pd.DataFrame, predictions) -> None:
                                                               "patient's data"),
                      "most likely diagnosis": st.column_config.TextColumn(width=135),
                      "reason not assessed": st.column_config.TextColumn(
-                         width=260, help="In short; the full reason is on the photo's card below and in the CSV")})
+                         width=255, help="In short; the full reason is on the photo's card below and in the CSV")})
     st.caption("Photos with no call come first: someone has to look at them. A *refer* can sit beside a more "
                "likely benign diagnosis: the referral threshold is set low, so that most melanomas are referred.")
     # The thresholds as the predictions hold them: the table's are rounded for the CSV.
@@ -361,6 +362,6 @@ def show_batch(table: pd.DataFrame, predictions) -> None:
             for prediction in (predictions[position] for position in triage_order(predictions)) if prediction.ok]
     if rows:
         st.plotly_chart(charts.batch_risk_bars(rows), config={"displayModeBar": False})
-        st.caption("As text: " + "; ".join(f"{file} {percent(p)} (threshold {threshold_short(threshold, with_data)})"
+        st.caption("As text: " + "; ".join(f"{file} {percent(p)} against {threshold_short(threshold, with_data)}"
                                            for file, p, threshold, with_data in rows)
                    + ". Red: at or above its referral threshold (the black mark on its row).")
