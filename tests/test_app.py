@@ -237,8 +237,7 @@ def test_a_card_says_nothing_of_familiarity_where_the_bands_were_not_measured_to
     assert reading is not None and not reading.less_reliable_where_unfamiliar, "v3's measurement, as recorded"
     familiar, darker = familiar_photo_and_a_darkened_copy(predictor, data_dir)
     app = open_page()
-    app.file_uploader[0].set_value([("familiar.jpg", familiar, "image/jpeg"),
-                                    ("darker.jpg", darker, "image/jpeg")]).run()
+    app.file_uploader[0].set_value([("first.jpg", familiar, "image/jpeg"), ("second.jpg", darker, "image/jpeg")]).run()
     assert not app.exception
     assert len(app.metric) == 2
     shown = (texts(app.caption) + texts(app.markdown)).lower()
@@ -484,8 +483,9 @@ def test_training_page_of_the_shipped_bundle_shows_its_calibration(monkeypatch, 
     assert "camera shifts (white balance, gamma, blur) of strength 0.2" in recipe
     assert "the patient's age, sex and site as inputs" in recipe
     # Issue 42: both modes' thresholds with their validation figures; every AUC names its set and score.
-    modes = next(frame.value for frame in app.table if "validation sensitivity" in frame.value.columns)
-    assert list(modes.index) == ["photo alone", "with patient data"] and list(modes["threshold"]) == ["8.4%", "9.5%"]
+    modes = next(frame.value for frame in app.table if "validation sensitivity" in frame.value.index)
+    assert list(modes.columns) == ["photo alone", "with patient data"]
+    assert list(modes.loc["threshold"]) == ["8.4%", "9.5%"]
     roc = next(spec for spec in figures if "ROC curve" in spec)
     assert "pooled test split, P(melanoma) with patient data (AUC 0.846)" in roc
     assert "**Melanoma ROC AUC on the pooled test split** of the 8 similar cases' vote" in recipe
@@ -523,8 +523,8 @@ def test_about_page_is_a_model_card(smoke_app_env):
     assert "because a clinician with their own dermatoscope stands where the model is weakest" in prose
     assert "Input: the photo alone, at only 75x100 pixels (height x width). Fine structures a dermatologist uses" in prose
     assert "Trained from scratch (no pretrained weights), on HAM10000 alone." in prose
-    modes = next(frame.value for frame in app.table if "validation sensitivity" in frame.value.columns)
-    assert list(modes.index) == ["photo alone"]  # an image-only network: one mode, one threshold
+    modes = next(frame.value for frame in app.table if "validation sensitivity" in frame.value.index)
+    assert list(modes.columns) == ["photo alone"]  # an image-only network: one mode, one threshold
 
 
 def test_the_model_card_of_a_model_that_refers_every_photo_still_draws(smoke_bundle, data_dir, tmp_path, monkeypatch):
@@ -580,13 +580,13 @@ def test_about_page_publishes_each_sources_test_figures_as_measured(shipped_app_
     assert not any("clinics it was not trained on" in h for h in headings if h.startswith("Each source"))
     assert "refused more often (table above)" not in prose
     # Each mode's threshold with its validation sensitivity and specificity (issue 42).
-    modes = next(frame.value for frame in app.table if "validation sensitivity" in frame.value.columns)
+    modes = next(frame.value for frame in app.table if "validation sensitivity" in frame.value.index)
     for point in bundle.metrics.operating_points:
-        row = modes.loc["with patient data" if point.with_patient_data else "photo alone"]
+        row = modes["with patient data" if point.with_patient_data else "photo alone"]  # a mode per column
         assert row["threshold"] == f"{point.threshold:.1%}"
         assert row["validation sensitivity"] == f"{point.validation.sensitivity:.1%}"
         assert row["validation specificity"] == f"{point.validation.specificity:.1%}"
-    assert list(modes["threshold"]) == ["8.4%", "9.5%"]
+    assert list(modes.loc["threshold"]) == ["8.4%", "9.5%"]
     # Every AUC names its set and score.
     captions = texts(app.caption)
     assert "ROC AUC, sensitivity and specificity of P(melanoma) with patient data, at its threshold of 9.5%" in captions
@@ -799,3 +799,29 @@ def test_a_script_run_leaves_the_compiled_network_in_place(monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib.pyplot", SimpleNamespace(close=closed.append))
     ours()
     assert closed == ["all"]
+
+
+def test_the_csv_gives_each_row_the_threshold_and_mode_that_made_its_call(sample_images):
+    """Issue 42: a photo given the patient's age is called with patient data at that mode's threshold,
+    one without from the photo alone at its own; each CSV row says which, beside its P(melanoma)."""
+    import io
+
+    import pandas as pd
+
+    from melanoma.bundle import DEFAULT_BUNDLE
+    from melanoma.call import suspicious
+    from melanoma.inference import Predictor
+    from melanoma.patient import NO_INFORMATION, PatientInfo
+    from melanoma.reporting import results_csv, results_table
+
+    predictor = Predictor.from_bundle(DEFAULT_BUNDLE)
+    files = [(name, sample_images[dx].read_bytes()) for name, dx in (("given.jpg", "mel"), ("alone.jpg", "nv"))]
+    predictions = predictor.classify_many(files, display=True, patients=[PatientInfo(age=70), NO_INFORMATION])
+    rows = pd.read_csv(io.StringIO(results_csv(results_table(predictions), predictor.bundle.provenance)))
+    rows = rows.set_index("file")
+    for name, with_data, mode in (("given.jpg", True, "with patient data"), ("alone.jpg", False, "photo alone")):
+        assert rows.loc[name, "mode"] == mode
+        assert rows.loc[name, "threshold"] == round(predictor.bundle.metrics.operating_point(with_data).threshold, 4)
+        called = bool(suspicious(rows.loc[name, "P(melanoma)"], predictor.threshold_for(with_data)))
+        assert (rows.loc[name, "call"] == "suspicious for melanoma - refer") == called
+    assert rows.loc["given.jpg", "threshold"] != rows.loc["alone.jpg", "threshold"]

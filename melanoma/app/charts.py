@@ -213,8 +213,9 @@ def sources_table(rows: list[tuple[str, SplitFigures, WouldRefuse | None]]) -> p
 
 
 def modes_table(points: tuple[OperatingPoint, ...]) -> pd.DataFrame:
-    """Each mode a photo can be called in (`Metrics.operating_points`): its threshold, and what that
-    threshold did on the validation photos (where it was chosen) and on the test photos."""
+    """Each mode a photo can be called in (`Metrics.operating_points`), one column each so that a phone
+    shows it whole: its threshold, and what that threshold did on the validation photos (where it was
+    chosen) and on the test photos."""
     def figure(split: SplitFigures | None, name: str) -> str:
         return rate(None if split is None else split.figure(name))
 
@@ -224,7 +225,7 @@ def modes_table(points: tuple[OperatingPoint, ...]) -> pd.DataFrame:
                           "test sensitivity": figure(point.test, "sensitivity"),
                           "test specificity": figure(point.test, "specificity"),
                           "test ROC AUC": number(None if point.test is None else point.test.roc_auc)}
-                         for point in points]).set_index("mode")
+                         for point in points]).set_index("mode").T
 
 
 def familiarity_table(familiarity: Familiarity, titles: dict[str, str]) -> pd.DataFrame:
