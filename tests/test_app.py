@@ -361,7 +361,7 @@ def test_patient_information_is_asked_per_photo_and_shown_beside_the_image_alone
     assert [m.value for m in app.metric] == [percent(alone.probability)]
     assert "From the image alone (no patient information given)." in texts(app.caption)
     box = next(e for e in app.expander if e.label.startswith("Patient information"))
-    assert not box.proto.expandable.expanded  # closed at first: on a phone, open, it pushed the result down
+    assert not box.proto.expanded  # closed at first: on a phone, open, it pushed the result down
     # The call is named with its threshold and mode, and that mode's validation figures (issue 42).
     photo_alone, with_data = (predictor.bundle.metrics.operating_point(mode) for mode in (False, True))
     side = "above" if alone.suspicious else "below"
