@@ -371,18 +371,18 @@ def test_patient_information_is_asked_per_photo_and_shown_beside_the_image_alone
 
     app.number_input(key=next(n.key for n in app.number_input if n.label == "Age (years)")).set_value(64)
     next(box for box in app.selectbox if box.label == "Sex").set_value("male")
-    next(box for box in app.selectbox if box.label == "Body site").set_value("back")
+    next(box for box in app.selectbox if box.label == "Body site").set_value("upper extremity")  # in both site vocabularies
     app.run()
     assert not app.exception
-    given = predictor.classify_bytes("lesion.jpg", lesion, patient=PatientInfo(age=64, sex="male", site="back"))
+    given = predictor.classify_bytes("lesion.jpg", lesion, patient=PatientInfo(age=64, sex="male", site="upper extremity"))
     assert [m.value for m in app.metric] == [percent(given.probability)]
-    assert (f"With the patient's age 64, male, back. From the image alone: {given.image_only_probability:.1%}."
+    assert (f"With the patient's age 64, male, upper extremity. From the image alone: {given.image_only_probability:.1%}."
             in texts(app.caption))
     side = "above" if given.suspicious else "below"
     assert f"{side} the referral threshold of {percent(with_data.threshold)} (with patient data)" in texts(app.caption)
     assert f"left {with_data.validation.specificity:.1%} of the other lesions below it" in texts(app.caption)
     # The differential changed with the patient data, and its caption says so (issue 42, item 5).
-    assert "From the photo with the patient's age 64, male, back. How it is made" in texts(app.caption)
+    assert "From the photo with the patient's age 64, male, upper extremity. How it is made" in texts(app.caption)
     assert "From the photo alone." not in texts(app.caption)
 
 

@@ -364,7 +364,7 @@ def test_patient_information_in_a_real_browser(metadata_app_server, smoke_v2_bun
     predictor = Predictor.from_bundle(smoke_v2_bundle)
     alone = predictor.classify_bytes(lesion.name, lesion.read_bytes())
     given = predictor.classify_bytes(lesion.name, lesion.read_bytes(),
-                                     patient=PatientInfo(age=64, sex="female", site="face"))
+                                     patient=PatientInfo(age=64, sex="female", site="upper extremity"))
     url, _ = metadata_app_server
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
@@ -379,10 +379,10 @@ def test_patient_information_in_a_real_browser(metadata_app_server, smoke_v2_bun
             age = page.get_by_label("Age (years)")
             age.fill("64")
             age.press("Enter")
-            for label, option in (("Sex", "female"), ("Body site", "face")):
+            for label, option in (("Sex", "female"), ("Body site", "upper extremity")):  # in both site vocabularies
                 page.get_by_test_id("stSelectbox").filter(has_text=label).click()
                 page.get_by_role("option", name=option, exact=True).click()
-            expect(page.get_by_text(f"With the patient's age 64, female, face. From the image alone: "
+            expect(page.get_by_text(f"With the patient's age 64, female, upper extremity. From the image alone: "
                                     f"{alone.probability:.1%}.")).to_be_visible(timeout=MODEL_TIMEOUT_MS)
             expect(probability).to_have_text(percent(given.probability), timeout=PAGE_TIMEOUT_MS)
             assert_no_exception(page)
