@@ -51,9 +51,9 @@ from melanoma.explain import (
     overlay,
 )
 from melanoma.images import MAX_UPLOAD_MB
-from melanoma.inference import PATIENT_INFO_UNUSED, classify_files, predictions_report
+from melanoma.inference import PATIENT_INFO_UNUSED, classify_files, operating_modes, predictions_report
 from melanoma.patient import NO_INFORMATION, PatientInfo
-from melanoma.published import other_sources
+from melanoma.published import other_clinics_statement, other_sources
 from melanoma.reporting import (
     DISCLAIMER,
     INTENDED_USE,
@@ -122,17 +122,26 @@ class ModelIdentity(BaseModel):
     weights_sha256: str | None = Field(description="hash of the weights, checked on every load")
 
 
+class OperatingMode(BaseModel):
+    mode: str = Field(description="photo alone | with patient data (the latter only where the model takes it)")
+    threshold: float = Field(description="the referral threshold of P(melanoma) in this mode")
+    validation_sensitivity: float | None = Field(description="share of the validation melanomas referred")
+    validation_specificity: float | None = Field(description="share of the other validation lesions not referred")
+
+
 class PredictAnswer(BaseModel):
-    threshold: float = Field(description="the referral threshold of P(melanoma) (image-only mode)")
     results: list[dict[str, Any]] = Field(
         description="one record per photo, in upload order, exactly as `python -m melanoma predict --json` "
-                    "gives it: file, probability_melanoma, suspicious, call, threshold, metadata_used, "
+                    "gives it: file, probability_melanoma, suspicious, call, threshold and mode (the threshold "
+                    "that made this photo's call, and its mode: read these, per photo), metadata_used, "
                     "differential, similar_cases (image_id, dx, source, ...), not_a_lesion_score, familiarity (the "
                     "photo's band: most familiar, middle or least familiar third, where the model has bands), "
                     "patient_from_dicom and dicom_notes (a DICOM file's own age, sex and site: those used, and "
                     "those left out and why); or file and "
                     "error (the one-line reason), with not_a_lesion where the photo was refused. With "
                     "?gradcam=1 an assessed record also has gradcam_png_base64 and gradcam_layer.")
+    modes: list[OperatingMode] = Field(description="every mode the model calls in, the photo alone first; each "
+                                                   "record's mode says which one made its call")
     model: ModelIdentity
     notes: list[str] = Field(default_factory=list, description="e.g. patient information the model does not take")
 
@@ -152,6 +161,13 @@ class Health(BaseModel):
     grad_cam: str | None = Field(None, description="ready | loading | error (needed only for ?gradcam=1)")
 
 
+class OtherClinics(BaseModel):
+    statement: str = Field(description="what is known of the model on clinics it was not trained on, and from where")
+    measured: dict[str, dict[str, Any]] = Field(
+        description="figures measured by this project on sources it was never trained on, with 95% intervals "
+                    "(lesion bootstrap); empty where none was measured (then the statement says so)")
+
+
 class ModelCard(BaseModel):
     model: ModelIdentity
     architecture: str | None
@@ -160,13 +176,12 @@ class ModelCard(BaseModel):
     disclaimer: str
     sources: list[dict[str, Any]] = Field(description="what it was trained on: source, title, clinics, licence, "
                                                       "citation")
-    threshold: float = Field(description="the referral threshold of P(melanoma)")
-    threshold_rule: str | None
+    modes: list[OperatingMode] = Field(description="each mode's referral threshold, the photo alone first")
+    threshold_rule: str | None = Field(description="how each mode's threshold was chosen on validation")
     probability: str = Field(description="what the calibrated P(melanoma) means")
     test: dict[str, Any] = Field(description="figures on the test split of the training sources (same clinics)")
     test_by_source: dict[str, dict[str, Any]]
-    other_clinics: dict[str, dict[str, Any]] = Field(
-        description="figures measured on sources it was never trained on, with 95% intervals (lesion bootstrap)")
+    other_clinics: OtherClinics
     not_a_lesion: dict[str, Any] | None = Field(description="the refusal rule, where the bundle has one")
 
 
@@ -451,15 +466,16 @@ def model_card(bundle) -> dict:
         "sources": [{"source": source, "title": source_title(source), "clinics": source_clinics(source),
                      "licence": source_licence(source), "citation": SOURCES.get(source, {}).get("citation")}
                     for source in bundle.sources],
-        "threshold": bundle.threshold,
+        "modes": operating_modes(bundle),
         "threshold_rule": metrics.threshold_rule,
         "probability": calibration.probability_note(bundle),
         "test": figures(metrics.test),
         "test_by_source": {source: figures(report) for source, report in by_source.items()},
-        "other_clinics": {source: {"title": source_title(source), **figures(report.figures),
-                                   "intervals_95": report.figures.intervals and asdict(report.figures.intervals),
-                                   "measured": report.date}
-                          for source, report in other_sources(bundle).items()},
+        "other_clinics": {"statement": plain_text(other_clinics_statement(bundle)), "measured": {
+            source: {"title": source_title(source), **figures(report.figures),
+                     "intervals_95": report.figures.intervals and asdict(report.figures.intervals),
+                     "measured": report.date}
+            for source, report in other_sources(bundle).items()}},
         "not_a_lesion": refusal and {"rule": refusal.rule, "active": refusal.active},
     }
 

@@ -40,3 +40,36 @@ class Call:
     def short(self) -> str:
         """For tight table cells: 'refer' or 'below threshold'."""
         return SHORT_SUSPICIOUS if self.suspicious else SHORT_BELOW_THRESHOLD
+
+
+# The two modes a network that takes patient data calls in, each at its own threshold
+# (records.OperatingPoint); an image-only network has the first alone.
+PHOTO_ALONE = "photo alone"
+WITH_PATIENT_DATA = "with patient data"
+
+
+def mode_name(with_patient_data: bool) -> str:
+    return WITH_PATIENT_DATA if with_patient_data else PHOTO_ALONE
+
+
+def threshold_short(threshold: float, with_patient_data: bool) -> str:
+    """The threshold that made a call, and its mode, for a table cell or a chart: "8.4% (photo alone)"."""
+    return f"{threshold:.1%} ({mode_name(with_patient_data)})"
+
+
+def threshold_in_words(point) -> str:
+    """A mode's threshold (`records.OperatingPoint`) with what it did on the validation photos: "threshold
+    8.4% (photo alone): on the validation photos it referred 85.5% of the melanomas (sensitivity) and left
+    56.4% of the other lesions below it (specificity)"."""
+    said = f"threshold {threshold_short(point.threshold, point.with_patient_data)}"
+    validation = validation_in_words(point)
+    return f"{said}: {validation}" if validation else said
+
+
+def validation_in_words(point) -> str | None:
+    """What a mode's threshold did on the validation photos, where it was chosen; None where not recorded."""
+    validation = point.validation
+    if validation is None or validation.sensitivity is None or validation.specificity is None:
+        return None
+    return (f"on the validation photos it referred {validation.sensitivity:.1%} of the melanomas (sensitivity) and "
+            f"left {validation.specificity:.1%} of the other lesions below it (specificity)")

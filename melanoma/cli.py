@@ -184,6 +184,7 @@ def read_or_reason(name: str) -> bytes | str:
 
 def run_predict(args) -> int:
     from melanoma.bundle import BundleError
+    from melanoma.call import threshold_short
     from melanoma.inference import (
         PATIENT_INFO_UNUSED,
         PREDICT_FILES_AT_ONCE,
@@ -216,7 +217,8 @@ def run_predict(args) -> int:
         for r in results:
             if r.ok:
                 used = f"\twith {r.patient.describe()}" if r.metadata_used else ""
-                print(f"{r.name}\tP(melanoma)={r.probability:.4f}\t{r.call}{used}{differential_summary(r)}")
+                print(f"{r.name}\tP(melanoma)={r.probability:.4f}\t{r.call}\t(threshold "
+                      f"{threshold_short(r.threshold, r.metadata_used)}){used}{differential_summary(r)}")
             else:
                 print(f"{r.name}\tnot assessed: {r.error}")
     return 0 if all(r.ok for r in results) else EXIT_REJECTED

@@ -27,7 +27,7 @@ import numpy as np
 from melanoma import dicom
 from melanoma.bundle import Bundle, load_bundle, load_model
 from melanoma.calibration import calibrate
-from melanoma.call import Call
+from melanoma.call import Call, mode_name
 from melanoma.extras import Assessment, Extras
 from melanoma.features import (
     INFERENCE_JIT_COMPILE,
@@ -111,6 +111,7 @@ class Prediction:
             return result
         result = {"file": self.name, "probability_melanoma": round(self.probability, 4),
                   "suspicious": self.suspicious, "call": self.call, "threshold": round(self.threshold, 4),
+                  "mode": mode_name(self.metadata_used),
                   "metadata_used": list(self.patient.given) if self.metadata_used else [], **self._from_file()}
         if self.image_only_probability is not None:
             result["probability_melanoma_image_only"] = round(self.image_only_probability, 4)
@@ -315,6 +316,21 @@ def from_file(predictor: Predictor, patient: PatientInfo, content: bytes
     return patient.filled_from(found.info), taken, found.left_out
 
 
+def operating_modes(bundle: Bundle) -> list[dict]:
+    """Each mode a photo can be called in, with its threshold and what that threshold did on the
+    validation photos: the photo alone first (the default), then with patient data where the network
+    takes it. Each record's own `threshold` and `mode` say which one made its call."""
+    def figure(split, name):
+        value = None if split is None else split.figure(name)
+        return None if value is None else round(value, 4)
+
+    return [{"mode": mode_name(point.with_patient_data), "threshold": round(point.threshold, 4),
+             "validation_sensitivity": figure(point.validation, "sensitivity"),
+             "validation_specificity": figure(point.validation, "specificity")}
+            for point in bundle.metrics.operating_points]
+
+
 def predictions_report(predictor: Predictor, results: Sequence[Prediction]) -> dict:
-    """`predict --json`'s answer, and the HTTP API's: the threshold and one record per file."""
-    return {"threshold": predictor.threshold, "results": [result.as_dict() for result in results]}
+    """`predict --json`'s answer, and the HTTP API's: one record per file (each with the threshold and
+    mode that made its call), and the modes the model calls in."""
+    return {"results": [result.as_dict() for result in results], "modes": operating_modes(predictor.bundle)}

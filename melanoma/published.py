@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from melanoma.differential import FITTED_SOURCE
 from melanoma.records import DifferentialFigures, Evaluation, FamiliarityReading, WouldRefuse
+from melanoma.reporting import source_title
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,38 @@ def other_sources(bundle) -> dict[str, Evaluation]:
             if not report.trained_on_source and source not in bundle.sources}
 
 
+# Where the statement on other clinics comes from when this project measured none: the README's
+# "Data" section (lesions held back elsewhere judge the shipped model outside the project).
+HELD_BACK = ("lesions from HAM10000 and from three other clinics are held back outside this project to judge the "
+             "shipped model there; their figures are not published here")
+
+
+def other_clinics_statement(bundle) -> str:
+    """What is known of the model on clinics it was not trained on, and where that comes from (Markdown):
+    About, the API's model card and each Classify card say this one thing."""
+    measured = other_sources(bundle)
+    if measured:
+        return ("Measured by this project with `evaluate --record` on every photo of "
+                + " and ".join(f"{source_title(source)} ({report.figures.n_images:,} photos, {report.day})"
+                               for source, report in measured.items())
+                + ", archives it was never trained on: figures in the table above.")
+    by_source = bundle.metrics.test_by_source
+    spread = ""
+    if len(by_source) > 1 and all(part.roc_auc is not None for part in by_source.values()):
+        spread = (" Among its own sources it already does worse on some clinics' cameras than others' (test ROC AUC "
+                  "of P(melanoma) with patient data: " + ", ".join(
+                      f"{source_title(source)} {part.roc_auc:.3f}" for source, part in by_source.items())
+                  + "), so on clinics it never saw expect it to miss more melanomas.")
+    return f"**Not measured by this project** on clinics it was not trained on: {HELD_BACK}.{spread}"
+
+
+def other_clinics_in_brief(bundle) -> str:
+    """The statement's gist, for a Classify card (the whole of it is on About)."""
+    if other_sources(bundle):
+        return "on clinics it was not trained on it was measured to do worse (About)"
+    return "on clinics it was not trained on it has not been measured here and is likely to miss more (About)"
+
+
 def test_split_refusals(bundle, source: str) -> WouldRefuse | None:
     """How many of one source's test photos the not-a-lesion check would refuse, where `evaluate --record`
     measured it on that source's folder; else None."""
@@ -54,10 +87,12 @@ def differential_test_report(bundle) -> tuple[DifferentialFigures, str] | None:
     """(figures, what they measure) of the differential on the bundle's test split: the one the app
     shows where `evaluate --record` measured it on the training source; else the head's own, as
     fitted (its melanoma share is the head's, not the network's P(melanoma)). None without extras."""
-    for report in bundle.evaluations.values():
+    for source, report in bundle.evaluations.items():
         shown = report.test_split_part and report.test_split_part.differential
         if shown:
-            return shown, "the differential as shown here, on the test split"
+            made = " with their recorded patient data" if bundle.takes_metadata else ""
+            return shown, (f"the differential as shown here, on {source_title(source)}'s "
+                           f"{shown.n_images:,} test photos{made}, by `evaluate --record`")
     if bundle.extras_info is None:
         return None
     return (bundle.extras_info.differential_test,
@@ -71,8 +106,8 @@ def differential_accuracy(bundle) -> str | None:
     if measured is None or measured[0].accuracy is None:
         return None
     figures, what = measured
-    return (f"The most likely diagnosis was the confirmed one for **{figures.accuracy:.1%}** of "
-            f"{figures.n_images:,} test photos ({what}).")
+    return (f"The most likely diagnosis was the confirmed one for **{figures.accuracy:.1%}** of the test photos "
+            f"it was measured on ({what}).")
 
 
 def how_the_differential_is_made(bundle) -> str:

@@ -404,6 +404,9 @@ def score(cases: pd.DataFrame, answers: Sequence[Answer], threshold: float) -> T
                       disagreements=[i for i, answer in enumerate(answers) if answer.refer != model_calls[i]])
 
 
+NOT_RECORDED = "not recorded"
+
+
 @dataclass(frozen=True)
 class Verdict:
     short: str  # for a table cell
@@ -413,25 +416,37 @@ class Verdict:
 def who_was_right(case, answer: Answer, threshold: float) -> Verdict:
     """Where the visitor and the model disagree, who made the right call and why. Another malignancy
     (basal cell carcinoma, actinic keratosis / intraepithelial carcinoma) counts as a false alarm for
-    melanoma, but referring it is what a clinician would do."""
+    melanoma, but referring it is what a clinician would do; a visitor who referred it while naming a
+    benign diagnosis is not credited with that reason."""
     model_refers = Call.at(case["probability"], threshold).suspicious
     referrer, other = ("you", "the model") if answer.refer else ("the model", "you")
     if answer.refer == model_refers:
         return Verdict("you agreed", "you agreed")
     name = DIFFERENTIAL_NAMES.get(case["dx"], case["dx"])
     if case["label"]:
-        return Verdict(f"{referrer}: melanoma", f"{referrer}: a melanoma should be referred")
+        return Verdict(f"{referrer}: melanoma, refer", f"{referrer}: a melanoma should be referred")
     if case["dx"] in OTHER_MALIGNANCIES:
-        return Verdict(f"{referrer}, sensibly: malignant",
-                       f"{other} on melanoma, but {referrer} sensibly: {name} is not melanoma (so the referral counts "
-                       f"as a false alarm here), yet it is malignant and needs a clinician too")
+        scored = (f"it is {name}: not melanoma, so this test scores the referral as a false alarm, but it is "
+                  "malignant and needs a clinician")
+        named_benign = answer.refer and answer.diagnosis not in (None, "mel", *OTHER_MALIGNANCIES)
+        if named_benign:
+            return Verdict("you referred, but named benign",
+                           f"you referred it, though you named it {DIFFERENTIAL_NAMES[answer.diagnosis]}; {scored}, "
+                           "so referring was right, for a reason you did not give")
+        return Verdict(f"{referrer}: malignant, refer", f"{referrer}: {scored}, so referring it was right")
     return Verdict(f"{other}: benign", f"{other}: {name} is benign, no referral needed")
 
 
 def confirmed_by(case) -> str:
     """How the diagnosis was established, in words (dx_type is shown after a test, never a model input)."""
     code = plain(case.get("dx_type"))
-    return DX_TYPE_NAMES.get(code, code or "not recorded")
+    return DX_TYPE_NAMES.get(code, code or NOT_RECORDED)
+
+
+def confirmation(case) -> str:
+    """The same in a phrase that reads whether or not it was recorded: "confirmed by histopathology"."""
+    how = confirmed_by(case)
+    return "how it was confirmed is not recorded" if how == NOT_RECORDED else f"confirmed by {how}"
 
 
 def answers_table(cases: pd.DataFrame, answers: Sequence[Answer], threshold: float, shown_metadata: bool) -> pd.DataFrame:

@@ -274,6 +274,18 @@ class ImageOnlyFigures:
 
 
 @dataclass(frozen=True)
+class OperatingPoint:
+    """One way a photo is called: from the photo alone, or with the patient's data (a network that
+    takes them has both, each with its own threshold chosen on validation by the same rule), and what
+    that threshold gave on the validation and test photos."""
+
+    with_patient_data: bool
+    threshold: float
+    validation: SplitFigures | None
+    test: SplitFigures | None
+
+
+@dataclass(frozen=True)
 class Metrics:
     """metrics.json: the threshold and how it was chosen, the validation and test figures (per
     source where there are several), the test ROC, the calibration and the image-only mode."""
@@ -289,6 +301,20 @@ class Metrics:
     test_by_source: dict[str, SplitFigures]  # {} for a bundle of one source
     calibration: CalibrationFigures | None  # None for a bundle made before calibration
     image_only: ImageOnlyFigures | None  # None unless the network takes patient data
+
+    @property
+    def operating_points(self) -> tuple[OperatingPoint, ...]:
+        """Each mode a photo can be called in, the photo alone first (the default: no patient data given)."""
+        if self.image_only is None:  # an image-only network: its one threshold is the photo alone's
+            return (OperatingPoint(False, self.threshold, self.validation, self.test),)
+        alone = self.image_only
+        return (OperatingPoint(False, alone.threshold, alone.validation, alone.test),
+                OperatingPoint(True, self.threshold, self.validation, self.test))
+
+    def operating_point(self, with_patient_data: bool) -> OperatingPoint:
+        """The mode a photo was called in (an image-only network has one, whatever was given)."""
+        points = self.operating_points
+        return next((point for point in points if point.with_patient_data == with_patient_data), points[0])
 
     @classmethod
     def from_dict(cls, data: dict, with_test: bool = True) -> Metrics:

@@ -9,13 +9,22 @@ from datetime import UTC, datetime
 
 import pandas as pd
 
-from melanoma.call import CALL_REFUSED
+from melanoma.call import (
+    CALL_BELOW_THRESHOLD,
+    CALL_REFUSED,
+    CALL_SUSPICIOUS,
+    SHORT_BELOW_THRESHOLD,
+    SHORT_SUSPICIOUS,
+    mode_name,
+)
+from melanoma.novelty import FAMILIARITY_BANDS
 from melanoma.records import Provenance
 from melanoma.sources import SOURCES
 from melanoma.wording import CLOSE_BELOW_THRESHOLD, DIFFERENTIAL_NAMES, DX_TYPE_NAMES, OTHER_MALIGNANCIES
 
 THUMBNAIL_SIDE = 64
 METADATA_USED = "none (the image alone)"
+LEAST_FAMILIAR = len(FAMILIARITY_BANDS) - 1
 CALL_NOT_READ = "not assessed"  # a file that is no usable image
 # The model card's words, in Markdown; the Classify and About pages show them, the API gives them as text.
 DISCLAIMER = ("Research and education demo: **not a diagnosis and not a medical device.** The model has "
@@ -39,15 +48,17 @@ def percent(probability: float) -> str:
     return f"{probability:.1%}"
 
 
-def against_threshold(probability: float, threshold: float, suspicious: bool) -> str:
+def against_threshold(probability: float, threshold: float, suspicious: bool, mode: str | None = None) -> str:
     """P(melanoma) against the threshold, for a call already made (`suspicious`, from
-    `Predictor.call_for`); just below it (CLOSE_BELOW_THRESHOLD), it says so."""
+    `Predictor.call_for`), naming the threshold's mode where given; just below it
+    (CLOSE_BELOW_THRESHOLD), it says so."""
+    named = f"{percent(threshold)}" + (f" ({mode})" if mode else "")
     if suspicious:
-        return f"{percent(probability)}: above the referral threshold of {percent(threshold)}"
+        return f"{percent(probability)}: above the referral threshold of {named}"
     if threshold - probability <= CLOSE_BELOW_THRESHOLD:
-        return (f"{percent(probability)}: below the referral threshold of {percent(threshold)}, but close to it: "
+        return (f"{percent(probability)}: below the referral threshold of {named}, but close to it: "
                 "another photo of the same lesion could well land above it")
-    return f"{percent(probability)}: below the referral threshold of {percent(threshold)}"
+    return f"{percent(probability)}: below the referral threshold of {named}"
 
 
 def call_and_diagnosis_note(prediction) -> str | None:
@@ -79,26 +90,21 @@ def other_malignancy_note(prediction) -> str | None:
             "clinician: whatever the melanoma call, have this lesion examined.")
 
 
-def familiarity_line(band: int, reading) -> str:
-    """How familiar the photo looks to the model (its band), and what that was measured to mean
-    (`published.familiarity_reading`): the bands tell archives apart; they say a figure is less
-    reliable only for the sources where that was measured."""
-    looks = ("in the most familiar third: closer to the training photos than two in three of the model's "
-             "validation photos",
-             "in the middle third of the model's validation photos by closeness to the training photos",
-             "in the least familiar third: further from the training photos than two in three of the model's "
-             "validation photos")[band]
-    shares = " and ".join(f"{share:.0%} of {source_title(source)}'s" for source, share in sorted(
+def familiarity_line(band: int, reading) -> tuple[str, str] | None:
+    """(one sentence, the numbers behind it) where the photo's familiarity band was measured to say
+    something about its call (`published.familiarity_reading`): only a photo in the least familiar third,
+    and only where calls there were measured less accurate on some source's test photos. Elsewhere the
+    bands say nothing a user can act on (docs/limits.md): None, and the card says nothing."""
+    if band != LEAST_FAMILIAR or not reading.less_reliable_where_unfamiliar:
+        return None
+    sources = " and ".join(source_title(source) for source in reading.less_reliable_where_unfamiliar)
+    shares = ", ".join(f"{share:.0%} of {source_title(source)}'s" for source, share in sorted(
         reading.least_familiar_share.items(), key=lambda item: -item[1]))
-    if reading.less_reliable_where_unfamiliar:
-        meaning = ("the model's calls were measured less accurate in the least familiar third on "
-                   + " and ".join(source_title(source) for source in reading.less_reliable_where_unfamiliar)
-                   + "'s photos")
-    else:
-        meaning = ("within each archive its calls were not measured less accurate in the least familiar third: the "
-                   "band says what the photo's camera and lighting are like, not whether this call is right")
-    return (f"**How familiar it looks** (its camera, lighting and colours, to the model): {looks}. "
-            f"On the test photos, {shares} fell in the least familiar third; {meaning}.")
+    return (f"**Unfamiliar photo:** it looks less like the training photos than two in three of the validation "
+            f"photos do, and on such photos from {sources} the model's calls were measured less accurate.",
+            f"Least familiar third by the not-a-lesion check's novelty score (cut at the terciles of the validation "
+            f"photos). On the test photos, {shares} fell in it; each band's figures are on the About page "
+            f"(measured {reading.date}).")
 
 
 def source_title(source: str) -> str:
@@ -201,14 +207,22 @@ def results_table(predictions) -> pd.DataFrame:
                                       prediction.assessment else ""),
             "reason not assessed": "" if assessed else prediction.error,
             "metadata used": prediction.patient.describe() if assessed and prediction.metadata_used else METADATA_USED,
-            "threshold": round(prediction.threshold, 4) if assessed else None,  # of the mode used
+            "threshold": round(prediction.threshold, 4) if assessed else None,  # that made this call
+            "mode": mode_name(prediction.metadata_used) if assessed else None,  # whose threshold it is
         })
     return pd.DataFrame(rows)
 
 
+def short_call(call: str) -> str:
+    """A call, or why there is none, in a word or two for a narrow table cell (the CSV keeps the words)."""
+    return {CALL_SUSPICIOUS: SHORT_SUSPICIOUS, CALL_BELOW_THRESHOLD: SHORT_BELOW_THRESHOLD, CALL_REFUSED: "no call",
+            CALL_NOT_READ: CALL_NOT_READ}.get(call, call)
+
+
 def short_reason(reason: str) -> str:
-    """A reason's first clause, for a table cell; the full reason is on the file's card and in the CSV."""
-    return reason.split(" (")[0].split(": ")[0] if reason else reason
+    """A reason's first clause, for a table cell (at most about 40 characters, so the cell shows it whole);
+    the full reason is on the file's card and in the CSV."""
+    return reason.split(" (")[0].split(": ")[0].split(", or ")[0] if reason else reason
 
 
 def results_csv(table: pd.DataFrame, made: Provenance, when: datetime | None = None) -> str:

@@ -381,7 +381,7 @@ def test_predict_gives_what_predict_json_gives_for_the_same_files(server, sample
     answer = predict(url, [(path.name, path.read_bytes()) for path in paths])
     assert answer.status == 200, answer.body
     PredictAnswer.model_validate(answer.body)  # as the OpenAPI description says
-    assert answer.body["threshold"] == expected["threshold"]
+    assert answer.body["modes"] == expected["modes"] and "threshold" not in answer.body
     assert answer.body["results"] == expected["results"]
     mel, nv, refused = answer.body["results"]
     assert mel["call"] and mel["differential"] and len(mel["similar_cases"]) > 0
@@ -449,6 +449,13 @@ def test_bad_patient_information_is_a_422_that_blames_it_not_the_photos(server, 
     assert predict(url, [mel, nv], [("sex", "female")]).status == 422  # once per photo, or not at all
     given = predict(url, [mel, nv], [("age", "45"), ("age", "unknown"), ("site", "back"), ("site", "")])
     assert given.status == 200 and [record["file"] for record in given.body["results"]] == [mel[0], nv[0]]
+    # The photo given an age is called with patient data, at that mode's threshold, and says so (issue 42).
+    with_data = given.body["results"][0]
+    modes = {mode["mode"]: mode for mode in given.body["modes"]}
+    assert with_data["mode"] == "with patient data" and with_data["threshold"] == modes["with patient data"]["threshold"]
+    alone = predict(url, [mel]).body["results"][0]
+    assert alone["mode"] == "photo alone" and alone["threshold"] == modes["photo alone"]["threshold"]
+    assert alone["threshold"] != with_data["threshold"]
 
 
 @slow
@@ -543,7 +550,7 @@ def test_too_large_too_many_and_not_multipart_are_refused(server, sample_images)
 def test_model_card_gives_the_bundles_own_figures(server):
     from melanoma.api import ModelCard
     from melanoma.bundle import DEFAULT_BUNDLE, load_bundle
-    from melanoma.published import other_sources
+    from melanoma.published import other_clinics_statement, other_sources
     from melanoma.reporting import DISCLAIMER, plain_text
 
     url, _ = server
@@ -552,11 +559,21 @@ def test_model_card_gives_the_bundles_own_figures(server):
     assert card.status == 200
     card = card.body
     assert set(card) == set(ModelCard.model_fields)  # all of it described in the OpenAPI document
-    assert card["threshold"] == bundle.threshold and card["disclaimer"] == plain_text(DISCLAIMER)
+    assert card["disclaimer"] == plain_text(DISCLAIMER)
+    # Issue 42: each mode's threshold with its validation figures, as the pages give them; no lone threshold.
+    alone, with_data = card["modes"]
+    assert (alone["mode"], with_data["mode"]) == ("photo alone", "with patient data")
+    for given, point in zip(card["modes"], bundle.metrics.operating_points):
+        assert given["threshold"] == round(point.threshold, 4)
+        assert given["validation_sensitivity"] == round(point.validation.sensitivity, 4)
+        assert given["validation_specificity"] == round(point.validation.specificity, 4)
     assert [source["source"] for source in card["sources"]] == bundle.sources
     assert card["test"]["roc_auc"] == bundle.metrics.test.roc_auc
-    assert set(card["other_clinics"]) == set(other_sources(bundle))
-    for source, figures in card["other_clinics"].items():
+    # The other-clinic statement About gives, with its source; no empty object that promises figures.
+    assert card["other_clinics"]["statement"] == plain_text(other_clinics_statement(bundle))
+    assert "Not measured by this project" in card["other_clinics"]["statement"]
+    assert set(card["other_clinics"]["measured"]) == set(other_sources(bundle))
+    for source, figures in card["other_clinics"]["measured"].items():
         assert figures["sensitivity"] == other_sources(bundle)[source].figures.sensitivity
     assert "not for real patients" in card["intended_use"]
 

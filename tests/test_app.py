@@ -139,7 +139,7 @@ def test_a_picture_that_is_not_a_lesion_gets_a_warning_and_a_lesion_its_differen
     from melanoma.call import CALL_REFUSED
     from melanoma.lab.non_lesions import skimage_photo
     from melanoma.neighbours import SIMILAR_CASES
-    from melanoma.reporting import credit_lines
+    from melanoma.reporting import credit_lines, short_call
     from melanoma.sources import SOURCES
     from melanoma.wording import DIFFERENTIAL_NAMES, NOT_A_LESION_PLAIN
 
@@ -174,7 +174,7 @@ def test_a_picture_that_is_not_a_lesion_gets_a_warning_and_a_lesion_its_differen
         assert credit_lines([source])[0] in credit
     table = table_with(app, "file")
     assert list(table["file"]) == ["portrait.jpg", "lesion.jpg"]  # no call first: it needs a clinician
-    assert table["call"].iloc[0] == CALL_REFUSED  # the full reason is on its card (above); the table gives its gist
+    assert table["call"].iloc[0] == short_call(CALL_REFUSED) == "no call"  # the card above gives the whole of it
     assert table["reason not assessed"].iloc[0] == "not a dermatoscope photo of a skin lesion"
 
 
@@ -203,7 +203,7 @@ def test_below_the_threshold_the_call_is_neutral_and_a_refused_photo_gets_no_cal
     assert "not suspicious" not in (texts(app.markdown) + texts(app.caption) + texts(app.info)).lower()
     refusal = next(w.value for w in app.warning if "portrait.jpg" in w.value)
     assert NOT_A_LESION_PLAIN in refusal and CALL_REFUSED in refusal and "camera" in refusal
-    assert table_with(app, "file")["call"].tolist() == [CALL_REFUSED, CALL_BELOW_THRESHOLD]
+    assert table_with(app, "file")["call"].tolist() == ["no call", "below threshold"]  # in short: a phone shows P
 
 
 def familiar_photo_and_a_darkened_copy(predictor, data_dir) -> tuple[bytes, bytes]:
@@ -226,30 +226,41 @@ def familiar_photo_and_a_darkened_copy(predictor, data_dir) -> tuple[bytes, byte
     pytest.skip("no familiar melanoma among the first 40 whose darkened copy is assessed in the least familiar band")
 
 
-def test_each_card_says_how_familiar_its_photo_looks_worded_as_measured(shipped_app_env, data_dir):
-    """The card gives the photo's familiarity band and what the bands were measured to say on the test
-    photos (familiarity --record): they tell archives apart, not whether this call is right."""
+def test_a_card_says_nothing_of_familiarity_where_the_bands_were_not_measured_to_matter(shipped_app_env, data_dir):
+    """Issue 42: the familiarity line earns its place or goes. On v3 no source's calls were measured less
+    accurate in the least familiar third (familiarity --record), so neither a familiar photo's card nor
+    a darkened (least familiar) copy's says anything of it; About gives the bands' figures instead."""
     from melanoma.inference import Predictor
     from melanoma.published import familiarity_reading
-    from melanoma.reporting import source_title
 
     predictor = Predictor.from_bundle(shipped_app_env)
     reading = familiarity_reading(predictor.bundle)
-    assert reading is not None, "the shipped bundle carries its familiarity measurement"
+    assert reading is not None and not reading.less_reliable_where_unfamiliar, "v3's measurement, as recorded"
     familiar, darker = familiar_photo_and_a_darkened_copy(predictor, data_dir)
     app = open_page()
-    app.file_uploader[0].set_value([("familiar.jpg", familiar, "image/jpeg"),
-                                    ("darker.jpg", darker, "image/jpeg")]).run()
+    app.file_uploader[0].set_value([("first.jpg", familiar, "image/jpeg"), ("second.jpg", darker, "image/jpeg")]).run()
     assert not app.exception
-    lines = [caption for caption in texts(app.caption).splitlines() if caption.startswith("**How familiar it looks**")]
-    assert len(lines) == 2
-    assert sum("in the most familiar third" in line for line in lines) == 1
-    assert sum("in the least familiar third: further from the training photos" in line for line in lines) == 1
-    for line in lines:
-        for source, share in reading.least_familiar_share.items():
-            assert f"{share:.0%} of {source_title(source)}'s" in line
-        if not reading.less_reliable_where_unfamiliar:
-            assert "not measured less accurate in the least familiar third" in line
+    assert len(app.metric) == 2
+    shown = (texts(app.caption) + texts(app.markdown)).lower()
+    assert "familiar" not in shown and "unfamiliar photo" not in shown
+
+
+def test_the_familiarity_sentence_is_one_line_with_its_numbers_behind_a_help_note():
+    """Where a bundle's least familiar third was measured less accurate on a source, a photo in it gets
+    one sentence naming that source, the shares behind a help note; any other band, nothing."""
+    from melanoma.novelty import FAMILIARITY_BANDS
+    from melanoma.records import FamiliarityReading
+    from melanoma.reporting import familiarity_line
+
+    worse = FamiliarityReading(least_familiar_share={"ham10000": 0.30, "isic2017": 0.49},
+                               less_reliable_where_unfamiliar=["isic2017"], date="2026-12-04")
+    sentence, numbers = familiarity_line(len(FAMILIARITY_BANDS) - 1, worse)
+    assert sentence.count(". ") == 0 and sentence.endswith(".") and "ISIC 2017" in sentence
+    assert "49% of ISIC 2017's" in numbers and "30% of HAM10000's" in numbers and "About" in numbers
+    assert all(familiarity_line(band, worse) is None for band in range(len(FAMILIARITY_BANDS) - 1))
+    alike = FamiliarityReading(least_familiar_share=worse.least_familiar_share, less_reliable_where_unfamiliar=[],
+                               date="2026-12-04")
+    assert familiarity_line(len(FAMILIARITY_BANDS) - 1, alike) is None
 
 
 def low_risk_naevus(predictor, data_dir) -> bytes:
@@ -350,18 +361,30 @@ def test_patient_information_is_asked_per_photo_and_shown_beside_the_image_alone
     alone = predictor.classify_bytes("lesion.jpg", lesion)
     assert [m.value for m in app.metric] == [percent(alone.probability)]
     assert "From the image alone (no patient information given)." in texts(app.caption)
+    box = next(e for e in app.expander if e.label.startswith("Patient information"))
+    assert not box.proto.expanded  # closed at first: on a phone, open, it pushed the result down
+    # The call is named with its threshold and mode, and that mode's validation figures (issue 42).
+    photo_alone, with_data = (predictor.bundle.metrics.operating_point(mode) for mode in (False, True))
+    side = "above" if alone.suspicious else "below"
+    assert f"{side} the referral threshold of {percent(photo_alone.threshold)} (photo alone)" in texts(app.caption)
+    assert f"it referred {photo_alone.validation.sensitivity:.1%} of the melanomas" in texts(app.caption)
+    assert "From the photo alone. How it is made" in texts(app.caption)  # the differential's own words
 
     app.number_input(key=next(n.key for n in app.number_input if n.label == "Age (years)")).set_value(64)
     next(box for box in app.selectbox if box.label == "Sex").set_value("male")
-    next(box for box in app.selectbox if box.label == "Body site").set_value("back")
+    next(box for box in app.selectbox if box.label == "Body site").set_value("upper extremity")  # in both site vocabularies
     app.run()
     assert not app.exception
-    given = predictor.classify_bytes("lesion.jpg", lesion, patient=PatientInfo(age=64, sex="male", site="back"))
+    given = predictor.classify_bytes("lesion.jpg", lesion, patient=PatientInfo(age=64, sex="male", site="upper extremity"))
     assert [m.value for m in app.metric] == [percent(given.probability)]
-    assert (f"With the patient's age 64, male, back. From the image alone: {given.image_only_probability:.1%}."
+    assert (f"With the patient's age 64, male, upper extremity. From the image alone: {given.image_only_probability:.1%}."
             in texts(app.caption))
     side = "above" if given.suspicious else "below"
-    assert f"{side} the referral threshold of {percent(predictor.bundle.threshold)}" in texts(app.caption)
+    assert f"{side} the referral threshold of {percent(with_data.threshold)} (with patient data)" in texts(app.caption)
+    assert f"left {with_data.validation.specificity:.1%} of the other lesions below it" in texts(app.caption)
+    # The differential changed with the patient data, and its caption says so (issue 42, item 5).
+    assert "From the photo with the patient's age 64, male, upper extremity. How it is made" in texts(app.caption)
+    assert "From the photo alone." not in texts(app.caption)
 
 
 def test_a_dicom_files_age_sex_and_site_fill_the_inputs_once_and_the_user_can_change_them(shipped_app_env,
@@ -494,6 +517,21 @@ def test_training_page_of_the_shipped_bundle_shows_its_calibration(monkeypatch, 
     assert "it ships with the network and gives the cards' differential" in recipe
     assert "camera shifts (white balance, gamma, blur) of strength 0.2" in recipe
     assert "the patient's age, sex and site as inputs" in recipe
+    # Issue 42: both modes' thresholds with their validation figures; every AUC names its set and score.
+    modes = next(frame.value for frame in app.table if "validation sensitivity" in frame.value.index)
+    assert list(modes.columns) == ["photo alone", "with patient data"]
+    assert list(modes.loc["threshold"]) == ["8.4%", "9.5%"]
+    roc = next(spec for spec in figures if "ROC curve" in spec)
+    assert "pooled test split, P(melanoma) with patient data (AUC 0.846)" in roc
+    assert "**Melanoma ROC AUC on the pooled test split** of the 8 similar cases' vote" in recipe
+    assert "(its P(melanoma) from the photo alone)" in recipe
+    # The explorer works in either mode, from that mode's own threshold.
+    next(radio for radio in app.radio if radio.label == "Mode").set_value("photo alone").run()
+    assert not app.exception
+    slider = next(s for s in app.slider if "photo alone" in s.label)
+    assert slider.value == pytest.approx(load_bundle(DEFAULT_BUNDLE).metrics.image_only.threshold)
+    roc = next(chart.proto.spec for chart in app.get("plotly_chart") if "ROC curve" in chart.proto.spec)
+    assert "pooled test split, P(melanoma) photo alone (AUC 0.820)" in roc
 
 
 def test_about_page_is_a_model_card(smoke_app_env):
@@ -509,7 +547,7 @@ def test_about_page_is_a_model_card(smoke_app_env):
 
     assert probability_note(load_bundle(smoke_app_env)) in prose
     assert f"tensorflow {manifest['versions']['tensorflow']}" in shown  # the backend it was trained on
-    properties = app.table[0].value["value"].to_dict()  # the model bundle table, indexed by property
+    properties = next(frame.value for frame in app.table if "training seed" in frame.value.index)["value"].to_dict()
     assert properties["seed of the lesion-grouped splits"] == properties["training seed"] == "7"
     assert "doi:10.1038/sdata.2018.161" in prose and "CC BY-NC-SA 4.0" in prose
     assert "The model weights are trained on HAM10000 and come under its licence, CC BY-NC-SA 4.0" in prose
@@ -520,6 +558,8 @@ def test_about_page_is_a_model_card(smoke_app_env):
     assert "because a clinician with their own dermatoscope stands where the model is weakest" in prose
     assert "Input: the photo alone, at only 75x100 pixels (height x width). Fine structures a dermatologist uses" in prose
     assert "Trained from scratch (no pretrained weights), on HAM10000 alone." in prose
+    modes = next(frame.value for frame in app.table if "validation sensitivity" in frame.value.index)
+    assert list(modes.columns) == ["photo alone"]  # an image-only network: one mode, one threshold
 
 
 def test_the_model_card_of_a_model_that_refers_every_photo_still_draws(smoke_bundle, data_dir, tmp_path, monkeypatch):
@@ -564,9 +604,33 @@ def test_about_page_publishes_each_sources_test_figures_as_measured(shipped_app_
     prose = texts(app.markdown)
     shown = bundle.evaluations["ham10000"].test_split_part.differential
     assert f"confirmed one for **{shown.accuracy:.1%}**" in prose
-    assert any("not been measured here on photos from clinics outside its training sources" in info.value
-               for info in app.info)
     assert "On other clinics' dermatoscopes it was not measured" in prose
+    # Issue 42: one statement on other clinics, with its source, the same as the API's; no heading that
+    # promises other clinics' figures over a table of the training sources; nothing points at no table.
+    from melanoma.published import other_clinics_statement
+
+    assert other_clinics_statement(bundle) in prose and "held back outside this project" in prose
+    headings = [h.value for h in app.subheader]
+    assert "Each source's test photos" in headings and "Clinics it was not trained on" in headings
+    assert not any("clinics it was not trained on" in h for h in headings if h.startswith("Each source"))
+    assert "refused more often (table above)" not in prose
+    # Each mode's threshold with its validation sensitivity and specificity (issue 42).
+    modes = next(frame.value for frame in app.table if "validation sensitivity" in frame.value.index)
+    for point in bundle.metrics.operating_points:
+        row = modes["with patient data" if point.with_patient_data else "photo alone"]  # a mode per column
+        assert row["threshold"] == f"{point.threshold:.1%}"
+        assert row["validation sensitivity"] == f"{point.validation.sensitivity:.1%}"
+        assert row["validation specificity"] == f"{point.validation.specificity:.1%}"
+    assert list(modes.loc["threshold"]) == ["8.4%", "9.5%"]
+    # Every AUC names its set and score.
+    captions = texts(app.caption)
+    assert "ROC AUC, sensitivity and specificity of P(melanoma) with patient data, at its threshold of 9.5%" in captions
+    assert "pooled test ROC AUC is 0.747 against the network's 0.820 (its P(melanoma) from the photo alone)" in prose
+    assert "on HAM10000's 1,796 test photos with their recorded patient data" in captions
+    # The familiarity bands' figures are here, not on the cards.
+    bands = next(frame.value for frame in app.table if "share of accepted" in frame.value.columns)
+    assert bands.loc[("ISIC 2017", "least familiar third"), "share of accepted"] == "49%"
+    assert "a card says nothing of its photo's band" in prose
 
 
 def test_the_model_card_describes_the_bundle_it_loaded(smoke_v2_bundle, data_dir, monkeypatch):
@@ -713,6 +777,8 @@ def test_the_other_malignancy_note_names_actinic_keratosis_as_it_does_basal_cell
 
 
 def test_one_row_bar_and_card_per_photo_even_under_one_name_and_identical_bytes_once(shipped_app_env, data_dir):
+    from melanoma.bundle import load_bundle
+    from melanoma.call import threshold_short
     from melanoma.reporting import percent
 
     first, second = ham_photo(data_dir, "ISIC_0029230"), ham_photo(data_dir, "ISIC_0032384")
@@ -725,11 +791,16 @@ def test_one_row_bar_and_card_per_photo_even_under_one_name_and_identical_bytes_
     assert sorted(table["file"]) == labels
     chart = next(json.loads(c.proto.spec) for c in app.get("plotly_chart") if "by photo" in c.proto.spec)
     bars, marks = chart["data"]
-    assert sorted(bars["y"]) == labels and len(bars["x"]) == 2
-    for label, value in zip(bars["y"], bars["x"]):
-        assert percent(value / 100) == table.set_index("file").loc[label, "P(melanoma)"]  # each bar its own value
-    # each row's own threshold, unrounded on the chart (the table rounds it to 4 decimals for the CSV)
-    assert marks["x"] == [pytest.approx(100 * t, abs=0.01) for t in table["threshold"]]
+    named = [tick.split("<br>")[0] for tick in bars["y"]]  # each row: its label, then its threshold and mode
+    assert sorted(named) == labels and len(bars["x"]) == 2
+    for tick, label, value in zip(bars["y"], named, bars["x"]):
+        row = table.set_index("file").loc[label]
+        assert percent(value / 100) == row["P(melanoma)"]  # each bar its own value
+        assert f"threshold {row['threshold']}" in tick  # the threshold that made its call, named as in the table
+    # No patient data given: each row is called from the photo alone, at that mode's threshold, and says so.
+    alone = load_bundle(shipped_app_env).metrics.operating_point(False).threshold
+    assert table["threshold"].tolist() == [threshold_short(alone, False)] * 2 == ["8.4% (photo alone)"] * 2
+    assert marks["x"] == [pytest.approx(100 * alone, abs=0.01)] * 2
     assert sorted(h.value for h in app.subheader if "IMD058" in h.value) == labels
     assert len(app.metric) == 2
     note = next(i.value for i in app.info if "identical bytes" in i.value)
@@ -763,3 +834,29 @@ def test_a_script_run_leaves_the_compiled_network_in_place(monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib.pyplot", SimpleNamespace(close=closed.append))
     ours()
     assert closed == ["all"]
+
+
+def test_the_csv_gives_each_row_the_threshold_and_mode_that_made_its_call(sample_images):
+    """Issue 42: a photo given the patient's age is called with patient data at that mode's threshold,
+    one without from the photo alone at its own; each CSV row says which, beside its P(melanoma)."""
+    import io
+
+    import pandas as pd
+
+    from melanoma.bundle import DEFAULT_BUNDLE
+    from melanoma.call import suspicious
+    from melanoma.inference import Predictor
+    from melanoma.patient import NO_INFORMATION, PatientInfo
+    from melanoma.reporting import results_csv, results_table
+
+    predictor = Predictor.from_bundle(DEFAULT_BUNDLE)
+    files = [(name, sample_images[dx].read_bytes()) for name, dx in (("given.jpg", "mel"), ("alone.jpg", "nv"))]
+    predictions = predictor.classify_many(files, display=True, patients=[PatientInfo(age=70), NO_INFORMATION])
+    rows = pd.read_csv(io.StringIO(results_csv(results_table(predictions), predictor.bundle.provenance)))
+    rows = rows.set_index("file")
+    for name, with_data, mode in (("given.jpg", True, "with patient data"), ("alone.jpg", False, "photo alone")):
+        assert rows.loc[name, "mode"] == mode
+        assert rows.loc[name, "threshold"] == round(predictor.bundle.metrics.operating_point(with_data).threshold, 4)
+        called = bool(suspicious(rows.loc[name, "P(melanoma)"], predictor.threshold_for(with_data)))
+        assert (rows.loc[name, "call"] == "suspicious for melanoma - refer") == called
+    assert rows.loc["given.jpg", "threshold"] != rows.loc["alone.jpg", "threshold"]

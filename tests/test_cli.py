@@ -30,7 +30,10 @@ def test_predict_classifies_good_files_and_names_bad_ones(smoke_bundle, sample_i
     for good in (sample_images["mel"], sample_images["nv"]):
         row = by_file[str(good)]
         assert 0.0 <= row["probability_melanoma"] <= 1.0
-        assert row["suspicious"] == (row["probability_melanoma"] >= output["threshold"])
+        assert row["suspicious"] == (row["probability_melanoma"] >= row["threshold"])
+        assert row["mode"] == "photo alone"  # the smoke bundle reads the image alone
+    assert "threshold" not in output  # one threshold per record, never a top-level one (issue 42)
+    assert [mode["mode"] for mode in output["modes"]] == ["photo alone"]
     assert "damaged or unreadable file" in by_file[str(not_an_image)]["error"]
     assert "cannot read file" in by_file[str(missing)]["error"]
     assert "Traceback" not in result.stderr

@@ -144,3 +144,26 @@ def test_a_validation_only_candidate_needs_no_test_figures(tmp_path):
     (folder / MANIFEST).write_text(json.dumps(manifest))
     with pytest.raises(BundleError, match="metrics.json has no 'test'"):
         load_bundle(folder)
+
+
+def test_each_mode_a_photo_is_called_in_has_its_own_threshold_and_validation_figures():
+    """Issue 42: the photo alone (the default) and, where the network takes it, with patient data, each
+    at the threshold the predictor calls with, with that threshold's validation figures from metrics.json;
+    an image-only network has one mode, whatever a caller asks for."""
+    from melanoma.call import threshold_in_words
+    from melanoma.records import Metrics
+
+    bundle, metrics = load_bundle(DEFAULT_BUNDLE), recorded("metrics.json")
+    alone, with_data = bundle.metrics.operating_points
+    assert (alone.with_patient_data, with_data.with_patient_data) == (False, True)
+    assert (alone.threshold, with_data.threshold) == (bundle.operating_point(False)[0], bundle.operating_point(True)[0])
+    assert alone.validation.specificity == metrics["image_only"]["validation"]["specificity"]
+    assert with_data.validation.specificity == metrics["validation"]["specificity"]
+    assert bundle.metrics.operating_point(False) == alone and bundle.metrics.operating_point(True) == with_data
+    assert threshold_in_words(alone) == ("threshold 8.4% (photo alone): on the validation photos it referred 85.5% of "
+                                         "the melanomas (sensitivity) and left 56.4% of the other lesions below it "
+                                         "(specificity)")
+    image_only = Metrics.from_dict(V1_METRICS)
+    (only,) = image_only.operating_points
+    assert not only.with_patient_data and only.threshold == V1_METRICS["threshold"]
+    assert image_only.operating_point(True) == only  # no patient mode to be called in

@@ -8,13 +8,16 @@ import streamlit as st
 
 from melanoma import calibration
 from melanoma.app import charts, state
+from melanoma.call import mode_name
 from melanoma.config import IMAGE_WIDTH
 from melanoma.evaluate import predictive_values
 from melanoma.novelty import NOVELTY_PERCENTILE
 from melanoma.published import (
     differential_accuracy,
     differential_test_report,
+    familiarity_reading,
     how_the_differential_is_made,
+    other_clinics_statement,
     other_sources,
     refusal_reading,
     test_split_refusals,
@@ -106,21 +109,27 @@ st.markdown(f"""
   threshold, which was chosen for sensitivity, not 50%.
 """)
 
+scored = mode_name(metrics.image_only is not None)  # the mode the bundle's test figures were measured in
+st.subheader("Thresholds: one per mode")
+st.table(charts.modes_table(metrics.operating_points))
+st.caption(f"Each card, table row and API answer names the threshold that made its call. Each threshold is the "
+           f"{metrics.rule_in_words}."
+           + (" A photo given without age, sex or site is called from the photo alone; with any of them, with "
+              "patient data." if metrics.image_only is not None else ""))
 left, right = st.columns(2)
 with left:
-    st.subheader("Test metrics")
+    st.subheader(f"Test metrics ({scored}, pooled)")
     intervals = state.require_test_intervals()
     st.dataframe(charts.metrics_table(metrics.test, intervals), hide_index=True, width="stretch")
     st.caption(charts.interval_note(intervals))
 with right:
-    st.markdown(f"**Threshold rule:** {metrics.rule_in_words} "
-                f"(threshold {bundle.threshold:.4f}).")
     st.markdown(f"**Probability:** {calibration.probability_note(bundle)}")
     st.markdown(f"**Which model ships:** {RULE_IN_WORDS}")
     test = metrics.test
     values = predictive_values(test.sensitivity, test.specificity, test.melanoma_rate)
     if values["ppv"] is not None and values["npv"] is not None:  # a model that refers every photo has no NPV
-        st.markdown(f"**What a call means** at the test split's melanoma rate ({values['prevalence']:.1%}), on "
+        st.markdown(f"**What a call means** ({scored}, threshold {bundle.threshold:.1%}) at the test split's melanoma "
+                    f"rate ({values['prevalence']:.1%}), on "
                     f"its clinics' photos: of lesions called *refer*, **{values['ppv']:.0%}** are melanoma (PPV); of "
                     f"those below the threshold, **{values['npv']:.1%}** are not (NPV). In primary care, where "
                     "melanoma is rarer, a *refer* is less often a melanoma; in a referral clinic, where it is more "
@@ -147,8 +156,6 @@ st.markdown(f"**Weights sha256** `{made.weights_sha256}` (checked on every load)
 
 other = other_sources(bundle)
 by_source = metrics.test_by_source
-st.subheader("Each source's test photos, and clinics it was not trained on" if by_source else
-             "Photos from clinics it was not trained on")
 if by_source:  # several sources: each one's test split at the one threshold; no-call counts where evaluate recorded them
     rows = [(f"{source_title(source)} test split (trained on its clinics)", part,
              test_split_refusals(bundle, source))
@@ -160,7 +167,11 @@ else:
 rows += [(f"{source_title(source)} (other clinics, never trained on)", report.figures, report.not_a_lesion)
          for source, report in other.items()]
 if by_source or other:
+    st.subheader(("Each source's test photos" if by_source else "Its test photos")
+                 + (", and clinics it was not trained on" if other else ""))
     st.table(charts.sources_table(rows))
+    st.caption(f"ROC AUC, sensitivity and specificity of P(melanoma) {scored}, at its threshold of "
+               f"{bundle.threshold:.1%}; in brackets, 95% lesion-bootstrap intervals.")
 if other:
     found_at_home = (intervals and intervals.sensitivity) or (metrics.test.sensitivity,) * 2
     for source, report in other.items():
@@ -176,12 +187,8 @@ if other:
                + ", ".join(f"{source_title(source)}: {report.day}" for source, report in other.items())
                + "). Every photo is scored, including those the app would not assess; in brackets, 95% intervals "
                "from resampling lesions with replacement.")
-else:
-    st.info("This model has not been measured here on photos from clinics outside "
-            + ("its training sources" if by_source else "its training data")
-            + ": how it does on them is unknown, and likely worse than on its test "
-            + ("splits" if by_source else "split") + ". Lesions from other clinics are held back from this project "
-            "and judged outside it.", icon=":material/info:")
+st.subheader("Clinics it was not trained on")
+st.markdown(other_clinics_statement(bundle))
 
 extras = bundle.extras_info
 if extras:
@@ -192,8 +199,8 @@ if extras:
                     f"{round(100 / (100 - NOVELTY_PERCENTILE))} of the model's own validation photos do, or that has "
                     "almost no colour, gets no call. On the test split that refuses "
                     f"{refused.refused} of {refused.images:,} lesion photos ({refused.melanoma_refused} of "
-                    f"{refused.melanoma} melanomas); other clinics' lesion photos are refused more often "
-                    "(table above)." if refusal.active else
+                    f"{refused.melanoma} melanomas); each source's test photos refused: the no-call row of its "
+                    "table above." if refusal.active else
                     f"this bundle has no such check ({refusal.rule}).")
     reading = refusal_reading(bundle)
     not_a_lesion += f" {reading}" if reading else ""
@@ -209,12 +216,32 @@ if extras:
         f"- **Differential:** {how_the_differential_is_made(bundle)}."
         + (f" {accuracy} Per-diagnosis AUC below." if accuracy else "") + "\n"
         f"- **Similar cases:** the {similar.k} nearest of {similar.index_images:,} "
-        f"training photos; as a vote (share of melanoma) their test AUC is {charts.number(similar.vote_auc)} "
-        f"against the network's {charts.number(similar.network_auc)}.")
+        f"training photos; as a vote (share of melanoma) their pooled test ROC AUC is "
+        f"{charts.number(similar.vote_auc)} against the network's {charts.number(similar.network_auc)} (its "
+        "P(melanoma) from the photo alone).")
     measured = differential_test_report(bundle)
     if measured:
         st.dataframe(charts.differential_auc_table(measured[0], DIFFERENTIAL_NAMES), hide_index=True, width="stretch")
+        st.caption(f"One-vs-rest ROC AUC of each diagnosis's share in the differential: {measured[1]}.")
         st.plotly_chart(charts.diagnosis_confusion_matrix(measured[0], DIFFERENTIAL_NAMES))
+
+familiarity = bundle.familiarity
+if familiarity:
+    st.subheader("How familiar a photo looks")
+    reading = familiarity_reading(bundle)
+    st.markdown(
+        "The not-a-lesion check's score also bands accepted photos into thirds, cut at the validation photos' "
+        "terciles, by how unlike the training photos they look (camera, lighting, colours). "
+        + ("On the test photos below, the model's calls were **measured less accurate in the least familiar third** "
+           "on " + " and ".join(source_title(source) for source in reading.less_reliable_where_unfamiliar)
+           + "'s photos: there, a card says so." if reading.less_reliable_where_unfamiliar else
+           "On the test photos below, the model's calls were **not** measured less accurate in the least familiar "
+           "third of any source (the AUC intervals overlap), so a card says nothing of its photo's band; the API "
+           "gives it as `familiarity`."))
+    st.table(charts.familiarity_table(familiarity, {source: source_title(source) for source in bundle.sources})
+             .set_index(["test photos", "band"]))
+    st.caption(f"ROC AUC of P(melanoma) {mode_name(bundle.takes_metadata)} in each band, with 95% lesion-bootstrap "
+               f"intervals; measured {familiarity.date} (`python -m melanoma familiarity --record`).")
 
 st.subheader("Licence")
 licences = ", ".join(f"{source_title(source)}'s {source_licence(source) or 'unknown licence'}"

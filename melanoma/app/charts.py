@@ -4,8 +4,18 @@ from __future__ import annotations
 import pandas as pd
 import plotly.graph_objects as go
 
-from melanoma.call import suspicious
-from melanoma.records import CalibrationFigures, DifferentialFigures, Intervals, Roc, SplitFigures, WouldRefuse
+from melanoma.call import mode_name, suspicious, threshold_short
+from melanoma.records import (
+    TEST_SET_SUFFIX,
+    CalibrationFigures,
+    DifferentialFigures,
+    Familiarity,
+    Intervals,
+    OperatingPoint,
+    Roc,
+    SplitFigures,
+    WouldRefuse,
+)
 from melanoma.reporting import percent
 
 MELANOMA_COLOUR = "#c0392b"
@@ -93,11 +103,13 @@ def validation_auc_by_source(history: pd.DataFrame, sources: dict[str, str]) -> 
                    legend=dict(orientation="h", y=-0.25))
 
 
-def roc_curve(roc: Roc | None, auc: float | None, operating_point: tuple[float, float] | None = None) -> go.Figure:
-    """`roc` (None: not recorded) has lists fpr and tpr; `operating_point` is (specificity, sensitivity)."""
+def roc_curve(roc: Roc | None, auc: float | None, operating_point: tuple[float, float] | None = None,
+              scored: str = "test split") -> go.Figure:
+    """`roc` (None: not recorded) has lists fpr and tpr; `operating_point` is (specificity, sensitivity);
+    `scored` names the set and the score the curve is of."""
     figure = go.Figure()
     figure.add_scatter(x=[0, 1], y=[0, 1], mode="lines", name="chance", line=dict(dash="dot", color="grey"))
-    label = "test ROC" if auc is None else f"test ROC (AUC {auc:.3f})"
+    label = scored if auc is None else f"{scored} (AUC {auc:.3f})"
     figure.add_scatter(x=roc.fpr if roc else [], y=roc.tpr if roc else [], mode="lines", name=label,
                        line=dict(color=MELANOMA_COLOUR, width=3))
     if operating_point is not None and None not in operating_point:
@@ -106,7 +118,7 @@ def roc_curve(roc: Roc | None, auc: float | None, operating_point: tuple[float, 
                            marker=dict(size=13, color="black", symbol="x"))
     figure.update_xaxes(range=[0, 1], title="1 - specificity (false positive rate)", constrain="domain")
     figure.update_yaxes(range=[0, 1.02], title="sensitivity (true positive rate)", scaleanchor="x")
-    return _layout(figure, "ROC curve, test split", height=420, legend=dict(orientation="h", y=-0.3))
+    return _layout(figure, "ROC curve", height=420, legend=dict(orientation="h", y=-0.3))
 
 
 def reliability_curve(calibration: CalibrationFigures) -> go.Figure:
@@ -200,22 +212,55 @@ def sources_table(rows: list[tuple[str, SplitFigures, WouldRefuse | None]]) -> p
     return table.set_index("photos").T
 
 
+def modes_table(points: tuple[OperatingPoint, ...]) -> pd.DataFrame:
+    """Each mode a photo can be called in (`Metrics.operating_points`), one column each so that a phone
+    shows it whole: its threshold, and what that threshold did on the validation photos (where it was
+    chosen) and on the test photos."""
+    def figure(split: SplitFigures | None, name: str) -> str:
+        return rate(None if split is None else split.figure(name))
+
+    return pd.DataFrame([{"mode": mode_name(point.with_patient_data), "threshold": f"{point.threshold:.1%}",
+                          "validation sensitivity": figure(point.validation, "sensitivity"),
+                          "validation specificity": figure(point.validation, "specificity"),
+                          "test sensitivity": figure(point.test, "sensitivity"),
+                          "test specificity": figure(point.test, "specificity"),
+                          "test ROC AUC": number(None if point.test is None else point.test.roc_auc)}
+                         for point in points]).set_index("mode").T
+
+
+def familiarity_table(familiarity: Familiarity, titles: dict[str, str]) -> pd.DataFrame:
+    """Each familiarity band of each trained source's test photos: its share of the accepted photos, its
+    melanomas and the model's ROC AUC inside it with its interval (`familiarity --record`)."""
+    rows = []
+    for name, bands in familiarity.sets.items():
+        if not name.endswith(TEST_SET_SUFFIX):
+            continue
+        source = name.removesuffix(TEST_SET_SUFFIX)
+        for band, measured in bands.items():
+            bounds = measured.roc_auc_interval
+            rows.append({"test photos": titles.get(source, source), "band": band,
+                         "share of accepted": f"{measured.share_of_accepted:.0%}",
+                         "ROC AUC (95% interval)": number(measured.roc_auc) + (
+                             f" ({bounds[0]:.3f} - {bounds[1]:.3f})" if bounds and None not in bounds else "")})
+    return pd.DataFrame(rows)
+
+
 def interval_note(intervals: Intervals) -> str:
     return (f"{intervals.level:.0%} intervals: the test split's {intervals.n_lesions:,} lesions resampled "
             f"with replacement {intervals.resamples:,} times, so they show how much the figures could "
             "move on another set of lesions like these.")
 
 
-def probability_bar(probability: float, threshold: float, suspicious: bool) -> go.Figure:
-    """P(melanoma) as a bar on 0-100% with the referral threshold marked on it, coloured by the call
-    already made (`suspicious`)."""
+def probability_bar(probability: float, threshold: float, suspicious: bool, mode: str | None = None) -> go.Figure:
+    """P(melanoma) as a bar on 0-100% with the referral threshold marked on it (named with its mode where
+    given), coloured by the call already made (`suspicious`)."""
     colour = MELANOMA_COLOUR if suspicious else OTHER_COLOUR
     figure = go.Figure(go.Bar(x=[100 * probability], y=[""], orientation="h", marker_color=colour,
                               hoverinfo="skip"))
     # The label above the plot, on the side of the line with room for it: inside, it would run over
     # the bar; on the other side, a narrow column would clip it.
     figure.add_vline(x=100 * threshold, line=dict(color="black", width=2, dash="dash"),
-                     annotation_text=f"referral threshold {percent(threshold)}",
+                     annotation_text=f"referral threshold {percent(threshold)}" + (f" ({mode})" if mode else ""),
                      annotation_position="top right" if threshold < 0.5 else "top left", annotation_yanchor="bottom")
     # Ticks every 25%, fixed: left to Plotly, a phone-width bar showed only 0% and 50%.
     figure.update_xaxes(range=[0, 100], tickvals=[0, 25, 50, 75, 100], ticktext=["0%", "25%", "50%", "75%", "100%"],
@@ -239,27 +284,30 @@ def differential_bar(differential: dict[str, float]) -> go.Figure:
     return _layout(figure, "Differential: the 7 diagnoses", height=300, margin=dict(l=10, r=10, t=40, b=10))
 
 
-def batch_risk_bars(rows: list[tuple[str, float, float]]) -> go.Figure:
-    """(label, P(melanoma), threshold of the mode it was called in) per assessed photo, in the given
-    order (highest risk on top), each bar coloured by its call (melanoma/call.py) against its own
-    threshold, which is marked on its row: a bundle that takes patient data has one threshold per
-    mode, so photos beside each other can be judged against different ones. Each bar gets its own
-    row, however many share a file name (the labels must differ)."""
-    labels = [label for label, _, _ in rows]
+def batch_risk_bars(rows: list[tuple[str, float, float, bool]]) -> go.Figure:
+    """(label, P(melanoma), threshold of the mode it was called in, whether that mode had patient data)
+    per assessed photo, in the given order (highest risk on top), each bar coloured by its call
+    (melanoma/call.py) against its own threshold, which is marked on its row and named under its label:
+    a bundle that takes patient data has one threshold per mode, so photos beside each other can be
+    judged against different ones. Each bar gets its own row, however many share a file name (the
+    labels must differ)."""
+    labels = [label for label, _, _, _ in rows]
     if len(set(labels)) != len(labels):
         raise ValueError("each bar needs its own label: two rows with one label would be stacked into one bar")
-    probabilities, thresholds = [p for _, p, _ in rows], [threshold for _, _, threshold in rows]
+    probabilities, thresholds = [p for _, p, _, _ in rows], [threshold for _, _, threshold, _ in rows]
+    ticks = [f"{label}<br><span style='font-size:11px'>threshold {threshold_short(threshold, with_patient_data)}"
+             "</span>" for label, _, threshold, with_patient_data in rows]
     called = suspicious(probabilities, thresholds)
-    figure = go.Figure(go.Bar(x=[100 * p for p in probabilities], y=labels, orientation="h", name="P(melanoma)",
+    figure = go.Figure(go.Bar(x=[100 * p for p in probabilities], y=ticks, orientation="h", name="P(melanoma)",
                               marker_color=[MELANOMA_COLOUR if call else OTHER_COLOUR for call in called],
                               text=[percent(p) for p in probabilities], textposition="outside", cliponaxis=False,
                               hoverinfo="skip", showlegend=False))
-    figure.add_scatter(x=[100 * threshold for threshold in thresholds], y=labels, mode="markers",
+    figure.add_scatter(x=[100 * threshold for threshold in thresholds], y=ticks, mode="markers",
                        name="its referral threshold", hoverinfo="skip",
                        marker=dict(symbol="line-ns", size=26, line=dict(width=3, color="black")))
     figure.update_yaxes(autorange="reversed", automargin=True, type="category")
     figure.update_xaxes(range=[0, 100 * LABEL_HEADROOM], ticksuffix="%")
-    return _layout(figure, "P(melanoma) by photo, highest first", height=90 + 30 * len(rows), showlegend=False)
+    return _layout(figure, "P(melanoma) by photo, highest first", height=90 + 42 * len(rows), showlegend=False)
 
 
 def _wrapped(name: str, width: int = 12) -> str:

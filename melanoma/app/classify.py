@@ -19,7 +19,8 @@ from melanoma import calibration, dicom
 from melanoma.app import results, state
 from melanoma.app.patient_inputs import from_file_fields, patient_inputs
 from melanoma.app.state import MODEL_LOAD_SECONDS
-from melanoma.images import MAX_UPLOAD_MB, UPLOAD_EXTENSIONS
+from melanoma.call import threshold_in_words
+from melanoma.images import MAX_UPLOAD_MB, UPLOAD_EXTENSIONS, ImageRejected, prepare_image
 from melanoma.patient import NO_INFORMATION
 from melanoma.reporting import DISCLAIMER, distinct_labels, results_table, triage_order
 from melanoma.sites import choices
@@ -28,6 +29,20 @@ CAMERA_PHOTO = "camera photo.jpg"
 CAMERA_LIMITS = ("A phone or laptop camera without a dermatoscope is outside what the model knows: it learnt from "
                  "dermatoscope photos only, and how it does on other photos has not been measured. It may give such a "
                  "photo no call; a call it gives means less than on a dermatoscope photo.")
+
+
+def readable_photo(data: bytes, spec) -> bool:
+    """Whether the bytes are an image the network can be given (a damaged file gets no patient inputs);
+    remembered per photo in the session, so a rerun decodes nothing again."""
+    known = st.session_state.setdefault("classify_readable", {})
+    digest = hashlib.sha256(data).hexdigest()
+    if digest not in known:
+        try:
+            prepare_image(data, spec, display=False)
+            known[digest] = True
+        except ImageRejected:
+            known[digest] = False
+    return known[digest]
 
 
 class Photo(NamedTuple):
@@ -83,11 +98,16 @@ if repeats:
 # age, sex and site fill it (in the network's site words), and the user may change them.
 patients, from_file = {}, {}
 site_choices = choices(bundle.network_spec.site_vocabulary)
-if bundle.takes_metadata:
-    with st.expander("Patient information (optional): age, sex and body site of each photo", expanded=True):
+readable = [upload for upload in uploads if readable_photo(upload.data, bundle.image_spec)] \
+    if bundle.takes_metadata else []
+st.session_state["classify_readable"] = {digest: known for digest, known in
+                                         st.session_state.get("classify_readable", {}).items() if digest in first_of}
+if readable:  # closed at first: on a phone, open, it pushed the first result several screens down
+    with st.expander("Patient information (optional): age, sex and body site of each photo", expanded=False):
         st.caption("Blank means unknown: the network is told so, never given a guess. Each result shows "
-                   "P(melanoma) from the image alone beside the one with this information.")
-        for upload in uploads:
+                   "P(melanoma) from the image alone beside the one with this information, and is called at "
+                   "the threshold of the mode it was made in.")
+        for upload in readable:
             found = dicom.patient_of(upload.data)
             from_file[upload.file_id] = found and found.for_network(bundle.network_spec.site_vocabulary)
             st.markdown(f"**{labels[upload.file_id]}**")
@@ -125,9 +145,11 @@ if len(current) > 1:
     results.show_batch(table, ranked)
     results.downloads([prediction for _, _, prediction in current], predictor.bundle, table)
 
-st.caption(f"{calibration.probability_note(predictor.bundle)} Called suspicious from P(melanoma) ≥ "
-           f"{predictor.threshold:.1%}: {predictor.bundle.metrics.threshold_rule or ''}. Below it, the call "
-           "is not a rule-out. Not a diagnosis.")
+st.caption(f"{calibration.probability_note(predictor.bundle)} Called suspicious from P(melanoma) at or above "
+           "the threshold of the mode the photo was called in (each card and row names it): "
+           + "; ".join(threshold_in_words(point) for point in predictor.bundle.metrics.operating_points)
+           + f". Each threshold is the {predictor.bundle.metrics.rule_in_words}. Below it, the call is not a rule-out. "
+           "Not a diagnosis.")
 grad_cam = results.grad_cam_view(model_id)
 if any(prediction.ok and prediction.assessment is not None for _, _, prediction in current):
     results.show_differential_method(predictor.bundle)

@@ -18,7 +18,7 @@ from melanoma import reader_study
 from melanoma.app import charts, state
 from melanoma.app.charts import rate
 from melanoma.app.results import GradCamView
-from melanoma.call import Call
+from melanoma.call import Call, mode_name
 from melanoma.config import KNOWN_DX
 from melanoma.published import HAENSSLE_2018
 from melanoma.reader_study import READER_STUDY_MELANOMA_SHARE, READER_STUDY_PHOTO_SIZE
@@ -35,6 +35,19 @@ DISAGREEMENT_ROW_HEIGHT = 85
 SHARE_IN_WORDS = {1 / 3: "a third", 1 / 4: "a quarter", 1 / 2: "half"}.get(READER_STUDY_MELANOMA_SHARE,
                                                                         f"{READER_STUDY_MELANOMA_SHARE:.0%}")
 PHOTO_ZOOM = 2  # photos shown at twice their stored size: larger blurs a 200x150 photo further
+# Where Streamlit stacks columns (below 640 px), the next photo's rerun keeps the scroll of the last answer,
+# leaving the photo above the screen: scroll its progress bar to the top, below Streamlit's 60 px header,
+# so that the photo and the answer form (about 710 px together at 420 px wide) are on screen at once.
+# The photo's number is in the script, so each photo's rerun runs it anew (an unchanged element is not redrawn).
+SCROLL_TO_QUESTION = """<script>
+// photo {position}
+// Again once the last page's leftovers are gone (they keep the page long for a moment after a rerun).
+for (const wait of [50, 400, 1200]) setTimeout(() => {{
+  if (window.innerWidth >= 640) return;
+  const bar = document.querySelector('[data-testid=stProgress]');
+  if (bar) {{ bar.style.scrollMarginTop = '60px'; bar.scrollIntoView({{block: 'start'}}); }}
+}}, wait);
+</script>"""
 
 
 def whole(value) -> str:
@@ -119,7 +132,9 @@ def question(test: dict) -> None:
         test["cases"] = cases.drop(index=cases.index[position]).reset_index(drop=True)
         st.button("Go on")
         st.stop()
-    photo_column, answer_column = st.columns([3, 2], gap="large")
+    # On a phone: the photo and its form in view together.
+    st.html(SCROLL_TO_QUESTION.format(position=position), unsafe_allow_javascript=True)
+    photo_column, answer_column = st.columns([3, 2], gap="small")
     photo_column.image(photo, width=PHOTO_ZOOM * READER_STUDY_PHOTO_SIZE[0],
                        alt=f"Dermatoscopic photo {position + 1} of {total}")
     if test["show_metadata"]:
@@ -148,7 +163,7 @@ def result(test: dict, bundle) -> None:
     threshold = bundle.threshold
     outcome = reader_study.score(cases, answers, threshold)
     st.header(f"Your result: {len(cases)} photos, {outcome.yours.n_melanoma} melanoma", anchor=False)
-    show_rates(outcome, threshold)
+    show_rates(outcome, threshold, mode_name(bundle.metrics.image_only is not None))
     left, right = st.columns(2, gap="large")
     with left:
         show_roc(outcome)
@@ -166,7 +181,7 @@ def result(test: dict, bundle) -> None:
     show_credits(test["pool"].sources)
 
 
-def show_rates(outcome: reader_study.TestResult, threshold: float) -> None:
+def show_rates(outcome: reader_study.TestResult, threshold: float, mode: str) -> None:
     """Sensitivity, specificity and AUC: the visitor's row, then the model's."""
     def rates_row(who: str, metrics: SplitFigures, auc_note: str) -> None:
         (tn, fp), (fn, tp) = metrics.confusion_matrix
@@ -180,8 +195,9 @@ def show_rates(outcome: reader_study.TestResult, threshold: float) -> None:
     melanomas = outcome.yours.n_melanoma
     rates_row("Your", outcome.yours, "From your 0-100 likelihoods: the chance that a random melanoma got a higher "
                                      "likelihood from you than a random benign lesion (ties count half)")
-    rates_row("Model's", outcome.model, f"From its P(melanoma); it refers at its threshold of {percent(threshold)} "
-                                        "and otherwise says 'below the referral threshold — not a rule-out'")
+    rates_row("Model's", outcome.model, f"From its P(melanoma), {mode}; it refers at that mode's threshold of "
+                                        f"{percent(threshold)} and otherwise says 'below the referral threshold — not "
+                                        "a rule-out'")
     st.caption(f"On {melanomas} melanomas one answer moves sensitivity by "
                f"{1 / max(melanomas, 1):.0%}: a test this short is a rough guide, not a verdict, and its "
                "figures are shown no more precisely than that.")
@@ -260,20 +276,24 @@ def show_disagreements(test: dict, positions: list[int], threshold: float) -> No
                 "model": f"{Call.at(case['probability'], threshold).short}, {percent(case['probability'])}",
                 "who was right": (verdict := reader_study.who_was_right(case, answer, threshold)).short,
                 "why": verdict.sentence,
-                "confirmed by": reader_study.confirmed_by(case)})
+                "confirmed by": reader_study.confirmed_by(case), "confirmation": reader_study.confirmation(case)})
     # Tall enough for every row: a clinician should not have to find a scroll bar inside the table.
     st.dataframe(pd.DataFrame(rows), hide_index=True, row_height=DISAGREEMENT_ROW_HEIGHT,
                  height=DISAGREEMENT_ROW_HEIGHT * len(rows) + 40,
-                 column_order=["#", "photo", "Grad-CAM", "truth", "you", "model", "who was right", "confirmed by"],
+                 # Who was right beside the truth, before the pictures: at 1,400 px every column shows.
+                 column_order=["#", "truth", "who was right", "you", "model", "photo", "Grad-CAM", "confirmed by"],
                  column_config={"#": st.column_config.NumberColumn(width=40),
+                                "truth": st.column_config.TextColumn(width=170),
+                                "you": st.column_config.TextColumn(width=200),
+                                "model": st.column_config.TextColumn(width=150),
                                 "photo": st.column_config.ImageColumn(width="small"),
                                 "who was right": st.column_config.TextColumn(
-                                    help="Who made the right call on melanoma; the text below says why"),
+                                    width=210, help="Who made the right call on melanoma; the text below says why"),
                                 "Grad-CAM": st.column_config.ImageColumn(width="small", help="Where the model "
                                                                          "looked: warm colours raised P(melanoma)")})
     # Also the table's text alternative, and all of it on a phone, where the table scrolls sideways.
-    st.caption("As text: " + "; ".join(f"#{row['#']} {row['truth']} (confirmed by {row['confirmed by']}): you "
-                                       f"{row['you']}, the model {row['model']} ({row['why']})"
+    st.caption("As text: " + "; ".join(f"#{row['#']} {row['truth']} ({row['confirmation']}): you "
+                                       f"{row['you']}, the model {row['model']}. Who was right: {row['why']}"
                                        for row in rows) + ".")
     st.caption("'model': its call (*refer*, or *below threshold*: below the referral threshold, which is not a "
                "rule-out) and P(melanoma). The test scores melanoma only: a referred basal cell carcinoma counts as a "

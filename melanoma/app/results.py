@@ -16,7 +16,14 @@ import streamlit as st
 from melanoma import fhir
 from melanoma.app import charts, state
 from melanoma.app.patient_inputs import metadata_caption
-from melanoma.call import CALL_REFUSED, CALL_SUSPICIOUS
+from melanoma.call import (
+    CALL_REFUSED,
+    CALL_SUSPICIOUS,
+    WITH_PATIENT_DATA,
+    mode_name,
+    threshold_short,
+    validation_in_words,
+)
 from melanoma.explain import (
     DEFAULT_GRADCAM_LAYER,
     DEFAULT_METHOD,
@@ -33,7 +40,12 @@ from melanoma.explain import (
 )
 from melanoma.neighbours import SIMILAR_CASES
 from melanoma.patient import NO_INFORMATION
-from melanoma.published import differential_accuracy, familiarity_reading, how_the_differential_is_made
+from melanoma.published import (
+    differential_accuracy,
+    familiarity_reading,
+    how_the_differential_is_made,
+    other_clinics_in_brief,
+)
 from melanoma.reporting import (
     against_threshold,
     call_and_diagnosis_note,
@@ -43,6 +55,7 @@ from melanoma.reporting import (
     other_malignancy_note,
     percent,
     results_csv,
+    short_call,
     short_reason,
     triage_order,
 )
@@ -55,8 +68,8 @@ GRAD_CAM_LIMITS = ("A map shows where the features that raised P(melanoma) sit, 
 LATE_STAGE_WARNING = ("At this stage the maps of this network often sit on the dermatoscope's dark corner or on "
                       "plain skin, not on the lesion: read them as where the network looked, not as the lesion's "
                       "suspicious parts. Stage 3 is the default for that reason.")
-CALL_STYLES = {CALL_SUSPICIOUS: "background-color: #f6d5d1; color: #7b1f15; font-weight: 600",
-               CALL_REFUSED: "background-color: #fbe7c6; color: #6b4500; font-weight: 600"}
+SHORT_CALL_STYLES = {short_call(CALL_SUSPICIOUS): "background-color: #f6d5d1; color: #7b1f15; font-weight: 600",
+                     short_call(CALL_REFUSED): "background-color: #fbe7c6; color: #6b4500; font-weight: 600"}
 
 
 @dataclass
@@ -221,14 +234,21 @@ def show_result(name: str, key, prediction, threshold: float, grad_cam: GradCamV
             else:  # no tick: below the threshold is not a rule-out
                 st.info(f"**{call}**", icon=":material/remove:")
             st.metric("P(melanoma)", percent(probability))
-            st.plotly_chart(charts.probability_bar(probability, threshold, prediction.suspicious),
+            st.plotly_chart(charts.probability_bar(probability, threshold, prediction.suspicious,
+                                                   mode_name(prediction.metadata_used)),
                             config={"displayModeBar": False}, key=f"probability-{position}")
-            st.caption(f"P(melanoma) {against_threshold(probability, threshold, prediction.suspicious)}. The model "
-                       "misses melanomas, more so on photos from other clinics (About): a lesion of concern needs a "
+            point = bundle.metrics.operating_point(prediction.metadata_used)
+            validation = validation_in_words(point)
+            against = against_threshold(probability, threshold, prediction.suspicious, mode_name(point.with_patient_data))
+            st.caption(f"P(melanoma) {against}. "
+                       + (f"{capitalised(validation)}. " if validation else "")
+                       + f"It misses melanomas; {other_clinics_in_brief(bundle)}: a lesion of concern needs a "
                        "clinician whatever the call.")
             familiar = familiarity_reading(bundle)
-            if familiar and prediction.assessment is not None and prediction.assessment.familiarity_band is not None:
-                st.caption(familiarity_line(prediction.assessment.familiarity_band, familiar))
+            band = prediction.assessment.familiarity_band if prediction.assessment is not None else None
+            line = familiar and band is not None and familiarity_line(band, familiar)
+            if line:
+                st.caption(line[0], help=line[1])
             other = other_malignancy_note(prediction)
             if other:
                 st.warning(other, icon=":material/medical_services:")
@@ -243,7 +263,7 @@ def show_result(name: str, key, prediction, threshold: float, grad_cam: GradCamV
             map_slot = st.empty()
             map_settings(position)
         if prediction.assessment is not None:
-            show_differential_and_cases(prediction.assessment, bundle, position)
+            show_differential_and_cases(prediction.assessment, bundle, position, made_from(prediction))
 
     def draw_map() -> None:
         with map_slot.container():
@@ -252,13 +272,24 @@ def show_result(name: str, key, prediction, threshold: float, grad_cam: GradCamV
     return draw_map
 
 
-def show_differential_and_cases(assessment, bundle, position: int = 0) -> None:
+def capitalised(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def made_from(prediction) -> str:
+    """What a card's figures were computed from: the photo alone, or with the patient's data."""
+    if prediction.metadata_used:
+        return f"From the photo with the patient's {prediction.patient.describe()}"
+    return "From the photo alone"
+
+
+def show_differential_and_cases(assessment, bundle, position: int = 0, source: str = "From the photo alone") -> None:
     differential_column, cases_column = st.columns([1, 2], gap="medium")
     with differential_column:
         st.plotly_chart(charts.differential_bar(assessment.differential), config={"displayModeBar": False},
                         key=f"differential-{position}")
         st.caption("As text: " + ", ".join(f"{name} {percent(p)}" for name, p in assessment.differential.items())
-                   + ". How it is made: above the first card.")
+                   + f". {source}. How it is made: above the first card.")
     with cases_column:
         cases = assessment.similar_cases
         melanomas = round(assessment.similar_melanoma_share * len(cases))
@@ -282,8 +313,9 @@ def show_differential_and_cases(assessment, bundle, position: int = 0) -> None:
 def show_differential_method(bundle) -> None:
     """How the cards' differentials are made and how often the top one was right: once per page."""
     accuracy = differential_accuracy(bundle)
-    st.caption(f"How the differential on each card is made: {how_the_differential_is_made(bundle)}; from the image "
-               f"alone, at the training data's rates of the diagnoses." + (f" {accuracy}" if accuracy else ""))
+    st.caption(f"How the differential on each card is made: {how_the_differential_is_made(bundle)}, at the training "
+               "data's rates of the diagnoses; each card says whether the patient's data went into it."
+               + (f" {accuracy}" if accuracy else ""))
 
 
 def show_not_a_lesion(name: str, prediction) -> None:
@@ -299,31 +331,43 @@ def show_not_a_lesion(name: str, prediction) -> None:
 
 
 def show_batch(table: pd.DataFrame, predictions) -> None:
-    """The table (`reporting.results_table` of `predictions`, in triage order), P(melanoma) rounded as on
-    the cards, the call coloured by the call; and a bar per assessed photo against its own threshold."""
-    shown = table.assign(**{"P(melanoma)": [None if pd.isna(p) else percent(p) for p in table["P(melanoma)"]],
+    """The table (`reporting.results_table` of `predictions`, in triage order), the call in short and
+    coloured by the call, P(melanoma) rounded as on the cards beside it (a phone shows both without
+    scrolling sideways), the threshold and mode that made each call; and a bar per assessed photo
+    against its own threshold."""
+    shown = table.assign(**{"call": table["call"].map(short_call),
+                            "P(melanoma)": [None if pd.isna(p) else percent(p) for p in table["P(melanoma)"]],
+                            "threshold": [None if pd.isna(threshold) else threshold_short(threshold, mode == WITH_PATIENT_DATA)
+                                          for threshold, mode in zip(table["threshold"], table["mode"])],
                             "reason not assessed": table["reason not assessed"].map(short_reason)})
-    styled = shown.style.map(lambda call: CALL_STYLES.get(call, ""), subset=["call"])
+    styled = shown.style.map(lambda call: SHORT_CALL_STYLES.get(call, ""), subset=["call"])
     st.dataframe(styled, hide_index=True, width="stretch", placeholder="—",
-                 column_order=["call", "file", "P(melanoma)", "photo", "most likely diagnosis", "reason not assessed"],
+                 column_order=["call", "P(melanoma)", "file", "threshold", "photo", "most likely diagnosis",
+                               "reason not assessed"],
                  column_config={
-                     "photo": st.column_config.ImageColumn("photo", width="small"),
-                     # Widths that fit the page and every header at 1,400 px; the call's longest wording
-                     # needs 275 px.
-                     "P(melanoma)": st.column_config.TextColumn(width=97),
-                     "most likely diagnosis": st.column_config.TextColumn(width=145),
-                     "call": st.column_config.TextColumn(width=275, pinned=True),
+                     # Widths that fit the page and every header at 1,400 px, the reasons whole; on a phone
+                     # (420 px) the call and P(melanoma) fit beside each other.
+                     "call": st.column_config.TextColumn(width=112, pinned=True, help="In short: refer (suspicious "
+                                                         "for melanoma), below threshold (not a rule-out), no call "
+                                                         "(assess clinically), not assessed"),
+                     "P(melanoma)": st.column_config.TextColumn(width=90),
+                     "file": st.column_config.TextColumn(width=125),
+                     "photo": st.column_config.ImageColumn("photo", width=55),
+                     "threshold": st.column_config.TextColumn(width=165, help="The referral threshold that made this "
+                                                              "call, and its mode: the photo alone, or with the "
+                                                              "patient's data"),
+                     "most likely diagnosis": st.column_config.TextColumn(width=135),
                      "reason not assessed": st.column_config.TextColumn(
-                         width=228, help="In short; the full reason is on the photo's card below and in the CSV")})
+                         width=255, help="In short; the full reason is on the photo's card below and in the CSV")})
     st.caption("Photos with no call come first: someone has to look at them. A *refer* can sit beside a more "
                "likely benign diagnosis: the referral threshold is set low, so that most melanomas are referred.")
     # The thresholds as the predictions hold them: the table's are rounded for the CSV.
-    rows = [(prediction.name, prediction.probability, prediction.threshold)
+    rows = [(prediction.name, prediction.probability, prediction.threshold, prediction.metadata_used)
             for prediction in (predictions[position] for position in triage_order(predictions)) if prediction.ok]
     if rows:
         st.plotly_chart(charts.batch_risk_bars(rows), config={"displayModeBar": False})
-        st.caption("As text: " + "; ".join(f"{file} {percent(p)} (threshold {percent(threshold)})"
-                                           for file, p, threshold in rows)
+        st.caption("As text: " + "; ".join(f"{file} {percent(p)} against {threshold_short(threshold, with_data)}"
+                                           for file, p, threshold, with_data in rows)
                    + ". Red: at or above its referral threshold (the black mark on its row).")
 
 

@@ -6,6 +6,7 @@ import streamlit as st
 
 from melanoma.app import charts, state
 from melanoma.app.charts import rate
+from melanoma.call import mode_name
 from melanoma.evaluate import metrics_at
 from melanoma.published import differential_test_report, how_the_differential_is_made
 from melanoma.records import SplitFigures
@@ -13,6 +14,7 @@ from melanoma.reporting import source_title
 from melanoma.wording import DIFFERENTIAL_NAMES
 
 THRESHOLD_SLIDER_TOP = 0.3
+IMAGE_ONLY_COLUMN = "probability_image_only"  # the test split's P(melanoma) from the photo alone
 
 st.title("Training and evaluation")
 bundle = state.require_bundle()
@@ -61,27 +63,39 @@ with st.expander("Training settings and per-epoch history"):
                  hide_index=True, width="stretch")
 
 test = metrics.test
+scored = mode_name(metrics.image_only is not None)  # the mode the bundle's test figures were measured in
 st.subheader(f"Test split: {test.n_images} images, {test.n_melanoma} melanoma")
-st.markdown(f"Lesions the model never saw in training or in choosing its threshold. Operating threshold "
-            f"**{bundle.threshold:.3f}**: {metrics.rule_in_words}.")
+st.markdown(f"Lesions the model never saw in training or in choosing its thresholds. One threshold per mode, each "
+            f"the {metrics.rule_in_words}:")
+st.table(charts.modes_table(metrics.operating_points))
 
 by_source = metrics.test_by_source
 if by_source:
-    st.markdown("**Each source's test photos, at the one threshold** (95% lesion-bootstrap intervals)")
+    st.markdown(f"**Each source's test photos**, P(melanoma) {scored} at its threshold of {bundle.threshold:.1%} "
+                "(95% lesion-bootstrap intervals)")
     st.table(charts.sources_table([("all sources", test.with_intervals(state.require_test_intervals()), None),
                                    *((sources[s], part, None) for s, part in by_source.items())]))
 
 st.subheader("Threshold explorer")
 split = bundle.test_split()
+# The test split records P(melanoma) in each mode the network has; the explorer works on one.
+points = {mode_name(point.with_patient_data): point for point in metrics.operating_points
+          if point.with_patient_data or IMAGE_ONLY_COLUMN in split or metrics.image_only is None}
+mode = st.radio("Mode", list(points), index=len(points) - 1, horizontal=True,
+                help="The photo alone (no age, sex or site given), or with the patient's data: each has its own "
+                     "threshold, chosen on validation by the same rule.") if len(points) > 1 else next(iter(points))
+point = points[mode]
+column = IMAGE_ONLY_COLUMN if (metrics.image_only is not None and not point.with_patient_data) else "probability"
 # Calibrated probabilities sit mostly below 0.3 (the melanoma rate is about 11%): a 0-1 slider would
 # put the whole useful range into its first third.
-slider_top = max(THRESHOLD_SLIDER_TOP, round(2 * bundle.threshold, 2))
-threshold = st.slider("Call suspicious from P(melanoma) ≥", 0.0, slider_top, value=min(bundle.threshold, slider_top),
-                      step=0.001, format="%.3f",
-                      help="Lower finds more melanomas (sensitivity) and refers more benign lesions.")
-labels, probabilities = split["label"].to_numpy(), split["probability"].to_numpy()
+slider_top = max(THRESHOLD_SLIDER_TOP, round(2 * point.threshold, 2))
+threshold = st.slider(f"Call suspicious from P(melanoma), {mode}, ≥", 0.0, slider_top,
+                      value=min(point.threshold, slider_top), step=0.001, format="%.3f", key=f"explore-{mode}",
+                      help="Lower finds more melanomas (sensitivity) and refers more benign lesions. Starts at the "
+                           "mode's own threshold.")
+labels, probabilities = split["label"].to_numpy(), split[column].to_numpy()
 explored = SplitFigures.from_dict(metrics_at(labels, probabilities, threshold))
-at_model = SplitFigures.from_dict(metrics_at(labels, probabilities, bundle.threshold))
+at_model = SplitFigures.from_dict(metrics_at(labels, probabilities, point.threshold))
 (tn, fp), (fn, tp) = explored.confusion_matrix
 
 
@@ -99,13 +113,15 @@ columns[2].metric("Melanomas missed", f"{fn} of {fn + tp}")
 columns[3].metric("Referred", f"{tp + fp} of {len(split)}")
 
 left, right = st.columns(2)
-left.plotly_chart(charts.roc_curve(metrics.test_roc, test.roc_auc,
-                                   (explored.specificity, explored.sensitivity)))
+roc = metrics.image_only.test_roc if column == IMAGE_ONLY_COLUMN else metrics.test_roc
+left.plotly_chart(charts.roc_curve(roc, at_model.roc_auc,
+                                   (explored.specificity, explored.sensitivity),
+                                   f"pooled test split, P(melanoma) {mode}"))
 right.plotly_chart(charts.confusion_matrix(explored.confusion_matrix, f"Confusion matrix at {threshold:.3f}"))
 
 table_column, calibration_column = st.columns(2)
 with table_column:
-    st.markdown("**Test metrics at the model's threshold**")
+    st.markdown(f"**Test metrics, pooled: P(melanoma) {scored} at its threshold of {bundle.threshold:.1%}**")
     intervals = state.require_test_intervals()
     st.dataframe(charts.metrics_table(test, intervals), hide_index=True, width="content")
     st.caption(charts.interval_note(intervals))
@@ -130,9 +146,9 @@ if extras:
     similar = extras.similar_cases
     # A static table wraps the long names, so a phone shows the AUC column whole (a grid clipped it).
     st.table(charts.differential_auc_table(differential, DIFFERENTIAL_NAMES), hide_index=True)
-    st.caption(f"One-vs-rest ROC AUC per diagnosis: {measured} ({differential.n_images:,} images). The "
-               f"differential: {how_the_differential_is_made(bundle)}.")
-    st.markdown(f"**Melanoma AUC** of the {similar.k} similar cases' vote (share of "
-                f"melanoma among them): **{charts.number(similar.vote_auc)}**, against the "
-                f"network's **{charts.number(similar.network_auc)}**.")
+    st.caption(f"One-vs-rest ROC AUC per diagnosis: {measured}. The differential: "
+               f"{how_the_differential_is_made(bundle)}.")
+    st.markdown(f"**Melanoma ROC AUC on the pooled test split** of the {similar.k} similar cases' vote (share of "
+                f"melanoma among them): **{charts.number(similar.vote_auc)}**, against the network's "
+                f"**{charts.number(similar.network_auc)}** (its P(melanoma) from the photo alone).")
     st.plotly_chart(charts.diagnosis_confusion_matrix(differential, DIFFERENTIAL_NAMES))
