@@ -10,6 +10,14 @@ from types import SimpleNamespace
 import pytest
 
 from tests.conftest import SMOKE_V2_RELEASE
+from tests.float_noise import (
+    WRITTEN_AS_TEXT,
+    calls_possible,
+    photo_probability_range,
+    possible_texts,
+    shows_probability,
+    within,
+)
 
 pytestmark = pytest.mark.timeout(900)  # the session's smoke bundles (v1-style and v2) are trained on first use
 
@@ -59,6 +67,7 @@ def test_classify_shows_probability_call_and_overlay_and_rejects_bad_file(smoke_
                                                                           predictor):
     lesion = sample_images["mel"].read_bytes()
     expected = predictor.classify_bytes("lesion.jpg", lesion)
+    possible = photo_probability_range(predictor, expected.prepared.model_input)  # the app computes it again
     app = open_page()
     app.file_uploader[0].set_value([("lesion.jpg", lesion, "image/jpeg"),
                                     ("notes.jpg", b"these are my notes, not a photo", "image/jpeg")])
@@ -67,15 +76,16 @@ def test_classify_shows_probability_call_and_overlay_and_rejects_bad_file(smoke_
 
     from melanoma.reporting import percent
 
-    assert [m.value for m in app.metric] == [percent(expected.probability)]
-    side = "above" if expected.suspicious else "below"
-    assert f"{side} the referral threshold of {percent(predictor.threshold)}" in texts(app.caption)
+    [shown] = [m.value for m in app.metric]
+    assert shows_probability(shown, possible), (shown, possible)
+    sides = ["above" if suspicious else "below" for suspicious in calls_possible(possible, predictor.threshold)]
+    assert any(f"{side} the referral threshold of {percent(predictor.threshold)}" in texts(app.caption) for side in sides)
     bar = next(json.loads(chart.proto.spec) for chart in app.get("plotly_chart")
                if "referral threshold" in chart.proto.spec and "by photo" not in chart.proto.spec)  # the card's
-    assert bar["data"][0]["x"][0] == pytest.approx(100 * expected.probability, abs=0.01)
+    assert within(bar["data"][0]["x"][0] / 100, possible, slack=WRITTEN_AS_TEXT)
     assert bar["layout"]["shapes"][0]["x0"] == pytest.approx(100 * predictor.threshold)  # the threshold, marked
     calls = texts(app.error) + texts(app.info)
-    assert expected.call[1:] in calls and not app.success  # no green tick, whatever the call
+    assert any(predictor.call_for(end)[1][1:] in calls for end in possible) and not app.success  # no green tick
     captions = [caption for image in app.get("image") for caption in image.captions]
     assert any("as the network sees it" in caption for caption in captions)
     # the smoke network is not the one the fixed scale was measured on: its maps are relative, and say so
@@ -85,7 +95,7 @@ def test_classify_shows_probability_call_and_overlay_and_rejects_bad_file(smoke_
     assert "notes.jpg" in warning and "damaged or unreadable file" in warning
     table = table_with(app, "file")
     assert list(table["file"]) == ["notes.jpg", "lesion.jpg"]  # no call first: someone has to look
-    assert table["P(melanoma)"].iloc[1] == percent(expected.probability)  # rounded as on the card
+    assert table["P(melanoma)"].iloc[1] == shown  # rounded as on the card
     assert "damaged or unreadable file" in table["reason not assessed"].iloc[0]
     assert app.get("download_button")
 
@@ -271,7 +281,8 @@ def low_risk_naevus(predictor, data_dir) -> bytes:
     for image_id in frame[frame["dx"] == "nv"]["image_id"][:20]:
         data = (data_dir / "images" / f"{image_id}.jpg").read_bytes()
         prediction = predictor.classify_bytes("naevus.jpg", data)
-        if prediction.ok and not prediction.suspicious:
+        if prediction.ok and calls_possible(photo_probability_range(predictor, prediction.prepared.model_input),
+                                            predictor.threshold) == {False}:
             return data
     pytest.skip("no naevus below the threshold among the first 20")
 
@@ -283,7 +294,6 @@ def test_each_card_has_one_melanoma_figure_and_explains_a_refer_beside_a_benign_
     import pandas as pd
 
     from melanoma.inference import Predictor
-    from melanoma.reporting import percent
 
     predictor = Predictor.from_bundle(shipped_app_env)
     frame = pd.read_csv(data_dir / "HAM10000_metadata.csv")
@@ -292,8 +302,10 @@ def test_each_card_has_one_melanoma_figure_and_explains_a_refer_beside_a_benign_
         data = (data_dir / "images" / f"{image_id}.jpg").read_bytes()
         prediction = predictor.classify_bytes("lesion.jpg", data)
         if prediction.ok and prediction.suspicious and next(iter(prediction.assessment.differential)) != "melanoma":
-            picked = data, prediction
-            break
+            possible = photo_probability_range(predictor, prediction.prepared.model_input)
+            if calls_possible(possible, predictor.threshold) == {True}:  # refer, whatever the float noise
+                picked = data, prediction
+                break
     if picked is None:
         pytest.skip("no photo called refer with a likelier benign diagnosis among the first 200")
     data, prediction = picked
@@ -301,7 +313,7 @@ def test_each_card_has_one_melanoma_figure_and_explains_a_refer_beside_a_benign_
     app.file_uploader[0].set_value([("lesion.jpg", data, "image/jpeg")]).run()
     assert not app.exception
     headline = app.metric[0].value
-    assert headline == percent(prediction.probability)
+    assert shows_probability(headline, possible), (headline, possible)
     assert shown_differential(app)["melanoma"] == headline
     differential_text = next(c.value for c in app.caption if c.value.startswith("As text: "))
     assert f"melanoma {headline}," in differential_text
@@ -359,14 +371,17 @@ def test_patient_information_is_asked_per_photo_and_shown_beside_the_image_alone
     app.file_uploader[0].set_value([("lesion.jpg", lesion, "image/jpeg")]).run()
     assert not app.exception
     alone = predictor.classify_bytes("lesion.jpg", lesion)
-    assert [m.value for m in app.metric] == [percent(alone.probability)]
+    image_only = photo_probability_range(predictor, alone.prepared.model_input)
+    [shown] = [m.value for m in app.metric]
+    assert shows_probability(shown, image_only), (shown, image_only)
     assert "From the image alone (no patient information given)." in texts(app.caption)
     box = next(e for e in app.expander if e.label.startswith("Patient information"))
     assert not box.proto.expanded  # closed at first: on a phone, open, it pushed the result down
     # The call is named with its threshold and mode, and that mode's validation figures (issue 42).
     photo_alone, with_data = (predictor.bundle.metrics.operating_point(mode) for mode in (False, True))
-    side = "above" if alone.suspicious else "below"
-    assert f"{side} the referral threshold of {percent(photo_alone.threshold)} (photo alone)" in texts(app.caption)
+    assert any(f"{side} the referral threshold of {percent(photo_alone.threshold)} (photo alone)" in texts(app.caption)
+               for side in ["above" if suspicious else "below"
+                            for suspicious in calls_possible(image_only, photo_alone.threshold)])
     assert f"it referred {photo_alone.validation.sensitivity:.1%} of the melanomas" in texts(app.caption)
     assert "From the photo alone. How it is made" in texts(app.caption)  # the differential's own words
 
@@ -375,12 +390,15 @@ def test_patient_information_is_asked_per_photo_and_shown_beside_the_image_alone
     next(box for box in app.selectbox if box.label == "Body site").set_value("upper extremity")  # in both site vocabularies
     app.run()
     assert not app.exception
-    given = predictor.classify_bytes("lesion.jpg", lesion, patient=PatientInfo(age=64, sex="male", site="upper extremity"))
-    assert [m.value for m in app.metric] == [percent(given.probability)]
-    assert (f"With the patient's age 64, male, upper extremity. From the image alone: {given.image_only_probability:.1%}."
-            in texts(app.caption))
-    side = "above" if given.suspicious else "below"
-    assert f"{side} the referral threshold of {percent(with_data.threshold)} (with patient data)" in texts(app.caption)
+    patient = PatientInfo(age=64, sex="male", site="upper extremity")
+    with_patient = photo_probability_range(predictor, alone.prepared.model_input, patient)
+    [shown] = [m.value for m in app.metric]
+    assert shows_probability(shown, with_patient), (shown, with_patient)
+    assert any(f"With the patient's age 64, male, upper extremity. From the image alone: {text}." in texts(app.caption)
+               for text in possible_texts(image_only, "{:.1%}".format))
+    sides = ["above" if suspicious else "below" for suspicious in calls_possible(with_patient, with_data.threshold)]
+    assert any(f"{side} the referral threshold of {percent(with_data.threshold)} (with patient data)" in texts(app.caption)
+               for side in sides)
     assert f"left {with_data.validation.specificity:.1%} of the other lesions below it" in texts(app.caption)
     # The differential changed with the patient data, and its caption says so (issue 42, item 5).
     assert "From the photo with the patient's age 64, male, upper extremity. How it is made" in texts(app.caption)
@@ -391,7 +409,6 @@ def test_a_dicom_files_age_sex_and_site_fill_the_inputs_once_and_the_user_can_ch
                                                                                             sample_images):
     from melanoma.inference import Predictor
     from melanoma.patient import PatientInfo
-    from melanoma.reporting import percent
     from tests.dicom_files import dicom_photo
 
     jpeg = sample_images["mel"].read_bytes()
@@ -406,9 +423,10 @@ def test_a_dicom_files_age_sex_and_site_fill_the_inputs_once_and_the_user_can_ch
                                                                                          None]
     assert "From the DICOM file, body site code SCT 125681006 (Nail) maps to no site the model knows: left out." in (
         texts(app.caption))
-    filled = predictor.classify_bytes("lesion.dcm", jpeg, patient=PatientInfo(age=55, sex="female", site="back"))
-    assert (f"With the patient's age 55, female, back (age, sex and site from the DICOM file). From the image "
-            f"alone: {filled.image_only_probability:.1%}." in texts(app.caption))
+    model_input = predictor.classify_bytes("lesion.jpg", jpeg).prepared.model_input
+    image_only = photo_probability_range(predictor, model_input)
+    assert any(f"With the patient's age 55, female, back (age, sex and site from the DICOM file). From the image "
+               f"alone: {text}." in texts(app.caption) for text in possible_texts(image_only, "{:.1%}".format))
 
     app.number_input[0].set_value(70)
     next(box for box in app.selectbox if box.label == "Body site").set_value(None)
@@ -416,8 +434,8 @@ def test_a_dicom_files_age_sex_and_site_fill_the_inputs_once_and_the_user_can_ch
     app.run()  # a later run does not fill a cleared input again
     assert not app.exception and app.number_input[0].value == 70
     assert next(box for box in app.selectbox if box.label == "Body site").value is None
-    changed = predictor.classify_bytes("lesion.dcm", jpeg, patient=PatientInfo(age=70, sex="female"))
-    assert percent(changed.probability) in [metric.value for metric in app.metric]
+    changed = photo_probability_range(predictor, model_input, PatientInfo(age=70, sex="female"))
+    assert any(shows_probability(metric.value, changed) for metric in app.metric)
     assert "With the patient's age 70, female (sex from the DICOM file)." in texts(app.caption)
 
 
@@ -750,7 +768,8 @@ def test_the_call_covers_melanoma_only_and_a_result_just_below_the_threshold_is_
     threshold = percent(predictor.threshold_for(with_metadata=False))  # no patient information given
     close = [c.value for c in app.caption if "but close to it" in c.value]
     assert len(close) == len(just_below) and all(threshold in caption for caption in close)
-    assert any(caption.startswith(f"P(melanoma) {percent(results['near.jpg'].probability)}:") for caption in close)
+    near = photo_probability_range(predictor, results["near.jpg"].prepared.model_input)
+    assert any(caption.startswith(f"P(melanoma) {text}:") for caption in close for text in possible_texts(near))
     # the differential's method is told once on the page, not on each of the four cards
     assert sum("How the differential on each card is made" in c.value for c in app.caption) == 1
     bar = next(json.loads(chart.proto.spec) for chart in app.get("plotly_chart")

@@ -40,7 +40,7 @@ def test_the_command_names_a_run_without_kept_epochs(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"seed": 1}))
     result = subprocess.run([sys.executable, "-m", "melanoma", "experiments", "--data", str(tmp_path),
                              "--weight-averaging", str(tmp_path), "--last", "2"],
-                            cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True, timeout=120)
+                            cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True, timeout=600)
     assert result.returncode == 1
     assert "no saved epoch weights" in result.stderr and "Traceback" not in result.stderr
 
@@ -63,6 +63,6 @@ def test_an_ensemble_names_a_run_without_best_weights(tmp_path):
     (tmp_path / "empty").mkdir()
     result = subprocess.run([sys.executable, "-m", "melanoma", "experiments", "--data", str(tmp_path),
                              "--ensemble", str(fake_run(tmp_path / "a")), str(tmp_path / "empty")],
-                            cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True, timeout=120)
+                            cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True, timeout=600)
     assert result.returncode == 1
     assert f"{tmp_path / 'empty'} has no {BEST_WEIGHTS}" in result.stderr and "Traceback" not in result.stderr

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+ROUNDED_AWAY = 0.5e-4  # the most `predict --json` rounding (4 decimals) moves a probability
 EVALUATE_KEYS = {"n_images", "roc_auc", "sensitivity", "specificity", "precision", "f1", "accuracy",
                  "balanced_accuracy", "threshold", "confusion_matrix"}
 
@@ -30,7 +31,8 @@ def test_predict_classifies_good_files_and_names_bad_ones(smoke_bundle, sample_i
     for good in (sample_images["mel"], sample_images["nv"]):
         row = by_file[str(good)]
         assert 0.0 <= row["probability_melanoma"] <= 1.0
-        assert row["suspicious"] == (row["probability_melanoma"] >= row["threshold"])
+        if abs(row["probability_melanoma"] - row["threshold"]) > ROUNDED_AWAY:  # written to 4 decimals
+            assert row["suspicious"] == (row["probability_melanoma"] >= row["threshold"])
         assert row["mode"] == "photo alone"  # the smoke bundle reads the image alone
     assert "threshold" not in output  # one threshold per record, never a top-level one (issue 42)
     assert [mode["mode"] for mode in output["modes"]] == ["photo alone"]

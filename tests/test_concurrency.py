@@ -6,6 +6,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from melanoma.explain import GRADCAM_LAYERS
+from melanoma.images import prepare_image
+from tests.float_noise import HEATMAP_NOISE, photo_probability_range, within
 
 THREADS = 6
 ROUNDS = 2
@@ -36,10 +38,16 @@ def test_predictor_and_explainer_give_every_thread_the_serial_answer(smoke_bundl
         concurrent = list(pool.map(lambda job: work(job, wait=True), jobs))
     serial = [work(job, wait=False) for job in jobs]
 
-    for (one, many, heat), (one_serial, many_serial, heat_serial) in zip(concurrent, serial):
-        assert abs(one - one_serial) <= 1e-6
-        np.testing.assert_allclose(many, many_serial, rtol=0, atol=1e-6)
-        np.testing.assert_allclose(heat, heat_serial, rtol=0, atol=1e-6)
+    # Each thread's figures are its own photos' (another thread's would be far off): within the noise of
+    # one serial score per photo, through the calibration; the maps within float32 noise of the serial ones.
+    bounds = {name: photo_probability_range(predictor, prepare_image(data, predictor.image_spec).model_input)
+              for name, data in files}
+    for job, (one, many, heat), (one_serial, many_serial, heat_serial) in zip(jobs, concurrent, serial):
+        name = job[0][0]
+        assert within(one, bounds[name]) and within(one_serial, bounds[name]), (name, one, one_serial)
+        for (file_name, _), p, p_serial in zip(files, many, many_serial):
+            assert within(p, bounds[file_name]) and within(p_serial, bounds[file_name]), (file_name, p, p_serial)
+        np.testing.assert_allclose(heat, heat_serial, rtol=0, atol=HEATMAP_NOISE)
     assert len({key for key in explainer._compiled}) == 6  # every (layer, method) pair traced once
 
 
@@ -55,4 +63,5 @@ def test_a_fresh_predictor_shared_by_threads_counts_its_eager_images_once(smoke_
         probabilities = list(pool.map(lambda _: predictor.classify_bytes("mel.jpg", data).probability,
                                       range(2 * THREADS)))
     assert sum(eager_calls) == EAGER_IMAGES_BEFORE_COMPILING
-    np.testing.assert_allclose(probabilities, probabilities[0], rtol=0, atol=1e-5)  # eager vs compiled
+    bounds = photo_probability_range(predictor, prepare_image(data, predictor.image_spec).model_input)
+    assert all(within(p, bounds) for p in probabilities), (probabilities, bounds)  # eager and compiled alike

@@ -3,6 +3,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.float_noise import SCORE_NOISE
+
 
 @pytest.fixture(scope="module")
 def explainer(predictor):
@@ -18,11 +20,12 @@ def test_heatmap_matches_tf_keras_vis_and_leaves_the_predictor_alone(predictor, 
     from melanoma.images import prepare_path
 
     image = prepare_path(sample_images["mel"]).model_input
-    before = predictor.probabilities(image[None])
+    before = float(predictor.scores(image[None])[0])
     heat = explainer.heatmap(image, "conv4_block6_out", GRADCAM_PLUS_PLUS)
     assert heat.shape == image.shape[:2] and heat.dtype == np.float32
     assert heat.min() >= 0.0 and heat.max() <= 1.0
-    np.testing.assert_allclose(predictor.probabilities(image[None]), before)
+    # the same score, to the float noise: the shared predictor may have gone from eager to compiled meanwhile
+    assert abs(float(predictor.scores(image[None])[0]) - before) <= SCORE_NOISE
 
     # the library's own eager call on the same linear-output copy: same map before upsampling
     reference = GradcamPlusPlus(explainer._visualizers[GRADCAM_PLUS_PLUS].model)(

@@ -6,6 +6,7 @@ import pytest
 
 from melanoma.images import prepare_path
 from melanoma.inference import EAGER_IMAGES_BEFORE_COMPILING
+from tests.float_noise import calls_possible, photo_probability_range, probability_range, within
 
 
 def test_eager_first_images_and_compiled_later_give_the_same_probabilities(smoke_bundle, sample_images):
@@ -15,11 +16,12 @@ def test_eager_first_images_and_compiled_later_give_the_same_probabilities(smoke
     image = prepare_path(sample_images["mel"], display=False).model_input[None]
     eager = [float(predictor.probabilities(image)[0]) for _ in range(EAGER_IMAGES_BEFORE_COMPILING)]
     assert predictor._forward.experimental_get_tracing_count() == 0  # nothing compiled yet
-    compiled = float(predictor.probabilities(image)[0])
+    compiled_score = float(predictor.scores(image)[0])
     assert predictor._forward.experimental_get_tracing_count() == 1
-    assert np.allclose(eager, compiled, atol=1e-5)
+    compiled = probability_range(predictor.bundle.calibration, compiled_score)
+    assert all(within(probability, compiled) for probability in eager), (eager, compiled)
     batch = np.concatenate([image] * 3)
-    assert np.allclose(predictor.probabilities(batch), compiled, atol=1e-5)
+    assert all(within(probability, compiled) for probability in predictor.probabilities(batch))
 
 
 def test_many_files_at_once_give_what_each_file_gives_alone_in_order(predictor, sample_images):
@@ -33,9 +35,12 @@ def test_many_files_at_once_give_what_each_file_gives_alone_in_order(predictor, 
     assert reason in many[40].error and not many[40].ok
     for (name, data), prediction in zip(files, many):
         alone = predictor.classify_bytes(name, data)
-        assert alone.error == prediction.error and alone.call == prediction.call
-        if alone.ok:
-            assert abs(alone.probability - prediction.probability) <= 1e-5
+        assert alone.error == prediction.error
+        if alone.ok:  # the same photo, within the noise of its score; the same call where that noise cannot move it
+            bounds = photo_probability_range(predictor, alone.prepared.model_input)
+            assert within(alone.probability, bounds) and within(prediction.probability, bounds), (name, bounds)
+            if len(calls_possible(bounds, predictor.threshold)) == 1:
+                assert alone.call == prediction.call
 
 
 def test_warm_up_compiles_before_the_first_image(smoke_bundle):

@@ -2,8 +2,8 @@
 a few real lesion photos and one bad file together, round after round, against `streamlit run`.
 
 Every session must get its own results: each probability as `predict` gives it for that file
-(its network score within SCORE_NOISE, through the bundle's calibration: in the CSV download, and
-on the page to its rounding), the bad file's reason, no exception and no spinner left. The time
+(its network score within tests/float_noise.py's SCORE_NOISE, through the bundle's calibration: in the
+CSV download, and on the page to its rounding), the bad file's reason, no exception and no spinner left. The time
 from upload to the last result is measured per session and round. CI runs N = 4;
 `MELANOMA_LOAD_SWEEP=1 python -m pytest -s tests/test_load.py` runs N = 1, 4 and 8 and writes the
 table to test-artifacts/load/.
@@ -23,6 +23,7 @@ import pytest
 
 from tests.app_server import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, SHOWN_RESULTS_JS, require_browser, running_app
 from tests.bad_inputs import REJECTED
+from tests.float_noise import WRITTEN_AS_TEXT, probability_range, shows_probability, within
 
 CI_SESSIONS = 4
 SWEEP = (1, 4, 8)
@@ -30,9 +31,6 @@ ROUNDS = 3
 PHOTOS_PER_ROUND = 3
 RESULT_TIMEOUT_MS = 300_000  # 8 sessions on 2 cores, the first of them compiling nothing (warm server)
 SESSION_DEADLINE_S = 900
-# The same photo's score in a batch of 27, of 3 or alone, on 4 threads at once, differs by up to
-# 3e-7 (7 float32 steps; the shipped bundle, measured 2026-12-04): the app's batches are not predict's.
-SCORE_NOISE = 1e-6
 BAD_NAME, (BAD_BYTES, BAD_REASON) = "notes.jpg", REJECTED["text.jpg"]
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
@@ -48,8 +46,7 @@ def server(smoke_bundle, data_dir):
 @pytest.fixture(scope="module")
 def photos(data_dir, smoke_bundle):
     """Real lesion photos, none shared between sessions or rounds, with the range of P(melanoma)
-    `predict`'s network score for each allows, give or take SCORE_NOISE."""
-    from melanoma.calibration import calibrate
+    `predict`'s network score for each allows, give or take SCORE_NOISE: the app's batches are not these."""
     from melanoma.inference import Predictor
 
     ids = pd.read_csv(data_dir / "HAM10000_metadata.csv")["image_id"].head(max(SWEEP) * ROUNDS * PHOTOS_PER_ROUND)
@@ -58,23 +55,11 @@ def photos(data_dir, smoke_bundle):
     predictions = predictor.classify_many([(p.name, p.read_bytes()) for p in paths])
     scores = predictor.scores(np.stack([prediction.prepared.model_input for prediction in predictions]))
     calibration = predictor.bundle.operating_point(False)[1]  # no patient information is given here
-    low, high = (calibrate(calibration, np.clip(scores + step, 0, 1)) for step in (-SCORE_NOISE, SCORE_NOISE))
-    return paths, {p.name: (float(lo), float(hi)) for p, lo, hi in zip(paths, low, high)}
-
-
-def shows_probability(text: str, probability: tuple[float, float]) -> bool:
-    """The page wrote a probability in this range as `reporting.percent` does."""
-    from melanoma.reporting import percent
-
-    low, high = probability
-    if text in {percent(low), percent(high)}:
-        return True
-    return text.endswith("%") and text[0].isdigit() and low <= float(text[:-1]) / 100 <= high
+    return paths, {p.name: probability_range(calibration, float(score)) for p, score in zip(paths, scores)}
 
 
 def reports_probability(value: float, probability: tuple[float, float]) -> bool:
-    low, high = probability
-    return low - 1e-7 <= value <= high + 1e-7  # float32 written as text
+    return within(value, probability, slack=WRITTEN_AS_TEXT)
 
 
 async def one_session(browser, url: str, photos: list, bad_file, expected: dict, index: int) -> list[float]:
