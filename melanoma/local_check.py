@@ -34,7 +34,7 @@ from melanoma.images import UPLOAD_EXTENSIONS
 from melanoma.novelty import FAMILIARITY_BANDS
 from melanoma.patient import NO_INFORMATION, SITE_COLUMNS, PatientInfo, PatientInfoError
 from melanoma.records import TEST_SET_SUFFIX
-from melanoma.reporting import source_title
+from melanoma.reporting import model_identity, source_title
 
 MIN_PHOTOS = 20  # fewer cannot place a sensitivity or specificity anywhere useful
 MAX_PHOTOS = 1_000
@@ -315,13 +315,6 @@ def _intervals(labels, probabilities, lesions, threshold: float, given_lesions: 
     if not given_lesions:
         intervals["unit"] = "photo"
     return intervals
-
-
-def model_identity(bundle) -> dict:
-    """Which model answered: what every report and API answer carries."""
-    manifest = bundle.manifest
-    return {"name": manifest.get("name"), "version": bundle.version, "created": manifest.get("created"),
-            "weights_sha256": manifest.get("weights_sha256")}
 
 
 def verdict(report: dict) -> str:
