@@ -14,12 +14,14 @@ def roc_auc(labels: np.ndarray, probabilities: np.ndarray) -> float | None:
     return float(skm.roc_auc_score(labels, probabilities))
 
 
-def choose_threshold(labels: np.ndarray, probabilities: np.ndarray, target_sensitivity: float) -> float:
+def choose_threshold(labels: np.ndarray, probabilities: np.ndarray, target_sensitivity: float,
+                     sample_weight: np.ndarray | None = None) -> float:
     """The highest threshold whose sensitivity reaches the target (so specificity is as high as
-    that sensitivity allows). Picked on validation data, never on the test split."""
+    that sensitivity allows). Picked on validation data, never on the test split. `sample_weight`
+    counts each image so many times (a bootstrap draw's weights)."""
     if labels.sum() == 0:
         return 0.5
-    fpr, tpr, thresholds = skm.roc_curve(labels, probabilities)
+    fpr, tpr, thresholds = skm.roc_curve(labels, probabilities, sample_weight=sample_weight)
     reaching = np.flatnonzero(tpr >= target_sensitivity)
     threshold = float(thresholds[reaching[0]])
     return float(min(max(threshold, 0.0), 1.0))

@@ -204,11 +204,13 @@ st.markdown(
     f"A threshold of **{what_if['threshold']:.3f}** (shipped: {report['threshold']:.3f}) finds "
     f"{what_if['sensitivity']:.3f} of your melanomas and clears {what_if['specificity']:.3f} of the others, referring "
     f"{what_if['referred']} of {report['n_images']} photos.")
-st.warning(f"A threshold chosen on {report['n_images']} photos is itself uncertain: on photos like yours, the "
-           f"sensitivity it promises could lie anywhere from {bounds['sensitivity'][0]:.2f} to "
-           f"{bounds['sensitivity'][1]:.2f} (specificity {bounds['specificity'][0]:.2f}-{bounds['specificity'][1]:.2f}; "
-           f"95% bootstrap intervals). The app keeps its shipped threshold: this only shows what a local one would do.",
-           icon=":material/tune:")
+st.warning(f"A threshold chosen on {report['n_images']} photos is itself uncertain. Chosen again on each of "
+           f"{bounds['resamples']} bootstrap draws of your {unit}, the threshold for {choice:.2f} ranged from "
+           f"{bounds['threshold'][0]:.3f} to {bounds['threshold'][1]:.3f}, and on your photos it then found "
+           f"{bounds['sensitivity'][0]:.2f} to {bounds['sensitivity'][1]:.2f} of the melanomas (specificity "
+           f"{bounds['specificity'][0]:.2f} to {bounds['specificity'][1]:.2f}; 95% intervals): that is how far the "
+           "sensitivity it promises can be trusted. The app keeps its shipped threshold: this only shows what a local "
+           "one would do.", icon=":material/tune:")
 
 st.subheader("Photo by photo: misses and false alarms first")
 rows = pd.DataFrame(report["photos"]).rename(columns={"probability_melanoma": "P(melanoma)", "lesion_id": "lesion id"})
