@@ -14,7 +14,7 @@ import pytest
 from tests.api_client import call, multipart
 from tests.app_server import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, ROOT, require_browser, running_app
 from tests.local_check_sample import as_folder, isic_test_sample
-from tests.test_browser import assert_no_exception, screenshot
+from tests.test_browser import assert_no_exception, open_from_sidebar, screenshot
 from tests.test_local_check import NETWORK_NOISE, assert_same_figures
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
@@ -122,6 +122,10 @@ def test_a_clinician_checks_the_model_on_100_photos_in_a_real_browser(server, sa
             uploaders.nth(1).set_input_files(str(tmp_path / "labels.csv"))
             page.get_by_role("button", name=f"Check the model on 100 labelled photos ({evaluated['n_melanoma']} "
                                             "melanomas)").click(timeout=CHECK_TIMEOUT_MS)
+            if width == 1400:  # the app stays usable while the check runs: another page, then back to the result
+                open_from_sidebar(page, "About", "About this model: a teaching demo")
+                open_from_sidebar(page, "Check it on your photos", "Check it on your photos")
+                expect(page.get_by_text("Your last check, of 100 photos, is below.")).to_be_visible()
             download_json = page.get_by_role("button", name="Download the report (JSON)")
             download_json.wait_for(timeout=CHECK_TIMEOUT_MS)
             page.get_by_test_id("stStatusWidget").wait_for(state="detached", timeout=CHECK_TIMEOUT_MS)

@@ -36,7 +36,12 @@ OUTCOME_STYLES = {MISSED: "background-color: #e8a39a", FALSE_ALARM: "background-
 
 @dataclass
 class Run:
+    """A check this session started: its inputs (held in memory until the session ends or checks
+    others), the work on a background thread, and how far it got."""
+
     key: tuple
+    cases: list[local_check.Case]
+    problems: list[str]
     future: Future
     done: int = 0
     total: int = 0
@@ -100,26 +105,31 @@ elif uploads:
     labels = local_check.labels_from_frame(edited.dropna(axis=1, how="all"))
     labels_digest = hashlib.sha256(edited.to_csv(index=False).encode()).hexdigest()
 
-if not uploads or labels is None:
+run: Run | None = st.session_state.get(RUN)
+if uploads and labels is not None:
+    cases, problems = local_check.pair([(upload.name, upload.getvalue()) for upload in uploads], labels)
+    for problem in problems:
+        st.warning(problem, icon=":material/rule:")
+    key = (bundle.weights_sha256, tuple(upload.file_id for upload in uploads), labels_digest)
+    if run is None or run.key != key:
+        melanomas = sum(case.label.melanoma for case in cases)
+        if not st.button(f"Check the model on {len(cases)} labelled photos ({melanomas} melanomas)", type="primary",
+                         icon=":material/play_arrow:"):
+            st.stop()
+        run = Run(key, cases, problems, Future(), total=len(cases))
+        run.future = checking_pool().submit(local_check.check, state.require_predictor(), cases, problems,
+                                            run.progress)
+        st.session_state[RUN] = run
+elif run is not None and run.key[0] == bundle.weights_sha256:
+    # Streamlit empties the uploaders when the visitor goes to another page; the check they started goes on.
+    st.info(f"Your last check, of {len(run.cases)} photos, is below. Upload photos and labels again to check "
+            "others.", icon=":material/history:")
+    for problem in run.problems:
+        st.warning(problem, icon=":material/rule:")
+else:
     st.info("Upload your photos and their labels to check the model on them.", icon=":material/upload:")
     st.stop()
-
-photos = [(upload.name, upload.getvalue()) for upload in uploads]
-cases, problems = local_check.pair(photos, labels)
-for problem in problems:
-    st.warning(problem, icon=":material/rule:")
-key = (bundle.weights_sha256, tuple(upload.file_id for upload in uploads), labels_digest)
-run: Run | None = st.session_state.get(RUN)
-if run is None or run.key != key:
-    melanomas = sum(case.label.melanoma for case in cases)
-    if not st.button(f"Check the model on {len(cases)} labelled photos ({melanomas} melanomas)", type="primary",
-                     icon=":material/play_arrow:"):
-        st.stop()
-    predictor = state.require_predictor()
-    run = Run(key, Future())
-    run.future = checking_pool().submit(local_check.check, predictor, cases, problems, run.progress)
-    run.total = len(cases)
-    st.session_state[RUN] = run
+cases, problems = run.cases, run.problems
 
 
 @st.fragment(run_every=1.0)
