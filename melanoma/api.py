@@ -286,17 +286,23 @@ async def read_form(request: Request) -> tuple[list[tuple[str, bytes]], list[Pat
     uploads = [item for item in form.getlist(FILES_FIELD) if isinstance(item, UploadFile)]
     if not uploads:
         raise ValueError(f"no photo: send one or more image files as the multipart field '{FILES_FIELD}'")
-    files = []
     try:
-        for position, upload in enumerate(uploads):
-            data = await upload.read()
-            name = upload.filename or f"photo {position + 1}"
-            if len(data) > MAX_UPLOAD_MB * MB:
-                raise TooLarge(f"{name}: {len(data) / MB:.1f} MB, over the {MAX_UPLOAD_MB} MB limit of a photo")
-            files.append((name, data))
+        files = await read_photos(uploads)
     finally:
         await form.close()
     return files, patients_of(form, len(files))
+
+
+async def read_photos(uploads: list[UploadFile]) -> list[tuple[str, bytes]]:
+    """Each uploaded photo's (name, bytes); raises TooLarge for one over MAX_UPLOAD_MB."""
+    files = []
+    for position, upload in enumerate(uploads):
+        data = await upload.read()
+        name = upload.filename or f"photo {position + 1}"
+        if len(data) > MAX_UPLOAD_MB * MB:
+            raise TooLarge(f"{name}: {len(data) / MB:.1f} MB, over the {MAX_UPLOAD_MB} MB limit of a photo")
+        files.append((name, data))
+    return files
 
 
 def patients_of(form, count: int) -> list[PatientInfo | PatientInfoError]:
@@ -512,13 +518,7 @@ async def read_evaluate_form(request: Request) -> tuple[list[tuple[str, bytes]],
         too_many = local_check.too_many(len(uploads), 0)
         if too_many:
             raise TooLarge(too_many)
-        files = []
-        for position, upload in enumerate(uploads):
-            data = await upload.read()
-            name = upload.filename or f"photo {position + 1}"
-            if len(data) > MAX_UPLOAD_MB * MB:
-                raise TooLarge(f"{name}: {len(data) / MB:.1f} MB, over the {MAX_UPLOAD_MB} MB limit of a photo")
-            files.append((name, data))
+        files = await read_photos(uploads)
     finally:
         await form.close()
     return files, labels
