@@ -19,12 +19,17 @@ def choose_threshold(labels: np.ndarray, probabilities: np.ndarray, target_sensi
     """The highest threshold whose sensitivity reaches the target (so specificity is as high as
     that sensitivity allows). Picked on validation data, never on the test split. `sample_weight`
     counts each image so many times (a bootstrap draw's weights)."""
+    return choose_thresholds(labels, probabilities, (target_sensitivity,), sample_weight)[0]
+
+
+def choose_thresholds(labels: np.ndarray, probabilities: np.ndarray, target_sensitivities,
+                      sample_weight: np.ndarray | None = None) -> list[float]:
+    """`choose_threshold` for several targets from one ROC curve."""
     if labels.sum() == 0:
-        return 0.5
+        return [0.5] * len(target_sensitivities)
     fpr, tpr, thresholds = skm.roc_curve(labels, probabilities, sample_weight=sample_weight)
-    reaching = np.flatnonzero(tpr >= target_sensitivity)
-    threshold = float(thresholds[reaching[0]])
-    return float(min(max(threshold, 0.0), 1.0))
+    return [float(min(max(float(thresholds[np.flatnonzero(tpr >= target)[0]]), 0.0), 1.0))
+            for target in target_sensitivities]
 
 
 def metrics_at(labels: np.ndarray, probabilities: np.ndarray, threshold: float) -> dict:

@@ -30,7 +30,7 @@ from melanoma import calibration
 from melanoma.call import suspicious
 from melanoma.config import MELANOMA_DX
 from melanoma.evaluate import (
-    choose_threshold,
+    choose_thresholds,
     lesion_bootstrap_intervals,
     lesion_draw_weights,
     metrics_at,
@@ -49,7 +49,7 @@ MB = 1024 * 1024
 
 # The thresholds a clinic may want to try: each keeps this sensitivity on its own photos.
 WHAT_IF_SENSITIVITIES = (0.80, 0.85, 0.90)
-WHAT_IF_RESAMPLES = 500  # draws to choose each what-if threshold again on (a choice takes ~3 ms here)
+WHAT_IF_RESAMPLES = 500  # draws to choose the what-if thresholds again on (one ROC curve a draw, ~3 ms here)
 
 # A sensitivity interval wider than this (more than ±0.10) says little about how many melanomas the
 # model would miss; the warning says how many melanomas would narrow it that far.
@@ -308,7 +308,7 @@ def _report(predictor, scored, metadata_used: list[str], problems: list[str], dr
     report["roc"] = roc_points(labels, probabilities)
     report["published_roc"] = published_curves(bundle)
     report["familiarity"] = familiarity(predictor, [prediction for _, prediction in scored], refused)
-    report["what_if"] = [what_if(labels, probabilities, lesions, target) for target in WHAT_IF_SENSITIVITIES]
+    report["what_if"] = what_if(labels, probabilities, lesions)
     report["too_few_melanomas"] = too_few_melanomas(report)
     report["problems"] = problems
     report["photos"] = photo_rows(scored, probabilities, threshold)
@@ -372,38 +372,46 @@ def familiarity(predictor, predictions, refused: np.ndarray) -> dict | None:
             "published_test_splits": published}
 
 
-def what_if(labels, probabilities, lesions, target: float) -> dict:
-    """The threshold that keeps `target` sensitivity on these photos, what it gives, and how uncertain
-    that promise is (`threshold_choice_intervals`)."""
-    threshold = choose_threshold(labels, probabilities, target)
-    figures = metrics_at(labels, probabilities, threshold)
-    (_, fp), (_, tp) = figures["confusion_matrix"]
-    return {"target_sensitivity": target, "threshold": threshold, "sensitivity": figures["sensitivity"],
-            "specificity": figures["specificity"], "referred": int(tp + fp),
-            "intervals": threshold_choice_intervals(labels, probabilities, lesions, target)}
+def what_if(labels, probabilities, lesions) -> list[dict]:
+    """For each of WHAT_IF_SENSITIVITIES: the threshold that keeps it on these photos, what that gives,
+    and how uncertain that promise is (`threshold_choice_intervals`)."""
+    uncertainty = threshold_choice_intervals(labels, probabilities, lesions, WHAT_IF_SENSITIVITIES)
+    options = []
+    for target, threshold in zip(WHAT_IF_SENSITIVITIES,
+                                 choose_thresholds(labels, probabilities, WHAT_IF_SENSITIVITIES)):
+        figures = metrics_at(labels, probabilities, threshold)
+        (_, fp), (_, tp) = figures["confusion_matrix"]
+        options.append({"target_sensitivity": target, "threshold": threshold, "sensitivity": figures["sensitivity"],
+                        "specificity": figures["specificity"], "referred": int(tp + fp),
+                        "intervals": uncertainty[target]})
+    return options
 
 
-def threshold_choice_intervals(labels, probabilities, lesions, target: float, *, resamples: int = WHAT_IF_RESAMPLES,
-                               level: float = 0.95, seed: int = 0) -> dict:
-    """How uncertain a threshold chosen on a set this small is: the threshold is chosen again on each
-    bootstrap draw of the lesions (`evaluate.lesion_draw_weights`) and scored on all the photos, which
-    stand in for the clinic's future ones. Percentile intervals of the threshold and of the sensitivity
-    and specificity it then gives. (At a threshold fixed beforehand, a set whose melanomas are all found
-    would show no uncertainty at all.)"""
+def threshold_choice_intervals(labels, probabilities, lesions, targets, *, resamples: int = WHAT_IF_RESAMPLES,
+                               level: float = 0.95, seed: int = 0) -> dict[float, dict]:
+    """How uncertain a threshold chosen on a set this small is: the threshold for each target is chosen
+    again on each bootstrap draw of the lesions (`evaluate.lesion_draw_weights`) and scored on all the
+    photos, which stand in for the clinic's future ones. Per target, percentile intervals of the threshold
+    and of the sensitivity and specificity it then gives. (At a threshold fixed beforehand, a set whose
+    melanomas are all found would show no uncertainty at all.)"""
     labels, probabilities = np.asarray(labels).astype(int), np.asarray(probabilities, float)
     weights, n_lesions = lesion_draw_weights(lesions, resamples, np.random.default_rng(seed))
     drawn = weights > 0
     both_classes = (drawn & (labels == 1)).any(axis=1) & (drawn & (labels == 0)).any(axis=1)
-    thresholds = np.array([choose_threshold(labels[rows], probabilities[rows], target, draw[rows])
-                           for draw, rows in zip(weights[both_classes], drawn[both_classes])])
-    called = suspicious(probabilities[None, :], thresholds[:, None])
-    draws = {"threshold": thresholds,
-             "sensitivity": (called & (labels == 1)).sum(axis=1) / labels.sum(),
-             "specificity": (~called & (labels == 0)).sum(axis=1) / (1 - labels).sum()}
+    chosen = np.array([choose_thresholds(labels[rows], probabilities[rows], targets, draw[rows])
+                       for draw, rows in zip(weights[both_classes], drawn[both_classes])])  # draws x targets
     tail = 100 * (1 - level) / 2
-    return {"level": level, "resamples": len(thresholds), "unit": "threshold chosen again on each draw",
-            "n_lesions": n_lesions, **{name: np.percentile(values, [tail, 100 - tail]).round(4).tolist()
-                                       for name, values in draws.items()}}
+    intervals = {}
+    for target, thresholds in zip(targets, chosen.T):
+        called = suspicious(probabilities[None, :], thresholds[:, None])
+        draws = {"threshold": thresholds,
+                 "sensitivity": (called & (labels == 1)).sum(axis=1) / labels.sum(),
+                 "specificity": (~called & (labels == 0)).sum(axis=1) / (1 - labels).sum()}
+        intervals[target] = {"level": level, "resamples": len(thresholds), "n_lesions": n_lesions,
+                             "unit": "threshold chosen again on each draw",
+                             **{name: np.percentile(values, [tail, 100 - tail]).round(4).tolist()
+                                for name, values in draws.items()}}
+    return intervals
 
 
 def melanomas_for_interval(width: float = WIDEST_USEFUL_INTERVAL, sensitivity: float = PLANNING_SENSITIVITY) -> int:

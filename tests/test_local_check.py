@@ -193,3 +193,17 @@ def test_a_bootstrap_draws_weights_choose_the_threshold_its_repeated_photos_woul
         for target in local_check.WHAT_IF_SENSITIVITIES:
             assert choose_threshold(labels[rows], probabilities[rows], target) == choose_threshold(
                 labels[drawn], probabilities[drawn], target, draw[drawn])
+
+
+def test_labels_ticked_in_the_pages_table_read_like_a_csv():
+    """The page's editable table: every photo listed, melanoma ticked or not, lesion id, age, sex and
+    site optional (columns left wholly blank are dropped, as the page does, so the network is not told
+    of a field no one gave)."""
+    table = pd.DataFrame({"file": ["a.jpg", "b.jpg", "c.jpg"], "melanoma": [True, False, False],
+                          "lesion_id": [None, None, None], "age": [55.0, None, 70.0], "sex": [None, None, None],
+                          "localization": ["back", None, None]})
+    labels = local_check.labels_from_frame(table.dropna(axis=1, how="all"))
+    assert {key: label.melanoma for key, label in labels.by_photo.items()} == {"a": True, "b": False, "c": False}
+    assert labels.patient_fields == ["age", "site"] and labels.problems == []
+    assert all(label.lesion_id is None for label in labels.by_photo.values())
+    assert labels.by_photo["a"].patient == {"age": 55.0, "localization": "back"}
