@@ -3,6 +3,7 @@ it under /api/v1/ (config.API_PREFIX), with its OpenAPI description at /api/v1/o
 
     POST /api/v1/predict   photos (or DICOM files) as multipart `files` (+ optional `age`, `sex`, `site`, one
                            per photo); FHIR R4 with `Accept: application/fhir+json` or `?format=fhir`
+    POST /api/v1/evaluate  labelled photos (`files` and a `labels` CSV): the model measured on them
     GET  /api/v1/model     the model card as data
     GET  /api/v1/health    ready, or still loading (503 with Retry-After)
 
@@ -38,7 +39,7 @@ from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 
-from melanoma import calibration, fhir
+from melanoma import calibration, fhir, local_check
 from melanoma.app import state
 from melanoma.bundle import BundleError
 from melanoma.config import MAX_AGE, SEXES
@@ -57,6 +58,7 @@ from melanoma.published import other_clinics_statement, other_sources
 from melanoma.reporting import (
     DISCLAIMER,
     INTENDED_USE,
+    model_identity,
     plain_text,
     png_base64,
     source_clinics,
@@ -316,12 +318,6 @@ class PredictionQueue:
 QUEUE = PredictionQueue()
 
 
-def model_identity(bundle) -> dict:
-    manifest = bundle.manifest
-    return {"name": manifest.get("name"), "version": bundle.version, "created": manifest.get("created"),
-            "weights_sha256": manifest.get("weights_sha256")}
-
-
 def predict_answer(loader, predictor, files, patients, gradcam: bool) -> dict:
     """`predict --json`'s answer for uploaded (name, bytes), plus the model and, if asked, Grad-CAM."""
     results = classify_files(predictor, [(name, patient, data) for (name, data), patient in zip(files, patients)],
@@ -381,13 +377,13 @@ class InMemoryMultiPartParser(MultiPartParser):
     spool_max_size = REQUEST_LIMIT + 1
 
 
-async def limited(stream):
-    """The request body, stopped with TooLarge as soon as it passes REQUEST_LIMIT."""
+async def limited(stream, limit: int = REQUEST_LIMIT, reason: str | None = None):
+    """The request body, stopped with TooLarge as soon as it passes `limit`."""
     received = 0
     async for chunk in stream:
         received += len(chunk)
-        if received > REQUEST_LIMIT:
-            raise TooLarge(request_too_large(None))
+        if received > limit:
+            raise TooLarge(reason or request_too_large(None))
         yield chunk
 
 
@@ -410,17 +406,23 @@ async def read_form(request: Request) -> tuple[list[tuple[str, bytes]], list[Pat
     uploads = [item for item in form.getlist(FILES_FIELD) if isinstance(item, UploadFile)]
     if not uploads:
         raise ValueError(f"no photo: send one or more image files as the multipart field '{FILES_FIELD}'")
-    files = []
     try:
-        for position, upload in enumerate(uploads):
-            data = await upload.read()
-            name = upload.filename or f"photo {position + 1}"
-            if len(data) > MAX_UPLOAD_BYTES:
-                raise TooLarge(photo_too_large(name, len(data)))
-            files.append((name, data))
+        files = await read_photos(uploads)
     finally:
         await form.close()
     return files, patients_of(form, [name for name, _ in files])
+
+
+async def read_photos(uploads: list[UploadFile]) -> list[tuple[str, bytes]]:
+    """Each uploaded photo's (name, bytes); raises TooLarge for one over MAX_UPLOAD_BYTES."""
+    files = []
+    for position, upload in enumerate(uploads):
+        data = await upload.read()
+        name = upload.filename or f"photo {position + 1}"
+        if len(data) > MAX_UPLOAD_BYTES:
+            raise TooLarge(photo_too_large(name, len(data)))
+        files.append((name, data))
+    return files
 
 
 def patients_of(form, names: list[str]) -> list[PatientInfo]:
@@ -605,4 +607,137 @@ async def predict(request: Request, gradcam: bool = Query(False, description="ad
     if len(unread) == len(answer["results"]):
         return JSONResponse({"detail": "no photo could be read: " + "; ".join(
             f"{record['file']}: {record['error']}" for record in unread), **answer}, status_code=422)
+    return answer
+
+
+# ---- POST /evaluate: the model measured on a clinic's own labelled photos ---------------------------------
+
+LABELS_FIELD = "labels"
+EVALUATE_REQUEST_LIMIT = local_check.MAX_TOTAL_MB * MB
+EVALUATE_TOO_LARGE = (f"request over {local_check.MAX_TOTAL_MB} MB in all: check at most {local_check.MAX_TOTAL_MB} "
+                      f"MB of photos at a time")
+
+
+class EvaluateForm(BaseModel):
+    """The request body of POST /evaluate (multipart/form-data); read by hand so that nothing spools to disk."""
+
+    files: list[bytes] = Field(description=f"{local_check.MIN_PHOTOS} to {local_check.MAX_PHOTOS:,} photos, each at "
+                                           f"most {MAX_UPLOAD_MB} MB, {local_check.MAX_TOTAL_MB} MB in all")
+    labels: bytes = Field(description="a CSV with a column naming each photo (image_id, without the extension, or "
+                                      "file) and one saying melanoma (yes/no) or the diagnosis (dx: mel for "
+                                      "melanoma); optionally lesion_id, age, sex and a site (localization or "
+                                      "anatom_site_general). HAM10000's own metadata CSV works as it is.")
+
+
+class EvaluateAnswer(BaseModel):
+    n_images: int = Field(description="photos scored (those refused as not a lesion included, as evaluate does)")
+    n_melanoma: int
+    roc_auc: float
+    sensitivity: float = Field(description="at the shipped threshold")
+    specificity: float
+    precision: float | None
+    f1: float | None
+    accuracy: float | None
+    balanced_accuracy: float | None
+    threshold: float = Field(description="the shipped referral threshold of P(melanoma) for the mode used")
+    confusion_matrix: list[list[int]] = Field(description="rows: not melanoma, melanoma; columns: cleared, referred")
+    intervals: dict[str, Any] = Field(description="95% bootstrap intervals of roc_auc, sensitivity and specificity: "
+                                                  "by lesion (unit 'lesion') where lesion ids were given, else by photo")
+    not_a_lesion: dict[str, Any] | None = Field(description="how many the not-a-lesion check would refuse, and which")
+    metadata_used: list[str] = Field(description="the patient fields the network was given (columns in the labels)")
+    dropped: int = Field(description="files that were no usable image")
+    model: ModelIdentity
+    verdict: str = Field(description="the result in words")
+    calibration: dict[str, Any] = Field(description="mean P(melanoma) against the melanoma rate, Brier score, "
+                                                    "reliability curve")
+    roc: dict[str, Any] = Field(description="your photos' ROC curve: fpr, tpr, thresholds")
+    published_roc: dict[str, Any] = Field(description="the model's published test ROC per training source")
+    familiarity: dict[str, Any] | None = Field(description="share of photos in each familiarity band, beside each "
+                                                           "training source's test split")
+    what_if: list[dict[str, Any]] = Field(description="per target sensitivity (0.80, 0.85, 0.90): the threshold that "
+                                                      "keeps it on these photos, its specificity, and intervals")
+    too_few_melanomas: str | None = Field(description="a warning where the sensitivity interval is too wide")
+    problems: list[str] = Field(description="one-line reasons for photos or labels left out")
+    photos: list[dict[str, Any]] = Field(description="one row per photo, missed melanomas and false alarms first")
+
+
+async def read_evaluate_form(request: Request) -> tuple[list[tuple[str, bytes]], bytes]:
+    """The photos (name, bytes) and the labels CSV's bytes; raises TooLarge, or ValueError with the reason."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > EVALUATE_REQUEST_LIMIT:
+        raise TooLarge(EVALUATE_TOO_LARGE)
+    parser = InMemoryMultiPartParser(request.headers, limited(request.stream(), EVALUATE_REQUEST_LIMIT,
+                                                              EVALUATE_TOO_LARGE),
+                                     max_files=2 * local_check.MAX_PHOTOS, max_fields=1)
+    parser.spool_max_size = EVALUATE_REQUEST_LIMIT + 1  # held in memory, never spooled to a file
+    try:
+        form = await parser.parse()
+    except MultiPartException as error:
+        raise ValueError(f"form refused: {error.message}") from None
+    try:
+        uploads = [item for item in form.getlist(FILES_FIELD) if isinstance(item, UploadFile)]
+        labels = form.get(LABELS_FIELD)
+        if labels is None:
+            raise ValueError(f"no labels: send the label CSV as the multipart field '{LABELS_FIELD}'")
+        labels = await labels.read() if isinstance(labels, UploadFile) else labels.encode()
+        too_many = local_check.too_many(len(uploads), 0)
+        if too_many:
+            raise TooLarge(too_many)
+        files = await read_photos(uploads)
+    finally:
+        await form.close()
+    return files, labels
+
+
+def evaluate_answer(predictor, files: list[tuple[str, bytes]], labels: bytes) -> dict | str:
+    """The report, or the one-line reason (with any problems found on the way) why none can be given."""
+    try:
+        read = local_check.read_labels(labels)
+    except local_check.LabelsError as error:
+        return str(error)
+    cases, problems = local_check.pair(files, read)
+    try:
+        return local_check.check(predictor, cases, problems)
+    except local_check.CheckRefused as error:
+        return "; ".join([str(error), *problems])
+
+
+@api.post(
+    "/evaluate", response_model=EvaluateAnswer,
+    responses={413: {"model": Refused, "description": "a photo, the number of photos or the request over its limit"},
+               415: {"model": Refused, "description": "not multipart/form-data"},
+               422: {"model": Refused, "description": "no figures can be given: unreadable labels, too few photos, "
+                                                      "one class only; the reason, with any photos left out"},
+               503: {"model": Refused, "headers": RETRY_AFTER,
+                     "description": f"the network is still loading, or busy: the work already ahead would keep "
+                                    f"the answer longer than {API_MAX_WAIT_SECONDS} s (Retry-After from that estimate)"}},
+    openapi_extra={"requestBody": {"required": True, "content": {
+        "multipart/form-data": {"schema": EvaluateForm.model_json_schema()}}}})
+async def evaluate(request: Request):
+    """Measure the model on your own labelled photos (a local validation): `python -m melanoma evaluate --json`'s
+    figures at the shipped threshold with their 95% intervals, and the Check it on your photos page's report.
+    A photo with no label, a label with no photo, an unreadable file: each is named in `problems` and the rest
+    still run. It checks the model; it does not retrain it."""
+    loader = state.start_loading()
+    status, detail = loading_state(loader)
+    if status != "ready":
+        return retry_later(detail)
+    if request.headers.get("content-type", "").split(";")[0].strip().lower() != "multipart/form-data":
+        return JSONResponse({"detail": f"send the photos as multipart/form-data (fields '{FILES_FIELD}' and "
+                                       f"'{LABELS_FIELD}')"}, status_code=415)
+    try:
+        files, labels = await read_evaluate_form(request)
+    except TooLarge as error:
+        return JSONResponse({"detail": str(error)}, status_code=413)
+    except ValueError as error:
+        return JSONResponse({"detail": str(error)}, status_code=422)
+    size = sum(len(data) for _, data in files)
+    # Only the work ahead is weighed: a check of hundreds of photos is long by its nature, and is
+    # asked for knowing so; the requests that come after it wait for it, or are told how long to.
+    refusal = QUEUE.refusal(0, size)
+    if refusal:
+        return retry_later(*refusal)
+    answer = await QUEUE.run(len(files), size, evaluate_answer, loader.predictor.result(), files, labels)
+    if isinstance(answer, str):
+        return JSONResponse({"detail": answer}, status_code=422)
     return answer

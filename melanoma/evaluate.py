@@ -14,15 +14,22 @@ def roc_auc(labels: np.ndarray, probabilities: np.ndarray) -> float | None:
     return float(skm.roc_auc_score(labels, probabilities))
 
 
-def choose_threshold(labels: np.ndarray, probabilities: np.ndarray, target_sensitivity: float) -> float:
+def choose_threshold(labels: np.ndarray, probabilities: np.ndarray, target_sensitivity: float,
+                     sample_weight: np.ndarray | None = None) -> float:
     """The highest threshold whose sensitivity reaches the target (so specificity is as high as
-    that sensitivity allows). Picked on validation data, never on the test split."""
+    that sensitivity allows). Picked on validation data, never on the test split. `sample_weight`
+    counts each image so many times (a bootstrap draw's weights)."""
+    return choose_thresholds(labels, probabilities, (target_sensitivity,), sample_weight)[0]
+
+
+def choose_thresholds(labels: np.ndarray, probabilities: np.ndarray, target_sensitivities,
+                      sample_weight: np.ndarray | None = None) -> list[float]:
+    """`choose_threshold` for several targets from one ROC curve."""
     if labels.sum() == 0:
-        return 0.5
-    fpr, tpr, thresholds = skm.roc_curve(labels, probabilities)
-    reaching = np.flatnonzero(tpr >= target_sensitivity)
-    threshold = float(thresholds[reaching[0]])
-    return float(min(max(threshold, 0.0), 1.0))
+        return [0.5] * len(target_sensitivities)
+    fpr, tpr, thresholds = skm.roc_curve(labels, probabilities, sample_weight=sample_weight)
+    return [float(min(max(float(thresholds[np.flatnonzero(tpr >= target)[0]]), 0.0), 1.0))
+            for target in target_sensitivities]
 
 
 def metrics_at(labels: np.ndarray, probabilities: np.ndarray, threshold: float) -> dict:

@@ -236,3 +236,11 @@ def provenance(made: Provenance, when: datetime | None = None) -> dict:
     when = when or datetime.now(UTC)
     return {"model": made.name, "model_created": made.created, "weights_sha256": made.weights_sha256,
             "date": when.isoformat(timespec="seconds")}
+
+
+def model_identity(bundle) -> dict:
+    """Which model answered (name, version, creation date, weights hash): every API answer and
+    downloaded report carries it."""
+    manifest = bundle.manifest
+    return {"name": manifest.get("name"), "version": bundle.version, "created": manifest.get("created"),
+            "weights_sha256": manifest.get("weights_sha256")}

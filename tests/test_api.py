@@ -590,7 +590,7 @@ def test_the_served_openapi_document_describes_the_api_as_it_answers(server):
     assert document.status == 200
     served = document.body
     assert served["servers"] == [{"url": "/api/v1"}]
-    assert set(served["paths"]) == {"/predict", "/model", "/health"}
+    assert set(served["paths"]) == {"/predict", "/evaluate", "/model", "/health"}
     assert served["paths"] == api.openapi()["paths"]
     predict_doc = served["paths"]["/predict"]["post"]
     assert {"200", "401", "413", "415", "422", "503"} <= set(predict_doc["responses"])

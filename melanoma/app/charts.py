@@ -124,18 +124,25 @@ def roc_curve(roc: Roc | None, auc: float | None, operating_point: tuple[float, 
 def reliability_curve(calibration: CalibrationFigures) -> go.Figure:
     """Observed melanoma rate against the mean probability given, in equal-count bins of the test
     split: the network's raw scores and the calibrated probabilities the app shows."""
+    return reliability_lines(((calibration.test_before, "raw score", OTHER_COLOUR),
+                              (calibration.test_after, "calibrated (shown)", MELANOMA_COLOUR)),
+                             "Calibration, test split", "the test images")
+
+
+def reliability_lines(lines, title: str, photos: str) -> go.Figure:
+    """One reliability line per (Reliability or None, name, colour), beside the diagonal; `photos` says
+    whose tenths the bins are."""
     figure = go.Figure()
     figure.add_scatter(x=[0, 1], y=[0, 1], mode="lines", name="perfectly calibrated",
                        line=dict(dash="dot", color="grey"))
-    for part, name, colour in ((calibration.test_before, "raw score", OTHER_COLOUR),
-                               (calibration.test_after, "calibrated (shown)", MELANOMA_COLOUR)):
+    for part, name, colour in lines:
         if part:
             figure.add_scatter(x=part.predicted, y=part.observed, mode="lines+markers",
                                name=f"{name}, Brier score {part.brier:.3f} (lower: closer to the truth)",
                                line=dict(color=colour, width=3))
-    figure.update_xaxes(range=[0, 1], title="mean P(melanoma) given, per tenth of the test images")
+    figure.update_xaxes(range=[0, 1], title=f"mean P(melanoma) given, per tenth of {photos}")
     figure.update_yaxes(range=[0, 1.02], title="share that were melanoma")
-    return _layout(figure, "Calibration, test split", height=420, legend=dict(orientation="h", y=-0.3))
+    return _layout(figure, title, height=420, legend=dict(orientation="h", y=-0.3))
 
 
 def confusion_matrix(matrix: list[list[int]], title: str) -> go.Figure:
@@ -367,3 +374,26 @@ def reader_study_roc(model_roc: dict, model_auc: float | None, model_point: tupl
     figure.update_yaxes(range=[-ROC_MARGIN, 1 + ROC_MARGIN], title="sensitivity (melanomas referred)", scaleanchor="x")
     return _layout(figure, "ROC curve: you and the model on the same photos", height=520,
                    legend=dict(orientation="h", y=-0.25))
+
+
+def roc_beside_published(roc: dict, auc: float | None, operating_point: tuple, published: dict) -> go.Figure:
+    """A clinic's ROC curve (`evaluate.roc_points`) with the shipped threshold's point as (specificity,
+    sensitivity), beside the model's published test curves (`local_check.published_curves`)."""
+    figure = go.Figure()
+    figure.add_scatter(x=[0, 1], y=[0, 1], mode="lines", name="chance", line=dict(dash="dot", color="grey"))
+    for curve, colour in zip(published.values(), GROUP_COLOURS):
+        name = curve["title"] if curve["roc_auc"] is None else f"{curve['title']} (AUC {curve['roc_auc']:.3f})"
+        figure.add_scatter(x=curve["fpr"], y=curve["tpr"], mode="lines", name=f"published: {name}",
+                           line=dict(color=colour, width=2, dash="dash"))
+    figure.add_scatter(x=roc.get("fpr", []), y=roc.get("tpr", []), mode="lines",
+                       name="your photos" if auc is None else f"your photos (AUC {auc:.3f})",
+                       line=dict(color=MELANOMA_COLOUR, width=3))
+    specificity, sensitivity = operating_point
+    if specificity is not None and sensitivity is not None:
+        figure.add_scatter(x=[1 - specificity], y=[sensitivity], mode="markers", name="shipped threshold, your photos",
+                           marker=dict(size=13, color="black", symbol="x"))
+    figure.update_xaxes(range=[-ROC_MARGIN, 1 + ROC_MARGIN], title="1 - specificity (other lesions referred)",
+                        constrain="domain")
+    figure.update_yaxes(range=[-ROC_MARGIN, 1 + ROC_MARGIN], title="sensitivity (melanomas referred)", scaleanchor="x")
+    return _layout(figure, "ROC: your photos beside the published test splits", height=480,
+                   legend=dict(orientation="h", y=-0.3))

@@ -31,6 +31,8 @@ page = st.navigation([
     st.Page("classify.py", title="Classify", icon=":material/image_search:", default=True),
     # The reader study keeps the address it had before its module was renamed.
     st.Page("reader_quiz.py", title="Test yourself", icon=":material/quiz:", url_path="test_yourself"),
+    st.Page("your_photos.py", title="Check it on your photos", icon=":material/fact_check:",
+            url_path="check_your_photos"),
     st.Page("dataset.py", title="Dataset", icon=":material/dataset:"),
     st.Page("training.py", title="Training", icon=":material/monitoring:"),
     st.Page("about.py", title="About", icon=":material/info:"),
