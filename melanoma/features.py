@@ -89,7 +89,11 @@ def compiled_outputs(network, jit_compile: bool = INFERENCE_JIT_COMPILE):
         return network(network_inputs(network, tf.cast(images, tf.float32), tf.cast(metadata, tf.float32)),
                        training=False)
 
-    return lambda images, metadata=None: forward(images, known_or_unknown(images, metadata))
+    def outputs(images, metadata=None):
+        return forward(images, known_or_unknown(images, metadata))
+
+    outputs.experimental_get_tracing_count = forward.experimental_get_tracing_count  # how often it traced
+    return outputs
 
 
 def eager_outputs(network, images: np.ndarray, metadata: np.ndarray | None = None) -> dict[str, np.ndarray]:
