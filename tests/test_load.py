@@ -91,7 +91,7 @@ async def one_session(browser, url: str, photos: list, bad_file, expected: dict,
             for name, text in shown.items():
                 assert shows_probability(text, expected[name]), (name, text, expected[name])
             async with page.expect_download(timeout=RESULT_TIMEOUT_MS) as download:
-                await page.get_by_test_id("stDownloadButton").locator("button").click()
+                await page.get_by_role("button", name="Download results (CSV)").click()
             with open(await (await download.value).path()) as report:
                 rows = list(csv.DictReader(report))
             # the report lists the file with no call first (someone has to look at it), then the files
