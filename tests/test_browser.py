@@ -387,6 +387,8 @@ def test_patient_information_in_a_real_browser(metadata_app_server, smoke_v2_bun
             age.fill("64")
             age.press("Enter")
             for label, option in (("Sex", "female"), ("Body site", "upper extremity")):  # in both site vocabularies
+                # a list opened while the page is redrawn after the last input closes again (CI run, issue 41)
+                page.locator("[data-testid=stApp][data-test-script-state=notRunning]").wait_for(timeout=MODEL_TIMEOUT_MS)
                 page.get_by_test_id("stSelectbox").filter(has_text=label).click()
                 page.get_by_role("option", name=option, exact=True).click()
             beside = one_of(possible_texts(image_only, "{:.1%}".format))
