@@ -502,6 +502,17 @@ def loading_state(loader) -> tuple[str, str]:
     return "ready", "the network is loaded"
 
 
+def not_ready_or_not_multipart(loader, request: Request, fields: str) -> JSONResponse | None:
+    """The answer that refuses a photo request before its body is read: 503 while the network loads, 415
+    when the body is not multipart/form-data (`fields` names what to send); None when it may go on."""
+    status, detail = loading_state(loader)
+    if status != "ready":
+        return retry_later(detail)
+    if request.headers.get("content-type", "").split(";")[0].strip().lower() != "multipart/form-data":
+        return JSONResponse({"detail": f"send the photos as multipart/form-data ({fields})"}, status_code=415)
+    return None
+
+
 api = FastAPI(
     title="Melanoma triage demo API",
     version="1",
@@ -577,12 +588,9 @@ async def predict(request: Request, gradcam: bool = Query(False, description="ad
     """Classify 1 to API_MAX_FILES photos or DICOM files. A file that is no usable image gets its one-line
     reason in its place and the others still run; only when none could be read is the answer 422."""
     loader = state.start_loading()
-    status, detail = loading_state(loader)
-    if status != "ready":
-        return retry_later(detail)
-    if request.headers.get("content-type", "").split(";")[0].strip().lower() != "multipart/form-data":
-        return JSONResponse({"detail": f"send the photos as multipart/form-data (field '{FILES_FIELD}')"},
-                            status_code=415)
+    refusal = not_ready_or_not_multipart(loader, request, f"field '{FILES_FIELD}'")
+    if refusal:
+        return refusal
     try:
         files, patients = await read_form(request)
     except TooLarge as error:
@@ -719,12 +727,9 @@ async def evaluate(request: Request):
     A photo with no label, a label with no photo, an unreadable file: each is named in `problems` and the rest
     still run. It checks the model; it does not retrain it."""
     loader = state.start_loading()
-    status, detail = loading_state(loader)
-    if status != "ready":
-        return retry_later(detail)
-    if request.headers.get("content-type", "").split(";")[0].strip().lower() != "multipart/form-data":
-        return JSONResponse({"detail": f"send the photos as multipart/form-data (fields '{FILES_FIELD}' and "
-                                       f"'{LABELS_FIELD}')"}, status_code=415)
+    refusal = not_ready_or_not_multipart(loader, request, f"fields '{FILES_FIELD}' and '{LABELS_FIELD}'")
+    if refusal:
+        return refusal
     try:
         files, labels = await read_evaluate_form(request)
     except TooLarge as error:
