@@ -8,6 +8,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from tests.in_process import run_melanoma
+
 ROOT = Path(__file__).resolve().parent.parent
 ROUNDED_AWAY = 0.5e-4  # the most `predict --json` rounding (4 decimals) moves a probability
 EVALUATE_KEYS = {"n_images", "roc_auc", "sensitivity", "specificity", "precision", "f1", "accuracy",
@@ -15,6 +17,9 @@ EVALUATE_KEYS = {"n_images", "roc_auc", "sensitivity", "specificity", "precision
 
 
 def melanoma(*args, timeout=600, env=None):
+    """The command in this process; with `env`, as a user runs it: a fresh `python -m melanoma`."""
+    if env is None:
+        return run_melanoma(*args)
     return subprocess.run([sys.executable, "-m", "melanoma", *map(str, args)], cwd=ROOT, capture_output=True,
                           text=True, timeout=timeout, env=env)
 

@@ -1,8 +1,8 @@
 """tf.distribute on the CPU: MirroredStrategy over two logical CPU devices, and
 MultiWorkerMirroredStrategy with two worker processes on loopback ports. Each trains on real
-images, resumes from its checkpoint and ends in a bundle that loads. The first run of each stops
-before the bundle (`--no-bundle`): writing one is the same code either way, and these are the
-slowest tests of the suite."""
+images and resumes from its checkpoint. Only the multi-worker run ends in a bundle that loads (only
+its chief may write it); the other runs stop before one (`--no-bundle`): writing it is the same code
+either way, and these are the slowest tests of the suite."""
 import contextlib
 import json
 import os
@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from melanoma.bundle import load_bundle, load_model
@@ -39,10 +40,11 @@ def test_mirrored_over_two_cpu_devices_trains_and_resumes(data_dir, tmp_path):
     assert "MirroredStrategy: 2 replicas, global batch 8 (4 per replica)" in first.stdout
     assert "epoch 1/1:" in first.stdout and not (tmp_path / "bundle").exists()
 
-    longer = subprocess.run(train_args(data_dir, tmp_path, 2, *extra), cwd=ROOT, capture_output=True, text=True)
+    longer = subprocess.run(train_args(data_dir, tmp_path, 2, *extra, "--no-bundle"), cwd=ROOT, capture_output=True,
+                            text=True)
     assert longer.returncode == 0, longer.stderr[-3000:]
     assert "resuming after epoch 1" in longer.stdout and "epoch 1/2:" not in longer.stdout
-    assert_bundle_with_epochs(tmp_path, 2)
+    assert pd.read_csv(tmp_path / "run" / "history.csv")["epoch"].tolist() == [1, 2]
 
 
 def free_ports(count: int) -> list[int]:

@@ -1,8 +1,6 @@
 """The familiarity bands (issue 33): photos cut into thirds by how unlike the training photos they are,
 each band's share of every source and the AUC inside it, measured before anything is claimed."""
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -10,7 +8,7 @@ import pytest
 from melanoma.bundle import DEFAULT_BUNDLE
 from melanoma.lab.familiarity import band_table
 from melanoma.novelty import FAMILIARITY_BANDS, familiarity_bands, familiarity_edges
-from tests.conftest import ROOT
+from tests.in_process import run_melanoma
 from tests.test_sources import ISIC_DIR, linked_folder
 
 
@@ -47,9 +45,8 @@ def test_the_command_bands_the_shipped_bundles_photos_and_another_clinics(data_d
     isic = linked_folder(ISIC_DIR, tmp_path, "isic2017", 10, 20)
     other = linked_folder(ISIC_DIR, tmp_path / "elsewhere", "otherclinic", 10, 20)
     out = tmp_path / "familiarity.json"
-    done = subprocess.run([sys.executable, "-m", "melanoma", "familiarity", "--model", str(DEFAULT_BUNDLE),
-                           "--data", str(ham), "--data", str(isic), "--data", str(other), "--json", str(out)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=900)
+    done = run_melanoma("familiarity", "--model", DEFAULT_BUNDLE, "--data", ham, "--data", isic, "--data", other,
+                        "--json", out)
     assert done.returncode == 0, done.stderr[-2000:]
     report = json.loads(out.read_text())
     assert set(report["sets"]) == {"ham10000 validation", "ham10000 test", "isic2017 validation", "isic2017 test",
@@ -60,7 +57,6 @@ def test_the_command_bands_the_shipped_bundles_photos_and_another_clinics(data_d
     accepted = sum(band["photos"] for band in other_set["bands"].values())
     assert accepted == 30 - other_set["refused"]
     assert "| otherclinic (every photo; not trained on) (30, " in done.stdout
-    wrong_order = subprocess.run([sys.executable, "-m", "melanoma", "familiarity", "--data", str(isic)],
-                                 cwd=ROOT, capture_output=True, text=True, timeout=900)
+    wrong_order = run_melanoma("familiarity", "--data", isic)
     assert wrong_order.returncode == 1 and "Traceback" not in wrong_order.stderr
     assert "give the bundle's own folders (ham10000, isic2017) first" in wrong_order.stderr

@@ -1,13 +1,12 @@
 """The lab's measuring commands on a small real folder with the shipped bundle (the fast lane's
 look at them; the smoke bundles' runs of the same are in test_model_v2 and test_bench)."""
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from melanoma.bundle import DEFAULT_BUNDLE
+from tests.in_process import run_melanoma
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -48,16 +47,13 @@ def test_refusal_is_measured_on_non_lesions_lesions_and_shifted_photos(small_fol
 
 def test_the_refusal_command_prints_its_table_and_writes_its_report(small_folder, small_isic_folder, tmp_path):
     out = tmp_path / "refusal.json"
-    result = subprocess.run([sys.executable, "-m", "melanoma", "refusal", "--data", str(small_folder),
-                             "--data", str(small_isic_folder),
-                             "--shifted-images", "2", "--out", str(out)], cwd=ROOT, capture_output=True, text=True,
-                            timeout=600)
+    result = run_melanoma("refusal", "--data", small_folder, "--data", small_isic_folder, "--shifted-images", "2",
+                          "--out", out)
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads(out.read_text())
     assert report["shifted_test_photos"]["photos"] == 2 and report["seed"] == 1
     assert f"| the lab's non-lesion pictures ({report['non_lesion']['pictures']}) |" in result.stdout
-    missing = subprocess.run([sys.executable, "-m", "melanoma", "refusal", "--data", str(tmp_path / "nowhere")],
-                             cwd=ROOT, capture_output=True, text=True, timeout=600)
+    missing = run_melanoma("refusal", "--data", tmp_path / "nowhere")
     assert missing.returncode == 1 and "Traceback" not in missing.stderr
     assert missing.stderr.strip().splitlines()[-1].startswith("error: no HAM10000_metadata.csv in ")
 

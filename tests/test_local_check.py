@@ -4,8 +4,6 @@ are `python -m melanoma evaluate`'s on the same photos; the intervals resample l
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
@@ -14,6 +12,7 @@ import pytest
 from melanoma import local_check
 from melanoma.evaluate import lesion_bootstrap_intervals
 from melanoma.local_check import CheckRefused, LabelsError
+from tests.in_process import run_melanoma
 from tests.local_check_sample import as_folder, isic_test_sample
 
 ROOT = local_check.__file__.rsplit("/melanoma/", 1)[0]
@@ -160,8 +159,8 @@ def test_the_figures_are_python_m_melanoma_evaluates_on_the_same_photos(predicto
     command's on the same photos as a HAM10000-format folder."""
     paths, labels = isic_test_sample(100)
     folder = as_folder(paths, labels, tmp_path / "clinic")
-    subprocess.run([sys.executable, "-m", "melanoma", "evaluate", "--data", str(folder), "--json",
-                    str(tmp_path / "evaluate.json")], cwd=ROOT, check=True, capture_output=True)
+    done = run_melanoma("evaluate", "--data", folder, "--json", tmp_path / "evaluate.json")
+    assert done.returncode == 0, done.stderr
     expected = json.loads((tmp_path / "evaluate.json").read_text())
     photos = [(path.name, path.read_bytes()) for path in paths]
     report = local_check.check(predictor, *local_check.pair(photos, local_check.read_labels(csv_of(labels))))

@@ -5,14 +5,13 @@ equal `python -m melanoma evaluate` on the same photos. Screenshots: test-artifa
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 
 import pytest
 
 from tests.api_client import call, multipart
-from tests.app_server import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, ROOT, require_browser, running_app
+from tests.app_server import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, require_browser, running_app
+from tests.in_process import run_melanoma
 from tests.local_check_sample import as_folder, isic_test_sample
 from tests.test_browser import assert_no_exception, open_from_sidebar, screenshot
 from tests.test_local_check import NETWORK_NOISE, assert_same_figures
@@ -34,8 +33,8 @@ def evaluated(sample, tmp_path_factory) -> dict:
     paths, labels, _ = sample
     folder = as_folder(paths, labels, tmp_path_factory.mktemp("clinic") / "clinic")
     out = folder.parent / "evaluate.json"
-    subprocess.run([sys.executable, "-m", "melanoma", "evaluate", "--data", str(folder), "--json", str(out)],
-                   cwd=ROOT, check=True, capture_output=True)
+    done = run_melanoma("evaluate", "--data", folder, "--json", out)
+    assert done.returncode == 0, done.stderr
     return json.loads(out.read_text())
 
 

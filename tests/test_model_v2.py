@@ -2,8 +2,6 @@
 (the Predictor, `predict`, `evaluate`), with metadata given, partial, missing and malformed."""
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -13,14 +11,13 @@ from melanoma.bundle import load_bundle
 from melanoma.patient import NO_INFORMATION, PatientInfo
 from tests.conftest import SMOKE_V2_RELEASE, SMOKE_V2_SIZE
 from tests.float_noise import SCORE_NOISE, photo_probability_range, within
+from tests.in_process import run_melanoma
 
 pytestmark = pytest.mark.timeout(900)  # trains the two smoke bundles on first use
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def melanoma(*args, timeout=600):
-    return subprocess.run([sys.executable, "-m", "melanoma", *map(str, args)], cwd=ROOT, capture_output=True,
-                          text=True, timeout=timeout)
+
 
 
 def test_the_bundle_records_its_size_inputs_both_modes_and_lineage(smoke_v2_bundle, smoke_bundle):
@@ -82,25 +79,25 @@ def test_metadata_changes_the_answer_and_the_image_alone_is_shown_beside(smoke_v
 def test_predict_takes_metadata_as_flags_or_csv_and_refuses_bad_values(smoke_v2_bundle, smoke_bundle, sample_images,
                                                                        tmp_path):
     mel, nv = sample_images["mel"], sample_images["nv"]
-    result = melanoma("predict", "--model", smoke_v2_bundle, "--json", "--age", "64", "--sex", "female",
+    result = run_melanoma("predict", "--model", smoke_v2_bundle, "--json", "--age", "64", "--sex", "female",
                       "--site", "back", mel)
     assert result.returncode == 0, result.stderr[-2000:]
     (row,) = json.loads(result.stdout)["results"]
     assert row["metadata_used"] == ["age", "sex", "site"] and "probability_melanoma_image_only" in row
 
-    bad = melanoma("predict", "--model", smoke_v2_bundle, "--age", "250", mel)
+    bad = run_melanoma("predict", "--model", smoke_v2_bundle, "--age", "250", mel)
     assert bad.returncode == 1 and bad.stderr.strip() == "error: age 250 is outside 0-120 years"
 
     csv = tmp_path / "patients.csv"
     csv.write_text(f"image_id,age,sex,localization\n{mel.stem},55,male,\n{nv.stem},40,,elbow\n")
-    result = melanoma("predict", "--model", smoke_v2_bundle, "--json", "--metadata", csv, mel, nv)
+    result = run_melanoma("predict", "--model", smoke_v2_bundle, "--json", "--metadata", csv, mel, nv)
     assert result.returncode == 2  # one file not assessed
     rows = {Path(r["file"]).stem: r for r in json.loads(result.stdout)["results"]}
     assert rows[mel.stem]["metadata_used"] == ["age", "sex"]
     assert rows[nv.stem]["error"].startswith("patient information: site 'elbow' is not one of")
     assert "Traceback" not in result.stderr
 
-    ignored = melanoma("predict", "--model", smoke_bundle, "--age", "64", mel)  # a network without that input
+    ignored = run_melanoma("predict", "--model", smoke_bundle, "--age", "64", mel)  # a network without that input
     assert ignored.returncode == 0 and "with age" not in ignored.stdout
     assert ignored.stderr.strip().splitlines()[-1] == "note: this model takes no patient information; it was not used"
 
@@ -113,8 +110,8 @@ def test_evaluate_uses_the_folder_s_metadata_unless_told_not_to(smoke_v2_bundle,
     subset.drop(columns=["sex"]).to_csv(folder / "HAM10000_metadata.csv", index=False)  # a folder without sex
     for image_id in subset.image_id:  # links, not copies: the data stays where it is
         os.symlink(data_dir / "images" / f"{image_id}.jpg", folder / "images" / f"{image_id}.jpg")
-    with_metadata = melanoma("evaluate", "--model", smoke_v2_bundle, "--data", folder)
-    alone = melanoma("evaluate", "--model", smoke_v2_bundle, "--data", folder, "--no-metadata")
+    with_metadata = run_melanoma("evaluate", "--model", smoke_v2_bundle, "--data", folder)
+    alone = run_melanoma("evaluate", "--model", smoke_v2_bundle, "--data", folder, "--no-metadata")
     assert with_metadata.returncode == 0 and alone.returncode == 0, alone.stderr[-2000:]
     with_metadata, alone = json.loads(with_metadata.stdout), json.loads(alone.stdout)
     assert with_metadata["metadata_used"] == ["age", "site"] and alone["metadata_used"] == []
@@ -127,7 +124,7 @@ def test_evaluate_uses_the_folder_s_metadata_unless_told_not_to(smoke_v2_bundle,
 def test_compare_pairs_two_bundles_on_the_same_validation_images_and_prints_the_rules_verdict(
         smoke_bundle, smoke_v2_bundle, data_dir, tmp_path):
     out = tmp_path / "compare.json"
-    result = melanoma("compare", "--data", data_dir, "--baseline", smoke_bundle, "--candidate", smoke_v2_bundle,
+    result = run_melanoma("compare", "--data", data_dir, "--baseline", smoke_bundle, "--candidate", smoke_v2_bundle,
                       "--json", out)
     assert result.returncode == 0, result.stderr[-2000:]
     [judged] = json.loads(out.read_text())
@@ -144,7 +141,7 @@ def test_compare_pairs_two_bundles_on_the_same_validation_images_and_prints_the_
         assert check["figure"] in result.stdout
     verdict = "ships: " + (str(smoke_v2_bundle) if judged["passes"] else "none of the candidates")
     assert verdict in result.stdout
-    mismatched = melanoma("compare", "--data", data_dir, "--baseline", smoke_bundle, "--candidate", smoke_v2_bundle,
+    mismatched = run_melanoma("compare", "--data", data_dir, "--baseline", smoke_bundle, "--candidate", smoke_v2_bundle,
                           "--robustness", out, "--robustness", out)
     assert mismatched.returncode == 1 and "Traceback" not in mismatched.stderr
     assert "2 --robustness report(s) for 1 --candidate(s)" in mismatched.stderr

@@ -9,7 +9,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +24,7 @@ from melanoma.reader_study import READER_STUDY_MAX_PHOTOS, READER_STUDY_PHOTO_SI
 from melanoma.records import READER_STUDY_DIR, READER_STUDY_INDEX
 from melanoma.reporting import credit_lines
 from melanoma.wording import DX_TYPE_NAMES, OTHER_MALIGNANCIES
+from tests.in_process import run_melanoma
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = ROOT / "melanoma" / "app" / "pages.py"  # the pages streamlit_app.py serves
@@ -165,8 +165,7 @@ def test_a_damaged_or_incomplete_set_is_refused_with_its_reason_and_the_bundle_s
 # --- the command ----------------------------------------------------------------------------------
 
 def run_command(*args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "melanoma", "reader-study", *map(str, args)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=600)
+    return run_melanoma("reader-study", *args)
 
 
 @pytest.mark.slow

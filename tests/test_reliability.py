@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.bad_inputs import ACCEPTED, REJECTED
+from tests.in_process import run_melanoma
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -21,8 +22,7 @@ def mixed_batch(smoke_bundle, sample_images, tmp_path_factory):
         (folder / name).write_bytes(data)
         files.append(folder / name)
     files.append(sample_images["nv"])
-    result = subprocess.run([sys.executable, "-m", "melanoma", "predict", "--model", str(smoke_bundle), "--json",
-                             *map(str, files)], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    result = run_melanoma("predict", "--model", smoke_bundle, "--json", *files)
     rows = {Path(row["file"]).name: row for row in json.loads(result.stdout)["results"]}
     return result, rows
 

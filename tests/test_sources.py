@@ -18,6 +18,7 @@ from melanoma.pipeline import balanced_epoch_indices
 from melanoma.sources import DatasetError, Source, as_sources
 from melanoma.splits import make_split
 from tests.conftest import ROOT, smoke_config
+from tests.in_process import run_melanoma
 
 ISIC_DIR = ROOT.parent / "shared" / "isic2017"
 V1_HAM10000_TEST_PHOTOS = 1796  # v1's lesion-grouped test split, which HAM10000 keeps as the first source
@@ -201,15 +202,11 @@ def test_similar_cases_name_their_source(two_source_bundle, two_sources):
 
 
 def test_evaluate_works_on_each_folder_and_finds_that_folders_test_photos(two_source_bundle, two_sources, tmp_path):
-    import subprocess
-    import sys
 
     test_split = pd.read_csv(two_source_bundle / "test_split.csv")
     for folder in two_sources:
         out = tmp_path / f"{folder.name}.json"
-        done = subprocess.run([sys.executable, "-m", "melanoma", "evaluate", "--model", str(two_source_bundle),
-                               "--data", str(folder), "--json", str(out)], capture_output=True, text=True, cwd=ROOT,
-                              timeout=600)
+        done = run_melanoma("evaluate", "--model", two_source_bundle, "--data", folder, "--json", out)
         assert done.returncode == 0, done.stderr
         result = json.loads(out.read_text())
         assert result["n_images"] == len(pd.read_csv(folder / "HAM10000_metadata.csv"))
