@@ -14,6 +14,7 @@ scikit-image is needed only to fit (`python -m melanoma extras`, `train`), never
 """
 from __future__ import annotations
 
+import functools
 import io
 from pathlib import Path
 
@@ -248,7 +249,8 @@ def drawn_skin(rng) -> Image.Image:
     return image
 
 
-def fitting_pictures() -> list[tuple[str, str, bytes]]:
+@functools.cache  # the same 1,232 pictures every time (fixed seeds); drawing them takes seconds
+def fitting_pictures() -> tuple[tuple[str, str, bytes], ...]:
     """(kind, name, bytes) the classifier is fitted on as "not a lesion photo"."""
     rng = np.random.default_rng(FITTING_SEEDS[0])
     pictures = []
