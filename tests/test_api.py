@@ -485,13 +485,14 @@ def test_schemathesis_finds_nothing_against_the_real_server(server):
     schema-valid requests accepted, invalid ones refused, no 5xx but the declared 503."""
     url, _ = server
     report = ARTIFACTS / "api" / "schemathesis.txt"
+    report.parent.mkdir(parents=True, exist_ok=True)
     run = subprocess.run([sys.executable, "-m", "schemathesis.cli", "--config-file",
                           str(ROOT / "tests" / "schemathesis.toml"), "--no-color", "run",
                           f"{url}/api/v1/openapi.json", "--checks", "all", "--max-examples", str(SCHEMATHESIS_EXAMPLES),
                           "--seed", "42", "--workers", "1", "--generation-database", "none",
                           "--request-timeout", str(SCHEMATHESIS_REQUEST_TIMEOUT_S),
                           "--max-response-time", str(SCHEMATHESIS_REQUEST_TIMEOUT_S)],
-                         capture_output=True, text=True, timeout=600)
+                         cwd=report.parent, capture_output=True, text=True, timeout=600)  # its cache goes there
     report.write_text(run.stdout + run.stderr)
     assert run.returncode == 0, f"schemathesis failed (full output in {report}):\n{run.stdout[-4000:]}"
     assert " passed" in run.stdout
