@@ -102,3 +102,13 @@ def same_but_last_digit(first, second, places: dict[str, int], default_places: i
         return type(a) is type(b) and a == b
 
     return alike(first, second, None)
+
+
+def auc_bounds(labels, scores, noise: float = SCORE_NOISE) -> tuple[float, float]:
+    """The lowest and highest ROC AUC the scores allow when each may move by `noise`: a melanoma and a
+    benign photo scored within 2 x noise of each other may come out in either order (or tied)."""
+    labels, scores = np.asarray(labels).astype(bool), np.asarray(scores, np.float64)
+    gaps = scores[labels][:, None] - scores[~labels][None, :]
+    pairs = gaps.size
+    surely_right, undecided = (gaps > 2 * noise).sum(), (np.abs(gaps) <= 2 * noise).sum()
+    return surely_right / pairs, (surely_right + undecided) / pairs
