@@ -122,6 +122,10 @@ def test_a_clinician_checks_the_model_on_100_photos_in_a_real_browser(server, sa
             page.get_by_role("button", name=f"Check the model on 100 labelled photos ({evaluated['n_melanoma']} "
                                             "melanomas)").click(timeout=CHECK_TIMEOUT_MS)
             if width == 1400:  # the app stays usable while the check runs: another page, then back to the result
+                # Leave when the page says so: a page change before the click's run has started the check
+                # stops that run, as Streamlit stops any run the visitor navigates away from.
+                expect(page.get_by_text("You can look at other pages meanwhile", exact=False)).to_be_visible(
+                    timeout=CHECK_TIMEOUT_MS)
                 open_from_sidebar(page, "About", "About this model: a teaching demo")
                 open_from_sidebar(page, "Check it on your photos", "Check it on your photos")
                 expect(page.get_by_text("Your last check, of 100 photos, is below.")).to_be_visible()
