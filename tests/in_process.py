@@ -1,7 +1,7 @@
 """`python -m melanoma ...` run inside the test process: the same parser, commands, output and exit
 status, without a fresh interpreter's TensorFlow import (4-5 s of CPU a call, the bulk of a short
-command's cost). One test per command family still runs the real `python -m melanoma` in a child
-process (test_cli's `as_a_user_runs_it`, the train and distribute tests)."""
+command's cost). Some tests still run the real `python -m melanoma` in a child process, as a user
+does: test_cli's `as_a_user_runs_it`, test_dicom's and test_api's `predict`, and the training tests."""
 from __future__ import annotations
 
 import io
