@@ -502,15 +502,21 @@ def loading_state(loader) -> tuple[str, str]:
     return "ready", "the network is loaded"
 
 
-def not_ready_or_not_multipart(loader, request: Request, fields: str) -> JSONResponse | None:
-    """The answer that refuses a photo request before its body is read: 503 while the network loads, 415
-    when the body is not multipart/form-data (`fields` names what to send); None when it may go on."""
+async def read_or_refuse(loader, request: Request, fields: str, read) -> tuple[Any, JSONResponse | None]:
+    """(the form `read` makes of the request's body, None), or (None, the answer refusing the request):
+    503 while the network loads, 415 when the body is not multipart/form-data (`fields` names what to
+    send), 413 over a size limit, 422 for anything else wrong with the body."""
     status, detail = loading_state(loader)
     if status != "ready":
-        return retry_later(detail)
+        return None, retry_later(detail)
     if request.headers.get("content-type", "").split(";")[0].strip().lower() != "multipart/form-data":
-        return JSONResponse({"detail": f"send the photos as multipart/form-data ({fields})"}, status_code=415)
-    return None
+        return None, JSONResponse({"detail": f"send the photos as multipart/form-data ({fields})"}, status_code=415)
+    try:
+        return await read(request), None
+    except TooLarge as error:
+        return None, JSONResponse({"detail": str(error)}, status_code=413)
+    except ValueError as error:  # BadPatientInformation among them
+        return None, JSONResponse({"detail": str(error)}, status_code=422)
 
 
 api = FastAPI(
@@ -588,15 +594,10 @@ async def predict(request: Request, gradcam: bool = Query(False, description="ad
     """Classify 1 to API_MAX_FILES photos or DICOM files. A file that is no usable image gets its one-line
     reason in its place and the others still run; only when none could be read is the answer 422."""
     loader = state.start_loading()
-    refusal = not_ready_or_not_multipart(loader, request, f"field '{FILES_FIELD}'")
+    form, refusal = await read_or_refuse(loader, request, f"field '{FILES_FIELD}'", read_form)
     if refusal:
         return refusal
-    try:
-        files, patients = await read_form(request)
-    except TooLarge as error:
-        return JSONResponse({"detail": str(error)}, status_code=413)
-    except ValueError as error:  # BadPatientInformation among them
-        return JSONResponse({"detail": str(error)}, status_code=422)
+    files, patients = form
     size = sum(len(data) for _, data in files)
     refusal = QUEUE.refusal(len(files), size)
     if refusal:
@@ -727,15 +728,11 @@ async def evaluate(request: Request):
     A photo with no label, a label with no photo, an unreadable file: each is named in `problems` and the rest
     still run. It checks the model; it does not retrain it."""
     loader = state.start_loading()
-    refusal = not_ready_or_not_multipart(loader, request, f"fields '{FILES_FIELD}' and '{LABELS_FIELD}'")
+    form, refusal = await read_or_refuse(loader, request, f"fields '{FILES_FIELD}' and '{LABELS_FIELD}'",
+                                         read_evaluate_form)
     if refusal:
         return refusal
-    try:
-        files, labels = await read_evaluate_form(request)
-    except TooLarge as error:
-        return JSONResponse({"detail": str(error)}, status_code=413)
-    except ValueError as error:
-        return JSONResponse({"detail": str(error)}, status_code=422)
+    files, labels = form
     size = sum(len(data) for _, data in files)
     # Only the work ahead is weighed: a check of hundreds of photos is long by its nature, and is
     # asked for knowing so; the requests that come after it wait for it, or are told how long to.
