@@ -2,7 +2,11 @@
 bundle per test session, made by the project's own `train` on a few dozen real images."""
 from __future__ import annotations
 
+import fcntl
+import json
 import os
+import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -36,6 +40,26 @@ def smoke_config(**overrides):
     return TrainConfig(**settings)
 
 
+def made_once(tmp_path_factory, name: str, make: Callable[[Path], Path | list[Path]]) -> Path | list[Path]:
+    """What `make(folder)` returns, made once per test run. pytest-xdist gives each worker a session of
+    its own, so a session fixture alone would train the same smoke bundle on both cores (issue 41: 2 x
+    40-90 s a bundle); the first worker to need it makes it in a folder both share, holding a lock, and
+    the other waits for it and reads it."""
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        return make(tmp_path_factory.mktemp(name))
+    shared = tmp_path_factory.getbasetemp().parent / name
+    with open(f"{shared}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, or the worker dies
+        made = Path(f"{shared}.json")
+        if not made.is_file():
+            shutil.rmtree(shared, ignore_errors=True)  # a worker that failed halfway
+            shared.mkdir()
+            result = make(shared)
+            made.write_text(json.dumps([str(path) for path in result] if isinstance(result, list) else str(result)))
+    kept = json.loads(made.read_text())
+    return [Path(path) for path in kept] if isinstance(kept, list) else Path(kept)
+
+
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     if not (DATA_DIR / "HAM10000_metadata.csv").is_file():
@@ -56,8 +80,8 @@ def sample_images(data_dir) -> dict[str, Path]:
 def smoke_bundle(data_dir, tmp_path_factory) -> Path:
     from melanoma.train import train
 
-    root = tmp_path_factory.mktemp("smoke")
-    return train(data_dir, root / "bundle", smoke_config(), run_dir=root / "run")
+    return made_once(tmp_path_factory, "smoke",
+                     lambda root: train(data_dir, root / "bundle", smoke_config(), run_dir=root / "run"))
 
 
 @pytest.fixture(scope="session")
@@ -77,10 +101,10 @@ SMOKE_V2_RELEASE = "v2-smoke"  # `train --release`: the name people see
 def smoke_v2_bundle(smoke_bundle, data_dir, tmp_path_factory) -> Path:
     from melanoma.train import train
 
-    root = tmp_path_factory.mktemp("smoke-v2")
     config = smoke_config(image_size=SMOKE_V2_SIZE, colour_constancy=True, metadata=True, diagnosis_loss_weight=0.3,
                           vignette_probability=0.5, camera_jitter=0.1, init_from=str(smoke_bundle))
-    return train(data_dir, root / "bundle", config, run_dir=root / "run", release=SMOKE_V2_RELEASE)
+    return made_once(tmp_path_factory, "smoke-v2", lambda root: train(data_dir, root / "bundle", config,
+                                                                       run_dir=root / "run", release=SMOKE_V2_RELEASE))
 
 
 @pytest.fixture(scope="session")
@@ -114,3 +138,37 @@ def linked_photos(data_dir: Path, chosen, folder: Path) -> Path:
     for image_id in chosen["image_id"]:
         (folder / "images" / f"{image_id}.jpg").symlink_to(data_dir / "images" / f"{image_id}.jpg")
     return folder
+
+
+def linked_folder(source: Path, into: Path, name: str, melanoma: int, others: int) -> Path:
+    """A folder named `name` in the data layout, its images linked from `source`: the first `melanoma`
+    melanoma lesions and `others` other lesions, each with all its photos."""
+    import pandas as pd
+
+    frame = pd.read_csv(source / "HAM10000_metadata.csv")
+    lesions = frame.drop_duplicates("lesion_id")
+    chosen = pd.concat([lesions[lesions["dx"] == "mel"].head(melanoma), lesions[lesions["dx"] != "mel"].head(others)])
+    return linked_photos(source, frame[frame["lesion_id"].isin(chosen["lesion_id"])], into / name)
+
+
+@pytest.fixture(scope="session")
+def isic_dir() -> Path:
+    if not (ISIC_DATA_DIR / "HAM10000_metadata.csv").is_file():
+        pytest.skip(f"ISIC 2017 folder not found at {ISIC_DATA_DIR}")
+    return ISIC_DATA_DIR
+
+
+@pytest.fixture(scope="session")
+def two_sources(data_dir, isic_dir, tmp_path_factory) -> list[Path]:
+    """Small linked copies of both sources, named as the real folders are (the name is the source)."""
+    return made_once(tmp_path_factory, "sources", lambda root: [linked_folder(data_dir, root, "ham10000", 24, 56),
+                                                                linked_folder(isic_dir, root, "isic2017", 20, 40)])
+
+
+@pytest.fixture(scope="session")
+def two_source_bundle(two_sources, tmp_path_factory) -> Path:
+    """`train --data A --data B`, tiny: one epoch on the linked folders, split as v1's settings split."""
+    from melanoma.train import train
+
+    return made_once(tmp_path_factory, "two-sources", lambda root: train(
+        two_sources, root / "bundle", smoke_config(max_images=None, seed=42), run_dir=root / "run"))

@@ -27,13 +27,15 @@ PAGE_TIMEOUT_MS = 60_000
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # includes training the session's smoke bundle
 
 
-@pytest.fixture
+# One server per bundle for the module's tests (each test opens its own browser session, as a visitor
+# would): a server start and its first network call cost 10-20 s of CI time each (issue 41).
+@pytest.fixture(scope="module")
 def app_server(smoke_bundle, data_dir):
-    """(url, monotonic time of `streamlit run`) for a server on a free port, stopped afterwards."""
+    """The url of a server on a free port, stopped after the module."""
     yield from serve(smoke_bundle, data_dir)
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def shipped_app_server(data_dir):
     """The same with the shipped bundle, whose not-a-lesion check and similar cases are fitted on
     the whole training split (a smoke bundle's, on 65 images, say little)."""
@@ -44,8 +46,8 @@ def shipped_app_server(data_dir):
 
 def serve(bundle, data_dir):
     require_browser()
-    with running_app(bundle, data_dir, ARTIFACTS / "streamlit-server.log") as (url, _, started):
-        yield url, started
+    with running_app(bundle, data_dir, ARTIFACTS / "streamlit-server.log") as (url, _, _):
+        yield url
 
 
 def readme_screenshot(page, name: str) -> None:
@@ -117,7 +119,7 @@ def test_the_first_visit_is_measured(data_dir, sample_images):
 def test_the_app_in_a_real_browser(app_server, smoke_bundle, sample_images, tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
-    url, started = app_server
+    url = app_server
     not_an_image = tmp_path / "notes.jpg"
     not_an_image.write_text("these are my notes, not a photo")
 
@@ -125,6 +127,7 @@ def test_the_app_in_a_real_browser(app_server, smoke_bundle, sample_images, tmp_
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            opened = time.monotonic()
             page.goto(url)
             page.get_by_role("heading", name="Classify a skin lesion").wait_for(timeout=MODEL_TIMEOUT_MS)
             uploader = page.locator("input[type=file]")
@@ -138,8 +141,8 @@ def test_the_app_in_a_real_browser(app_server, smoke_bundle, sample_images, tmp_
             overlay.wait_for(timeout=MODEL_TIMEOUT_MS)
             assert overlay.evaluate("img => img.complete && img.naturalWidth") > 0
             done = time.monotonic()
-            print(f"\nstreamlit run -> first classified image with its Grad-CAM: {done - started:.1f} s "
-                  f"(page ready with the model loaded: {ready - started:.1f} s; upload -> result: "
+            print(f"\npage opened -> classified image with its Grad-CAM: {done - opened:.1f} s "
+                  f"(page ready with the model loaded: {ready - opened:.1f} s; upload -> result: "
                   f"{done - ready:.1f} s)")
             expect(page.get_by_text(CALLS)).to_be_visible()
             screenshot(page, "1-classify")
@@ -203,7 +206,7 @@ def test_bad_and_unusual_uploads_in_a_real_browser(app_server, sample_images, tm
             files.append(str(tmp_path / name))
     assert len(rejected) >= 8 and len(accepted) == len(ACCEPTED)
 
-    url, _ = app_server
+    url = app_server
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
@@ -241,7 +244,7 @@ def test_a_portrait_and_another_clinics_photo_get_no_call_and_a_melanoma_its_dif
         pytest.skip(f"ISIC 2017 folder not found at {ISIC2017}")
     portrait = tmp_path / "portrait.jpg"
     portrait.write_bytes(skimage_photo("astronaut.png"))  # a portrait photo of a person
-    url, _ = shipped_app_server
+    url = shipped_app_server
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
@@ -300,7 +303,7 @@ def test_each_call_names_its_threshold_and_mode_and_a_phone_sees_the_table_whole
               "portrait.jpg": skimage_photo("astronaut.png"), "damaged.jpg": b"\xff\xd8\xff" + b"cut short" * 9}
     for name, data in photos.items():
         (tmp_path / name).write_bytes(data)
-    url, _ = shipped_app_server
+    url = shipped_app_server
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
@@ -347,7 +350,7 @@ def test_each_call_names_its_threshold_and_mode_and_a_phone_sees_the_table_whole
             browser.close()
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def metadata_app_server(smoke_v2_bundle, data_dir):
     """The app with a bundle whose network takes patient metadata (model v2's kind)."""
     yield from serve(smoke_v2_bundle, data_dir)
@@ -371,7 +374,7 @@ def test_patient_information_in_a_real_browser(metadata_app_server, smoke_v2_bun
     def one_of(texts) -> str:
         return "|".join(re.escape(text) for text in sorted(texts))
 
-    url, _ = metadata_app_server
+    url = metadata_app_server
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
@@ -430,7 +433,7 @@ def test_the_phone_flow_at_420_px(shipped_app_server, data_dir, tmp_path):
 
     from tests.app_server import y4m_video
 
-    url, _ = shipped_app_server
+    url = shipped_app_server
     video = tmp_path / "lesion.y4m"
     video.write_bytes(y4m_video(data_dir / "images" / "ISIC_0025964.jpg", (640, 480)))
     with sync_playwright() as playwright:
@@ -514,7 +517,7 @@ def test_a_dicom_file_in_a_real_browser(shipped_app_server, sample_images, tmp_p
     predictor = Predictor.from_bundle(DEFAULT_BUNDLE)
     alone = predictor.classify_bytes("lesion.jpg", photo)
     given = predictor.classify_bytes("lesion.jpg", photo, patient=PatientInfo(age=55, sex="female", site="back"))
-    url, _ = shipped_app_server
+    url = shipped_app_server
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:

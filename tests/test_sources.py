@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import re
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -17,39 +16,10 @@ from melanoma.data_summary import summarize
 from melanoma.pipeline import balanced_epoch_indices
 from melanoma.sources import DatasetError, Source, as_sources
 from melanoma.splits import make_split
-from tests.conftest import ROOT, smoke_config
+from tests.conftest import ROOT
 from tests.in_process import run_melanoma
 
-ISIC_DIR = ROOT.parent / "shared" / "isic2017"
 V1_HAM10000_TEST_PHOTOS = 1796  # v1's lesion-grouped test split, which HAM10000 keeps as the first source
-
-
-@pytest.fixture(scope="session")
-def isic_dir() -> Path:
-    if not (ISIC_DIR / "HAM10000_metadata.csv").is_file():
-        pytest.skip(f"ISIC 2017 folder not found at {ISIC_DIR}")
-    return ISIC_DIR
-
-
-def linked_folder(source: Path, into: Path, name: str, melanoma: int, others: int) -> Path:
-    """A folder named `name` in the data layout, its images linked from `source`, whole lesions."""
-    frame = pd.read_csv(source / "HAM10000_metadata.csv")
-    lesions = frame.drop_duplicates("lesion_id")
-    chosen = pd.concat([lesions[lesions["dx"] == "mel"].head(melanoma), lesions[lesions["dx"] != "mel"].head(others)])
-    rows = frame[frame["lesion_id"].isin(chosen["lesion_id"])]
-    folder = into / name
-    (folder / "images").mkdir(parents=True)
-    rows.to_csv(folder / "HAM10000_metadata.csv", index=False)
-    for image_id in rows["image_id"]:
-        (folder / "images" / f"{image_id}.jpg").symlink_to(source / "images" / f"{image_id}.jpg")
-    return folder
-
-
-@pytest.fixture(scope="session")
-def two_sources(data_dir, isic_dir, tmp_path_factory) -> list[Path]:
-    """Small linked copies of both sources, named as the real folders are (the name is the source)."""
-    root = tmp_path_factory.mktemp("sources")
-    return [linked_folder(data_dir, root, "ham10000", 24, 56), linked_folder(isic_dir, root, "isic2017", 20, 40)]
 
 
 def test_the_two_real_folders_keep_v1s_split_for_ham10000_and_split_isic2017_70_15_15(data_dir, isic_dir):
@@ -159,15 +129,6 @@ def test_the_summary_has_each_source_with_its_own_split(two_sources):
     assert summary["split"]["test"]["images"] == sum(p["split"]["test"]["images"] for p in summary["sources"].values())
 
 
-@pytest.fixture(scope="session")
-def two_source_bundle(two_sources, tmp_path_factory) -> Path:
-    """`train --data A --data B`, tiny: one epoch on the linked folders, split as v1's settings split."""
-    from melanoma.train import train
-
-    root = tmp_path_factory.mktemp("two-sources")
-    return train(two_sources, root / "bundle", smoke_config(max_images=None, seed=42), run_dir=root / "run")
-
-
 def test_a_two_source_bundle_records_its_sources_splits_and_per_source_figures(two_source_bundle):
     bundle = two_source_bundle
     config = json.loads((bundle / "train_config.json").read_text())
@@ -243,37 +204,6 @@ def test_the_model_card_gives_each_sources_test_photos_and_says_other_clinics_we
         assert f"{counts.would_refuse:,} ({counts.would_refuse_melanoma})" in shown
     shown_texts = [str(element.value) for element in (*app.info, *app.markdown, *app.caption)]
     assert any("**Not measured by this project** on clinics it was not trained on" in text for text in shown_texts)
-
-
-@pytest.fixture(scope="session")
-def one_source_bundle(two_sources, tmp_path_factory) -> Path:
-    """v1's kind beside the two-source bundle: the first folder alone, split with the same settings."""
-    from melanoma.train import train
-
-    root = tmp_path_factory.mktemp("one-source")
-    return train(two_sources[0], root / "bundle", smoke_config(max_images=None, seed=42), run_dir=root / "run")
-
-
-def test_compare_pairs_a_one_source_baseline_with_a_two_source_candidate_per_source(
-        two_source_bundle, two_sources, one_source_bundle):
-    """As v1 (HAM10000 alone) was paired with v3's candidates."""
-    from melanoma.lab.compare import ComparisonError, compare_bundles
-
-    result = compare_bundles(one_source_bundle, two_source_bundle, two_sources)
-    parts = result["by_source"]
-    assert set(parts) == {"ham10000", "isic2017"}
-    assert sum(part["candidate"]["n_images"] for part in parts.values()) == result["candidate"]["n_images"]
-    for part in parts.values():
-        assert part["baseline"]["n_images"] == part["candidate"]["n_images"] > 0
-        assert part["candidate_minus_baseline_auc"]["unit"] == "lesion"
-    worst = result["worst_source"]  # each model's own lowest per-source AUC, as the ship rule reads it
-    for model in ("baseline", "candidate"):
-        assert worst[model]["roc_auc"] == min(part[model]["roc_auc"] for part in parts.values())
-        assert parts[worst[model]["source"]][model]["roc_auc"] == worst[model]["roc_auc"]
-    with pytest.raises(ComparisonError, match="give --data once for each"):
-        compare_bundles(one_source_bundle, two_source_bundle, two_sources[:1])
-    with pytest.raises(ComparisonError, match="not the first of"):
-        compare_bundles(two_source_bundle, one_source_bundle, two_sources[:1])
 
 
 def test_robustness_reports_each_source_and_judges_the_gates_on_each(two_source_bundle, two_sources):

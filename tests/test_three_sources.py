@@ -11,8 +11,7 @@ import pytest
 
 from melanoma.patient import GENERAL_SITES_ENCODING, PatientInfo
 from melanoma.sites import ACCEPTED_SITES
-from tests.conftest import ROOT, SMOKE_V2_SIZE, smoke_config
-from tests.test_sources import ISIC_DIR, linked_folder
+from tests.conftest import ISIC_DATA_DIR, ROOT, SMOKE_V2_SIZE, linked_folder, made_once, smoke_config
 
 BCN_DIR = ROOT.parent / "shared" / "bcn20000"
 SOURCES = ("ham10000", "isic2017", "bcn20000")
@@ -21,23 +20,23 @@ SOURCES = ("ham10000", "isic2017", "bcn20000")
 @pytest.fixture(scope="session")
 def three_sources(data_dir, tmp_path_factory) -> list[Path]:
     """Small linked copies of the three sources, named as the real folders are (the name is the source)."""
-    for folder in (ISIC_DIR, BCN_DIR):
+    for folder in (ISIC_DATA_DIR, BCN_DIR):
         if not (folder / "HAM10000_metadata.csv").is_file():
             pytest.skip(f"{folder.name} folder not found at {folder}")
-    root = tmp_path_factory.mktemp("three-sources")
-    return [linked_folder(data_dir, root, "ham10000", 24, 56), linked_folder(ISIC_DIR, root, "isic2017", 20, 40),
-            linked_folder(BCN_DIR, root, "bcn20000", 12, 24)]
+    return made_once(tmp_path_factory, "three-sources", lambda root: [
+        linked_folder(data_dir, root, "ham10000", 24, 56), linked_folder(ISIC_DATA_DIR, root, "isic2017", 20, 40),
+        linked_folder(BCN_DIR, root, "bcn20000", 12, 24)])
 
 
 @pytest.fixture(scope="session")
 def three_source_bundle(three_sources, tmp_path_factory) -> Path:
     from melanoma.train import train
 
-    root = tmp_path_factory.mktemp("three-source-run")
     config = smoke_config(max_images=None, seed=42, image_size=SMOKE_V2_SIZE, colour_constancy=True, metadata=True,
                           site_vocabulary="general", soften_probability=0.25,
                           melanoma_per_epoch_factor_by_source={"bcn20000": 1.0})
-    return train(three_sources, root / "bundle", config, run_dir=root / "run")
+    return made_once(tmp_path_factory, "three-source-run",
+                     lambda root: train(three_sources, root / "bundle", config, run_dir=root / "run"))
 
 
 def test_a_three_source_run_records_each_source_and_keeps_bcn20000_lesions_whole(three_source_bundle, three_sources):
@@ -86,3 +85,26 @@ def test_every_source_fills_the_coarse_site_and_the_network_reads_it(three_sourc
     encode = predictor.patient_encoding.encode
     assert (encode(PatientInfo.parse(site="back")) == encode(PatientInfo.parse(site="posterior torso"))).all()
     assert (encode(PatientInfo.parse(site="acral")) == encode(PatientInfo.parse(site="palms/soles"))).all()
+
+
+def test_compare_pairs_a_two_source_baseline_with_a_three_source_candidate_per_source(
+        two_source_bundle, three_source_bundle, three_sources):
+    """v4's own case: the shipped two-source model against a candidate that adds a source, every source's
+    validation photos scored by both (the baseline too on the source it never saw)."""
+    from melanoma.lab.compare import ComparisonError, compare_bundles
+
+    result = compare_bundles(two_source_bundle, three_source_bundle, three_sources)
+    parts = result["by_source"]
+    assert set(parts) == set(SOURCES)
+    assert sum(part["candidate"]["n_images"] for part in parts.values()) == result["candidate"]["n_images"]
+    for part in parts.values():
+        assert part["baseline"]["n_images"] == part["candidate"]["n_images"] > 0
+        assert part["candidate_minus_baseline_auc"]["unit"] == "lesion"
+    worst = result["worst_source"]  # each model's own lowest per-source AUC, as the ship rule reads it
+    for model in ("baseline", "candidate"):
+        assert worst[model]["roc_auc"] == min(part[model]["roc_auc"] for part in parts.values())
+        assert parts[worst[model]["source"]][model]["roc_auc"] == worst[model]["roc_auc"]
+    with pytest.raises(ComparisonError, match="give --data once for each"):
+        compare_bundles(two_source_bundle, three_source_bundle, three_sources[:2])
+    with pytest.raises(ComparisonError, match="not the first of"):
+        compare_bundles(three_source_bundle, two_source_bundle, three_sources[:2])
