@@ -149,7 +149,7 @@ def fit_extras(outputs: dict[str, np.ndarray], images: np.ndarray, frame, train:
                test: np.ndarray, camera: tuple[np.ndarray, np.ndarray],
                others: tuple[np.ndarray, np.ndarray, list[str]] | None = None) -> dict[str, bytes]:
     """The two extras files for a bundle, from the network's outputs on every image of its data
-    (`features.extract`), the images (uint8, as the network takes them), their metadata `frame` (all
+    (`features.extractor`), the images (uint8, as the network takes them), their metadata `frame` (all
     row-aligned), the split's row indices, training photos under camera changes (their not-a-lesion
     activations, images), and pictures that are not lesion photos (activations, images, kinds:
     `negatives.fitting_pictures`; None: no classifier, the distance check alone)."""
@@ -239,17 +239,18 @@ def _auc(labels: np.ndarray, scores: np.ndarray) -> float | None:
 def fit_for_bundle(model, dataset, split, spec, seed: int = 0) -> dict[str, bytes]:
     """The extras files for a bundle whose network is `model`, trained on `dataset` (loaded at its
     input, the ImageSpec `spec`) split as `split`."""
-    from melanoma.features import extract
+    from melanoma.features import extractor
 
+    extract = extractor(model)
     rng = np.random.default_rng(seed)
     copies = rng.choice(split.train, min(NOVELTY_CAMERA_COPIES, len(split.train)), replace=False)
     camera_images = camera_variations(dataset.images[copies], rng)
-    camera = extract(model, camera_images)[NOVELTY_FEATURES], camera_images
+    camera = extract(camera_images)[NOVELTY_FEATURES], camera_images
     others = None
     if len(split.val) >= NOVELTY_MIN_VALIDATION:  # else no check is fitted: not worth the pictures' pass
         kinds, images = other_pictures(spec)
-        others = extract(model, images)[NOVELTY_FEATURES], images, kinds
-    return fit_extras(extract(model, dataset.images), dataset.images, dataset.frame, split.train, split.val,
+        others = extract(images)[NOVELTY_FEATURES], images, kinds
+    return fit_extras(extract(dataset.images), dataset.images, dataset.frame, split.train, split.val,
                       split.test, camera, others)
 
 
