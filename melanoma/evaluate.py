@@ -1,14 +1,17 @@
-"""Metrics: ROC-AUC, the operating threshold and the rates at it, and their lesion-level intervals."""
+"""Metrics: ROC-AUC, the operating threshold and the rates at it, and their lesion-level intervals.
+
+scikit-learn is imported where it is used: the app imports this module (through its API's local
+check) at start-up, and a second of importing scikit-learn and SciPy there delays the first page."""
 from __future__ import annotations
 
 import numpy as np
-from sklearn import metrics as skm
 
 from melanoma.call import suspicious
 
 
 def roc_auc(labels: np.ndarray, probabilities: np.ndarray) -> float | None:
     """None where only one class is present (AUC is undefined there)."""
+    from sklearn import metrics as skm
     if len(np.unique(labels)) < 2:
         return None
     return float(skm.roc_auc_score(labels, probabilities))
@@ -25,6 +28,7 @@ def choose_threshold(labels: np.ndarray, probabilities: np.ndarray, target_sensi
 def choose_thresholds(labels: np.ndarray, probabilities: np.ndarray, target_sensitivities,
                       sample_weight: np.ndarray | None = None) -> list[float]:
     """`choose_threshold` for several targets from one ROC curve."""
+    from sklearn import metrics as skm
     if labels.sum() == 0:
         return [0.5] * len(target_sensitivities)
     fpr, tpr, thresholds = skm.roc_curve(labels, probabilities, sample_weight=sample_weight)
@@ -33,6 +37,7 @@ def choose_thresholds(labels: np.ndarray, probabilities: np.ndarray, target_sens
 
 
 def metrics_at(labels: np.ndarray, probabilities: np.ndarray, threshold: float) -> dict:
+    from sklearn import metrics as skm
     labels = np.asarray(labels).astype(int)
     predicted = suspicious(probabilities, threshold).astype(int)
     tn, fp, fn, tp = skm.confusion_matrix(labels, predicted, labels=[0, 1]).ravel()
@@ -169,6 +174,7 @@ def _weighted_auc(labels: np.ndarray, probabilities: np.ndarray, weights: np.nda
 
 
 def roc_points(labels: np.ndarray, probabilities: np.ndarray, max_points: int = 200) -> dict:
+    from sklearn import metrics as skm
     if len(np.unique(labels)) < 2:
         return {"fpr": [], "tpr": [], "thresholds": []}
     fpr, tpr, thresholds = skm.roc_curve(labels, probabilities)
