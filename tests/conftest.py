@@ -1,5 +1,5 @@
-"""Shared fixtures: the real HAM10000 folder (or a skip that says why) and one smoke-trained
-bundle per test session, made by the project's own `train` on a few dozen real images."""
+"""Shared fixtures: the real data folders (or a skip that says why) and the smoke-trained bundles, each
+made once per test run by the project's own `train` on a few dozen real images."""
 from __future__ import annotations
 
 import fcntl
@@ -68,6 +68,13 @@ def data_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
+def isic_dir() -> Path:
+    if not (ISIC_DATA_DIR / "HAM10000_metadata.csv").is_file():
+        pytest.skip(f"ISIC 2017 folder not found at {ISIC_DATA_DIR}")
+    return ISIC_DATA_DIR
+
+
+@pytest.fixture(scope="session")
 def sample_images(data_dir) -> dict[str, Path]:
     """A few real images by diagnosis: {'mel': path, 'nv': path, ...}."""
     import pandas as pd
@@ -119,16 +126,14 @@ def small_folder(data_dir, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def small_isic_folder(tmp_path_factory) -> Path:
+def small_isic_folder(isic_dir, tmp_path_factory) -> Path:
     """ISIC 2017's folder in small, like `small_folder`: 45 real photos (15 melanoma), named as the
     source the shipped bundle knows, so the lab's commands take the two folders in training order."""
     import pandas as pd
 
-    if not (ISIC_DATA_DIR / "HAM10000_metadata.csv").is_file():
-        pytest.skip(f"ISIC 2017 folder not found at {ISIC_DATA_DIR}")
-    frame = pd.read_csv(ISIC_DATA_DIR / "HAM10000_metadata.csv")
+    frame = pd.read_csv(isic_dir / "HAM10000_metadata.csv")
     chosen = pd.concat([frame[frame["dx"] == "mel"].head(15), frame[frame["dx"] != "mel"].head(30)])
-    return linked_photos(ISIC_DATA_DIR, chosen, tmp_path_factory.mktemp("small") / "isic2017")
+    return linked_photos(isic_dir, chosen, tmp_path_factory.mktemp("small") / "isic2017")
 
 
 def linked_photos(data_dir: Path, chosen, folder: Path) -> Path:
@@ -149,13 +154,6 @@ def linked_folder(source: Path, into: Path, name: str, melanoma: int, others: in
     lesions = frame.drop_duplicates("lesion_id")
     chosen = pd.concat([lesions[lesions["dx"] == "mel"].head(melanoma), lesions[lesions["dx"] != "mel"].head(others)])
     return linked_photos(source, frame[frame["lesion_id"].isin(chosen["lesion_id"])], into / name)
-
-
-@pytest.fixture(scope="session")
-def isic_dir() -> Path:
-    if not (ISIC_DATA_DIR / "HAM10000_metadata.csv").is_file():
-        pytest.skip(f"ISIC 2017 folder not found at {ISIC_DATA_DIR}")
-    return ISIC_DATA_DIR
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ import pytest
 from melanoma.bundle import DEFAULT_BUNDLE
 from melanoma.lab.familiarity import band_table
 from melanoma.novelty import FAMILIARITY_BANDS, familiarity_bands, familiarity_edges
-from tests.conftest import ISIC_DATA_DIR, linked_folder
+from tests.conftest import linked_folder
 from tests.in_process import run_melanoma
 
 
@@ -36,14 +36,12 @@ def test_a_band_reports_its_share_and_its_own_auc_and_a_band_with_too_few_melano
     assert "roc_auc" not in far and far["melanoma"] == 3
 
 
-def test_the_command_bands_the_shipped_bundles_photos_and_another_clinics(data_dir, tmp_path):
+def test_the_command_bands_the_shipped_bundles_photos_and_another_clinics(data_dir, isic_dir, tmp_path):
     """The shipped bundle's own sources (small linked folders of each), then a folder it never trained
     on: here ISIC 2017 photos under another name, as another clinic's would come."""
-    if not (ISIC_DATA_DIR / "HAM10000_metadata.csv").is_file():
-        pytest.skip(f"ISIC 2017 folder not found at {ISIC_DATA_DIR}")
     ham = linked_folder(data_dir, tmp_path, "ham10000", 30, 90)
-    isic = linked_folder(ISIC_DATA_DIR, tmp_path, "isic2017", 10, 20)
-    other = linked_folder(ISIC_DATA_DIR, tmp_path / "elsewhere", "otherclinic", 10, 20)
+    isic = linked_folder(isic_dir, tmp_path, "isic2017", 10, 20)
+    other = linked_folder(isic_dir, tmp_path / "elsewhere", "otherclinic", 10, 20)
     out = tmp_path / "familiarity.json"
     done = run_melanoma("familiarity", "--model", DEFAULT_BUNDLE, "--data", ham, "--data", isic, "--data", other,
                         "--json", out)

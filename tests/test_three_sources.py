@@ -11,20 +11,19 @@ import pytest
 
 from melanoma.patient import GENERAL_SITES_ENCODING, PatientInfo
 from melanoma.sites import ACCEPTED_SITES
-from tests.conftest import ISIC_DATA_DIR, ROOT, SMOKE_V2_SIZE, linked_folder, made_once, smoke_config
+from tests.conftest import ROOT, SMOKE_V2_SIZE, linked_folder, made_once, smoke_config
 
 BCN_DIR = ROOT.parent / "shared" / "bcn20000"
 SOURCES = ("ham10000", "isic2017", "bcn20000")
 
 
 @pytest.fixture(scope="session")
-def three_sources(data_dir, tmp_path_factory) -> list[Path]:
+def three_sources(data_dir, isic_dir, tmp_path_factory) -> list[Path]:
     """Small linked copies of the three sources, named as the real folders are (the name is the source)."""
-    for folder in (ISIC_DATA_DIR, BCN_DIR):
-        if not (folder / "HAM10000_metadata.csv").is_file():
-            pytest.skip(f"{folder.name} folder not found at {folder}")
+    if not (BCN_DIR / "HAM10000_metadata.csv").is_file():
+        pytest.skip(f"BCN20000 folder not found at {BCN_DIR}")
     return made_once(tmp_path_factory, "three-sources", lambda root: [
-        linked_folder(data_dir, root, "ham10000", 24, 56), linked_folder(ISIC_DATA_DIR, root, "isic2017", 20, 40),
+        linked_folder(data_dir, root, "ham10000", 24, 56), linked_folder(isic_dir, root, "isic2017", 20, 40),
         linked_folder(BCN_DIR, root, "bcn20000", 12, 24)])
 
 
