@@ -58,6 +58,22 @@ def restore_checkpoint(run_dir: Path, model) -> tuple[int, list[dict], dict]:
     return meta["epoch"], meta["history"], meta["best"]
 
 
+def write_best_weights(run_dir: Path, model) -> None:
+    from melanoma.bundle import weights_to_npz
+
+    atomic_write_bytes(Path(run_dir) / BEST_WEIGHTS, weights_to_npz(model, half_precision=False))
+
+
+def settle_best_weights(run_dir: Path, model, epoch: int, best: dict) -> None:
+    """Called on resuming, with the checkpoint's weights in `model`. An epoch writes its checkpoint
+    before the best weights, so a run stopped between the two left the best weights of an earlier epoch
+    although its checkpoint records this one as the best: those weights are the checkpoint's own.
+    (Written the other way round, a stop between them left best weights of an epoch that no history
+    records and the resumed run redoes differently.)"""
+    if best.get("epoch") == epoch:
+        write_best_weights(run_dir, model)
+
+
 def finished_epochs(run_dir: Path) -> int:
     """Epochs the run folder's checkpoint holds (0 without one), read without the weights."""
     if not (run_dir / CHECKPOINT).exists():

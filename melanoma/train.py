@@ -32,6 +32,8 @@ from melanoma.run_folder import (
     finished_epochs,
     restore_checkpoint,
     save_checkpoint,
+    settle_best_weights,
+    write_best_weights,
 )
 from melanoma.sources import as_sources
 
@@ -280,6 +282,8 @@ def resume(run: Run, finish_now: bool) -> Progress:
     progress = Progress()
     if (run.run_dir / CHECKPOINT).exists():
         progress = Progress(*restore_checkpoint(run.run_dir, run.model))
+        if run.chief:
+            settle_best_weights(run.run_dir, run.model, progress.start_epoch, progress.best)
         log(f"resuming after epoch {progress.start_epoch} (best val AUC {progress.best['val_auc']:.4f} at "
             f"epoch {progress.best['epoch']})")
     if finish_now and not progress.history:
@@ -369,14 +373,14 @@ def record_epoch(run: Run, progress: Progress, row: dict, keep_epoch_weights: bo
     # with several sources, best["val_auc"] is the mean of theirs (selection_auc)
     best = {"val_auc": chosen_on, "epoch": row["epoch"]} if improved else progress.best
     if run.chief:
-        if improved:
-            atomic_write_bytes(run.run_dir / BEST_WEIGHTS, weights_to_npz(run.model, half_precision=False))
-        if keep_epoch_weights:
+        if keep_epoch_weights:  # a run stopped before its checkpoint redoes the epoch and rewrites these
             epoch_weights = epoch_weights_path(run.run_dir, row["epoch"])
             epoch_weights.parent.mkdir(exist_ok=True)
             atomic_write_bytes(epoch_weights, weights_to_npz(run.model))
         save_checkpoint(run.run_dir, run.model, row["epoch"], history, best)
         atomic_write_text(run.run_dir / RUN_HISTORY, pd.DataFrame(history).to_csv(index=False))
+        if improved:  # after the checkpoint that records it: see settle_best_weights
+            write_best_weights(run.run_dir, run.model)
     return Progress(row["epoch"], history, best)
 
 

@@ -149,3 +149,46 @@ def test_training_on_a_folder_with_no_usable_images_stops_clearly(tmp_path):
                             cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 1
     assert "no usable images" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_run_stopped_between_its_checkpoint_and_best_weights_resumes_with_the_checkpoints_best(tmp_path):
+    """Issue 41: a fresh-clone CI run killed the training process after one epoch had written the best
+    weights but not its checkpoint, and the resumed run's best weights were of an epoch no history held.
+    Now the checkpoint comes first, and resuming settles the best weights from it."""
+    import keras
+    import numpy as np
+
+    from melanoma.run_folder import restore_checkpoint, save_checkpoint, settle_best_weights, write_best_weights
+
+    def tiny_model():
+        model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, name="dense")], name="tiny")
+        model.compile(optimizer="sgd", loss="mse")
+        model.optimizer.build(model.trainable_variables)
+        return model
+
+    def weights_in(path):
+        with np.load(path) as arrays:
+            return {name: arrays[name].copy() for name in arrays.files}
+
+    run_dir, model = tmp_path / "run", tiny_model()
+    run_dir.mkdir()
+    save_checkpoint(run_dir, model, 1, [{"epoch": 1, "val_auc": 0.6}], {"val_auc": 0.6, "epoch": 1})
+    write_best_weights(run_dir, model)
+    epoch_1 = weights_in(run_dir / BEST_WEIGHTS)
+    model.layers[0].kernel.assign(model.layers[0].kernel + 1.0)  # epoch 2 trains, improves, is checkpointed...
+    history = [{"epoch": 1, "val_auc": 0.6}, {"epoch": 2, "val_auc": 0.7}]
+    save_checkpoint(run_dir, model, 2, history, {"val_auc": 0.7, "epoch": 2})
+    epoch_2 = {variable.path: variable.numpy() for variable in model.weights}  # ...and the run stops here
+
+    resumed = tiny_model()
+    epoch, _, best = restore_checkpoint(run_dir, resumed)
+    settle_best_weights(run_dir, resumed, epoch, best)
+    settled = weights_in(run_dir / BEST_WEIGHTS)
+    assert all(np.array_equal(settled[name], epoch_2[name]) for name in epoch_2)
+    assert not all(np.array_equal(settled[name], epoch_1[name]) for name in epoch_1)
+
+    # where the checkpoint's best is an earlier epoch, the best weights on disk are that epoch's, untouched
+    write_best_weights(run_dir, tiny_model())
+    before = (run_dir / BEST_WEIGHTS).read_bytes()
+    settle_best_weights(run_dir, resumed, 3, {"val_auc": 0.7, "epoch": 2})
+    assert (run_dir / BEST_WEIGHTS).read_bytes() == before
