@@ -22,8 +22,7 @@ SMOKE_IMAGES = 96
 # The fast lane (`pytest -m "not slow"`) leaves out what takes minutes: training the smoke bundles
 # (and every test that uses one), training runs in subprocesses, served apps driven by Chromium and
 # the load test. Those files and tests mark themselves; a test that needs a smoke bundle is marked here.
-TRAINED_HERE = {"smoke_bundle", "smoke_v2_bundle", "two_source_bundle", "one_source_bundle",
-                "three_source_bundle"}
+TRAINED_HERE = {"smoke_bundle", "smoke_v2_bundle", "two_source_bundle", "three_source_bundle"}
 
 
 def pytest_collection_modifyitems(items):
