@@ -148,7 +148,7 @@ def _rows(result, count: int):
 def extractor(model):
     """(images (N, H, W, 3), metadata or None) -> every output and the pooled features, float32, through
     the compiled path. The feature network is built and traced once for all the sets that go through
-    it: each new one would trace ResNet50 again (2-4 s a shape on 2 cores). Metadata defaults to
+    it: each new one would trace ResNet50 again, for each batch shape. Metadata defaults to
     nothing known (the pooled image features do not depend on it)."""
     network = feature_network(model)
     forward = compiled_outputs(network)
