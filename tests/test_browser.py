@@ -28,7 +28,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # includes training t
 
 
 # One server per bundle for the module's tests (each test opens its own browser session, as a visitor
-# would): a server start and its first network call cost 10-20 s of CI time each (issue 41).
+# would): each server start loads the network and traces it again, CI time spent once per bundle (issue 41).
 @pytest.fixture(scope="module")
 def app_server(smoke_bundle, data_dir):
     """The url of a server on a free port, stopped after the module."""
