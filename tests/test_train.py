@@ -166,15 +166,11 @@ def test_a_run_stopped_between_its_checkpoint_and_best_weights_resumes_with_the_
         model.optimizer.build(model.trainable_variables)
         return model
 
-    def weights_in(path):
-        with np.load(path) as arrays:
-            return {name: arrays[name].copy() for name in arrays.files}
-
     run_dir, model = tmp_path / "run", tiny_model()
     run_dir.mkdir()
     save_checkpoint(run_dir, model, 1, [{"epoch": 1, "val_auc": 0.6}], {"val_auc": 0.6, "epoch": 1})
     write_best_weights(run_dir, model)
-    epoch_1 = weights_in(run_dir / BEST_WEIGHTS)
+    epoch_1 = read_weights(run_dir / BEST_WEIGHTS)
     model.layers[0].kernel.assign(model.layers[0].kernel + 1.0)  # epoch 2 trains, improves, is checkpointed...
     history = [{"epoch": 1, "val_auc": 0.6}, {"epoch": 2, "val_auc": 0.7}]
     save_checkpoint(run_dir, model, 2, history, {"val_auc": 0.7, "epoch": 2})
@@ -183,7 +179,7 @@ def test_a_run_stopped_between_its_checkpoint_and_best_weights_resumes_with_the_
     resumed = tiny_model()
     epoch, _, best = restore_checkpoint(run_dir, resumed)
     settle_best_weights(run_dir, resumed, epoch, best)
-    settled = weights_in(run_dir / BEST_WEIGHTS)
+    settled = read_weights(run_dir / BEST_WEIGHTS)
     assert all(np.array_equal(settled[name], epoch_2[name]) for name in epoch_2)
     assert not all(np.array_equal(settled[name], epoch_1[name]) for name in epoch_1)
 
