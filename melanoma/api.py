@@ -7,17 +7,18 @@ it under /api/v1/ (config.API_PREFIX), with its OpenAPI description at /api/v1/o
     GET  /api/v1/model     the model card as data
     GET  /api/v1/health    ready, or still loading (503 with Retry-After)
 
-It shares the page's network: the predictor that `melanoma.app.state` loads at server start, in the
-same process. Answers are `predict --json`'s records (`inference.classify_files` and
-`predictions_report`), with the model's name, version and weights hash. Predictions run on a small
-pool of worker threads, never on the event loop that serves the pages; a request is turned away
-(503, busy) only when the work already waiting would keep its answer longer than API_MAX_WAIT_SECONDS
-at the throughput measured on this server.
+It shares the page's network: the predictor that `melanoma.app.state` loads in the same process (once
+the first page is drawn, or at the first request that needs it, or soon after the server starts).
+Answers are `predict --json`'s records (`inference.classify_files` and `predictions_report`), with
+the model's name, version and weights hash. Predictions run on a small pool of worker threads, never
+on the event loop that serves the pages; a request is turned away (503, busy) only when the work
+already waiting would keep its answer longer than API_MAX_WAIT_SECONDS at the throughput measured on
+this server.
 
 Uploads are read into memory and never written (the multipart parser's spool is larger than any
 accepted request); nothing logs their bytes. Off the loopback interface every endpoint needs
 `Authorization: Bearer <token>`, the token being the environment variable MELANOMA_API_TOKEN
-(config.API_TOKEN_ENV); without it set, the API answers only on 127.0.0.1 / ::1.
+(API_TOKEN_ENV); without it set, the API answers only on 127.0.0.1 / ::1.
 """
 from __future__ import annotations
 
@@ -68,10 +69,7 @@ from melanoma.reporting import (
 from melanoma.sites import ACCEPTED_SITES
 from melanoma.sources import SOURCES
 
-# The HTTP API beside the app (melanoma/api.py), served by `streamlit run` under API_PREFIX. Off the
-# loopback interface it answers only requests carrying the bearer token in API_TOKEN_ENV.
-API_PREFIX = "/api/v1"
-
+# Off the loopback interface the API answers only requests carrying the bearer token in API_TOKEN_ENV.
 API_TOKEN_ENV = "MELANOMA_API_TOKEN"
 
 API_MAX_FILES = 8  # photos per request; each at most MAX_UPLOAD_MB, like the page's uploader

@@ -3,7 +3,7 @@
 The image size and the class names are part of a bundle's contract: the manifest records them and
 the inference path checks them, so a bundle trained with other values is never silently misused.
 Other settings live with their concern: a data folder's layout and credits in sources.py, input
-checks in images.py, the API's limits in api.py, Grad-CAM's in explain.py, inference tuning in
+checks in images.py, the API's limits in api.py (its address here), Grad-CAM's in explain.py, inference tuning in
 features.py and inference.py, the extras' in extras.py, novelty.py and neighbours.py, the app's
 caches in app/state.py, the reader study's in reader_study.py, wording in call.py and wording.py,
 published anchors in published.py.
@@ -21,6 +21,8 @@ IMAGE_ASPECT = 4 / 3
 # Shades of Gray colour constancy (Finlayson & Trezzi, 2004), as the ISIC 2019 winners used it.
 SHADES_OF_GRAY_POWER = 6
 CLASS_NAMES = ("not melanoma", "melanoma")
+# Where `streamlit run` serves the HTTP API (melanoma/api.py), beside the pages.
+API_PREFIX = "/api/v1"
 MELANOMA_DX = "mel"
 KNOWN_DX = ("akiec", "bcc", "bkl", "df", "mel", "nv", "vasc")
 # Patient information the network may be given (never dx_type: it gives the answer away). Each

@@ -677,6 +677,26 @@ def test_server_config_keeps_the_upload_limit_and_protections():
     assert settings["server"]["enableXsrfProtection"] is True
     assert settings["server"]["headless"] is True
     assert settings["browser"]["gatherUsageStats"] is False
+    # watching the source files cost 1.3 s of the server's CPU before the first page (issue 42)
+    assert settings["server"]["fileWatcherType"] == "none"
+
+
+@pytest.mark.parametrize(("given", "seconds"), [(None, 10.0), ("0", 0.0), ("2.5", 2.5), ("soon", 10.0), ("-1", 10.0),
+                                                ("inf", 10.0), ("nan", 10.0), (" ", 10.0)])
+def test_the_load_delay_of_an_unvisited_server_is_read_with_a_one_line_reason_for_a_bad_value(
+        given, seconds, monkeypatch, capsys):
+    from melanoma.app.state import LOAD_AFTER_ENV, LOAD_WITHOUT_VISITOR_SECONDS, load_without_visitor_seconds
+
+    assert LOAD_WITHOUT_VISITOR_SECONDS == 10.0
+    if given is None:
+        monkeypatch.delenv(LOAD_AFTER_ENV, raising=False)
+    else:
+        monkeypatch.setenv(LOAD_AFTER_ENV, given)
+    assert load_without_visitor_seconds() == seconds
+    warned = [line for line in capsys.readouterr().err.splitlines() if LOAD_AFTER_ENV in line]
+    bad = given is not None and given.strip() and seconds == LOAD_WITHOUT_VISITOR_SECONDS
+    assert warned == ([f"{LOAD_AFTER_ENV}={given.strip()!r} is not a number of seconds >= 0: the network loads 10 s "
+                       "after the server starts if no one visits sooner"] if bad else [])
 
 
 # --- A bundle that cannot be used ------------------------------------------------------------------
