@@ -106,6 +106,12 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
 
 
+def has_loaded_tensorflow(pid: int) -> bool:
+    """Whether a process has TensorFlow's libraries mapped (Linux /proc): whether it has begun
+    loading the network, seen from outside."""
+    return "/tensorflow/" in Path(f"/proc/{pid}/maps").read_text()
+
+
 def rss_mb(pid: int) -> float:
     """Resident memory of a process, from /proc (Linux)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():

@@ -116,6 +116,41 @@ def test_the_first_visit_is_measured(data_dir, sample_images):
     assert timings["warm_upload_to_call_s"] > 0
 
 
+def wait_until_loading(server, timeout_s: float) -> None:
+    from tests.app_server import has_loaded_tensorflow
+
+    deadline = time.monotonic() + timeout_s
+    while not has_loaded_tensorflow(server.pid):
+        assert server.poll() is None and time.monotonic() < deadline, "the server never began loading the network"
+        time.sleep(0.2)
+
+
+def test_the_first_page_is_drawn_before_the_network_loads_and_drawing_it_starts_the_load(data_dir):
+    """The network's loading holds the server's GIL for seconds: it waits until the first visitor's
+    page is drawn, and that page (with nothing uploaded) starts it; a server no one visits loads it too
+    (MELANOMA_LOAD_AFTER_SECONDS: 0 at once). The timer is set far out in the first case, so that only
+    the page can have started it."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from melanoma.app.state import LOAD_AFTER_ENV
+    from tests.app_server import has_loaded_tensorflow
+
+    require_browser()
+    with running_app(None, data_dir, ARTIFACTS / "load-on-first-page-server.log",
+                     extra_env={LOAD_AFTER_ENV: "3600"}) as (url, server, _), sync_playwright() as playwright:
+        assert not has_loaded_tensorflow(server.pid)
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page, _ = open_classify_page(browser, url)
+            wait_until_loading(server, MODEL_TIMEOUT_MS / 1000)
+            expect(page.get_by_text("Upload one or more images")).to_be_visible()
+        finally:
+            browser.close()
+    with running_app(None, data_dir, ARTIFACTS / "load-without-visitor-server.log",
+                     extra_env={LOAD_AFTER_ENV: "0"}) as (_, server, _):
+        wait_until_loading(server, MODEL_TIMEOUT_MS / 1000)
+
+
 def test_the_app_in_a_real_browser(app_server, smoke_bundle, sample_images, tmp_path):
     from playwright.sync_api import expect, sync_playwright
 

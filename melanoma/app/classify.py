@@ -1,7 +1,7 @@
 """Classify: upload lesion photos; per photo the call, P(melanoma), the differential, similar
 training cases and where the network looked; a photo outside what the model knows gets a warning,
-no call. The uploader shows at once; a photo uploaded while the network is still loading waits
-for it, under a message that says so.
+no call. The uploader shows first (the network starts loading once this page is drawn); a photo
+uploaded while the network is still loading waits for it, under a message that says so.
 
 Uploads stay in memory: their bytes go straight to the predictor and are never written anywhere.
 Results are kept in the session, keyed by the model and a hash of the bytes, so moving a slider
@@ -56,7 +56,6 @@ class Photo(NamedTuple):
 st.title("Classify a skin lesion")
 st.caption(DISCLAIMER)
 bundle = state.require_bundle()
-loader = state.start_loading()  # already under way where the server started it
 model_id = bundle.weights_sha256
 
 
@@ -75,10 +74,9 @@ if camera is not None:
 if not photos:
     st.info("Upload one or more images to classify them. Tip: the Dataset page shows what the training "
             "images look like (dermatoscope, lesion centred).", icon=":material/upload:")
-    if not loader.predictor.done():
-        st.caption(f"The network is still loading in the background (about {MODEL_LOAD_SECONDS} s after the server "
-                   "starts on a quiet 2-core machine): you can upload now; your photos are classified as soon as it "
-                   "is ready.")
+    if not state.network_ready():
+        st.caption(f"The network loads in the background once this page is drawn (about {MODEL_LOAD_SECONDS} s on a "
+                   "quiet 2-core machine): you can upload now; your photos are classified as soon as it is ready.")
     st.stop()
 
 # The same bytes uploaded twice are one photo: shown once, with a note. Different photos that share

@@ -46,4 +46,7 @@ st.session_state["shown_page"] = page.url_path
 # Every page names the model it describes; a bundle that cannot be used is explained by each page.
 with contextlib.suppress(BundleError):
     st.sidebar.caption(f"Model {state.current_bundle().version}")
-page.run()
+try:
+    page.run()
+finally:  # also when the page ends with st.stop(): the network loads once the first page is drawn
+    state.start_loading()

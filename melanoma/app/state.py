@@ -1,9 +1,10 @@
 """Where the app finds its model and data, and the heavy objects every session shares.
 
 The network, Grad-CAM and the extras are loaded and warmed once per process on a background thread
-(`LOADER`), started when the server starts (`streamlit_app.py`'s lifespan) or else on the first
-page run: a visitor gets the uploader at once, and waits, with a message that says so, only if
-the model is not ready by the time a photo is uploaded. Everything is keyed by the bundle's path
+(`LOADER`), started when the first page has been drawn, when a photo or an API request needs it, or
+else `LOAD_WITHOUT_VISITOR_SECONDS` after the server starts (`streamlit_app.py`'s lifespan): a visitor
+gets the uploader first, and waits, with a message that says so, only if the model is not ready by
+the time a photo is uploaded. Everything is keyed by the bundle's path
 and its manifest's modification time, so a bundle rewritten in place (a finished training run) is
 picked up without restarting the server. A bundle that cannot be loaded becomes an error page,
 never a traceback, and is tried again on the next rerun.
@@ -33,8 +34,18 @@ APP_CACHED_BUNDLES = 1
 APP_CACHED_DATA_ENTRIES = 4
 
 # What the app tells a visitor who uploads before the network has loaded: about how long loading
-# it takes on the quiet 2-core development machine (the bench's cold start, 7.4 s, rounded up).
-MODEL_LOAD_SECONDS = 8
+# it takes on the quiet 2-core development machine (from the page drawn to the first call, 4.9-5.1 s
+# in benchmarks/first-visit-issue42-deferred.json).
+MODEL_LOAD_SECONDS = 5
+
+# The loader's imports and network building hold the GIL for ~5 s of CPU: started with the server, they
+# slowed the first visitor's page (served and drawn by other threads of the same process) by more than
+# they sped up the first call (docs/performance.md, "First visit"). So the first page's run starts
+# them when it ends; a server no one visits starts them LOAD_WITHOUT_VISITOR_SECONDS after it starts
+# (longer than a page took to be drawn after the server answered in those measurements), or after
+# MELANOMA_LOAD_AFTER_SECONDS where set (0: at once, for a server that only answers the API).
+LOAD_WITHOUT_VISITOR_SECONDS = 10.0
+LOAD_AFTER_ENV = "MELANOMA_LOAD_AFTER_SECONDS"
 
 MODEL_ENV = "MELANOMA_MODEL"
 DATA_ENV = "MELANOMA_DATA"
@@ -134,6 +145,11 @@ def start_loading() -> ModelLoader:
     return LOADER.start(str(path), _stamp(path))
 
 
+def network_ready() -> bool:
+    """Whether the configured bundle's network is loaded (or has failed to load: the next page run says why)."""
+    return LOADER.predictor.done()
+
+
 def keep_compiled_functions_between_runs() -> None:
     """Streamlit calls `keras.backend.clear_session()` after every script run
     (`script_runner._clean_problem_modules`), which clears TensorFlow's kernel cache: every rerun's
@@ -155,11 +171,32 @@ def keep_compiled_functions_between_runs() -> None:
     script_runner._clean_problem_modules = close_matplotlib_figures
 
 
+def load_without_visitor_seconds() -> float:
+    """LOAD_AFTER_ENV's seconds where it is set to a number >= 0, else LOAD_WITHOUT_VISITOR_SECONDS (with a
+    one-line warning in the server's log for a value that is not one)."""
+    given = os.environ.get(LOAD_AFTER_ENV, "").strip()
+    if not given:
+        return LOAD_WITHOUT_VISITOR_SECONDS
+    try:
+        seconds = float(given)
+        if seconds >= 0 and seconds != float("inf"):
+            return seconds
+    except ValueError:
+        pass
+    print(f"{LOAD_AFTER_ENV}={given!r} is not a number of seconds >= 0: the network loads "
+          f"{LOAD_WITHOUT_VISITOR_SECONDS:g} s after the server starts if no one visits sooner", file=sys.stderr)
+    return LOAD_WITHOUT_VISITOR_SECONDS
+
+
 @contextlib.asynccontextmanager
 async def load_at_server_start(app):
-    """`st.App`'s lifespan: the network loads while the server starts, before anyone opens a page."""
-    start_loading()
+    """`st.App`'s lifespan: the network starts loading load_without_visitor_seconds() after the server
+    starts, unless a page run, a photo or an API request has started it sooner."""
+    timer = threading.Timer(load_without_visitor_seconds(), start_loading)
+    timer.daemon = True
+    timer.start()
     yield
+    timer.cancel()
 
 
 @st.cache_data(show_spinner=False, max_entries=APP_CACHED_DATA_ENTRIES)
