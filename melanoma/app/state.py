@@ -4,14 +4,15 @@ The network, Grad-CAM and the extras are loaded and warmed once per process on a
 (`LOADER`), started when the first page has been drawn, when a photo or an API request needs it, or
 else `LOAD_WITHOUT_VISITOR_SECONDS` after the server starts (`streamlit_app.py`'s lifespan): a visitor
 gets the uploader first, and waits, with a message that says so, only if the model is not ready by
-the time a photo is uploaded. Everything is keyed by the bundle's path
-and its manifest's modification time, so a bundle rewritten in place (a finished training run) is
-picked up without restarting the server. A bundle that cannot be loaded becomes an error page,
+the time a photo is uploaded. Everything is keyed by the bundle's path and its manifest's
+modification time, so a bundle rewritten in place (a finished training run) is picked up without
+restarting the server. A bundle that cannot be loaded becomes an error page,
 never a traceback, and is tried again on the next rerun.
 """
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import sys
 import threading
@@ -179,7 +180,7 @@ def load_without_visitor_seconds() -> float:
         return LOAD_WITHOUT_VISITOR_SECONDS
     try:
         seconds = float(given)
-        if seconds >= 0 and seconds != float("inf"):
+        if math.isfinite(seconds) and seconds >= 0:
             return seconds
     except ValueError:
         pass
