@@ -13,7 +13,15 @@ from pathlib import Path
 import pytest
 
 from melanoma.bundle import load_bundle
-from tests.app_server import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, SHOWN_RESULTS_JS, require_browser, running_app
+from tests.app_server import (
+    ARTIFACTS,
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    SHOWN_RESULTS_JS,
+    has_loaded_tensorflow,
+    require_browser,
+    running_app,
+)
 from tests.conftest import DATA_DIR
 from tests.float_noise import photo_probability_range, possible_texts
 
@@ -117,8 +125,6 @@ def test_the_first_visit_is_measured(data_dir, sample_images):
 
 
 def wait_until_loading(server, timeout_s: float) -> None:
-    from tests.app_server import has_loaded_tensorflow
-
     deadline = time.monotonic() + timeout_s
     while not has_loaded_tensorflow(server.pid):
         assert server.poll() is None and time.monotonic() < deadline, "the server never began loading the network"
@@ -133,7 +139,6 @@ def test_the_first_page_is_drawn_before_the_network_loads_and_drawing_it_starts_
     from playwright.sync_api import expect, sync_playwright
 
     from melanoma.app.state import LOAD_AFTER_ENV
-    from tests.app_server import has_loaded_tensorflow
 
     require_browser()
     with running_app(None, data_dir, ARTIFACTS / "load-on-first-page-server.log",
