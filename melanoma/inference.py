@@ -150,17 +150,14 @@ class Predictor:
     def from_bundle(cls, path: str | Path | None = None) -> Predictor:
         return cls(load_bundle(path))
 
-    def warm_up(self, compiled: bool = True) -> None:
-        """Runs the network and the extras once on a blank image now, rather than on a user's upload:
-        through the compiled single-image function (traced here, ~1.7 s), or with `compiled=False`
-        eagerly, the first images then going eager until a later `warm_up()` has compiled it."""
+    def warm_up(self) -> None:
+        """Runs the network and the extras once on a blank image now, rather than on a user's upload,
+        through the compiled single-image function (traced here, ~1.7 s); calls meanwhile, and before,
+        go eager (the first EAGER_IMAGES_BEFORE_COMPILING images)."""
         blank = np.zeros((1, *self.image_spec.shape), np.uint8)
-        if compiled:
-            outputs = in_fixed_batches(self._forward, blank)  # the trace; calls meanwhile stay eager
-            with self._eager_lock:
-                self._eager_images_left = 0
-        else:
-            outputs = eager_outputs(self._network, blank)
+        outputs = in_fixed_batches(self._forward, blank)  # the trace; calls meanwhile stay eager
+        with self._eager_lock:
+            self._eager_images_left = 0
         if self.extras is not None:
             self.extras.assess(outputs, blank, self.calibrated(outputs))
 

@@ -875,6 +875,54 @@ def test_a_script_run_leaves_the_compiled_network_in_place(monkeypatch):
     assert closed == ["all"]
 
 
+@pytest.mark.parametrize("visitor_waits", [True, False])
+def test_the_loader_compiles_only_after_a_waiting_visitors_calls_and_at_once_when_no_one_waits(visitor_waits,
+                                                                                               monkeypatch):
+    """A page run that waited for the network draws its calls eagerly before the loader traces the
+    compiled function and Grad-CAM (tracing beside it shared the GIL: issue 42); asking for a map says
+    the calls are drawn. With no one waiting, the loader compiles at once. The wait's bound is set far
+    out here, so that only the signal can end it."""
+    import threading
+
+    from melanoma.app import state
+    from melanoma.bundle import DEFAULT_BUNDLE
+
+    traced, built = [], threading.Event()
+
+    class Network:
+        model = patient_encoding = None
+
+        def __init__(self, bundle):
+            built.wait(60)  # until the test has said whether a visitor waits
+
+        def warm_up(self):
+            traced.append("compiled network")
+
+    class GradCam:
+        image_shape = (2, 2, 3)
+
+        def __init__(self, model, patient_encoding):
+            pass
+
+        def heatmap(self, *args):
+            traced.append("Grad-CAM")
+
+    monkeypatch.setattr("melanoma.inference.Predictor", Network)
+    monkeypatch.setattr("melanoma.explain.Explainer", GradCam)
+    monkeypatch.setattr(state, "COMPILE_WAITS_FOR_FIRST_CALLS_SECONDS", 600)
+    loader = state.ModelLoader().start(str(DEFAULT_BUNDLE), 1)
+    monkeypatch.setattr(state, "start_loading", lambda: loader)
+    if visitor_waits:
+        loader.visitor_waiting.set()
+    built.set()
+    assert isinstance(loader.predictor.result(timeout=60), Network)
+    if visitor_waits:
+        assert not loader.explainer.done() and traced == []  # held until the calls are drawn
+        assert isinstance(state.require_explainer(), GradCam)  # a map asked for: the calls are drawn
+    assert isinstance(loader.explainer.result(timeout=60), GradCam)
+    assert traced == ["compiled network", "Grad-CAM"]
+
+
 def test_the_csv_gives_each_row_the_threshold_and_mode_that_made_its_call(sample_images):
     """Issue 42: a photo given the patient's age is called with patient data at that mode's threshold,
     one without from the photo alone at its own; each CSV row says which, beside its P(melanoma)."""

@@ -90,10 +90,18 @@ def _bundle(path: str, stamp: int | None) -> Bundle:
     return open_bundle(path)
 
 
+# A page run that waited for the network draws its calls eagerly as soon as the predictor is ready;
+# the loader traces the compiled function and Grad-CAM only once that run asks for a map, or after
+# this long (a run that ended without asking for one). Tracing beside the run shared the GIL with it:
+# 6.51-6.90 s to the first call instead of 7.61-8.00 s (docs/performance.md, "First visit").
+COMPILE_WAITS_FOR_FIRST_CALLS_SECONDS = 5.0
+
+
 class ModelLoader:
-    """The predictor (network and extras, warmed, then compiled) and the explainer (Grad-CAM, traced)
-    of one bundle, loaded on a background thread; each is a Future, the predictor's set first. A
-    new (path, stamp), or a load that failed, starts over; the objects of an older bundle are dropped."""
+    """The predictor (network and extras, ready for eager calls, then compiled) and the explainer
+    (Grad-CAM, traced) of one bundle, loaded on a background thread; each is a Future, the predictor's
+    set first. A new (path, stamp), or a load that failed, starts over; the objects of an older bundle
+    are dropped."""
 
     def __init__(self):
         self._lock = threading.Lock()
@@ -101,6 +109,8 @@ class ModelLoader:
         self.started = 0.0  # monotonic time of the current load
         self.predictor: Future = Future()
         self.explainer: Future = Future()
+        self.visitor_waiting = threading.Event()  # a page run waits for this load's predictor
+        self.calls_drawn = threading.Event()  # ... and has drawn its calls since
 
     def start(self, path: str, stamp: int | None) -> ModelLoader:
         with self._lock:
@@ -109,22 +119,25 @@ class ModelLoader:
                 return self
             self._key, self.started = (path, stamp), time.monotonic()
             self.predictor, self.explainer = Future(), Future()
-            threading.Thread(target=self._load, args=(path, self.predictor, self.explainer), daemon=True,
-                             name="melanoma-model-loader").start()
+            self.visitor_waiting, self.calls_drawn = threading.Event(), threading.Event()
+            threading.Thread(target=self._load, daemon=True, name="melanoma-model-loader",
+                             args=(path, self.predictor, self.explainer, self.visitor_waiting, self.calls_drawn)).start()
             return self
 
     @staticmethod
-    def _load(path: str, predictor: Future, explainer: Future) -> None:
+    def _load(path: str, predictor: Future, explainer: Future, visitor_waiting: threading.Event,
+              calls_drawn: threading.Event) -> None:
         try:
             from melanoma.inference import Predictor
 
             loaded = Predictor(open_bundle(path))
-            loaded.warm_up(compiled=False)  # ready for a first upload (eager calls) ~2 s before compiling
-            predictor.set_result(loaded)
+            predictor.set_result(loaded)  # ready for uploads (eager calls) ~2 s before compiling
         except BaseException as error:  # noqa: BLE001 - handed to the page that waits for it
             predictor.set_exception(error)
             explainer.set_exception(error)
             return
+        if visitor_waiting.is_set():
+            calls_drawn.wait(COMPILE_WAITS_FOR_FIRST_CALLS_SECONDS)
         try:
             loaded.warm_up()  # the compiled function, for every upload after the first few
             from melanoma.explain import DEFAULT_METHOD, Explainer
@@ -248,16 +261,20 @@ def require_bundle() -> Bundle:
 
 def require_predictor():
     """The loaded predictor; while it is still loading, a message that says so, and the wait."""
-    return _wait_for("predictor", "The network is still loading")
+    loader = start_loading()
+    if not loader.predictor.done():
+        loader.visitor_waiting.set()
+    return _wait_for(loader, loader.predictor, "The network is still loading")
 
 
 def require_explainer():
-    return _wait_for("explainer", "Grad-CAM is still being prepared")
-
-
-def _wait_for(name: str, what: str):
+    """Grad-CAM, once traced; a run that asks for it has drawn its calls, so the loader may trace now."""
     loader = start_loading()
-    future = getattr(loader, name)
+    loader.calls_drawn.set()
+    return _wait_for(loader, loader.explainer, "Grad-CAM is still being prepared")
+
+
+def _wait_for(loader: ModelLoader, future: Future, what: str):
     if not future.done():
         waited = time.monotonic() - loader.started
         with st.spinner(f"{what}: started {waited:.0f} s ago; it takes about {MODEL_LOAD_SECONDS} s on a quiet "
