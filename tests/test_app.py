@@ -679,6 +679,8 @@ def test_server_config_keeps_the_upload_limit_and_protections():
     assert settings["browser"]["gatherUsageStats"] is False
     # watching the source files cost 1.3 s of the server's CPU before the first page (issue 42)
     assert settings["server"]["fileWatcherType"] == "none"
+    # page scripts are compiled without the ast module, which Python 3.11.7 does not make thread-safe
+    assert settings["runner"]["magicEnabled"] is False
 
 
 @pytest.mark.parametrize(("given", "seconds"), [(None, 10.0), ("0", 0.0), ("2.5", 2.5), ("soon", 10.0), ("-1", 10.0),

@@ -128,9 +128,10 @@ class ModelLoader:
     def _load(path: str, predictor: Future, explainer: Future, visitor_waiting: threading.Event,
               calls_drawn: threading.Event) -> None:
         try:
+            bundle = open_bundle(path)  # a bundle that cannot be used fails here, before TensorFlow is imported
             from melanoma.inference import Predictor
 
-            loaded = Predictor(open_bundle(path))
+            loaded = Predictor(bundle)
             predictor.set_result(loaded)  # ready for uploads (eager calls) ~2 s before compiling
         except BaseException as error:  # noqa: BLE001 - handed to the page that waits for it
             predictor.set_exception(error)
