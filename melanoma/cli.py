@@ -238,7 +238,7 @@ def run_extras(args) -> int:
     from melanoma.sources import DatasetError
 
     try:
-        path = add_to_bundle(args.model, args.data)
+        path = add_to_bundle(args.model, args.data, args.lesions_from or ())
     except (BundleError, DatasetError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
@@ -305,6 +305,10 @@ def build_parser(extensions=()) -> argparse.ArgumentParser:
     extras.add_argument("--model", default=None, help="bundle folder (default: the shipped one in models/)")
     extras.add_argument("--data", required=True, action="append", metavar="FOLDER",
                         help="the folder(s) the bundle was trained on, in the order train was given them")
+    extras.add_argument("--lesions-from", action="append", metavar="FOLDER",
+                        help="a folder of lesion photos from a clinic the network was not trained on, for the "
+                             "not-a-lesion check alone: split by lesion, its training photos are fitted as lesion "
+                             "photos and its validation photos place their own thresholds (repeatable)")
     extras.set_defaults(run=run_extras)
 
     reader_study = commands.add_parser(

@@ -147,26 +147,35 @@ class Extras:
 
 def fit_extras(outputs: dict[str, np.ndarray], images: np.ndarray, frame, train: np.ndarray, val: np.ndarray,
                test: np.ndarray, camera: tuple[np.ndarray, np.ndarray],
-               others: tuple[np.ndarray, np.ndarray, list[str]] | None = None) -> dict[str, bytes]:
+               others: tuple[np.ndarray, np.ndarray, list[str]] | None = None,
+               check_only: tuple[str, ...] = ()) -> dict[str, bytes]:
     """The two extras files for a bundle, from the network's outputs on every image of its data
     (`features.extractor`), the images (uint8, as the network takes them), their metadata `frame` (all
     row-aligned), the split's row indices, training photos under camera changes (their not-a-lesion
     activations, images), and pictures that are not lesion photos (activations, images, kinds:
-    `negatives.fitting_pictures`; None: no classifier, the distance check alone)."""
+    `negatives.fitting_pictures`; None: no classifier, the distance check alone).
+
+    `check_only` names sources whose photos serve the not-a-lesion check alone: lesion photos of
+    clinics the network was not trained on. Their training photos are fitted as lesion photos and their
+    validation photos place their own thresholds; the differential, the similar-cases index and the
+    bundle's own refusal counts leave them out (their counts are kept apart)."""
     features, activations = outputs[FEATURES], outputs[NOVELTY_FEATURES]
     colours = colourfulness(images)
     diagnoses = frame["dx"].map(KNOWN_DX.index).to_numpy()
-    projection, variance_kept = fit_projection(features[train], FEATURE_COMPONENTS)
     sources = frame[SOURCE_COLUMN].to_numpy() if SOURCE_COLUMN in frame else None
+    own = np.ones(len(frame), bool) if sources is None else ~np.isin(sources, list(check_only))
+    lesion_train, all_val, all_test = train, val, test
+    train, val, test = train[own[train]], val[own[val]], test[own[test]]
+    projection, variance_kept = fit_projection(features[train], FEATURE_COMPONENTS)
     camera_activations, camera_images = camera
-    lesion_activations = np.concatenate([activations[train], camera_activations])
-    novelty = fit_novelty(lesion_activations, activations[val], colours[val],
-                          val_sources=None if sources is None else sources[val])
+    lesion_activations = np.concatenate([activations[lesion_train], camera_activations])
+    novelty = fit_novelty(lesion_activations, activations[all_val], colours[all_val],
+                          val_sources=None if sources is None else sources[all_val])
     classifier = None
     if novelty.active and others is not None and len(others[0]):
-        classifier = fit_lesion_classifier((lesion_activations, np.concatenate([images[train], camera_images])),
-                                           others[:2], (activations[val], images[val]),
-                                           None if sources is None else sources[val])
+        classifier = fit_lesion_classifier(
+            (lesion_activations, np.concatenate([images[lesion_train], camera_images])), others[:2],
+            (activations[all_val], images[all_val]), None if sources is None else sources[all_val])
     head = None if DIAGNOSIS_OUTPUT in outputs else fit_head(features[train], diagnoses[train])
     index = build_index(projection(features[train]), frame.iloc[train])
 
@@ -176,6 +185,12 @@ def fit_extras(outputs: dict[str, np.ndarray], images: np.ndarray, frame, train:
             classifier(activations[rows], images[rows]))
 
     val_refused, test_refused = refused(val), refused(test)
+    accepted_by_distance = ~novelty.refused(novelty(activations[all_val]), colours[all_val])
+    check_only_sources = {source: {
+        "training photos": int((sources[lesion_train] == source).sum()),
+        "refused": {part: _refused_counts(refused(rows), diagnoses[rows]) for part, rows in (
+            ("validation", all_val[sources[all_val] == source]), ("test", all_test[sources[all_test] == source]))},
+    } for source in check_only}
     test_labels = diagnoses[test] == KNOWN_DX.index("mel")
     differential = (outputs[DIAGNOSIS_OUTPUT][test] if head is None else head.probabilities(features[test]))
     vote = index.melanoma_share(index.nearest(projection(features[test])))
@@ -196,8 +211,9 @@ def fit_extras(outputs: dict[str, np.ndarray], images: np.ndarray, frame, train:
                      f"(at least {NOVELTY_MIN_VALIDATION} needed)"),
             "refused": {"validation": _refused_counts(val_refused, diagnoses[val]),
                         "test": _refused_counts(test_refused, diagnoses[test])},
+            **({"check_only_sources": check_only_sources} if check_only else {}),
             "familiarity_band_edges": novelty.band_edges.round(4).tolist(),
-            "familiarity_bands_from": f"terciles of the {int((~val_refused).sum())} accepted validation photos' scores",
+            "familiarity_bands_from": f"terciles of the {int(accepted_by_distance.sum())} accepted validation photos' scores",
             **({"classifier": {
                 "threshold": classifier.threshold,
                 "rule": (f"also refused: a lesion-or-not classifier's score above the {CLASSIFIER_PERCENTILE}th "
@@ -236,9 +252,10 @@ def _auc(labels: np.ndarray, scores: np.ndarray) -> float | None:
     return roc_auc(np.asarray(labels).astype(int), scores)
 
 
-def fit_for_bundle(model, dataset, split, spec, seed: int = 0) -> dict[str, bytes]:
+def fit_for_bundle(model, dataset, split, spec, seed: int = 0, check_only: tuple[str, ...] = ()) -> dict[str, bytes]:
     """The extras files for a bundle whose network is `model`, trained on `dataset` (loaded at its
-    input, the ImageSpec `spec`) split as `split`."""
+    input, the ImageSpec `spec`) split as `split`; `check_only`: sources of the dataset that serve the
+    not-a-lesion check alone (`fit_extras`)."""
     from melanoma.features import extractor
 
     extract = extractor(model)
@@ -251,7 +268,7 @@ def fit_for_bundle(model, dataset, split, spec, seed: int = 0) -> dict[str, byte
         kinds, images = other_pictures(spec)
         others = extract(images)[NOVELTY_FEATURES], images, kinds
     return fit_extras(extract(dataset.images), dataset.images, dataset.frame, split.train, split.val,
-                      split.test, camera, others)
+                      split.test, camera, others, check_only)
 
 
 def other_pictures(spec) -> tuple[list[str], np.ndarray]:
@@ -264,19 +281,30 @@ def other_pictures(spec) -> tuple[list[str], np.ndarray]:
             np.stack([prepare_image(data, spec, display=False).model_input for _, _, data in pictures]))
 
 
-def add_to_bundle(bundle_dir: str | Path, data_dirs, log=print) -> Path:
+def add_to_bundle(bundle_dir: str | Path, data_dirs, lesion_dirs=(), log=print) -> Path:
     """`python -m melanoma extras`: rebuilds the bundle's split from its data folder(s) and its
-    train_config, fits the extras and adds them to the bundle (weights and other files unchanged)."""
+    train_config, fits the extras and adds them to the bundle (weights and other files unchanged).
+    `lesion_dirs`: folders of lesion photos from clinics the network was not trained on, split by lesion
+    as a further source would be, for the not-a-lesion check alone (`fit_extras`'s `check_only`)."""
     from melanoma.bundle import add_files, load_bundle, load_model
     from melanoma.config import TrainConfig
+    from melanoma.sources import as_sources
     from melanoma.splits import load_split_dataset
 
     bundle = load_bundle(bundle_dir)
-    dataset, split = load_split_dataset(data_dirs, TrainConfig.from_dict(bundle.train_config))
-    _check_same_test_split(bundle, dataset.frame["image_id"].iloc[split.test])
+    lesion_sources = as_sources(lesion_dirs) if lesion_dirs else []
+    check_only = tuple(source.name for source in lesion_sources)
+    trained_on = set(check_only) & set(bundle.sources)
+    if trained_on:
+        raise BundleError(f"{sorted(trained_on)[0]} is a source the network was trained on: give it with --data")
+    dataset, split = load_split_dataset([*as_sources(data_dirs), *lesion_sources],
+                                        TrainConfig.from_dict(bundle.train_config))
+    own_test = split.test[~dataset.frame[SOURCE_COLUMN].iloc[split.test].isin(check_only).to_numpy()]
+    _check_same_test_split(bundle, dataset.frame["image_id"].iloc[own_test])
     log(f"{len(dataset.frame)} images; split by lesion: train {len(split.train)}, validation {len(split.val)}, "
-        f"test {len(split.test)}; extracting features ...")
-    files = fit_for_bundle(load_model(bundle), dataset, split, bundle.image_spec)
+        f"test {len(split.test)}" + (f" ({', '.join(check_only)} for the not-a-lesion check alone)" if check_only else "")
+        + "; extracting features ...")
+    files = fit_for_bundle(load_model(bundle), dataset, split, bundle.image_spec, check_only=check_only)
     add_files(bundle.path, files)
     return bundle.path
 

@@ -127,7 +127,9 @@ def refusal_reading(bundle) -> str | None:
     check = bundle.extras_info.not_a_lesion if bundle.extras_info else None
     if check is None or check.classifier_rule is None:
         return None
-    words = (f"A second check also refuses: a classifier taught the training photos against "
+    clinics = "".join(f" and {clinic.training_photos:,} lesion photos of {source_title(source)}, a clinic the "
+                      "network was not trained on," for source, clinic in check.other_clinics.items())
+    words = (f"A second check also refuses: a classifier taught the training photos{clinics} against "
              f"{check.classifier_other_pictures:,} pictures that are not lesion photos (renders, scikit-image's "
              "photos and crops, faces, bare skin from an ordinary camera), about 1 lesion photo in 200 of each "
              "source refused by it.")

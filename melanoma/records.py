@@ -9,7 +9,7 @@ raises RecordError, whose one line names the file and the part: "metrics.json ha
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from functools import cached_property
 
 from melanoma.differential import FITTED_SOURCE
@@ -437,6 +437,15 @@ class RefusalTally:
 
 
 @dataclass(frozen=True)
+class OtherClinicLesions:
+    """A clinic's lesion photos given to the not-a-lesion check alone: how many of its training photos
+    were fitted as lesion photos, and its validation and test photos refused."""
+
+    training_photos: int
+    refused: dict[str, RefusalTally]
+
+
+@dataclass(frozen=True)
 class NotALesionCheck:
     active: bool  # False where too few validation photos could set the threshold: no check
     threshold: float | None
@@ -447,6 +456,9 @@ class NotALesionCheck:
     # was fitted on; None for a bundle fitted before it
     classifier_rule: str | None = None
     classifier_other_pictures: int | None = None
+    # lesion photos of clinics the network was not trained on, fitted for this check alone
+    # (`extras --lesions-from`), by source
+    other_clinics: dict[str, OtherClinicLesions] = field(default_factory=dict)
 
     @classmethod
     def read(cls, part: Fields) -> NotALesionCheck:
@@ -455,10 +467,16 @@ class NotALesionCheck:
                    rule=part.get("rule", ""),
                    classifier_rule=classifier and classifier.get("rule"),
                    classifier_other_pictures=classifier and classifier.part("fitted_on").count("other pictures"),
-                   refused={split: RefusalTally(**{name: tally.count(name) for name in
-                                                   ("images", "refused", "melanoma", "melanoma_refused")})
-                            for split, tally in part.parts("refused").items()},
+                   refused=_tallies(part.parts("refused")),
+                   other_clinics={source: OtherClinicLesions(training_photos=clinic.count("training photos"),
+                                                             refused=_tallies(clinic.parts("refused")))
+                                  for source, clinic in part.parts("check_only_sources").items()},
                    familiarity_band_edges=part.get("familiarity_band_edges"))
+
+
+def _tallies(parts: dict[str, Fields]) -> dict[str, RefusalTally]:
+    return {split: RefusalTally(**{name: tally.count(name) for name in ("images", "refused", "melanoma", "melanoma_refused")})
+            for split, tally in parts.items()}
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 the similar-cases index, on synthetic features (fast) and in the smoke-trained bundle."""
 from __future__ import annotations
 
+import io
 import json
 import shutil
 
@@ -112,6 +113,71 @@ def test_the_lesion_or_not_classifier_refuses_what_it_was_shown_and_each_sources
     assert classifier.refused(classifier(*unseen)).mean() > 0.9
     restored = LesionClassifier.from_arrays(classifier.arrays())
     assert np.allclose(restored(*unseen), classifier(*unseen), atol=1e-4) and restored.threshold == classifier.threshold
+
+
+def synthetic_sources(rng, sources: dict[str, float], per_split=(900, 300, 300)):
+    """Network outputs, images and metadata rows for each named source, its stage-3 activations shifted
+    by the given amount (another clinic's dermatoscope); each source split train / validation / test."""
+    from melanoma.features import DIAGNOSIS_OUTPUT, FEATURES, MELANOMA_OUTPUT, NOVELTY_FEATURES
+    from melanoma.sources import SOURCE_COLUMN
+
+    rows, parts = 0, {"train": [], "validation": [], "test": []}
+    frames, activations = [], []
+    for source, shift in sources.items():
+        count = sum(per_split)
+        activations.append(np.exp(rng.normal(shift, 1.0, size=(count, 30))))
+        dx = rng.choice(KNOWN_DX, count)
+        frames.append(pd.DataFrame({"image_id": [f"{source}_{i}" for i in range(count)], "dx": dx,
+                                    "lesion_id": [f"{source}_l{i}" for i in range(count)], SOURCE_COLUMN: source}))
+        for part, size in zip(parts, per_split):
+            parts[part].append(np.arange(rows, rows + size))
+            rows += size
+    total = rows
+    diagnosis = rng.dirichlet(np.ones(len(KNOWN_DX)), total).astype(np.float32)
+    outputs = {FEATURES: np.abs(rng.normal(size=(total, 80))).astype(np.float32),
+               NOVELTY_FEATURES: np.concatenate(activations).astype(np.float32),
+               DIAGNOSIS_OUTPUT: diagnosis,
+               MELANOMA_OUTPUT: np.stack([1 - diagnosis[:, 4], diagnosis[:, 4]], axis=1)}
+    images = rng.integers(0, 256, (total, 8, 8, 3), dtype=np.uint8)
+    return outputs, images, pd.concat(frames, ignore_index=True), *(np.concatenate(rows) for rows in parts.values())
+
+
+def test_another_clinics_lesion_photos_teach_the_not_a_lesion_check_and_nothing_else():
+    """`extras --lesions-from`: a clinic the network was not trained on, its photos far from the
+    training photos, is refused wholesale by a check fitted without it; given for the check alone,
+    its test photos are refused about as rarely as the bundle's own, while the differential and the
+    similar-cases index are the bundle's sources' alone."""
+    from melanoma.bundle import EXTRAS_ARRAYS, EXTRAS_INFO
+    from melanoma.extras import fit_extras
+    from melanoma.features import NOVELTY_FEATURES
+    from melanoma.novelty import NoveltyScore, colourfulness
+    from melanoma.records import ExtrasInfo
+
+    rng = np.random.default_rng(5)
+    outputs, images, frame, train, val, test = synthetic_sources(rng, {"ham10000": 0.0, "bcn20000": 1.0})
+    others = (np.exp(rng.normal(3.0, 1.0, size=(300, 30))).astype(np.float32), np.full((300, 8, 8, 3), 128, np.uint8),
+              ["render"] * 300)
+    camera = (outputs[NOVELTY_FEATURES][train[:200]], images[train[:200]])
+    own = (frame["source"] == "ham10000").to_numpy()
+    alone = fit_extras(outputs, images, frame, *(rows[own[rows]] for rows in (train, val, test)),
+                       camera, others)
+    taught = fit_extras(outputs, images, frame, train, val, test, camera, others, check_only=("bcn20000",))
+
+    bcn_test = test[~own[test]]
+    with np.load(io.BytesIO(alone[EXTRAS_ARRAYS])) as stored:
+        novelty = NoveltyScore.from_arrays({key.split("/", 1)[1]: stored[key] for key in stored.files
+                                            if key.startswith("novelty/")})
+    refused_alone = novelty.refused(novelty(outputs[NOVELTY_FEATURES][bcn_test]), colourfulness(images[bcn_test]))
+    assert refused_alone.mean() > 0.5
+
+    info_alone, info = (ExtrasInfo.from_dict(json.loads(files[EXTRAS_INFO])) for files in (alone, taught))
+    clinic = info.not_a_lesion.other_clinics["bcn20000"]
+    assert clinic.training_photos == 900 and clinic.refused["test"].images == 300
+    assert clinic.refused["test"].refused / 300 <= 0.03  # two checks at 1 in 200 each, on photos never fitted
+    assert info.fitted_on == info_alone.fitted_on  # the bundle's own photos, counted as before
+    assert info.similar_cases.index_images == info_alone.similar_cases.index_images == 900
+    assert info.differential_test == info_alone.differential_test
+    assert info.not_a_lesion.refused["test"].images == 300 and info_alone.not_a_lesion.other_clinics == {}
 
 
 def test_a_dermatoscope_photos_properties_are_read_from_its_pixels():

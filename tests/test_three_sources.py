@@ -107,3 +107,37 @@ def test_compare_pairs_a_two_source_baseline_with_a_three_source_candidate_per_s
         compare_bundles(two_source_bundle, three_source_bundle, three_sources[:2])
     with pytest.raises(ComparisonError, match="not the first of"):
         compare_bundles(three_source_bundle, two_source_bundle, three_sources[:2])
+
+
+def test_extras_lesions_from_teaches_a_two_source_bundles_check_another_clinic_and_nothing_else(
+        two_source_bundle, three_sources, tmp_path):
+    """`extras --lesions-from`: the shipped kind of two-source bundle refits its not-a-lesion check with a
+    clinic it was not trained on among the lesion photos (split by lesion as a third source would be);
+    its weights, differential and similar cases stay its own."""
+    import shutil
+
+    from melanoma.bundle import load_bundle
+    from melanoma.splits import split_metadata
+    from tests.in_process import run_melanoma
+
+    bundle = shutil.copytree(two_source_bundle, tmp_path / "bundle")
+    before = load_bundle(bundle)
+    done = run_melanoma("extras", "--model", bundle, "--data", three_sources[0], "--data", three_sources[1],
+                   "--lesions-from", three_sources[2])
+    assert done.returncode == 0, done.stderr
+    after = load_bundle(bundle)
+    assert after.manifest["files"]["weights.npz"] == before.manifest["files"]["weights.npz"]
+    own_photos = ("train", "validation", "test (measured only)")  # the camera copies draw on the clinic's too
+    assert [after.extras_info.fitted_on[part] for part in own_photos] == [
+        before.extras_info.fitted_on[part] for part in own_photos]
+    assert after.extras_info.similar_cases.index_images == before.extras_info.similar_cases.index_images
+    frame, split = split_metadata(three_sources, after.settings)
+    bcn = (frame["source"] == "bcn20000").to_numpy()
+    clinic = after.extras_info.not_a_lesion.other_clinics["bcn20000"]
+    assert clinic.training_photos == bcn[split.train].sum() > 0
+    assert clinic.refused["validation"].images == bcn[split.val].sum()
+    assert clinic.refused["test"].images == bcn[split.test].sum()
+
+    trained_on = run_melanoma("extras", "--model", bundle, "--data", three_sources[0], "--data", three_sources[1],
+                         "--lesions-from", three_sources[0])
+    assert trained_on.returncode == 1 and "ham10000 is a source the network was trained on" in trained_on.stderr
