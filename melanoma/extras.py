@@ -43,6 +43,7 @@ from melanoma.novelty import (
     NoveltyScore,
     camera_variations,
     colourfulness,
+    familiarity_edges,
     fit_novelty,
 )
 from melanoma.projection import Projection, fit_projection
@@ -185,7 +186,12 @@ def fit_extras(outputs: dict[str, np.ndarray], images: np.ndarray, frame, train:
             classifier(activations[rows], images[rows]))
 
     val_refused, test_refused = refused(val), refused(test)
-    accepted_by_distance = ~novelty.refused(novelty(activations[all_val]), colours[all_val])
+    # familiar: like the validation photos of the sources the network learnt (a check-only clinic's
+    # photos teach the refusal, not what the network knows)
+    val_scores = novelty(activations[val])
+    accepted_by_distance = ~novelty.refused(val_scores, colours[val])
+    if novelty.active:
+        novelty.band_edges = familiarity_edges(val_scores[accepted_by_distance])
     check_only_sources = {source: {
         "training photos": int((sources[lesion_train] == source).sum()),
         "refused": {part: _refused_counts(refused(rows), diagnoses[rows]) for part, rows in (

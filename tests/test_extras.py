@@ -150,7 +150,7 @@ def test_another_clinics_lesion_photos_teach_the_not_a_lesion_check_and_nothing_
     from melanoma.bundle import EXTRAS_ARRAYS, EXTRAS_INFO
     from melanoma.extras import fit_extras
     from melanoma.features import NOVELTY_FEATURES
-    from melanoma.novelty import NoveltyScore, colourfulness
+    from melanoma.novelty import NoveltyScore, colourfulness, familiarity_edges
     from melanoma.records import ExtrasInfo
 
     rng = np.random.default_rng(5)
@@ -163,12 +163,20 @@ def test_another_clinics_lesion_photos_teach_the_not_a_lesion_check_and_nothing_
                        camera, others)
     taught = fit_extras(outputs, images, frame, train, val, test, camera, others, check_only=("bcn20000",))
 
+    def novelty_of(files) -> NoveltyScore:
+        with np.load(io.BytesIO(files[EXTRAS_ARRAYS])) as stored:
+            return NoveltyScore.from_arrays({key.split("/", 1)[1]: stored[key] for key in stored.files
+                                             if key.startswith("novelty/")})
+
     bcn_test = test[~own[test]]
-    with np.load(io.BytesIO(alone[EXTRAS_ARRAYS])) as stored:
-        novelty = NoveltyScore.from_arrays({key.split("/", 1)[1]: stored[key] for key in stored.files
-                                            if key.startswith("novelty/")})
+    novelty = novelty_of(alone)
     refused_alone = novelty.refused(novelty(outputs[NOVELTY_FEATURES][bcn_test]), colourfulness(images[bcn_test]))
     assert refused_alone.mean() > 0.5
+    # familiarity stays "like the photos of the sources the network learnt": bands from their validation photos
+    novelty, own_val = novelty_of(taught), val[own[val]]
+    scores = novelty(outputs[NOVELTY_FEATURES][own_val])
+    accepted = ~novelty.refused(scores, colourfulness(images[own_val]))
+    assert np.allclose(novelty.band_edges, familiarity_edges(scores[accepted]))
 
     info_alone, info = (ExtrasInfo.from_dict(json.loads(files[EXTRAS_INFO])) for files in (alone, taught))
     clinic = info.not_a_lesion.other_clinics["bcn20000"]
