@@ -487,7 +487,7 @@ class RefusalMeasured:
     held_out_pictures: int
     held_out_refused: int
     held_out_by_kind: dict[str, str]  # kind -> "refused of pictures"
-    lesions_refused: dict[str, float]  # "<source> <validation|test>" -> share refused
+    lesions_refused: dict[tuple[str, str], float]  # (source, "validation" | "test") -> share refused
     date: str
 
     @property
@@ -498,7 +498,7 @@ class RefusalMeasured:
     def from_dict(cls, data: dict) -> RefusalMeasured:
         part = Fields(data, REFUSAL)
         held = part.part("held_out_non_lesion")
-        lesions = {f"{source} {split}": figures.number("share")
+        lesions = {(source, split): figures.number("share")
                    for source, parts in part.parts("by_source").items()
                    for split, figures in parts.each().items() if split in ("validation", "test")
                    and figures.optional_number("share") is not None} if part.has("by_source") else {}

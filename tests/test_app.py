@@ -622,7 +622,7 @@ def test_about_page_publishes_each_sources_test_figures_as_measured(shipped_app_
     prose = texts(app.markdown)
     shown = bundle.evaluations["ham10000"].test_split_part.differential
     assert f"confirmed one for **{shown.accuracy:.1%}**" in prose
-    assert "On other clinics' dermatoscopes it was not measured" in prose
+    assert "On other clinics' dermatoscopes its accuracy was not measured" in prose
     # Issue 42: one statement on other clinics, with its source, the same as the API's; no heading that
     # promises other clinics' figures over a table of the training sources; nothing points at no table.
     from melanoma.published import other_clinics_statement

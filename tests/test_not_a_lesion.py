@@ -88,3 +88,20 @@ def test_each_sources_validation_lesions_are_rarely_refused_and_melanomas_no_lik
     counts = [[(refused & melanoma).sum(), (~refused & melanoma).sum()],
               [(refused & ~melanoma).sum(), (~refused & ~melanoma).sum()]]
     assert refused[melanoma].mean() <= refused[~melanoma].mean() or fisher_exact(counts)[1] >= 0.05
+
+
+def test_the_model_card_gives_each_sources_lesion_refusals_and_names_the_clinic_it_was_not_trained_on():
+    from melanoma.bundle import load_bundle
+    from melanoma.published import refusal_reading
+    from melanoma.records import REFUSAL
+    from melanoma.reporting import source_title
+
+    bundle = load_bundle(DEFAULT_BUNDLE)
+    words = refusal_reading(bundle)
+    recorded = json.loads((bundle.path / REFUSAL).read_text())["by_source"]
+    assert set(recorded) > set(bundle.sources)  # measured on a clinic beyond its own too
+    for source, parts in recorded.items():
+        for split in ("validation", "test"):
+            figure = f"{source_title(source)} {split} {parts[split]['share']:.1%}"
+            assert figure in words
+            assert (f"{figure} (a clinic it was not trained on)" in words) == (source not in bundle.sources)

@@ -67,9 +67,9 @@ def training_data(bundle) -> str:
                      for source in bundle.sources)
     test_auc = bundle.metrics.test.roc_auc or 0.0
     elsewhere = other_sources(bundle)
-    measured = ("it was measured and does far worse" if any(
+    measured = ("its accuracy was measured and is far worse" if any(
         report.figures.intervals.roc_auc[1] < test_auc for report in elsewhere.values()) else
-        "it was measured" if elsewhere else "it was not measured")
+        "its accuracy was measured" if elsewhere else "its accuracy was not measured")
     return (f"**Training data.** Dermatoscopic photos of pigmented lesions: {seen}; mostly of fair-skinned "
             f"patients. On other clinics' dermatoscopes {measured} (below); on darker skin, phone photos or "
             "non-pigmented lesions it is unknown and likely worse.")
