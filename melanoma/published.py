@@ -137,9 +137,11 @@ def refusal_reading(bundle) -> str | None:
     if measured is None:
         return words + " How it does on pictures from other sources was not measured for this model."
     kinds = "; ".join(f"{kind} {count}" for kind, count in measured.held_out_by_kind.items())
-    lesions = ", ".join(f"{source_title(source)} {split} {share:.1%}"
-                        + ("" if source in bundle.sources else " (a clinic it was not trained on)")
-                        for (source, split), share in measured.lesions_refused.items())
+    by_source: dict[str, list[str]] = {}
+    for (source, split), share in measured.lesions_refused.items():
+        by_source.setdefault(source, []).append(f"{split} {share:.1%}")
+    lesions = "; ".join(f"{source_title(source)}{'' if source in bundle.sources else ', a clinic it was not trained on'}: "
+                        + ", ".join(figures) for source, figures in by_source.items())
     return (words + f" On {measured.held_out_pictures} pictures from sources it never saw (neither fitted nor "
             f"chosen on), the two refused {measured.held_out_share:.1%} (target 95%): {kinds}. Food, retina "
             f"and plain X-ray photos were not among them. Lesion photos refused: {lesions}"
