@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -18,6 +19,11 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 ARTIFACTS = ROOT / "test-artifacts"
 SERVER_START_TIMEOUT = 90
 LOOPBACK = "127.0.0.1"
+# The server is `streamlit run` with faulthandler listening on SIGUSR1: a test that fails while the
+# server runs prints every server thread's stack (a page that waits forever says what it waits on).
+STREAMLIT_WITH_STACK_DUMPS = ("import faulthandler, signal, sys; faulthandler.register(signal.SIGUSR1, all_threads=True);"
+                              " from streamlit.web.cli import main; sys.exit(main(prog_name='streamlit'))")
+STACK_DUMP_CHARS = 20_000
 
 
 # Playwright's `expect` waits 5 s by default; a page that renders behind a busy CPU (CI runs two
@@ -83,13 +89,16 @@ def running_app(model: Path | None, data: Path, log: Path, root: Path = ROOT, ad
     started = time.monotonic()
     with open(log, "w") as log_file:
         server = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port),
+            [sys.executable, "-c", STREAMLIT_WITH_STACK_DUMPS, "run", "streamlit_app.py", "--server.port", str(port),
              "--server.address", address, "--server.headless", "true"],
             cwd=root, env=env, stdout=log_file, stderr=subprocess.STDOUT)
     try:
         url = f"http://{LOOPBACK}:{port}"
         wait_until_healthy(url, server, log)
         yield url, server, started
+    except BaseException:
+        print_stacks(server, log)
+        raise
     finally:
         server.terminate()
         try:
@@ -97,6 +106,18 @@ def running_app(model: Path | None, data: Path, log: Path, root: Path = ROOT, ad
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()
+
+
+def print_stacks(server: subprocess.Popen, log: Path) -> None:
+    """Every thread's stack of a server still running, with the end of its log, to stderr (which
+    pytest shows with the failure)."""
+    if server.poll() is not None:
+        print(f"streamlit had exited with {server.returncode}", file=sys.stderr)
+    else:
+        server.send_signal(signal.SIGUSR1)
+        time.sleep(2)
+    print(f"the end of {log.name}, the server's threads last:\n{log.read_text(errors='replace')[-STACK_DUMP_CHARS:]}",
+          file=sys.stderr)
 
 
 def cpu_seconds(pid: int) -> float:
