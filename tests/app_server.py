@@ -23,7 +23,7 @@ LOOPBACK = "127.0.0.1"
 # server runs prints every server thread's stack (a page that waits forever says what it waits on).
 STREAMLIT_WITH_STACK_DUMPS = ("import faulthandler, signal, sys; faulthandler.register(signal.SIGUSR1, all_threads=True);"
                               " from streamlit.web.cli import main; sys.exit(main(prog_name='streamlit'))")
-STACK_DUMP_CHARS = 20_000
+LOG_TAIL_BYTES, STACK_DUMP_BYTES = 6_000, 30_000
 
 
 # Playwright's `expect` waits 5 s by default; a page that renders behind a busy CPU (CI runs two
@@ -109,15 +109,17 @@ def running_app(model: Path | None, data: Path, log: Path, root: Path = ROOT, ad
 
 
 def print_stacks(server: subprocess.Popen, log: Path) -> None:
-    """Every thread's stack of a server still running, with the end of its log, to stderr (which
-    pytest shows with the failure)."""
+    """The end of a server's log (an uncaught page exception is logged there) and, while it still
+    runs, every thread's stack, to stderr, which pytest shows with the failure."""
+    logged = log.read_bytes()
+    print(f"the end of {log.name}:\n{logged[-LOG_TAIL_BYTES:].decode(errors='replace')}", file=sys.stderr)
     if server.poll() is not None:
         print(f"streamlit had exited with {server.returncode}", file=sys.stderr)
-    else:
-        server.send_signal(signal.SIGUSR1)
-        time.sleep(2)
-    print(f"the end of {log.name}, the server's threads last:\n{log.read_text(errors='replace')[-STACK_DUMP_CHARS:]}",
-          file=sys.stderr)
+        return
+    server.send_signal(signal.SIGUSR1)
+    time.sleep(2)
+    stacks = log.read_bytes()[len(logged):]
+    print(f"the server's threads:\n{stacks[-STACK_DUMP_BYTES:].decode(errors='replace')}", file=sys.stderr)
 
 
 def cpu_seconds(pid: int) -> float:
