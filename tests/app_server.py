@@ -24,6 +24,7 @@ LOOPBACK = "127.0.0.1"
 STREAMLIT_WITH_STACK_DUMPS = ("import faulthandler, signal, sys; faulthandler.register(signal.SIGUSR1, all_threads=True);"
                               " from streamlit.web.cli import main; sys.exit(main(prog_name='streamlit'))")
 LOG_TAIL_BYTES, STACK_DUMP_BYTES = 6_000, 30_000
+LIVE_SERVERS: set[tuple[subprocess.Popen, Path]] = set()
 
 
 # Playwright's `expect` waits 5 s by default; a page that renders behind a busy CPU (CI runs two
@@ -92,14 +93,16 @@ def running_app(model: Path | None, data: Path, log: Path, root: Path = ROOT, ad
             [sys.executable, "-c", STREAMLIT_WITH_STACK_DUMPS, "run", "streamlit_app.py", "--server.port", str(port),
              "--server.address", address, "--server.headless", "true"],
             cwd=root, env=env, stdout=log_file, stderr=subprocess.STDOUT)
+    LIVE_SERVERS.add((server, log))
     try:
         url = f"http://{LOOPBACK}:{port}"
         wait_until_healthy(url, server, log)
         yield url, server, started
     except BaseException:
-        print_stacks(server, log)
+        print(server_state(server, log), file=sys.stderr)  # pytest shows it with the failure
         raise
     finally:
+        LIVE_SERVERS.discard((server, log))
         server.terminate()
         try:
             server.wait(timeout=15)
@@ -108,18 +111,22 @@ def running_app(model: Path | None, data: Path, log: Path, root: Path = ROOT, ad
             server.wait()
 
 
-def print_stacks(server: subprocess.Popen, log: Path) -> None:
+def server_state(server: subprocess.Popen, log: Path) -> str:
     """The end of a server's log (an uncaught page exception is logged there) and, while it still
-    runs, every thread's stack, to stderr, which pytest shows with the failure."""
+    runs, every thread's stack: what a page that never finished was waiting on."""
     logged = log.read_bytes()
-    print(f"the end of {log.name}:\n{logged[-LOG_TAIL_BYTES:].decode(errors='replace')}", file=sys.stderr)
+    state = f"the end of {log.name}:\n{logged[-LOG_TAIL_BYTES:].decode(errors='replace')}\n"
     if server.poll() is not None:
-        print(f"streamlit had exited with {server.returncode}", file=sys.stderr)
-        return
+        return state + f"streamlit had exited with {server.returncode}"
     server.send_signal(signal.SIGUSR1)
     time.sleep(2)
     stacks = log.read_bytes()[len(logged):]
-    print(f"the server's threads:\n{stacks[-STACK_DUMP_BYTES:].decode(errors='replace')}", file=sys.stderr)
+    return state + f"the server's threads:\n{stacks[-STACK_DUMP_BYTES:].decode(errors='replace')}"
+
+
+def live_servers_state() -> list[str]:
+    """server_state of every server running_app keeps open (a fixture's, when a test that used it failed)."""
+    return [server_state(server, log) for server, log in list(LIVE_SERVERS)]
 
 
 def cpu_seconds(pid: int) -> float:

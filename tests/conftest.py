@@ -25,6 +25,17 @@ SMOKE_IMAGES = 96
 TRAINED_HERE = {"smoke_bundle", "smoke_v2_bundle", "two_source_bundle", "three_source_bundle"}
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failed test that used a fixture's Streamlit server reports that server's log and threads."""
+    report = (yield).get_result()
+    if report.when == "call" and report.failed:
+        from tests.app_server import live_servers_state
+
+        for state in live_servers_state():
+            report.sections.append(("streamlit server", state))
+
+
 def pytest_collection_modifyitems(items):
     for item in items:
         if TRAINED_HERE & set(getattr(item, "fixturenames", ())):

@@ -85,6 +85,14 @@ def assert_no_exception(page) -> None:
     assert page.get_by_test_id("stException").count() == 0, page.get_by_test_id("stException").first.inner_text()
 
 
+def visible_unless_exception(page, locator, timeout_ms: int) -> None:
+    """Waits for `locator` to show; an exception the page shows first fails the test at once, with its text."""
+    from playwright.sync_api import expect
+
+    expect(locator.or_(page.get_by_test_id("stException")).first).to_be_visible(timeout=timeout_ms)
+    assert_no_exception(page)
+
+
 def open_from_sidebar(page, title: str, heading: str) -> None:
     page.get_by_test_id("stSidebarNav").get_by_role("link", name=title).click()
     page.get_by_role("heading", name=heading).wait_for(timeout=PAGE_TIMEOUT_MS)

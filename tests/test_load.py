@@ -79,6 +79,11 @@ async def one_session(browser, url: str, photos: list, bad_file, expected: dict,
             mine = photos[start:start + PHOTOS_PER_ROUND]
             tick = time.monotonic()
             await uploader.set_input_files([str(p) for p in mine] + [str(bad_file)])
+            # the last card's figure, or an exception the page shows instead (fails at once, with its text)
+            exception = page.get_by_test_id("stException")
+            await expect(page.get_by_test_id("stMetricValue").nth(len(mine) - 1).or_(exception).first).to_be_visible(
+                timeout=RESULT_TIMEOUT_MS)
+            assert await exception.count() == 0, f"session {index}: {await exception.first.inner_text()}"
             await expect(page.get_by_test_id("stMetricValue")).to_have_count(len(mine), timeout=RESULT_TIMEOUT_MS)
             rejection = page.get_by_test_id("stAlert").filter(has_text=f"{bad_file.name} was not assessed")
             await expect(rejection).to_contain_text(BAD_REASON, timeout=RESULT_TIMEOUT_MS)

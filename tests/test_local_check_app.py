@@ -14,7 +14,7 @@ from tests.api_client import call, multipart
 from tests.app_server import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, require_browser, running_app
 from tests.in_process import run_melanoma
 from tests.local_check_sample import as_folder, isic_test_sample
-from tests.test_browser import assert_no_exception, open_from_sidebar, screenshot
+from tests.test_browser import assert_no_exception, open_from_sidebar, screenshot, visible_unless_exception
 from tests.test_local_check import NETWORK_NOISE, assert_same_figures
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
@@ -109,12 +109,14 @@ def start_check(page, expected: str, width: int) -> None:
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
     try:
+        visible_unless_exception(page, page.get_by_role("button", name=expected), CHECK_TIMEOUT_MS)
         page.get_by_role("button", name=expected).click(timeout=CHECK_TIMEOUT_MS)
-    except PlaywrightTimeout:
+    except (PlaywrightTimeout, AssertionError):
         offered = page.get_by_role("button", name=re.compile(r"Check the model on")).all_inner_texts()
         screenshot(page, f"local-check-no-start-{width}")
-        pytest.fail(f"no {expected!r} button; the page offers {offered} and warns "
-                    f"{page.get_by_test_id('stAlert').all_inner_texts()}")
+        pytest.fail(f"no {expected!r} button; the page offers {offered}, warns "
+                    f"{page.get_by_test_id('stAlert').all_inner_texts()} and shows the exceptions "
+                    f"{page.get_by_test_id('stException').all_inner_texts()}")
 
 
 @pytest.mark.parametrize("width", [1400, 420])

@@ -435,7 +435,13 @@ def take_a_test(page, url: str, label: str, length: int = 10, touch: bool = Fals
     def press(element) -> None:
         element.tap() if touch else element.click()
 
-    from tests.test_browser import MODEL_TIMEOUT_MS, PAGE_TIMEOUT_MS, assert_no_exception, screenshot
+    from tests.test_browser import (
+        MODEL_TIMEOUT_MS,
+        PAGE_TIMEOUT_MS,
+        assert_no_exception,
+        screenshot,
+        visible_unless_exception,
+    )
 
     heading = page.get_by_role("heading", name="Test yourself against the model")
     expect(heading).to_be_visible(timeout=PAGE_TIMEOUT_MS)
@@ -474,7 +480,7 @@ def take_a_test(page, url: str, label: str, length: int = 10, touch: bool = Fals
     # The result loads the network and traces Grad-CAM the first time: the model's timeout.
     expect(page.get_by_text(f"Your result: {length} photos")).to_be_visible(timeout=MODEL_TIMEOUT_MS)
     expect(page.locator(".js-plotly-plot")).to_have_count(1, timeout=MODEL_TIMEOUT_MS)
-    expect(page.get_by_role("button", name="Download the whole test (CSV)")).to_be_visible(timeout=MODEL_TIMEOUT_MS)
+    visible_unless_exception(page, page.get_by_role("button", name="Download the whole test (CSV)"), MODEL_TIMEOUT_MS)
     with page.expect_download(timeout=PAGE_TIMEOUT_MS) as download:
         page.get_by_role("button", name="Download the whole test (CSV)").click()
     table = pd.read_csv(download.value.path())
